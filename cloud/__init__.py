@@ -1,0 +1,1 @@
+"""Cloud side: the ingester and the API."""

@@ -1,0 +1,213 @@
+"""The one place that speaks InfluxDB: line protocol formatting, ``/write`` and ``/query``.
+
+Only the 1.x HTTP API is used (line protocol on ``/write``, InfluxQL on ``/query``): InfluxDB
+1.x serves it natively, 2.x through its compatibility API (DBRP mappings), 3.x natively.
+See docs/adr/0001-influxdb-v1-http-api.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from contract.errors import PantauError, StorageError
+
+FieldValue = int | float | bool | str
+
+_TAG_SPECIAL = re.compile(r"([ ,=])")
+_MEASUREMENT_SPECIAL = re.compile(r"([ ,])")
+#: What line protocol cannot carry in a tag: line ends, and backslashes (a trailing one breaks
+#: InfluxDB 1.x's parser; elsewhere their meaning differs between versions).
+_TAG_FORBIDDEN = re.compile(r"[\n\r\\]")
+#: Statuses worth retrying: the server or the path to it is struggling, not the data wrong.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class LineProtocolError(PantauError):
+    """A value that line protocol cannot represent exactly."""
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value; refuse what cannot round-trip."""
+    if not value:
+        raise LineProtocolError("empty tag values are dropped by InfluxDB")
+    if _TAG_FORBIDDEN.search(value):
+        raise LineProtocolError(f"tag value {value!r} contains a line end or backslash")
+    return _TAG_SPECIAL.sub(r"\\\1", value)
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name."""
+    if not name or _TAG_FORBIDDEN.search(name):
+        raise LineProtocolError(f"measurement name {name!r} cannot be written")
+    return _MEASUREMENT_SPECIAL.sub(r"\\\1", name)
+
+
+def format_field(value: FieldValue) -> str:
+    """A field value in line protocol: integers get ``i``, strings are quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LineProtocolError(f"{value} cannot be stored")
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,tag=value,...`` with tags sorted (InfluxDB's preferred order). Build it
+    once per series and reuse it for every point of that series."""
+    parts = [escape_measurement(measurement)]
+    parts += [f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items())]
+    return ",".join(parts)
+
+
+def format_line(key: str, fields: Mapping[str, FieldValue], ts_ms: int) -> str:
+    """One point: a series key from :func:`series_key`, fields (None values skipped), time."""
+    body = ",".join(f"{escape_tag(k)}={format_field(v)}" for k, v in fields.items())
+    if not body:
+        raise LineProtocolError(f"{key}: a point needs at least one field")
+    return f"{key} {body} {ts_ms}"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of a query result."""
+
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Each value row as a dict, with the series' tags merged in."""
+        return [{**self.tags, **dict(zip(self.columns, row, strict=True))} for row in self.values]
+
+
+@dataclass(kw_only=True)
+class InfluxHTTP:
+    """A small client for the InfluxDB 1.x HTTP API. Build it freely; it connects on ``start``.
+
+    ``token`` is sent as ``Authorization: Token ...`` (InfluxDB 2.x/3.x compatibility API);
+    ``username``/``password`` as 1.x credentials."""
+
+    url: str
+    database: str = "pantau"
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout: float = 10.0
+    transport: httpx.BaseTransport | None = None
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> Self:
+        headers = {"Authorization": f"Token {self.token}"} if self.token else {}
+        auth = (self.username, self.password or "") if self.username else None
+        self._client = httpx.Client(
+            base_url=self.url,
+            timeout=self.timeout,
+            headers=headers,
+            auth=auth,
+            transport=self.transport,
+        )
+        return self
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            raise PantauError("InfluxHTTP used before start()")
+        return self._client
+
+    def ping(self) -> bool:
+        """True if the server answers ``/ping``."""
+        try:
+            return self.client.get("/ping").status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def ensure_database(self) -> None:
+        """Create the database if missing (idempotent in InfluxQL)."""
+        self._post_query(f'CREATE DATABASE "{self.database}"')
+
+    def write(self, lines: Iterable[str] | bytes, *, precision: str = "ms") -> None:
+        """Write points; returns only once InfluxDB has stored them.
+
+        Raises :class:`StorageError` with ``retryable`` telling whether a retry can succeed:
+        connection failures and 408/429/5xx can; 400 (bad or conflicting data) cannot."""
+        body = lines if isinstance(lines, bytes) else "\n".join(lines).encode("utf-8")
+        try:
+            resp = self.client.post(
+                "/write", params={"db": self.database, "precision": precision}, content=body
+            )
+        except httpx.TransportError as exc:
+            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+        if resp.status_code == 204:
+            return
+        raise StorageError(
+            f"InfluxDB /write {resp.status_code}: {resp.text[:500]}",
+            status=resp.status_code,
+            retryable=resp.status_code in RETRYABLE_STATUSES,
+        )
+
+    def query(self, q: str, *, epoch: str = "ms") -> list[Series]:
+        """Run InfluxQL; return the series of the first statement (times as epoch ``ms``)."""
+        try:
+            resp = self.client.get("/query", params={"db": self.database, "q": q, "epoch": epoch})
+        except httpx.TransportError as exc:
+            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+        return _series_of(resp, q)
+
+    def _post_query(self, q: str) -> list[Series]:
+        try:
+            resp = self.client.post("/query", params={"db": self.database}, data={"q": q})
+        except httpx.TransportError as exc:
+            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+        return _series_of(resp, q)
+
+    def execute(self, statements: Sequence[str]) -> None:
+        """Run management statements (CREATE RETENTION POLICY, CONTINUOUS QUERY...) via POST."""
+        for q in statements:
+            self._post_query(q)
+
+
+def _series_of(resp: httpx.Response, q: str) -> list[Series]:
+    if resp.status_code != 200:
+        raise StorageError(
+            f"InfluxDB /query {resp.status_code} for {q!r}: {resp.text[:300]}",
+            status=resp.status_code,
+            retryable=resp.status_code in RETRYABLE_STATUSES,
+        )
+    results = resp.json().get("results", [{}])
+    first = results[0] if results else {}
+    if "error" in first:
+        raise StorageError(f"InfluxQL error for {q!r}: {first['error']}", retryable=False)
+    return [
+        Series(
+            name=s.get("name", ""),
+            tags=s.get("tags", {}) or {},
+            columns=s["columns"],
+            values=s.get("values", []),
+        )
+        for s in first.get("series", [])
+    ]

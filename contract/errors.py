@@ -1,0 +1,86 @@
+"""One root error for Pantau, with typed subclasses that carry what a caller needs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectReason(StrEnum):
+    """Why a message or reading was refused. The values are stable: they are metric labels,
+    dead-letter keys and API strings, so never rename one."""
+
+    INVALID_JSON = "invalid_json"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    SCHEMA_VIOLATION = "schema_violation"
+    OVERSIZE = "oversize"
+    UNKNOWN_GATEWAY = "unknown_gateway"
+    UNKNOWN_SENSOR = "unknown_sensor"
+    TOPIC_MISMATCH = "topic_mismatch"
+    KIND_MISMATCH = "kind_mismatch"
+    NON_FINITE = "non_finite"
+    NEGATIVE_COUNT = "negative_count"
+    OCCUPIED_EXCEEDS_CAPACITY = "occupied_exceeds_capacity"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    ANCIENT_TIMESTAMP = "ancient_timestamp"
+    BAD_TOPIC = "bad_topic"
+    STORAGE_REJECTED = "storage_rejected"
+
+
+class PantauError(Exception):
+    """Root of every error Pantau raises on purpose."""
+
+
+class ContractError(PantauError):
+    """Something on the wire does not follow the contract."""
+
+    def __init__(self, reason: RejectReason, detail: str, *, index: int | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        #: Position of the offending reading inside a batch, when the fault is a reading's.
+        self.index = index
+        where = f" (reading {index})" if index is not None else ""
+        super().__init__(f"{reason.value}{where}: {detail}")
+
+
+class TopicError(ContractError):
+    """An MQTT topic that is not one of Pantau's."""
+
+    def __init__(self, topic: str, detail: str) -> None:
+        self.topic = topic
+        super().__init__(RejectReason.BAD_TOPIC, f"{topic!r}: {detail}")
+
+
+class PayloadError(ContractError):
+    """A payload that cannot be decoded or breaks a validation rule."""
+
+
+class FrameError(ContractError):
+    """A serial frame that is malformed (checksum, field count, bad value)."""
+
+    def __init__(self, detail: str, *, raw: bytes = b"") -> None:
+        self.raw = raw
+        super().__init__(RejectReason.SCHEMA_VIOLATION, detail)
+
+
+class RegistryError(PantauError):
+    """A city registry file that is missing or invalid; names the file and the place in it."""
+
+    def __init__(self, path: str, location: str, message: str) -> None:
+        self.path = path
+        self.location = location
+        self.message = message
+        at = f" at {location}" if location else ""
+        super().__init__(f"{path}{at}: {message}")
+
+
+class ConfigError(PantauError):
+    """Settings that cannot work (missing secret in production, bad URL...)."""
+
+
+class StorageError(PantauError):
+    """The time-series store refused or could not be reached."""
+
+    def __init__(self, detail: str, *, status: int | None = None, retryable: bool) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(detail)

@@ -1,0 +1,237 @@
+"""Message schema (version 1), its validation rules and size limits.
+
+The gateway batch is the main form; the single reading is for simple devices that publish with
+``mosquitto_pub``. Times are integer milliseconds since the Unix epoch, UTC: integers survive
+JSON, numpy and InfluxDB (``precision=ms``) without rounding, and a site's local day is derived
+from the registry's time zone, never from the wire.
+
+The rules here are the only definition of "valid". The ingester applies them vectorised over a
+whole flush window (``cloud.ingest.decode``); a property test proves both agree.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from contract.errors import PayloadError, RejectReason
+from contract.topics import ID_PATTERN
+
+SCHEMA_VERSION = 1
+
+#: Larger payloads are refused unread (broker also caps packets, see mosquitto/conf.d).
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_READINGS_PER_BATCH = 2000
+#: How far a reading may be stamped ahead of the receiver's clock (gateway clocks drift).
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+#: Nothing Pantau measures predates this (2020-01-01T00:00:00Z); older means a clock reset.
+MIN_TIMESTAMP_MS = 1_577_836_800_000
+#: Counters are stored as InfluxDB integers; this keeps sums over a province far from overflow.
+MAX_COUNT = 10_000_000
+
+Identifier = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
+
+
+class SensorKind(StrEnum):
+    """What a sensor measures."""
+
+    BED = "bed"  # a ward's beds of one SIRANAP bed type
+    CROWD = "crowd"  # a people counter at one gate of a market, park, mall or station
+    QUEUE = "queue"  # a ticket kiosk at a hospital or public office
+
+
+#: Value fields per kind, in wire order (the serial frame and binary batch are positional).
+KIND_FIELDS: dict[SensorKind, tuple[str, ...]] = {
+    # capacity: beds in service; occupied: beds in use, of which suspect/confirmed COVID-19;
+    # waiting: patients waiting for a bed of this type (SIRANAP "antrian").
+    SensorKind.BED: ("capacity", "occupied", "suspect", "confirmed", "waiting"),
+    # entries/exits: cumulative since the counter's last reset; occupancy: people inside now as
+    # counted at this gate (entries - exits, corrected by the device's own recount).
+    SensorKind.CROWD: ("entries", "exits", "occupancy"),
+    # issued/served: tickets since the kiosk's daily reset; counters_open: desks serving now.
+    SensorKind.QUEUE: ("issued", "served", "counters_open"),
+}
+
+#: Stable small integer per kind, for columnar arrays and the binary batch.
+KIND_CODES: dict[SensorKind, int] = {SensorKind.BED: 1, SensorKind.CROWD: 2, SensorKind.QUEUE: 3}
+
+
+class ClockSource(StrEnum):
+    """Who stamped a reading's observation time."""
+
+    SENSOR = "sensor"
+    GATEWAY = "gateway"
+
+
+def check_values(kind: SensorKind, values: dict[str, int]) -> tuple[RejectReason, str] | None:
+    """The per-reading value rules. Returns the first broken rule, or None if the values are
+    valid. Field presence is checked first, then signs, then cross-field consistency."""
+    expected = KIND_FIELDS[kind]
+    if set(values) != set(expected):
+        return RejectReason.SCHEMA_VIOLATION, f"{kind.value} needs exactly {list(expected)}"
+    for name in expected:
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return RejectReason.SCHEMA_VIOLATION, f"{name} must be an integer"
+        if value < 0:
+            return RejectReason.NEGATIVE_COUNT, f"{name} is {value}"
+        if value > MAX_COUNT:
+            return RejectReason.SCHEMA_VIOLATION, f"{name} exceeds {MAX_COUNT}"
+    if kind is SensorKind.BED:
+        if values["occupied"] > values["capacity"]:
+            return (
+                RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
+                f"occupied {values['occupied']} > capacity {values['capacity']}",
+            )
+        if values["suspect"] + values["confirmed"] > values["occupied"]:
+            return (
+                RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
+                "suspect + confirmed exceeds occupied",
+            )
+    if kind is SensorKind.QUEUE and values["served"] > values["issued"]:
+        return RejectReason.SCHEMA_VIOLATION, "served exceeds issued"
+    return None
+
+
+def check_timestamp(ts_ms: int, now_ms: int) -> tuple[RejectReason, str] | None:
+    """The observation-time rule, against the receiver's clock ``now_ms``."""
+    if ts_ms > now_ms + MAX_FUTURE_SKEW_MS:
+        return RejectReason.FUTURE_TIMESTAMP, f"ts {ts_ms} is {ts_ms - now_ms} ms ahead"
+    if ts_ms < MIN_TIMESTAMP_MS:
+        return RejectReason.ANCIENT_TIMESTAMP, f"ts {ts_ms} predates {MIN_TIMESTAMP_MS}"
+    return None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Reading(_Strict):
+    """One observation of one sensor."""
+
+    sensor: Identifier
+    kind: SensorKind
+    ts: int = Field(description="observation time, ms since epoch UTC")
+    seq: int = Field(ge=0, description="per-sensor sequence; restarts at 0 when a sensor resets")
+    values: dict[str, int]
+    clock: ClockSource = ClockSource.SENSOR
+
+    @model_validator(mode="after")
+    def _values_follow_rules(self) -> Reading:
+        broken = check_values(self.kind, self.values)
+        if broken is not None:
+            raise ValueError(f"{broken[0].value}: {broken[1]}")
+        return self
+
+
+class Batch(_Strict):
+    """What a gateway publishes on ``.../readings``."""
+
+    v: Literal[1] = 1
+    gw: Identifier
+    seq: int = Field(ge=0, description="per-gateway batch sequence, for dedup")
+    sent: int = Field(description="gateway send time, ms since epoch UTC")
+    clock_offset_ms: int | None = Field(
+        default=None, description="gateway clock minus NTP time, if the gateway knows it"
+    )
+    readings: list[Reading] = Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)
+
+
+class SingleReading(_Strict):
+    """What a simple device publishes on ``.../reading`` (the gateway id is the topic's)."""
+
+    v: Literal[1] = 1
+    sensor: Identifier
+    kind: SensorKind
+    ts: int | None = Field(default=None, description="omit if the device has no clock")
+    seq: int = Field(default=0, ge=0)
+    values: dict[str, int]
+
+    @model_validator(mode="after")
+    def _values_follow_rules(self) -> SingleReading:
+        broken = check_values(self.kind, self.values)
+        if broken is not None:
+            raise ValueError(f"{broken[0].value}: {broken[1]}")
+        return self
+
+
+class GatewayState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class GatewayStatus(_Strict):
+    """Retained on ``.../status``; the broker publishes the offline form as the last-will."""
+
+    v: Literal[1] = 1
+    gw: Identifier
+    state: GatewayState
+    ts: int
+    stats: dict[str, int | float | str] = Field(default_factory=dict)
+    #: sensor id -> last time (ms) the gateway decoded a frame from it
+    sensors_last_seen: dict[str, int] = Field(default_factory=dict)
+
+
+class CommandName(StrEnum):
+    SET_INTERVAL = "set_interval"
+    READ_NOW = "read_now"
+    RELOAD_CONFIG = "reload_config"
+    SPOOL_STATE = "spool_state"
+
+
+class Command(_Strict):
+    """Sent by ops on ``.../cmd``."""
+
+    v: Literal[1] = 1
+    id: Identifier
+    name: CommandName
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandAck(_Strict):
+    """The gateway's answer on ``.../ack``; ``id`` is the command's, or ``unknown``."""
+
+    v: Literal[1] = 1
+    id: str
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _refuse_constant(token: str) -> Any:
+    raise PayloadError(RejectReason.NON_FINITE, f"{token} is not a number Pantau accepts")
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a JSON payload within the size limit. NaN/Infinity (which strict JSON parsers call
+    a syntax error) are told apart so operators see *why* a device's data was refused."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(RejectReason.OVERSIZE, f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:  # slow path only for refused payloads: find out whether NaN/Infinity was the cause
+            json.loads(raw, parse_constant=_refuse_constant)
+        except PayloadError:
+            raise
+        except (ValueError, UnicodeDecodeError):
+            pass
+        raise PayloadError(RejectReason.INVALID_JSON, str(exc)) from None
+
+
+def check_version(doc: Any) -> None:
+    """Refuse documents that are not JSON objects of a schema version this code speaks."""
+    if not isinstance(doc, dict):
+        raise PayloadError(RejectReason.SCHEMA_VIOLATION, "payload must be a JSON object")
+    version = doc.get("v")
+    if version != SCHEMA_VERSION:
+        raise PayloadError(RejectReason.UNSUPPORTED_VERSION, f"v={version!r}, this speaks v=1")
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise any contract message to its wire bytes (compact JSON)."""
+    return orjson.dumps(message.model_dump(mode="json", exclude_none=True))

@@ -1,0 +1,155 @@
+"""Serial framing between a sensor's firmware and its gateway.
+
+One reading per line of printable ASCII, so a technician can read the stream in any terminal::
+
+    $PNT1,<sensor>,<kind>,<seq>,<ts_ms or empty>,<v1>,...,<vn>*<CRC16 hex>\\r\\n
+
+The CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over the bytes between ``$`` and ``*``
+(``binascii.crc_hqx``). ``$`` never appears inside a frame, so after garbage or a truncated
+frame the decoder resynchronises on the next ``$`` without losing the frame that follows.
+Full description: docs/serial-protocol.md.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass, field
+
+from contract.errors import FrameError
+from contract.payload import KIND_FIELDS, SensorKind
+from contract.topics import is_valid_id
+
+FRAME_TAG = "PNT1"
+START = ord("$")
+#: No valid frame is longer than this; a longer run without a line end is garbage.
+MAX_FRAME_BYTES = 160
+
+
+@dataclass(frozen=True, slots=True)
+class SerialFrame:
+    """One decoded reading as the sensor sent it."""
+
+    sensor: str
+    kind: SensorKind
+    seq: int
+    ts_ms: int | None  # None: the sensor has no clock; the gateway stamps it
+    values: tuple[int, ...]
+
+    def values_dict(self) -> dict[str, int]:
+        """Values by field name, in the contract's field order."""
+        return dict(zip(KIND_FIELDS[self.kind], self.values, strict=True))
+
+
+def crc16(body: bytes) -> int:
+    """CRC-16/CCITT-FALSE of ``body``."""
+    return binascii.crc_hqx(body, 0xFFFF)
+
+
+def encode_frame(frame: SerialFrame) -> bytes:
+    """The bytes a sensor writes for ``frame``."""
+    ts = "" if frame.ts_ms is None else str(frame.ts_ms)
+    fields = [FRAME_TAG, frame.sensor, frame.kind.value, str(frame.seq), ts]
+    fields += [str(v) for v in frame.values]
+    body = ",".join(fields).encode("ascii")
+    return b"$" + body + b"*" + f"{crc16(body):04X}".encode("ascii") + b"\r\n"
+
+
+def parse_frame(line: bytes) -> SerialFrame:
+    """Parse one line that starts with ``$`` (line end already removed)."""
+    star = line.rfind(b"*")
+    if not line.startswith(b"$") or star < 0 or len(line) - star - 1 != 4:
+        raise FrameError("no '$...*XXXX' envelope", raw=line)
+    body = line[1:star]
+    try:
+        sent_crc = int(line[star + 1 :], 16)
+    except ValueError:
+        raise FrameError("checksum is not hex", raw=line) from None
+    if crc16(body) != sent_crc:
+        raise FrameError("checksum mismatch", raw=line)
+    try:
+        parts = body.decode("ascii").split(",")
+    except UnicodeDecodeError:
+        raise FrameError("non-ASCII byte in frame", raw=line) from None
+    if len(parts) < 5 or parts[0] != FRAME_TAG:
+        raise FrameError("unknown frame tag", raw=line)
+    _, sensor, kind_s, seq_s, ts_s, *value_s = parts
+    try:
+        kind = SensorKind(kind_s)
+    except ValueError:
+        raise FrameError(f"unknown kind {kind_s!r}", raw=line) from None
+    if not is_valid_id(sensor):
+        raise FrameError("invalid sensor id", raw=line)
+    if len(value_s) != len(KIND_FIELDS[kind]):
+        raise FrameError(f"{kind.value} frame needs {len(KIND_FIELDS[kind])} values", raw=line)
+    try:
+        seq = int(seq_s)
+        ts = int(ts_s) if ts_s else None
+        values = tuple(int(v) for v in value_s)
+    except ValueError:
+        raise FrameError("non-integer field", raw=line) from None
+    if seq < 0:
+        raise FrameError("negative sequence number", raw=line)
+    return SerialFrame(sensor=sensor, kind=kind, seq=seq, ts_ms=ts, values=values)
+
+
+@dataclass(slots=True)
+class FrameStats:
+    """What the decoder has seen; every byte is accounted for in one of these."""
+
+    frames: int = 0
+    bad_checksum: int = 0
+    malformed: int = 0
+    truncated: int = 0
+    overlong: int = 0
+    garbage_bytes: int = 0
+
+
+@dataclass(slots=True)
+class FrameDecoder:
+    """Incremental decoder: feed it whatever the port returned, get whole frames back."""
+
+    max_frame: int = MAX_FRAME_BYTES
+    stats: FrameStats = field(default_factory=FrameStats)
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[SerialFrame]:
+        """Consume ``data``; return the frames it completed, in order. Never raises for bad
+        input: faults are counted in :attr:`stats`."""
+        self._buf += data
+        frames: list[SerialFrame] = []
+        buf = self._buf
+        while True:
+            start = buf.find(b"$")
+            if start < 0:
+                self.stats.garbage_bytes += len(buf)
+                buf.clear()
+                break
+            if start:
+                self.stats.garbage_bytes += start
+                del buf[:start]
+            end = buf.find(b"\n")
+            restart = buf.find(b"$", 1, end if end >= 0 else len(buf))
+            if restart > 0:  # a new frame began before this one ended: the first was cut off
+                self.stats.truncated += 1
+                del buf[:restart]
+                continue
+            if end < 0:
+                if len(buf) > self.max_frame:
+                    self.stats.overlong += 1
+                    buf.clear()
+                break
+            line = bytes(buf[:end]).rstrip(b"\r")
+            del buf[: end + 1]
+            if len(line) > self.max_frame:
+                self.stats.overlong += 1
+                continue
+            try:
+                frames.append(parse_frame(line))
+            except FrameError as exc:
+                if exc.detail == "checksum mismatch":
+                    self.stats.bad_checksum += 1
+                else:
+                    self.stats.malformed += 1
+            else:
+                self.stats.frames += 1
+        return frames

@@ -1,0 +1,7 @@
+"""Command line for this deployable (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

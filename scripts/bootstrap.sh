@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install everything Pantau needs on a fresh Debian/Ubuntu machine: the Debian packages for the
+# broker and the time-series store, a Python >= 3.11, and a virtualenv in .venv with Pantau in it.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+pick_python() {
+  for py in python3.13 python3.12 python3.11 python3; do
+    if have "$py" && "$py" -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+
+apt_packages=()
+have mosquitto || apt_packages+=(mosquitto)
+have mosquitto_pub || apt_packages+=(mosquitto-clients)
+have influxd || apt_packages+=(influxdb)
+PY="$(pick_python || true)"
+if [ -z "$PY" ]; then
+  # Debian 12 ships 3.11 as python3; older Ubuntu has python3.11 as a separate package.
+  if apt-cache show python3.11-venv >/dev/null 2>&1; then apt_packages+=(python3.11 python3.11-venv)
+  else apt_packages+=(python3 python3-venv); fi
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  echo "==> installing Debian packages: ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  # policy-rc.d-free machines start the packaged services; Pantau starts its own on free ports.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+PY="${PY:-$(pick_python)}"
+
+stamp=".venv/.pantau-installed"
+want="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> creating .venv with $("$PY" --version) and installing Pantau"
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,47 @@
+"""Fixtures that give real things: a Mosquitto broker, an InfluxDB server, pseudo-terminals and
+the demo city. Servers start on free loopback ports with temp data dirs and always stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from city import DEMO_CITY, Registry, load_registry
+from pantau.services import InfluxDB, Mosquitto
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A running broker with Pantau's policy; add device users with ``add_user``."""
+    with Mosquitto(workdir=tmp_path / "mosquitto") as broker:
+        yield broker
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
+    """A running, empty InfluxDB 1.x."""
+    with InfluxDB(workdir=tmp_path / "influxdb") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def city() -> Registry:
+    """The demo city registry (Kota Semarang)."""
+    return load_registry(DEMO_CITY)
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[int, str]]:
+    """A real pseudo-terminal: (master fd for the 'sensor' side, slave path for the gateway)."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    try:
+        yield master, path
+    finally:
+        for fd in (master, slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
