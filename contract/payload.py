@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from contract.errors import PayloadError, RejectReason
 from contract.topics import ID_PATTERN
@@ -107,7 +107,9 @@ def check_timestamp(ts_ms: int, now_ms: int) -> tuple[RejectReason, str] | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Unknown fields are refused (a typo must not pass silently); numbers are StrictInt so
+    # "12" or 12.0 from a device is a schema violation, not a silent coercion.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Reading(_Strict):
@@ -115,9 +117,11 @@ class Reading(_Strict):
 
     sensor: Identifier
     kind: SensorKind
-    ts: int = Field(description="observation time, ms since epoch UTC")
-    seq: int = Field(ge=0, description="per-sensor sequence; restarts at 0 when a sensor resets")
-    values: dict[str, int]
+    ts: StrictInt = Field(description="observation time, ms since epoch UTC")
+    seq: StrictInt = Field(
+        ge=0, description="per-sensor sequence; restarts at 0 when a sensor resets"
+    )
+    values: dict[str, StrictInt]
     clock: ClockSource = ClockSource.SENSOR
 
     @model_validator(mode="after")
@@ -133,9 +137,9 @@ class Batch(_Strict):
 
     v: Literal[1] = 1
     gw: Identifier
-    seq: int = Field(ge=0, description="per-gateway batch sequence, for dedup")
-    sent: int = Field(description="gateway send time, ms since epoch UTC")
-    clock_offset_ms: int | None = Field(
+    seq: StrictInt = Field(ge=0, description="per-gateway batch sequence, for dedup")
+    sent: StrictInt = Field(description="gateway send time, ms since epoch UTC")
+    clock_offset_ms: StrictInt | None = Field(
         default=None, description="gateway clock minus NTP time, if the gateway knows it"
     )
     readings: list[Reading] = Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)
@@ -147,9 +151,9 @@ class SingleReading(_Strict):
     v: Literal[1] = 1
     sensor: Identifier
     kind: SensorKind
-    ts: int | None = Field(default=None, description="omit if the device has no clock")
-    seq: int = Field(default=0, ge=0)
-    values: dict[str, int]
+    ts: StrictInt | None = Field(default=None, description="omit if the device has no clock")
+    seq: StrictInt = Field(default=0, ge=0)
+    values: dict[str, StrictInt]
 
     @model_validator(mode="after")
     def _values_follow_rules(self) -> SingleReading:
