@@ -1,0 +1,293 @@
+"""A whole Pantau city on one machine: broker, store, simulator, gateways, ingester and API,
+each a real process. ``pantau demo`` and the end-to-end tests both run this, so the demo is
+what the tests prove."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from city import Registry, load_registry
+from contract.errors import PantauError
+from pantau.services import InfluxDB, Mosquitto, free_port
+
+log = logging.getLogger(__name__)
+
+
+class StackError(PantauError):
+    """A part of the local stack failed to start or died."""
+
+
+@dataclass(kw_only=True)
+class Child:
+    """One child process with its log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass(kw_only=True)
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop` (also on errors, via ``with``).
+
+    ``influx_url``: use an existing InfluxDB instead of starting one. The broker is always
+    started here, because the gateways need credentials that this stack creates."""
+
+    city_file: Path
+    scenario_file: Path
+    workdir: Path | None = None
+    api_port: int = 0
+    influx_url: str | None = None
+    keep_workdir: bool = False
+    python: str = sys.executable
+    registry: Registry = field(init=False)
+    children: list[Child] = field(default_factory=list, init=False)
+    passwords: dict[str, str] = field(default_factory=dict, init=False)
+    mosquitto: Mosquitto | None = field(default=None, init=False)
+    influxdb: InfluxDB | None = field(default=None, init=False)
+    _own_workdir: bool = field(default=False, init=False)
+
+    # --- paths -------------------------------------------------------------------------
+    @property
+    def dir(self) -> Path:
+        if self.workdir is None:
+            raise StackError("stack not started")
+        return self.workdir
+
+    @property
+    def truth_path(self) -> Path:
+        return self.dir / "ground-truth.json"
+
+    @property
+    def port_map_path(self) -> Path:
+        return self.dir / "ports.json"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        return self.dir / "dead-letter"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def mqtt_url(self) -> str:
+        if self.mosquitto is None:
+            raise StackError("stack not started")
+        return self.mosquitto.url
+
+    @property
+    def influx(self) -> str:
+        if self.influx_url:
+            return self.influx_url
+        if self.influxdb is None:
+            raise StackError("stack not started")
+        return self.influxdb.url
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Self:
+        """Start every part, in dependency order, and wait until the API answers."""
+        self.registry = load_registry(self.city_file)
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="pantau-demo-"))
+            self._own_workdir = True
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        for user in ("pantau-ingest", "pantau-api", "pantau-ops", *self.registry.gateways):
+            self.passwords[user] = secrets.token_urlsafe(12)
+        self.mosquitto = Mosquitto(workdir=self.dir / "mosquitto", users=dict(self.passwords))
+        self.mosquitto.start()
+        if not self.influx_url:
+            self.influxdb = InfluxDB(workdir=self.dir / "influxdb")
+            self.influxdb.start()
+        self.api_port = self.api_port or free_port()
+        self._start_ingester()
+        self._start_api()
+        ports = self._start_simulator()
+        self._start_gateways(ports)
+        return self
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
+        env.update({"PANTAU_MODE": "development", "PYTHONUNBUFFERED": "1", **extra})
+        return env
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        log_path = self.dir / "logs" / f"{name}.log"
+        with log_path.open("ab") as logf:
+            proc = subprocess.Popen(
+                [self.python, "-m", "pantau.cli", *args],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # Ctrl-C in the terminal reaches us, not each child
+            )
+        child = Child(name=name, proc=proc, log_path=log_path)
+        self.children.append(child)
+        return child
+
+    def _start_ingester(self) -> None:
+        self._spawn(
+            "ingest",
+            ["ingest", "run"],
+            self._env(
+                PANTAU_MQTT_URL=self.mqtt_url,
+                PANTAU_MQTT_PASSWORD=self.passwords["pantau-ingest"],
+                PANTAU_INFLUX_URL=self.influx,
+                PANTAU_CITY_FILE=str(self.city_file),
+                PANTAU_DEAD_LETTER_DIR=str(self.dead_letter_dir),
+            ),
+        )
+        self._wait_for_subscriber("pantau-ingest")
+
+    def _wait_for_subscriber(self, username: str, timeout: float = 30.0) -> None:
+        """Readings published before the ingester's first subscription would have no session
+        to queue in, so wait until the broker logs that it subscribed."""
+        broker = self.mosquitto
+        if broker is None:
+            raise StackError("broker not started")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if f"u'{username}'" in broker.tail_log(400):
+                time.sleep(0.3)  # connected; give SUBSCRIBE a moment to follow CONNECT
+                return
+            time.sleep(0.1)
+        raise StackError(f"{username} did not connect to the broker in {timeout}s")
+
+    def _start_api(self) -> None:
+        self._spawn(
+            "api",
+            ["api", "run", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            self._env(PANTAU_INFLUX_URL=self.influx, PANTAU_CITY_FILE=str(self.city_file)),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise StackError("API did not become healthy in 30 s")
+
+    def _start_simulator(self) -> dict[str, dict[str, str]]:
+        self._spawn(
+            "fwsim",
+            [
+                "fwsim",
+                "run",
+                "--city",
+                str(self.city_file),
+                "--scenario",
+                str(self.scenario_file),
+                "--port-map",
+                str(self.port_map_path),
+                "--truth",
+                str(self.truth_path),
+                "--mqtt-url",
+                self.mqtt_url,
+                "--mqtt-passwords",
+                str(self._direct_passwords_file()),
+            ],
+            self._env(),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if self.port_map_path.exists():
+                ports: dict[str, dict[str, str]] = json.loads(self.port_map_path.read_text())
+                return ports
+            time.sleep(0.05)
+        raise StackError("simulator did not publish its port map in 30 s")
+
+    def _direct_passwords_file(self) -> Path:
+        path = self.dir / "direct-devices.json"
+        direct = {g.id: self.passwords[g.id] for g in self.registry.gateways.values() if g.direct}
+        path.write_text(json.dumps(direct))
+        path.chmod(0o600)
+        return path
+
+    def _start_gateways(self, ports: dict[str, dict[str, str]]) -> None:
+        for gw in self.registry.gateways.values():
+            if gw.direct:
+                continue
+            self._spawn(
+                f"edge-{gw.id}",
+                ["edge", "run"],
+                self._env(
+                    PANTAU_GATEWAY_ID=gw.id,
+                    PANTAU_SITE_ID=gw.site,
+                    PANTAU_MQTT_URL=self.mqtt_url,
+                    PANTAU_MQTT_PASSWORD=self.passwords[gw.id],
+                    PANTAU_SERIAL_PORTS=json.dumps(ports[gw.id]),
+                    PANTAU_SPOOL_PATH=str(self.dir / "edge" / f"{gw.id}.spool"),
+                ),
+            )
+
+    def child(self, name: str) -> Child:
+        """The child process called ``name`` (e.g. ``ingest``, ``edge-gw-kariadi``)."""
+        return next(c for c in self.children if c.name == name)
+
+    def check_alive(self) -> None:
+        """Raise naming the first child that died, with the end of its log."""
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None:
+                raise StackError(f"{child.name} exited with {code}:\n{child.tail()}")
+
+    def simulator_finished(self) -> bool:
+        """True once a finite scenario has run out and the simulator exited cleanly."""
+        sim = self.child("fwsim")
+        return sim.proc.poll() == 0
+
+    def stop(self) -> None:
+        """Stop children (gateways first, so they flush), then servers; remove temp data."""
+        order = sorted(self.children, key=lambda c: (c.name != "fwsim", c.name.startswith("edge")))
+        for child in order:
+            if child.proc.poll() is None:
+                os.killpg(child.proc.pid, signal.SIGTERM)
+        for child in order:
+            try:
+                child.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+                child.proc.wait()
+        for server in (self.mosquitto, self.influxdb):
+            if server is not None:
+                server.stop()
+        if self._own_workdir and not self.keep_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
