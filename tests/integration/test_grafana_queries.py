@@ -1,0 +1,272 @@
+"""Every InfluxQL query Grafana will run (panels, template variable, alert rules) works against
+data in exactly the docs/schema.md format, on a real InfluxDB 1.x.
+
+``feed_schema_sample`` writes that data; it can be swapped for the real pipeline's output."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
+from pantau.paths import GRAFANA_DIR
+from pantau.services import InfluxDB
+
+pytestmark = pytest.mark.integration
+
+KECAMATAN_CANDISARI = "33.74.08"
+
+
+def _point(
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], ts_ms: int
+) -> str:
+    return format_line(series_key(measurement, tags), fields, ts_ms)
+
+
+def feed_schema_sample(influx: InfluxHTTP) -> None:
+    """Write a small realistic city state (two readings minutes apart) in the schema's format."""
+    now = int(time.time() * 1000)
+    lines: list[str] = []
+    for age_min in (4, 1):
+        ts = now - age_min * 60_000
+        lines += [
+            _point(
+                "bed",
+                {
+                    "sensor": "bed-kariadi-icu",
+                    "site": "rs-kariadi",
+                    "site_name": "RSUP Dr. Kariadi",
+                    "site_kind": "hospital",
+                    "ward": "ICU Lt. 3",
+                    "bed_type": "26",
+                    "kelurahan": "33.74.07.1001",
+                    "kecamatan": "33.74.07",
+                },
+                {
+                    "capacity": 24,
+                    "occupied": 20,
+                    "free": 4,
+                    "suspect": 3,
+                    "confirmed": 9,
+                    "waiting": 2,
+                    "seq": 10 + age_min,
+                },
+                ts,
+            ),
+            _point(
+                "bed",
+                {
+                    "sensor": "bed-elisabeth-iso",
+                    "site": "rs-elisabeth",
+                    "site_name": "RS St. Elisabeth",
+                    "site_kind": "hospital",
+                    "ward": 'Ruang "Sehat" = 1, Lt. 2',
+                    "bed_type": "28",
+                    "kelurahan": "33.74.08.1002",
+                    "kecamatan": KECAMATAN_CANDISARI,
+                },
+                {
+                    "capacity": 8,
+                    "occupied": 5,
+                    "free": 3,
+                    "suspect": 1,
+                    "confirmed": 2,
+                    "waiting": 0,
+                    "seq": 20 + age_min,
+                },
+                ts,
+            ),
+        ]
+        for level, code, name, bed_type, capacity, occupied in (
+            ("kota", "33.74", "Kota Semarang", "all", 32, 25),
+            ("kota", "33.74", "Kota Semarang", "26", 24, 20),
+            ("kota", "33.74", "Kota Semarang", "28", 8, 5),
+            ("kecamatan", "33.74.07", "Semarang Selatan", "all", 24, 20),
+            ("kecamatan", KECAMATAN_CANDISARI, "Candisari", "all", 8, 5),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "all", 24, 20),
+        ):
+            lines.append(
+                _point(
+                    "bed_rollup",
+                    {
+                        "level": level,
+                        "code": code,
+                        "name": name,
+                        "bed_type": bed_type,
+                        "facility": "all",
+                    },
+                    {
+                        "capacity": capacity,
+                        "occupied": occupied,
+                        "free": capacity - occupied,
+                        "suspect": 0,
+                        "confirmed": 0,
+                        "waiting": 0,
+                        "sensors": 1,
+                        "bor": occupied * 100.0 / capacity,
+                        "oldest_ms": ts - 5000,
+                        "newest_ms": ts,
+                    },
+                    ts,
+                )
+            )
+        lines += [
+            _point(
+                "crowd_site",
+                {
+                    "site": "pasar-peterongan",
+                    "site_name": "Pasar Peterongan",
+                    "site_kind": "market",
+                    "kelurahan": "33.74.07.1003",
+                    "kecamatan": "33.74.07",
+                },
+                {
+                    "occupancy": 630,
+                    "capacity": 600,
+                    "entries": 4100,
+                    "exits": 3470,
+                    "gates": 1,
+                    "ratio": 1.05,
+                    "oldest_ms": ts,
+                    "newest_ms": ts,
+                },
+                ts,
+            ),
+            _point(
+                "queue_site",
+                {
+                    "site": "kec-candisari",
+                    "site_name": "Kantor Kec. Candisari",
+                    "site_kind": "office",
+                    "kelurahan": "33.74.08.1002",
+                    "kecamatan": KECAMATAN_CANDISARI,
+                },
+                {
+                    "waiting": 3,
+                    "issued": 12,
+                    "served": 9,
+                    "counters_open": 2,
+                    "kiosks": 1,
+                    "wait_s": 240.0,
+                    "oldest_ms": ts,
+                    "newest_ms": ts,
+                },
+                ts,
+            ),
+            _point(
+                "gateway_status",
+                {"gateway": "gw-kariadi", "site": "rs-kariadi"},
+                {"online": 1, "state": "online", "spool_depth": 0},
+                ts,
+            ),
+            _point(
+                "gateway_status",
+                {"gateway": "gw-johar", "site": "pasar-johar"},
+                {"online": 0, "state": "offline", "spool_depth": 140},
+                ts,
+            ),
+            _point(
+                "dead_letter",
+                {"reason": "schema_violation", "gateway": "gw-kariadi"},
+                {"count": 2, "topic": "pantau/v1/rs-kariadi/gw-kariadi/readings", "detail": "x"},
+                ts,
+            ),
+        ]
+    influx.write(lines)
+
+
+def _grafana_to_influxql(query: str) -> str:
+    """What Grafana sends for a raw query, with the dashboard at "last hour" and All selected."""
+    query = query.replace("$timeFilter", "time > now() - 1h")
+    query = query.replace("$__interval", "1m")
+    return query.replace("$kecamatan", ".*")
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{path.stem}: {panel['title']} {target['refId']}", target["query"]))
+    return out
+
+
+def _alert_queries() -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for path in sorted((GRAFANA_DIR / "provisioning" / "alerting").glob("*.yaml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                for q in rule["data"]:
+                    if q["datasourceUid"] != "__expr__":
+                        out.append((f"alert {rule['uid']} {q['refId']}", q["model"]["query"]))
+    return out
+
+
+@pytest.fixture
+def sample_influx(influxdb: InfluxDB) -> Iterator[InfluxHTTP]:
+    with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
+        influx.ensure_database()
+        feed_schema_sample(influx)
+        yield influx
+
+
+def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
+    return [row for series in influx.query(query) for row in series.rows()]
+
+
+def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> None:
+    """One server for all queries: starting InfluxDB per query would dominate the run time."""
+    queries = _dashboard_queries() + _alert_queries()
+    assert len(queries) == 15
+    empty = [name for name, q in queries if not _rows(sample_influx, _grafana_to_influxql(q))]
+    assert empty == []
+
+
+def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) -> None:
+    queries = dict(_dashboard_queries())
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return _rows(sample_influx, _grafana_to_influxql(queries[f"city-now: {name}"]))
+
+    (city,) = rows("City BOR (all beds, all facilities) A")
+    assert city["BOR"] == pytest.approx(25 * 100 / 32)
+    (online,) = rows("Gateways online A")
+    assert online["online"] == 1
+    free = {r["bed_type"]: r["free"] for r in rows("Free beds by bed type (city) A")}
+    assert free == {"26": 4, "28": 3}
+    bor = {r["name"]: r["bor"] for r in rows("BOR by kecamatan A")}
+    assert bor == {"Semarang Selatan": pytest.approx(83.333333), "Candisari": 62.5}
+    icu = {
+        r["site_name"]: r["icu_free"] for r in rows("ICU and isolation free beds per hospital A")
+    }
+    assert icu == {"RSUP Dr. Kariadi": 4}
+    iso = {
+        r["site_name"]: r["isolation_free"]
+        for r in rows("ICU and isolation free beds per hospital B")
+    }
+    assert iso == {"RS St. Elisabeth": 3}
+    (crowd,) = rows("Crowd occupancy vs health-protocol capacity A")
+    assert (crowd["site_name"], crowd["ratio"]) == ("Pasar Peterongan", 1.05)
+    (queue,) = rows("Queues: waiting and estimated wait A")
+    assert (queue["waiting"], queue["wait_s"], queue["counters_open"]) == (3, 240.0, 2)
+    dead = rows("Dead letters by reason A")
+    assert sum(r["count"] for r in dead) == 4
+    assert {r["reason"] for r in dead} == {"schema_violation"}
+
+
+def test_the_kecamatan_variable_lists_codes_and_filters_panels(sample_influx: InfluxHTTP) -> None:
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "city-now.json").read_text())
+    (variable,) = dashboard["templating"]["list"]
+    values = {r["value"] for r in _rows(sample_influx, variable["query"])}
+    assert values == {"33.74.07", KECAMATAN_CANDISARI}
+    # Grafana regex-escapes a selected value before putting it in /^$kecamatan$/.
+    query = dict(_dashboard_queries())["city-now: BOR by kecamatan A"]
+    selected = _grafana_to_influxql(query.replace("$kecamatan", re.escape(KECAMATAN_CANDISARI)))
+    assert [r["name"] for r in _rows(sample_influx, selected)] == ["Candisari"]
