@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from grafana_client.client import GrafanaClientError
 
 from contract.beds import BOR_CRITICAL, BOR_HIGH
+from contract.errors import ConfigError
+from pantau.grafana_push import dashboard_payloads, datasource_payloads, expand_env, push
 from pantau.paths import GRAFANA_DIR
 
 PROVISIONING = GRAFANA_DIR / "provisioning"
@@ -140,3 +143,117 @@ def test_alert_uids_are_unique_and_short_enough_for_grafana() -> None:
     uids = [r["uid"] for r in _alert_rules()]
     assert len(uids) == len(set(uids))
     assert all(len(u) <= 40 for u in uids)
+
+
+# --- pantau grafana push: payloads built from the same files ---------------------------------
+
+ENV = {
+    "PANTAU_INFLUX_URL": "http://influxdb:8086",
+    "PANTAU_INFLUX_USERNAME": "pantau-reader",
+    "PANTAU_INFLUX_PASSWORD": "pa$$word",
+}
+
+
+def test_expand_env_follows_grafana_rules() -> None:
+    env = {"A": "1", "B_2": "two"}
+    assert expand_env("${A}/$B_2/$$A/$MISSING.", env) == "1/two/$A/."
+
+
+def test_datasource_payload_is_the_provisioned_one_with_env_expanded() -> None:
+    (ds,) = datasource_payloads(GRAFANA_DIR, ENV)
+    assert ds["uid"] == DATASOURCE_UID
+    assert ds["url"] == "http://influxdb:8086"
+    assert ds["user"] == "pantau-reader"
+    # Values come from the environment verbatim: a "$" inside a password is not re-expanded.
+    assert ds["secureJsonData"] == {"password": "pa$$word"}
+    assert ds["jsonData"]["dbName"] == "pantau"
+    assert "editable" not in ds
+
+
+def test_a_datasource_without_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no url"):
+        datasource_payloads(GRAFANA_DIR, {})
+
+
+def test_dashboard_payloads_overwrite_by_uid_into_the_pantau_folder() -> None:
+    (body,) = dashboard_payloads(GRAFANA_DIR)
+    assert body["overwrite"] is True
+    assert body["folderUid"] == "pantau"
+    assert body["dashboard"]["uid"] == "pantau-city-now"
+    assert "id" not in body["dashboard"]
+    assert len(body["dashboard"]["panels"]) == 9
+
+
+class _Recorder:
+    """A pure fake of the three grafana_client elements: records calls, knows some uids."""
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.calls: list[tuple[str, str]] = []
+        self.datasource = self
+        self.dashboard = self
+        self.folder = self
+
+    def _lookup(self, uid: str) -> dict[str, str]:
+        if uid not in self.existing:
+            raise GrafanaClientError(404, {"message": "not found"}, "not found")
+        return {"uid": uid}
+
+    def get_datasource_by_uid(self, uid: str) -> dict[str, str]:
+        return self._lookup(uid)
+
+    def create_datasource(self, ds: dict[str, Any]) -> None:
+        self.calls.append(("create_datasource", ds["uid"]))
+
+    def update_datasource_by_uid(self, uid: str, ds: dict[str, Any]) -> None:
+        self.calls.append(("update_datasource", uid))
+
+    def get_folder(self, uid: str) -> dict[str, str]:
+        return self._lookup(uid)
+
+    def create_folder(self, title: str, uid: str | None = None) -> None:
+        self.calls.append(("create_folder", f"{uid}:{title}"))
+
+    def update_dashboard(self, body: dict[str, Any]) -> None:
+        self.calls.append(("update_dashboard", body["dashboard"]["uid"]))
+
+
+def test_push_creates_what_is_missing() -> None:
+    grafana = _Recorder(existing=set())
+    result = push(
+        grafana,
+        datasources=datasource_payloads(GRAFANA_DIR, ENV),
+        dashboards=dashboard_payloads(GRAFANA_DIR),
+    )
+    assert grafana.calls == [
+        ("create_datasource", DATASOURCE_UID),
+        ("create_folder", "pantau:Pantau"),
+        ("update_dashboard", "pantau-city-now"),
+    ]
+    assert result.created == (DATASOURCE_UID,)
+    assert result.updated == ()
+
+
+def test_push_updates_what_exists() -> None:
+    grafana = _Recorder(existing={DATASOURCE_UID, "pantau"})
+    result = push(
+        grafana,
+        datasources=datasource_payloads(GRAFANA_DIR, ENV),
+        dashboards=dashboard_payloads(GRAFANA_DIR),
+    )
+    assert grafana.calls == [
+        ("update_datasource", DATASOURCE_UID),
+        ("update_dashboard", "pantau-city-now"),
+    ]
+    assert result.updated == (DATASOURCE_UID,)
+
+
+def test_push_does_not_hide_other_errors() -> None:
+    class Forbidden(_Recorder):
+        def get_datasource_by_uid(self, uid: str) -> dict[str, str]:
+            raise GrafanaClientError(403, {"message": "forbidden"}, "forbidden")
+
+    grafana = Forbidden(existing=set())
+    with pytest.raises(GrafanaClientError):
+        push(grafana, datasources=datasource_payloads(GRAFANA_DIR, ENV), dashboards=[])
+    assert grafana.calls == []
