@@ -1,0 +1,228 @@
+"""The broker policy in mosquitto/ (the same files production mounts) on a real Mosquitto:
+who may connect, who may say what on which topic, and how big a message may be.
+
+A refused publish is silently dropped by Mosquitto, so "not delivered" is proven with a
+sentinel: the same connection then publishes an allowed message, and Mosquitto (one thread,
+in order) must have routed the refused one first if it routed it at all."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract.payload import MAX_PAYLOAD_BYTES
+from pantau.services import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 10.0
+_ids = itertools.count()
+
+GW_A_READINGS = "pantau/v1/rs-a/gw-a/readings"
+GW_B_READINGS = "pantau/v1/rs-b/gw-b/readings"
+GW_A_CMD = "pantau/v1/rs-a/gw-a/cmd"
+GW_B_CMD = "pantau/v1/rs-b/gw-b/cmd"
+NOT_AUTHORIZED = 135  # MQTT v5 reason code 0x87
+
+
+@dataclass
+class Peer:
+    """One real MQTT connection with blocking helpers; every wait has a deadline."""
+
+    broker: Mosquitto
+    username: str | None
+    password: str | None = None
+    protocol: int = mqtt.MQTTv5
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    connack: ReasonCode | None = None
+    disconnected: bool = False
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _acks: dict[int, int] = field(default_factory=dict)
+    _subacks: dict[int, list[int]] = field(default_factory=dict)
+    _client: mqtt.Client | None = None
+
+    def __enter__(self) -> Self:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"acl-test-{next(_ids)}",
+            protocol=self.protocol,
+        )
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+        client.connect(self.broker.host, self.broker.port)
+        client.loop_start()
+        self._wait(lambda: self.connack is not None or self.disconnected, "CONNACK")
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._client is not None
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure and not self.disconnected
+
+    def _wait(self, ready: Any, what: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        with self._cond:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.username}: no {what} within {TIMEOUT}s")
+                self._cond.wait(left)
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_connect(self, c: Any, u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        self.connack = rc
+        self._notify()
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        self.disconnected = True
+        self._notify()
+
+    def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, msg.payload))
+            self._cond.notify_all()
+
+    def _on_publish(self, c: Any, u: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        with self._cond:
+            self._acks[mid] = rc.value
+            self._cond.notify_all()
+
+    def _on_subscribe(self, c: Any, u: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
+        with self._cond:
+            self._subacks[mid] = [rc.value for rc in rcs]
+            self._cond.notify_all()
+
+    def subscribe(self, topic: str) -> list[int]:
+        """Subscribe at QoS 1; returns the SUBACK reason codes."""
+        assert self._client is not None
+        _, mid = self._client.subscribe(topic, qos=1)
+        self._wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
+        return self._subacks[mid]
+
+    def publish(self, topic: str, payload: bytes, *, wait: bool = True) -> int | None:
+        """Publish at QoS 1; returns the PUBACK reason code (0 = accepted)."""
+        assert self._client is not None
+        info = self._client.publish(topic, payload, qos=1)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        if not wait:
+            return None
+        self._wait(lambda: info.mid in self._acks, f"PUBACK for {topic}")
+        return self._acks[info.mid]
+
+    def wait_for(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        """Wait until (topic, payload) arrived; return everything received so far."""
+        self._wait(lambda: (topic, payload) in self.messages, f"message on {topic}")
+        return list(self.messages)
+
+    def wait_disconnected(self) -> None:
+        self._wait(lambda: self.disconnected, "disconnect")
+
+
+@pytest.fixture
+def broker(mosquitto: Mosquitto) -> Mosquitto:
+    mosquitto.add_user("gw-a", "gw-a-pw")
+    mosquitto.add_user("gw-b", "gw-b-pw")
+    return mosquitto
+
+
+def test_anonymous_clients_are_refused(broker: Mosquitto) -> None:
+    with Peer(broker, None) as anon:
+        assert not anon.accepted
+        assert anon.connack is not None
+        assert anon.connack.value == NOT_AUTHORIZED
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_accepted(broker: Mosquitto) -> None:
+    with Peer(broker, "gw-a", "not-the-password") as peer:
+        assert not peer.accepted
+        assert peer.connack is not None
+        # Mosquitto says "not authorized", not "bad password": it does not confirm user names.
+        assert peer.connack.value == NOT_AUTHORIZED
+    with Peer(broker, "gw-a", "gw-a-pw") as peer:
+        assert peer.accepted
+
+
+def test_a_gateway_publishes_its_readings_to_the_ingester(broker: Mosquitto) -> None:
+    with (
+        Peer(broker, "pantau-ingest", "pantau-ingest-secret") as ingest,
+        Peer(broker, "gw-a", "gw-a-pw") as gw,
+    ):
+        assert ingest.subscribe("pantau/v1/+/+/readings") == [1]
+        assert gw.publish(GW_A_READINGS, b"batch-1") == 0
+        assert ingest.wait_for(GW_A_READINGS, b"batch-1") == [(GW_A_READINGS, b"batch-1")]
+
+
+def test_a_gateway_cannot_speak_as_another_gateway(broker: Mosquitto) -> None:
+    with (
+        Peer(broker, "pantau-api", "pantau-api-secret") as watcher,
+        Peer(broker, "gw-a", "gw-a-pw") as gw,
+    ):
+        watcher.subscribe("pantau/v1/#")
+        assert gw.publish(GW_B_READINGS, b"forged") == NOT_AUTHORIZED
+        gw.publish(GW_A_READINGS, b"sentinel")
+        assert watcher.wait_for(GW_A_READINGS, b"sentinel") == [(GW_A_READINGS, b"sentinel")]
+
+
+def test_a_gateway_cannot_read_another_gateways_commands(broker: Mosquitto) -> None:
+    with (
+        Peer(broker, "gw-a", "gw-a-pw") as gw,
+        Peer(broker, "pantau-ops", "pantau-ops-secret") as ops,
+    ):
+        # Mosquitto grants the wildcard and filters each message by the reader's ACL.
+        gw.subscribe("pantau/v1/+/+/cmd")
+        assert ops.publish(GW_B_CMD, b"for-b") == 0
+        assert ops.publish(GW_A_CMD, b"for-a") == 0
+        assert gw.wait_for(GW_A_CMD, b"for-a") == [(GW_A_CMD, b"for-a")]
+
+
+def test_the_ingester_account_cannot_publish_readings(broker: Mosquitto) -> None:
+    with (
+        Peer(broker, "pantau-api", "pantau-api-secret") as watcher,
+        Peer(broker, "pantau-ingest", "pantau-ingest-secret") as ingest,
+        Peer(broker, "gw-a", "gw-a-pw") as gw,
+    ):
+        watcher.subscribe("pantau/v1/#")
+        # The PUBACK comes after Mosquitto has routed (or dropped) the message, so the sentinel
+        # published afterwards is necessarily routed later.
+        assert ingest.publish(GW_A_READINGS, b"forged-by-ingest") == NOT_AUTHORIZED
+        gw.publish(GW_A_READINGS, b"sentinel")
+        assert watcher.wait_for(GW_A_READINGS, b"sentinel") == [(GW_A_READINGS, b"sentinel")]
+
+
+def test_a_payload_over_the_packet_limit_is_refused_by_the_broker(broker: Mosquitto) -> None:
+    at_limit = b"x" * MAX_PAYLOAD_BYTES
+    over = b"y" * 300_000
+    with Peer(broker, "pantau-ingest", "pantau-ingest-secret") as ingest:
+        ingest.subscribe("pantau/v1/+/+/readings")
+        # MQTT 3.1.1, so the client does not know the broker's limit and really sends it.
+        with Peer(broker, "gw-a", "gw-a-pw", protocol=mqtt.MQTTv311) as gw:
+            assert gw.publish(GW_A_READINGS, at_limit) == 0
+            gw.publish(GW_A_READINGS, over, wait=False)
+            gw.wait_disconnected()
+        with Peer(broker, "gw-a", "gw-a-pw") as gw:
+            gw.publish(GW_A_READINGS, b"sentinel")
+        received = ingest.wait_for(GW_A_READINGS, b"sentinel")
+        assert [len(payload) for _, payload in received] == [MAX_PAYLOAD_BYTES, 8]
