@@ -1,7 +1,78 @@
-"""Command line for this deployable (placeholder until its issue lands)."""
+"""``pantau api run``: serve the read API with uvicorn."""
 
 from __future__ import annotations
 
-import typer
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Generator
+from typing import Annotated
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from cloud.api.config import ApiSettings
+from cloud.api.main import create_app
+
+app = typer.Typer(no_args_is_help=True, help="The read API (beds, BOR, crowds, queues).")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would end the
+    process by the signal; a requested stop is a clean exit (status 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+@app.command()
+def run(
+    host: Annotated[
+        str | None, typer.Option(help="bind address (default: PANTAU_API_HOST)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port (default: PANTAU_API_PORT)", min=0, max=65535)
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve the API (settings from PANTAU_* environment variables; docs at /docs).
+    SIGTERM or Ctrl-C finishes open requests and exits 0."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        typer.echo(f"pantau api: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    updates: dict[str, object] = {}
+    if host is not None:
+        updates["api_host"] = host
+    if port is not None:
+        updates["api_port"] = port
+    settings = settings.model_copy(update=updates)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=log_level.lower(),
+        proxy_headers=True,
+        lifespan="on",
+    )
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        # Start-up failed (bad registry file, port in use...): uvicorn has logged why.
+        raise typer.Exit(1)

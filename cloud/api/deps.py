@@ -1,0 +1,95 @@
+"""Dependencies the routes declare with ``Annotated``: settings, registry, InfluxDB client,
+and the parsing of parameters every bed route shares (bed type, group, region filters)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from city import Registry
+from cloud.api.config import ApiSettings
+from cloud.api.models import BedGroup
+from cloud.influx import InfluxHTTP
+from contract.beds import BED_GROUPS, BED_TYPES
+
+
+def get_settings(request: Request) -> ApiSettings:
+    """The settings the app was created with."""
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> Registry:
+    """The city registry loaded at start-up."""
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def get_influx(request: Request) -> InfluxHTTP:
+    """The InfluxDB client started in the app's lifespan."""
+    influx: InfluxHTTP = request.app.state.influx
+    return influx
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+InfluxDep = Annotated[InfluxHTTP, Depends(get_influx)]
+
+
+def valid_bed_types() -> str:
+    """The SIRANAP codes, for error messages."""
+    return ", ".join(f"{code} ({name})" for code, name in BED_TYPES.items())
+
+
+def parse_bed_type(raw: str | None, *, allow_all: bool) -> int | None:
+    """A SIRANAP code from a query parameter; None for absent (or ``all`` where allowed).
+
+    Raises 422 naming the valid codes for anything else."""
+    if raw is None or (allow_all and raw.strip().lower() == "all"):
+        return None
+    try:
+        code = int(raw)
+    except ValueError:
+        code = -1
+    if code not in BED_TYPES:
+        also = '"all" or ' if allow_all else ""
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"unknown bed type {raw!r}; use {also}a SIRANAP code: {valid_bed_types()}",
+        )
+    return code
+
+
+def bed_type_codes(
+    bed_type: str | None, group: BedGroup | None, *, allow_all: bool
+) -> list[int] | None:
+    """The bed type codes a request asks for (None: every type). ``bed_type`` and ``group``
+    exclude each other (400)."""
+    if bed_type is not None and group is not None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            "give either bed_type or group, not both "
+            f"(group {group.value!r} already selects its bed types)",
+        )
+    if group is not None:
+        return sorted(BED_GROUPS[group.value])
+    code = parse_bed_type(bed_type, allow_all=allow_all)
+    return None if code is None else [code]
+
+
+def check_region(
+    registry: Registry, *, kecamatan: str | None = None, kelurahan: str | None = None
+) -> None:
+    """404 naming a kecamatan or kelurahan code the city does not have."""
+    city = registry.city
+    if kecamatan is not None and kecamatan not in {k.code for k in city.kecamatan}:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no kecamatan {kecamatan!r} in {city.name} (see /v1/regions for the codes)",
+        )
+    if kelurahan is not None and kelurahan not in registry.kelurahan:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no kelurahan {kelurahan!r} in {city.name} (see /v1/regions for the codes)",
+        )

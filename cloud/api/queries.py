@@ -1,0 +1,120 @@
+"""InfluxQL for "the latest point per entity", and the small conversions every route shares.
+
+Queries are read-only and built from registry-validated values; string literals are still
+escaped, because a code that reaches InfluxQL unescaped is one typo away from a broken query.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud.influx import InfluxHTTP
+from contract.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+#: InfluxDB answers this until the ingester has created the database: no data yet, not an error.
+_NO_DATABASE = "database not found"
+
+
+def literal(value: str) -> str:
+    """An InfluxQL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ident(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def where_clause(conditions: Mapping[str, str | Sequence[str] | None]) -> str:
+    """``WHERE`` matching every condition (a sequence means any of its values); ``None`` values
+    are ignored. Empty string when nothing is asked."""
+    parts: list[str] = []
+    for tag, wanted in conditions.items():
+        if wanted is None:
+            continue
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        if not values:
+            # Nothing can match an empty choice; InfluxQL has no FALSE literal.
+            parts.append(f"{ident(tag)} = '' AND {ident(tag)} != ''")
+            continue
+        alts = " OR ".join(f"{ident(tag)} = {literal(v)}" for v in values)
+        parts.append(f"({alts})" if len(values) > 1 else alts)
+    return f" WHERE {' AND '.join(parts)}" if parts else ""
+
+
+def latest_query(
+    measurement: str,
+    *,
+    group_by: Sequence[str],
+    conditions: Mapping[str, str | Sequence[str] | None] | None = None,
+) -> str:
+    """InfluxQL selecting the newest point of every group, with all fields and other tags."""
+    groups = ", ".join(ident(g) for g in group_by)
+    # Every value is quoted by literal()/ident() above; InfluxQL has no bind parameters in 1.x
+    # GET /query that our client exposes.
+    where = where_clause(conditions or {})
+    select = f"SELECT * FROM {ident(measurement)}{where} "  # noqa: S608
+    return select + f"GROUP BY {groups} ORDER BY time DESC LIMIT 1"
+
+
+def latest_rows(
+    influx: InfluxHTTP,
+    measurement: str,
+    *,
+    group_by: Sequence[str],
+    conditions: Mapping[str, str | Sequence[str] | None] | None = None,
+) -> list[dict[str, Any]]:
+    """The newest point of every group as dicts (tags merged in, ``time`` in ms).
+
+    Raises :class:`StorageError` when InfluxDB cannot answer; a missing database is no data."""
+    q = latest_query(measurement, group_by=group_by, conditions=conditions)
+    try:
+        series = influx.query(q)
+    except StorageError as exc:
+        if _NO_DATABASE in str(exc):
+            log.info("database %s does not exist yet: no data", influx.database)
+            return []
+        raise
+    return [row for s in series for row in s.rows()]
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since epoch UTC."""
+    return time.time_ns() // 1_000_000
+
+
+def format_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds (``2024-07-01T03:00:00.000Z``)."""
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """:func:`format_ms`, passing None through."""
+    return None if ms is None else format_ms(ms)
+
+
+def now_iso() -> str:
+    """The current time as :func:`format_ms` gives it."""
+    return format_ms(now_ms())
+
+
+def is_stale(observed_ms: int | None, *, now: int, stale_after_s: float) -> bool:
+    """True when there is no observation or it is older than ``stale_after_s``."""
+    return observed_ms is None or now - observed_ms > stale_after_s * 1000
+
+
+def as_int(value: Any) -> int | None:
+    """An integer field value (InfluxDB JSON gives ints; None stays None)."""
+    return None if value is None else int(value)
+
+
+def as_float(value: Any) -> float | None:
+    """A float field value (None stays None)."""
+    return None if value is None else float(value)

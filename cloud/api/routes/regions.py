@@ -1,0 +1,55 @@
+"""The administrative hierarchy (``/v1/regions``), so clients can pick valid codes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cloud.api.deps import RegistryDep
+from cloud.api.models import (
+    KecamatanRegion,
+    KelurahanRegion,
+    NamedRegion,
+    Regions,
+    RwRegion,
+    SiteRef,
+)
+
+router = APIRouter(tags=["regions"])
+
+
+@router.get("/v1/regions", response_model=Regions)
+def regions(registry: RegistryDep) -> Regions:
+    """Provinsi, kota, kecamatan, kelurahan and RW codes and names, with each kelurahan's
+    sites. RW codes and names are those ``bed_rollup`` uses at ``level=rw``."""
+    city = registry.city
+    sites_in: dict[str, list[SiteRef]] = {}
+    for site in registry.sites.values():
+        ref = SiteRef(id=site.id, name=site.name, kind=site.kind.value, rw=site.rw)
+        sites_in.setdefault(site.kelurahan, []).append(ref)
+    return Regions(
+        provinsi=NamedRegion(code=city.province.code, name=city.province.name),
+        kota=NamedRegion(code=city.code, name=city.name),
+        timezone=city.timezone,
+        kecamatan=[
+            KecamatanRegion(
+                code=kec.code,
+                name=kec.name,
+                kelurahan=[
+                    KelurahanRegion(
+                        code=kel.code,
+                        name=kel.name,
+                        # Same code and name as city.Registry.regions_of gives an RW.
+                        rw=[
+                            RwRegion(
+                                code=f"{kel.code}.{rw}", number=rw, name=f"RW {rw}, {kel.name}"
+                            )
+                            for rw in kel.rw
+                        ],
+                        sites=sites_in.get(kel.code, []),
+                    )
+                    for kel in kec.kelurahan
+                ],
+            )
+            for kec in city.kecamatan
+        ],
+    )
