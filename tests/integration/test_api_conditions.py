@@ -4,7 +4,6 @@ queues, from ``crowd_site``/``queue_site`` points in the docs/schema.md format."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,7 +56,7 @@ def crowd(occupancy: int, capacity: int, *, gates: int, ts: int) -> dict[str, Fi
 
 
 @pytest.fixture
-def conditions(influxdb: InfluxDB, city: Registry) -> Iterator[dict[str, Any]]:
+def conditions(influxdb: InfluxDB, city: Registry) -> dict[str, Any]:
     with InfluxHTTP(url=influxdb.url) as influx:
         influx.ensure_database()
         influx.write(
