@@ -78,6 +78,25 @@ def format_line(key: str, fields: Mapping[str, FieldValue], ts_ms: int) -> str:
     return f"{key} {body} {ts_ms}"
 
 
+def format_int_rows(
+    keys: Sequence[str],
+    names: Sequence[str],
+    rows: Iterable[Sequence[int]],
+    ts_ms: Iterable[int],
+) -> list[str]:
+    """Many points whose fields are all integers, column-wise: ``keys[i]`` (from
+    :func:`series_key`), fields ``names`` with ``rows[i]``, time ``ts_ms[i]``. Same output as
+    :func:`format_line` per point; the field names are escaped once instead of per point."""
+    if not names:
+        raise LineProtocolError("a point needs at least one field")
+    # Braces are doubled so a field name cannot inject a str.format placeholder.
+    template = ",".join(escape_tag(n).replace("{", "{{").replace("}", "}}") + "={}i" for n in names)
+    return [
+        f"{key} {template.format(*row)} {ts}"
+        for key, row, ts in zip(keys, rows, ts_ms, strict=True)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """One series of a query result."""

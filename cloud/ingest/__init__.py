@@ -1,0 +1,55 @@
+"""The ingester: MQTT -> validated numpy columns -> InfluxDB, acknowledged only once stored."""
+
+from cloud.ingest.aggregate import (
+    BedRollups,
+    CrowdSites,
+    QueueSites,
+    SensorState,
+    bed_rollups,
+    crowd_sites,
+    queue_sites,
+)
+from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
+from cloud.ingest.decode import (
+    REASONS,
+    DecodedWindow,
+    Message,
+    Readings,
+    Rejection,
+    StatusUpdate,
+    check_readings,
+    decode_window,
+)
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.service import Ingester, bootstrap_state
+from cloud.ingest.settings import IngestSettings
+from cloud.ingest.topology import CityIndex
+from cloud.ingest.writer import PointBuilder, PointWriter, WriteAbortedError
+
+__all__ = [
+    "REASONS",
+    "BedRollups",
+    "CityIndex",
+    "CrowdSites",
+    "DeadLetter",
+    "DeadLetterStore",
+    "DecodedWindow",
+    "IngestMetrics",
+    "IngestSettings",
+    "Ingester",
+    "Message",
+    "PointBuilder",
+    "PointWriter",
+    "QueueSites",
+    "Readings",
+    "Rejection",
+    "SensorState",
+    "StatusUpdate",
+    "WriteAbortedError",
+    "bed_rollups",
+    "bootstrap_state",
+    "check_readings",
+    "crowd_sites",
+    "decode_window",
+    "queue_sites",
+]

@@ -1,7 +1,72 @@
-"""Command line for this deployable (placeholder until its issue lands)."""
+"""``pantau ingest``: run the ingester, inspect its dead letters."""
 
 from __future__ import annotations
 
-import typer
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from pydantic import ValidationError
+
+from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.service import Ingester
+from cloud.ingest.settings import IngestSettings
+
+app = typer.Typer(no_args_is_help=True, help="The ingester: MQTT -> InfluxDB.")
+log = logging.getLogger("cloud.ingest")
+
+
+@app.command()
+def run(
+    log_level: Annotated[str, typer.Option(help="Python logging level")] = "INFO",
+) -> None:
+    """Run the ingester with settings from PANTAU_* environment variables (see README)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = IngestSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    ingester = Ingester(settings=settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: flushing and stopping", signum)
+        ingester.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        ingester.run()
+    except Exception:  # the process's outermost loop: log with traceback, exit non-zero
+        log.exception("ingester failed")
+        raise typer.Exit(1) from None
+
+
+@app.command("dead-letters")
+def dead_letters(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="dead-letter dir (default PANTAU_DEAD_LETTER_DIR)")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="only this RejectReason value")] = None,
+    show_payload: Annotated[bool, typer.Option("--payload", help="print raw payloads")] = False,
+) -> None:
+    """List dead-lettered messages and readings, oldest first."""
+    if directory is None:
+        directory = IngestSettings().dead_letter_dir
+    count = 0
+    for rec in DeadLetterStore(directory=directory).read(reason=reason):
+        when = datetime.fromtimestamp(rec.received_at / 1000, tz=UTC).isoformat()
+        at = "" if rec.index is None else f" reading {rec.index}"
+        typer.echo(f"{when} {rec.reason} {rec.gateway or '-'} {rec.topic}{at}: {rec.detail}")
+        if show_payload:
+            typer.echo("  " + rec.payload.decode("utf-8", errors="backslashreplace"))
+        count += 1
+    typer.echo(f"{count} dead letter(s)", err=True)
+    sys.stdout.flush()

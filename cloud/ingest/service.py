@@ -1,0 +1,447 @@
+"""The ingester: MQTT in, InfluxDB out, acknowledged only once stored.
+
+One consumer thread (the caller of :meth:`Ingester.run`) collects messages into windows of
+``flush_interval_s`` or ``window_max_messages`` and processes each window: decode and validate
+(``decode``), dead-letter the refused (fsync), store raw points, update state and store
+aggregates (``aggregate``, ``writer``), then acknowledge every message of the window.
+
+Delivery guarantee: at least once. A message is acknowledged (``client.ack``) only after
+InfluxDB accepted all its points and its dead-letter records are on disk; until then the broker
+keeps it in our persistent session (clean_start=False, session expiry), so a crash or a restart
+redelivers it. Redelivered readings overwrite themselves (same series, same time).
+
+Backpressure: while a write is being retried the consumer stops taking messages; the broker may
+have at most ``mqtt_receive_maximum`` unacknowledged messages in flight to us (MQTT v5 Receive
+Maximum), so the buffer and memory stay bounded and the backlog waits at the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import start_http_server
+
+from city import Registry, load_registry
+from cloud.influx import InfluxHTTP
+from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
+from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
+from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.settings import IngestSettings
+from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.writer import Lines, PointBuilder, PointWriter, WriteAbortedError
+from contract import (
+    KIND_CODES,
+    KIND_FIELDS,
+    Channel,
+    PantauError,
+    RejectReason,
+    SensorKind,
+    StorageError,
+    TopicError,
+    topics,
+)
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = tuple(
+    topics.subscription(c) for c in (Channel.READINGS, Channel.READING, Channel.STATUS)
+)
+_BACKOFF_BASE_S = 0.2
+_BACKOFF_CAP_S = 30.0
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def _jitter(attempt: int) -> float:
+    # Full jitter: many ingesters (or gateways) restarting together must not retry in step.
+    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))  # noqa: S311
+
+
+def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) -> int:
+    """Load each sensor's latest stored reading (and a kiosk's previous one, for its service
+    rate) from InfluxDB into ``state``; returns how many readings were loaded."""
+    sensors: list[int] = []
+    ts: list[int] = []
+    seq: list[int] = []
+    values: list[list[int]] = []
+    for kind in SensorKind:
+        limit = 2 if kind is SensorKind.QUEUE else 1
+        q = f'SELECT * FROM "{kind.value}" GROUP BY "sensor" ORDER BY time DESC LIMIT {limit}'  # noqa: S608 - constants only
+        for series in influx.query(q):
+            pos = index.sensor_pos.get(series.tags.get("sensor", ""))
+            if pos is None or index.sensor_kind[pos] != KIND_CODES[kind]:
+                continue  # a sensor since removed from the registry
+            for row in series.rows():
+                fields = [row.get(name) for name in KIND_FIELDS[kind]]
+                if any(not isinstance(v, int) for v in fields) or not isinstance(row["time"], int):
+                    continue
+                sensors.append(pos)
+                ts.append(row["time"])
+                seq.append(row["seq"] if isinstance(row.get("seq"), int) else 0)
+                values.append([int(v or 0) for v in fields] + [0] * (MAX_FIELDS - len(fields)))
+    if sensors:
+        state.update(
+            np.array(sensors, dtype=np.int32),
+            np.array(ts, dtype=np.int64),
+            np.array(seq, dtype=np.int64),
+            np.array(values, dtype=np.int64).reshape(-1, MAX_FIELDS),
+        )
+    return len(sensors)
+
+
+class Ingester:
+    """The ``pantau ingest run`` process. Construction does no I/O; :meth:`run` blocks until
+    :meth:`stop`, then flushes what it holds and returns."""
+
+    def __init__(
+        self,
+        *,
+        settings: IngestSettings,
+        registry: Registry | None = None,
+        metrics: IngestMetrics | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.settings = settings
+        self._registry = registry
+        self.metrics = metrics if metrics is not None else IngestMetrics()
+        self._clock_ms = clock_ms
+        self._stop = threading.Event()
+        #: set once InfluxDB is ready, state is bootstrapped and the subscriptions are granted
+        self.ready = threading.Event()
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_receive_maximum)
+        self._gen = 0
+        self._connected = threading.Event()
+        self._lost = threading.Event()
+        self._connack_ok = False
+        self._client: mqtt.Client | None = None
+        self.windows = 0
+        self.state: SensorState | None = None
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to flush and return (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def _require_state(self) -> SensorState:
+        if self.state is None:
+            raise PantauError("Ingester used before run()")
+        return self.state
+
+    # ---- run ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until :meth:`stop`; see the module docstring for the guarantees."""
+        s = self.settings
+        registry = self._registry if self._registry is not None else load_registry(s.city_file)
+        self.index = CityIndex.from_registry(registry)
+        self.builder = PointBuilder(index=self.index)
+        self.state = SensorState(n_sensors=self.index.n_sensors)
+        self.dead = DeadLetterStore(directory=s.dead_letter_dir)
+        server = None
+        if s.metrics_port is not None:
+            server, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
+        influx = InfluxHTTP(
+            url=s.influx_url,
+            database=s.influx_db,
+            username=s.influx_username,
+            password=s.influx_password,
+            token=s.influx_token,
+        )
+        try:
+            with influx:
+                self.writer = PointWriter(
+                    influx=influx,
+                    stopping=self._stop,
+                    chunk_lines=s.write_chunk_lines,
+                    on_latency=self.metrics.write_latency.observe,
+                )
+                if not self._prepare_storage(influx):
+                    return
+                self._consume()
+        finally:
+            if server is not None:
+                server.shutdown()
+
+    def _prepare_storage(self, influx: InfluxHTTP) -> bool:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                influx.ensure_database()
+                loaded = bootstrap_state(influx, self.index, self._require_state())
+            except StorageError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("InfluxDB not ready: %s", exc)
+                self._stop.wait(_jitter(attempt))
+                attempt += 1
+                continue
+            log.info("bootstrapped %d readings of state from InfluxDB", loaded)
+            return True
+        return False
+
+    def _consume(self) -> None:
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                if self._client is None or self._lost.is_set():
+                    self._teardown()
+                    if not self._connect():
+                        self._stop.wait(_jitter(attempt))
+                        attempt += 1
+                        continue
+                    attempt = 0
+                window = self._collect()
+                if window:
+                    self._process(window)
+            # Flush what was received before the stop.
+            while True:
+                window = self._collect(wait=False)
+                if not window:
+                    break
+                self._process(window)
+        except WriteAbortedError:
+            log.warning(
+                "stopped while InfluxDB was unavailable; unacknowledged messages stay "
+                "at the broker and are redelivered on the next start"
+            )
+        finally:
+            self._teardown(graceful=True)
+
+    # ---- MQTT --------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        s = self.settings
+        host, port, tls = s.mqtt_host_port_tls
+        self._gen += 1
+        gen = self._gen
+        self._connected.clear()
+        self._lost.clear()
+        self._connack_ok = False
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(s.mqtt_username, s.mqtt_password)
+        if tls:
+            client.tls_set()
+        # We reconnect with a fresh client ourselves; paho's own retry must not race us.
+        client.reconnect_delay_set(min_delay=3600, max_delay=3600)
+        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
+        client.on_subscribe = lambda c, u, mid, rcs, p: self._on_subscribe(gen, rcs)
+        client.on_message = lambda c, u, msg: self._on_message(gen, msg)
+        client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.mqtt_session_expiry_s
+        props.ReceiveMaximum = s.mqtt_receive_maximum
+        try:
+            client.connect(host, port, s.mqtt_keepalive_s, clean_start=False, properties=props)
+        except OSError as exc:
+            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, exc)
+            return False
+        self._client = client
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._connected.wait(0.1):
+                break
+            if self._lost.is_set():
+                break
+        if not self._connack_ok:
+            log.warning("MQTT connection to %s refused or timed out", s.mqtt_url)
+            return False
+        return True
+
+    def _on_connect(self, gen: int, client: mqtt.Client, rc: ReasonCode) -> None:
+        if gen != self._gen:
+            return
+        if rc.is_failure:
+            log.error("MQTT broker refused the connection: %s", rc)
+            self._lost.set()
+            return
+        self._connack_ok = True
+        self._connected.set()
+        log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.mqtt_client_id)
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS])
+
+    def _on_subscribe(self, gen: int, reason_codes: list[ReasonCode]) -> None:
+        if gen != self._gen:
+            return
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription refused by the broker (check the ACL): %s", failed)
+            return
+        self.ready.set()
+
+    def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        # Blocks only if the broker ignores our Receive Maximum: last-resort backpressure.
+        self._queue.put(
+            Message(
+                topic=msg.topic,
+                payload=bytes(msg.payload),
+                received_ms=self._clock_ms(),
+                mid=msg.mid,
+                qos=msg.qos,
+                generation=gen,
+            )
+        )
+
+    def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
+        if gen == self._gen:
+            log.warning("MQTT connection lost: %s", rc)
+            self._lost.set()
+
+    def _teardown(self, *, graceful: bool = False) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if graceful and not self._lost.is_set():
+            client.disconnect()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not self._lost.is_set():
+                time.sleep(0.02)
+        client.loop_stop()
+
+    # ---- windows -----------------------------------------------------------------------
+    def _collect(self, *, wait: bool = True) -> list[Message]:
+        limit = self.settings.window_max_messages
+        window: list[Message] = []
+        deadline = time.monotonic() + (self.settings.flush_interval_s if wait else 0)
+        while len(window) < limit:
+            try:
+                window.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._stop.is_set() and wait):
+                break
+            try:
+                window.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return window
+
+    def _dead_letter(
+        self,
+        msg: Message,
+        rej: Rejection,
+        *,
+        reason: RejectReason | None = None,
+        detail: str | None = None,
+    ) -> DeadLetter:
+        try:
+            gateway: str | None = topics.parse(msg.topic).gateway
+        except TopicError:
+            gateway = None
+        return DeadLetter.of(
+            received_at=msg.received_ms,
+            reason=reason or rej.reason,
+            detail=detail or rej.detail,
+            topic=msg.topic,
+            gateway=gateway,
+            index=rej.index,
+            payload=msg.payload,
+        )
+
+    def _record_dead(self, records: list[DeadLetter], now: int) -> None:
+        """Durably store dead letters, then write their points and count them."""
+        if not records:
+            return
+        self.dead.append(records)
+        points = [
+            self.builder.dead_letter(
+                reason=r.reason,
+                gateway=r.gateway or "unknown",
+                topic=r.topic,
+                detail=r.detail,
+                ts_ms=r.received_at,
+            )
+            for r in records
+        ]
+        for refused in self.writer.write(points):
+            log.error("dead_letter point refused by InfluxDB: %s", refused.detail)
+        for r in records:
+            self.metrics.dead_letters.labels(reason=r.reason).inc()
+
+    def _process(self, window: list[Message]) -> None:
+        state = self._require_state()
+        now = self._clock_ms()
+        m = self.metrics
+        m.messages_in.inc(len(window))
+        m.window_messages.observe(len(window))
+        decoded: DecodedWindow = decode_window(window, self.index, now)
+        readings = decoded.readings
+        n_bad_readings = sum(1 for r in decoded.rejections if r.index is not None)
+        m.readings_in.inc(len(readings) + n_bad_readings)
+        self._record_dead(
+            [self._dead_letter(window[r.message], r) for r in decoded.rejections], now
+        )
+
+        lines: Lines = self.builder.raw(readings)
+        for st in decoded.statuses:
+            lines.add(
+                [self.builder.gateway_status(st, window[st.message].received_ms)],
+                [st.message],
+                [-1],
+            )
+        m.write_retrying.set(1)
+        refused = self.writer.write(lines.lines)
+        m.write_retrying.set(0)
+        stored = np.ones(len(readings), dtype=bool)
+        if refused:
+            late: list[DeadLetter] = []
+            n_raw = len(readings)
+            for r in refused:
+                msg_i, at = lines.message[r.line], lines.reading[r.line]
+                rej = Rejection(
+                    msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
+                )
+                late.append(self._dead_letter(window[msg_i], rej))
+                if r.line < n_raw:
+                    stored[r.line] = False
+            self._record_dead(late, now)
+        # raw() emits rows grouped by kind: map stored flags back through the same order.
+        order = (
+            np.concatenate([np.flatnonzero(readings.kind == KIND_CODES[k]) for k in SensorKind])
+            if len(readings)
+            else np.zeros(0, np.intp)
+        )
+        ok_rows = np.zeros(len(readings), dtype=bool)
+        ok_rows[order] = stored
+        kept = readings.take(ok_rows)
+        m.readings_stored.inc(len(kept))
+        if len(kept):
+            lag = (now - kept.ts) / 1000.0
+            m.lag.observe(float(lag.min()))
+            m.lag.observe(float(lag.max()))
+        if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
+            agg = self.builder.bed_rollups(bed_rollups(state, self.index), now)
+            agg += self.builder.crowd_sites(crowd_sites(state, self.index), now)
+            agg += self.builder.queue_sites(queue_sites(state, self.index), now)
+            for r in self.writer.write(agg):
+                log.error("aggregate point refused by InfluxDB: %s", r.detail)
+        self._ack(window)
+        self.windows += 1
+
+    def _ack(self, window: list[Message]) -> None:
+        client = self._client
+        for msg in window:
+            # A message delivered on an earlier connection is redelivered on this one (same
+            # session) and acknowledged then; its old packet id means nothing here.
+            if client is not None and msg.generation == self._gen and msg.qos > 0:
+                client.ack(msg.mid, msg.qos)

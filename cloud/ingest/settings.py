@@ -1,0 +1,73 @@
+"""Settings of the ingester (one pydantic-settings class; env prefix ``PANTAU_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from city import DEMO_CITY
+
+#: Development password of the ``pantau-ingest`` account (the test broker and the demo use it);
+#: refused in production.
+DEV_MQTT_PASSWORD = "pantau-ingest-secret"  # noqa: S105 - a development default, refused in production
+
+
+class IngestSettings(BaseSettings):
+    """Everything ``pantau ingest run`` needs. In production, default or missing secrets are a
+    start-up error."""
+
+    model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
+
+    mode: Literal["production", "development"] = "development"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str = "pantau-ingest"
+    mqtt_password: str = DEV_MQTT_PASSWORD
+    mqtt_client_id: str = "pantau-ingest-1"
+    #: How long the broker keeps the session (and queues QoS 1 messages) while we are away.
+    mqtt_session_expiry_s: int = Field(default=14 * 24 * 3600, ge=0)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    #: Unacknowledged messages the broker may send us (MQTT v5 Receive Maximum): this bounds
+    #: the buffer, and therefore memory, while InfluxDB is slow or down.
+    mqtt_receive_maximum: int = Field(default=10000, ge=1, le=65535)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "pantau"
+    influx_username: str | None = None
+    influx_password: str | None = None
+    influx_token: str | None = None
+    city_file: Path = DEMO_CITY
+    dead_letter_dir: Path = Path("./var/dead-letter")
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    window_max_messages: int = Field(default=5000, ge=1)
+    write_chunk_lines: int = Field(default=5000, ge=1)
+    metrics_port: int | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> IngestSettings:
+        scheme = urlsplit(self.mqtt_url).scheme
+        if scheme not in ("mqtt", "mqtts"):
+            raise ValueError(
+                f"PANTAU_MQTT_URL must be mqtt://host:port or mqtts://, not {self.mqtt_url!r}"
+            )
+        if self.mode == "production":
+            if not self.mqtt_password or self.mqtt_password == DEV_MQTT_PASSWORD:
+                raise ValueError(
+                    "production mode: set PANTAU_MQTT_PASSWORD to the pantau-ingest account's "
+                    "real password (the development default is refused)"
+                )
+            if not self.influx_token and not (self.influx_username and self.influx_password):
+                raise ValueError(
+                    "production mode: set PANTAU_INFLUX_TOKEN or PANTAU_INFLUX_USERNAME and "
+                    "PANTAU_INFLUX_PASSWORD"
+                )
+        return self
+
+    @property
+    def mqtt_host_port_tls(self) -> tuple[str, int, bool]:
+        """(host, port, use TLS) from ``mqtt_url``."""
+        parts = urlsplit(self.mqtt_url)
+        tls = parts.scheme == "mqtts"
+        return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls

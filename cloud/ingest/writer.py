@@ -1,0 +1,286 @@
+"""Points of docs/schema.md, built from the decoded columns, and written to InfluxDB.
+
+Series keys come from the registry and are built once (per sensor, per site, per rollup cell);
+only the field part of a line is formatted per point, through ``cloud.influx`` (the only place
+that formats line protocol).
+
+Writing: chunks of ``chunk_lines`` lines. Failures InfluxDB calls retryable (unreachable,
+408/429/5xx) are retried with full-jitter backoff for as long as they last: the messages stay
+unacknowledged meanwhile, so nothing is lost and the broker holds the backlog. A 400 (bad or
+conflicting data) is not retried; the chunk is bisected so every line that can be stored is,
+and the lines InfluxDB still refuses on their own are returned to the caller to dead-letter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.influx import FieldValue, InfluxHTTP, format_int_rows, format_line, series_key
+from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
+from cloud.ingest.decode import Readings, StatusUpdate
+from cloud.ingest.topology import FACILITIES, CityIndex
+from contract import KIND_CODES, PantauError, SensorKind, StorageError
+
+log = logging.getLogger(__name__)
+
+_BED = KIND_CODES[SensorKind.BED]
+_CROWD = KIND_CODES[SensorKind.CROWD]
+_QUEUE = KIND_CODES[SensorKind.QUEUE]
+BED_FIELDS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "seq")
+CROWD_FIELDS = ("entries", "exits", "occupancy", "seq")
+QUEUE_FIELDS = ("issued", "served", "waiting", "counters_open", "seq")
+
+
+class WriteAbortedError(PantauError):
+    """A stop was requested while InfluxDB was unavailable; nothing was acknowledged."""
+
+
+@dataclass(slots=True)
+class Lines:
+    """Lines with their provenance: the window message (or -1) and reading index (or -1)."""
+
+    lines: list[str] = field(default_factory=list)
+    message: list[int] = field(default_factory=list)
+    reading: list[int] = field(default_factory=list)
+
+    def add(self, lines: Sequence[str], message: Sequence[int], reading: Sequence[int]) -> None:
+        """Append lines and their owners."""
+        self.lines += lines
+        self.message += message
+        self.reading += reading
+
+    def add_unowned(self, lines: Sequence[str]) -> None:
+        """Append lines no message owns (aggregates)."""
+        self.add(lines, [-1] * len(lines), [-1] * len(lines))
+
+
+class PointBuilder:
+    """Formats every point the ingester writes. Series keys are precomputed from the city."""
+
+    def __init__(self, *, index: CityIndex) -> None:
+        self.index = index
+        reg = index.registry
+        self._site_tags: list[dict[str, str]] = []
+        for site in reg.doc.sites:
+            kec = reg.kecamatan_of_kelurahan[site.kelurahan]
+            self._site_tags.append(
+                {
+                    "site": site.id,
+                    "site_name": site.name,
+                    "kelurahan": site.kelurahan,
+                    "kecamatan": kec.code,
+                }
+            )
+        self.raw_keys: list[str] = []
+        for sensor in reg.doc.sensors:
+            tags = dict(self._site_tags[index.site_pos[sensor.site]], sensor=sensor.id)
+            if sensor.kind is SensorKind.BED:
+                tags.update(
+                    site_kind=reg.sites[sensor.site].kind.value,
+                    ward=str(sensor.ward),
+                    bed_type=str(sensor.bed_type),
+                )
+            elif sensor.kind is SensorKind.CROWD and sensor.gate:
+                tags["gate"] = sensor.gate
+            self.raw_keys.append(series_key(sensor.kind.value, tags))
+        self._site_keys: dict[tuple[str, int], str] = {}
+        self._rollup_keys: dict[tuple[int, int, int], str] = {}
+
+    def raw(self, readings: Readings) -> Lines:
+        """Raw ``bed``/``crowd``/``queue`` points at observation time, one per reading."""
+        out = Lines()
+        v = readings.values
+        for code, names in ((_BED, BED_FIELDS), (_CROWD, CROWD_FIELDS), (_QUEUE, QUEUE_FIELDS)):
+            rows = np.flatnonzero(readings.kind == code)
+            if not len(rows):
+                continue
+            vv, seq = v[rows], readings.seq[rows][:, None]
+            if code == _BED:
+                cols = np.hstack([vv[:, :2], vv[:, :1] - vv[:, 1:2], vv[:, 2:5], seq])
+            elif code == _CROWD:
+                cols = np.hstack([vv[:, :3], seq])
+            else:
+                cols = np.hstack([vv[:, :2], vv[:, :1] - vv[:, 1:2], vv[:, 2:3], seq])
+            keys = [self.raw_keys[s] for s in readings.sensor[rows].tolist()]
+            lines = format_int_rows(keys, names, cols.tolist(), readings.ts[rows].tolist())
+            out.add(lines, readings.message[rows].tolist(), readings.index[rows].tolist())
+        return out
+
+    def _site_key(self, measurement: str, site: int) -> str:
+        key = self._site_keys.get((measurement, site))
+        if key is None:
+            tags = dict(self._site_tags[site])
+            tags["site_kind"] = self.index.registry.doc.sites[site].kind.value
+            key = self._site_keys[(measurement, site)] = series_key(measurement, tags)
+        return key
+
+    def _rollup_key(self, group: int, bed_type: int, facility: int) -> str:
+        cell = (group, bed_type, facility)
+        key = self._rollup_keys.get(cell)
+        if key is None:
+            g = self.index.groups[group]
+            tags = {
+                "level": g.level,
+                "code": g.code,
+                "name": g.name,
+                "bed_type": str(bed_type) if bed_type else "all",
+                "facility": FACILITIES[facility],
+            }
+            key = self._rollup_keys[cell] = series_key("bed_rollup", tags)
+        return key
+
+    def bed_rollups(self, r: BedRollups, now_ms: int) -> list[str]:
+        """``bed_rollup`` points at the flush time."""
+        ints = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
+        cols = [getattr(r, name).tolist() for name in ints]
+        cols += [r.oldest_ms.tolist(), r.newest_ms.tolist()]
+        names = (*ints, "oldest_ms", "newest_ms")
+        bor = r.bor.tolist()
+        out = []
+        for i, (g, bt, fac) in enumerate(
+            zip(r.group.tolist(), r.bed_type.tolist(), r.facility.tolist(), strict=True)
+        ):
+            fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
+            if not math.isnan(bor[i]):
+                fields["bor"] = bor[i]
+            out.append(format_line(self._rollup_key(g, bt, fac), fields, now_ms))
+        return out
+
+    def crowd_sites(self, r: CrowdSites, now_ms: int) -> list[str]:
+        """``crowd_site`` points at the flush time."""
+        names = ("occupancy", "capacity", "entries", "exits", "gates", "oldest_ms", "newest_ms")
+        return self._site_lines("crowd_site", r.site.tolist(), r, names, "ratio", r.ratio, now_ms)
+
+    def queue_sites(self, r: QueueSites, now_ms: int) -> list[str]:
+        """``queue_site`` points at the flush time."""
+        names = ("waiting", "issued", "served", "counters_open", "kiosks", "oldest_ms", "newest_ms")
+        return self._site_lines("queue_site", r.site.tolist(), r, names, "wait_s", r.wait_s, now_ms)
+
+    def _site_lines(
+        self,
+        measurement: str,
+        sites: list[int],
+        r: CrowdSites | QueueSites,
+        names: tuple[str, ...],
+        float_name: str,
+        floats: npt.NDArray[np.float64],
+        now_ms: int,
+    ) -> list[str]:
+        cols = [getattr(r, n).tolist() for n in names]
+        fl = floats.tolist()
+        out = []
+        for i, site in enumerate(sites):
+            fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
+            if not math.isnan(fl[i]):
+                fields[float_name] = fl[i]
+            out.append(format_line(self._site_key(measurement, site), fields, now_ms))
+        return out
+
+    def dead_letter(self, *, reason: str, gateway: str, topic: str, detail: str, ts_ms: int) -> str:
+        """One ``dead_letter`` point."""
+        key = series_key("dead_letter", {"reason": reason, "gateway": gateway or "unknown"})
+        return format_line(key, {"count": 1, "topic": topic, "detail": detail}, ts_ms)
+
+    def gateway_status(self, update: StatusUpdate, ts_ms: int) -> str:
+        """One ``gateway_status`` point; numeric stats become fields of their own."""
+        gw = self.index.registry.doc.gateways[update.gateway]
+        key = series_key("gateway_status", {"gateway": gw.id, "site": gw.site})
+        st = update.status
+        fields: dict[str, FieldValue] = {
+            "online": 1 if st.state.value == "online" else 0,
+            "state": st.state.value,
+        }
+        for name, value in st.stats.items():
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if name not in fields and not isinstance(value, str) and finite and name:
+                fields[name] = value
+        return format_line(key, fields, ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A line InfluxDB refused on its own (after bisecting), with its answer."""
+
+    line: int
+    detail: str
+
+
+class PointWriter:
+    """Writes lines in chunks; retries what can succeed, bisects what cannot."""
+
+    def __init__(
+        self,
+        *,
+        influx: InfluxHTTP,
+        stopping: threading.Event,
+        chunk_lines: int = 5000,
+        backoff_base_s: float = 0.1,
+        backoff_cap_s: float = 5.0,
+        on_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self.influx = influx
+        self.stopping = stopping
+        self.chunk_lines = chunk_lines
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.on_latency = on_latency
+        #: True while a retryable failure is being waited out (exported as a metric)
+        self.retrying = False
+
+    def write(self, lines: Sequence[str]) -> list[Refused]:
+        """Store ``lines``; returns those InfluxDB refuses for good. Raises
+        :class:`WriteAbortedError` if asked to stop while InfluxDB is unavailable."""
+        refused: list[Refused] = []
+        for lo in range(0, len(lines), self.chunk_lines):
+            self._store(lines, lo, min(lo + self.chunk_lines, len(lines)), refused)
+        return refused
+
+    def _store(self, lines: Sequence[str], lo: int, hi: int, refused: list[Refused]) -> None:
+        try:
+            self._write_retrying(lines[lo:hi])
+        except StorageError as exc:
+            if hi - lo == 1:
+                log.warning("InfluxDB refused a line: %s", exc)
+                refused.append(Refused(lo, str(exc)))
+                return
+            # InfluxDB 1.x may already have stored the good lines of a refused chunk; writing
+            # them again lands on the same series and time, so it overwrites, not duplicates.
+            mid = (lo + hi) // 2
+            self._store(lines, lo, mid, refused)
+            self._store(lines, mid, hi, refused)
+
+    def _write_retrying(self, chunk: Sequence[str]) -> None:
+        body = "\n".join(chunk).encode("utf-8")
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                self.influx.write(body)
+            except StorageError as exc:
+                if not exc.retryable:
+                    raise
+                # Full jitter, so writers recovering together do not hammer InfluxDB in step.
+                delay = random.uniform(  # noqa: S311
+                    0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)
+                )
+                attempt += 1
+                self.retrying = True
+                log.warning(
+                    "InfluxDB write failed (attempt %d), retrying in %.2fs: %s", attempt, delay, exc
+                )
+                if self.stopping.wait(delay):
+                    raise WriteAbortedError("stopping while InfluxDB is unavailable") from exc
+                continue
+            self.retrying = False
+            if self.on_latency is not None:
+                self.on_latency(time.perf_counter() - started)
+            return
