@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.payload import MAX_PAYLOAD_BYTES
@@ -40,7 +41,7 @@ class Peer:
     broker: Mosquitto
     username: str | None
     password: str | None = None
-    protocol: int = mqtt.MQTTv5
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     connack: ReasonCode | None = None
     disconnected: bool = False
@@ -51,7 +52,7 @@ class Peer:
 
     def __enter__(self) -> Self:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"acl-test-{next(_ids)}",
             protocol=self.protocol,
         )
@@ -102,7 +103,7 @@ class Peer:
 
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append((msg.topic, msg.payload))
+            self.messages.append((msg.topic, bytes(msg.payload)))
             self._cond.notify_all()
 
     def _on_publish(self, c: Any, u: Any, mid: int, rc: ReasonCode, props: Any) -> None:
@@ -118,7 +119,9 @@ class Peer:
     def subscribe(self, topic: str) -> list[int]:
         """Subscribe at QoS 1; returns the SUBACK reason codes."""
         assert self._client is not None
-        _, mid = self._client.subscribe(topic, qos=1)
+        result, mid = self._client.subscribe(topic, qos=1)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert mid is not None
         self._wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
         return self._subacks[mid]
 
@@ -218,7 +221,7 @@ def test_a_payload_over_the_packet_limit_is_refused_by_the_broker(broker: Mosqui
     with Peer(broker, "pantau-ingest", "pantau-ingest-secret") as ingest:
         ingest.subscribe("pantau/v1/+/+/readings")
         # MQTT 3.1.1, so the client does not know the broker's limit and really sends it.
-        with Peer(broker, "gw-a", "gw-a-pw", protocol=mqtt.MQTTv311) as gw:
+        with Peer(broker, "gw-a", "gw-a-pw", protocol=MQTTProtocolVersion.MQTTv311) as gw:
             assert gw.publish(GW_A_READINGS, at_limit) == 0
             gw.publish(GW_A_READINGS, over, wait=False)
             gw.wait_disconnected()

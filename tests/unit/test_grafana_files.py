@@ -184,6 +184,10 @@ def test_dashboard_payloads_overwrite_by_uid_into_the_pantau_folder() -> None:
     assert len(body["dashboard"]["panels"]) == 9
 
 
+def _http_error(status: int) -> GrafanaClientError:
+    return GrafanaClientError(status, {"message": "x"}, f"HTTP {status}")  # type: ignore[no-untyped-call]
+
+
 class _Recorder:
     """A pure fake of the three grafana_client elements: records calls, knows some uids."""
 
@@ -196,7 +200,7 @@ class _Recorder:
 
     def _lookup(self, uid: str) -> dict[str, str]:
         if uid not in self.existing:
-            raise GrafanaClientError(404, {"message": "not found"}, "not found")
+            raise _http_error(404)
         return {"uid": uid}
 
     def get_datasource_by_uid(self, uid: str) -> dict[str, str]:
@@ -251,7 +255,7 @@ def test_push_updates_what_exists() -> None:
 def test_push_does_not_hide_other_errors() -> None:
     class Forbidden(_Recorder):
         def get_datasource_by_uid(self, uid: str) -> dict[str, str]:
-            raise GrafanaClientError(403, {"message": "forbidden"}, "forbidden")
+            raise _http_error(403)
 
     grafana = Forbidden(existing=set())
     with pytest.raises(GrafanaClientError):

@@ -1,0 +1,146 @@
+"""docs/protocol.md and docs/serial-protocol.md tell the truth: every JSON example validates
+against the contract, the documented limits are the contract's, and the mosquitto_pub example,
+run as written, delivers a valid reading through the real broker with Pantau's policy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel
+
+import contract
+from city import Registry
+from contract import topics
+from contract.serial_frame import FRAME_TAG, crc16, parse_frame
+from pantau.paths import ROOT
+from pantau.services import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+SERIAL = (ROOT / "docs" / "serial-protocol.md").read_text(encoding="utf-8")
+_EXAMPLE = re.compile(r"<!-- contract: (\w+) -->\n```json\n(.*?)\n```", re.DOTALL)
+_COMMAND = re.compile(r"^mosquitto_pub .*$", re.MULTILINE)
+MODELS: dict[str, type[BaseModel]] = {
+    "SingleReading": contract.SingleReading,
+    "Batch": contract.Batch,
+    "GatewayStatus": contract.GatewayStatus,
+    "Command": contract.Command,
+    "CommandAck": contract.CommandAck,
+}
+
+
+def test_every_json_block_is_a_marked_contract_example() -> None:
+    """No example escapes checking: each ```json block carries a contract marker."""
+    assert PROTOCOL.count("```json") == len(_EXAMPLE.findall(PROTOCOL)) == 8
+
+
+@pytest.mark.parametrize(
+    ("model", "text"), _EXAMPLE.findall(PROTOCOL), ids=lambda v: v[:20].replace("\n", "")
+)
+def test_each_json_example_validates_against_the_contract(model: str, text: str) -> None:
+    # The models refuse unknown fields and coerce nothing, so validating is the whole check.
+    message = MODELS[model].model_validate_json(text)
+    assert message.model_dump()["v"] == contract.SCHEMA_VERSION
+
+
+def test_the_documented_limits_and_names_are_the_contracts() -> None:
+    assert f"**{contract.MAX_PAYLOAD_BYTES:,} bytes**".replace(",", " ") in PROTOCOL
+    assert f"**{contract.MAX_READINGS_PER_BATCH:,} readings**".replace(",", " ") in PROTOCOL
+    assert f"**{contract.MAX_FUTURE_SKEW_MS // 60_000} minutes**" in PROTOCOL
+    for reason in contract.RejectReason:
+        assert f"| `{reason.value}` |" in PROTOCOL, reason
+    for channel in contract.Channel:
+        assert f"| `{channel.value}` |" in PROTOCOL, channel
+    for name in contract.CommandName:
+        assert f"| `{name.value}` |" in PROTOCOL, name
+    for kind, fields in contract.KIND_FIELDS.items():
+        row = next(line for line in PROTOCOL.splitlines() if line.startswith(f"| `{kind}` |"))
+        assert all(f"`{f}`" in row for f in fields), kind
+
+
+def test_the_mosquitto_pub_example_delivers_a_valid_reading(
+    mosquitto: Mosquitto, city: Registry
+) -> None:
+    (command,) = _COMMAND.findall(PROTOCOL)
+    argv = shlex.split(command)
+    user, topic, payload = (argv[argv.index(flag) + 1] for flag in ("-u", "-t", "-m"))
+    # The example is for the demo city's direct kiosk, and its message is valid there.
+    parsed = topics.parse(topic)
+    assert parsed.channel is contract.Channel.READING
+    assert city.gateways[user].site == parsed.site
+    assert city.gateways[user].direct
+    reading = contract.SingleReading.model_validate_json(payload)
+    assert city.sensors[reading.sensor].gateway == parsed.gateway == user
+
+    mosquitto.add_user(user, "kiosk-pw-for-test")
+    received: list[tuple[str, bytes]] = []
+    subscribed, arrived = threading.Event(), threading.Event()
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        received.append((msg.topic, bytes(msg.payload)))
+        arrived.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="doc-test-ingest")
+    sub.username_pw_set("pantau-ingest", "pantau-ingest-secret")
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_connect = lambda c, *_: c.subscribe(topics.subscription(contract.Channel.READING), 1)
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        # Run the documented line through a shell exactly as written; only the port differs.
+        line = command.replace("-p 1883", f"-p {mosquitto.port}")
+        env = {**os.environ, "KIOSK_PASSWORD": "kiosk-pw-for-test"}
+        done = subprocess.run(
+            ["bash", "-c", line], check=False, env=env, capture_output=True, text=True, timeout=20
+        )
+        assert done.returncode == 0, done.stderr
+        assert arrived.wait(10)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert received == [(topic, payload.encode())]
+
+
+def test_the_documented_wrong_password_message_is_what_mosquitto_pub_prints(
+    mosquitto: Mosquitto,
+) -> None:
+    (command,) = _COMMAND.findall(PROTOCOL)
+    line = command.replace("-p 1883", f"-p {mosquitto.port}")
+    env = {**os.environ, "KIOSK_PASSWORD": "wrong"}
+    done = subprocess.run(
+        ["bash", "-c", line], check=False, env=env, capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode != 0
+    assert "Connection Refused: not authorised" in PROTOCOL
+    assert "Connection Refused: not authorised" in done.stderr
+
+
+# --- docs/serial-protocol.md -------------------------------------------------------------------
+
+_FRAME = re.compile(r"^\$" + FRAME_TAG + r",[^\s`]*\*[0-9A-F]{4}$", re.MULTILINE)
+
+
+def test_serial_doc_frames_parse_and_the_worked_crc_is_right() -> None:
+    frames = _FRAME.findall(SERIAL)
+    assert len(frames) >= 2
+    for line in frames:
+        frame = parse_frame(line.encode("ascii"))
+        assert contract.check_values(frame.kind, frame.values_dict()) is None
+    # The worked example states its body and CRC explicitly.
+    worked = re.search(r"CRC-16/CCITT-FALSE of `([^`]+)` is `0x([0-9A-F]{4})`", SERIAL)
+    assert worked is not None
+    body, crc = worked.groups()
+    assert crc16(body.encode("ascii")) == int(crc, 16)
+    assert f"${body}*{crc}" in frames
+    assert "`0x29B1`" in SERIAL
+    assert crc16(b"123456789") == 0x29B1
