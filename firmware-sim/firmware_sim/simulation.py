@@ -1,0 +1,409 @@
+"""The simulation: every selected sensor's firmware, stepping through a scenario and writing
+frames to its gateway's serial lines.
+
+:class:`Devices` is the pure part (models, sequence numbers, faults: no I/O, no threads), so
+determinism is testable without a PTY. :class:`Simulation` adds the lines, the wall clock and
+the ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from city import Registry, Sensor, SiteKind
+from contract import SensorKind
+from firmware_sim.direct import MqttBus, single_reading_payload
+from firmware_sim.faults import Emission, FaultInjector
+from firmware_sim.models import BedWard, DeviceModel, Firmware, GateCounter, Kiosk
+from firmware_sim.scenario import FaultType, Scenario, ScenarioError
+from firmware_sim.scripted import EVENT_TYPES, ScriptedDevice, ScriptError
+from firmware_sim.transport import Bus, PtyBus, SocketBus
+from firmware_sim.truth import GroundTruth
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["pty", "socket"]
+PortMap = dict[str, dict[str, str]]
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since the epoch: what a sensor with a synced clock stamps."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class SimSensor:
+    """One simulated sensor and where its frames go."""
+
+    sensor: Sensor
+    firmware: Firmware
+    faults: FaultInjector
+    direct: bool
+
+
+def _rng(seed: int, sensor: str, purpose: str) -> random.Random:
+    # String seeds hash with SHA-512 inside random, so streams are stable across processes
+    # (unlike hash()) and independent per sensor: adding a sensor changes no other stream.
+    return random.Random(f"{seed}:{sensor}:{purpose}")
+
+
+def build_model(sensor: Sensor, registry: Registry, *, seed: int, utc_offset_s: int) -> DeviceModel:
+    """The device model for ``sensor``, seeded from ``seed`` and the sensor id."""
+    rng = _rng(seed, sensor.id, "model")
+    site = registry.sites[sensor.site]
+    if sensor.kind is SensorKind.BED:
+        return BedWard(
+            beds=sensor.beds or 1, rng=rng, bed_type=sensor.bed_type, utc_offset_s=utc_offset_s
+        )
+    if sensor.kind is SensorKind.CROWD:
+        gates = sum(1 for s in registry.sensors_of(site=site.id) if s.kind is SensorKind.CROWD)
+        return GateCounter(
+            gate_capacity=max(1, (site.capacity or 500) // max(1, gates)),
+            rng=rng,
+            market=site.kind is SiteKind.MARKET,
+            utc_offset_s=utc_offset_s,
+        )
+    return Kiosk(
+        counters=sensor.counters or 1,
+        rng=rng,
+        hospital=site.kind is SiteKind.HOSPITAL,
+        utc_offset_s=utc_offset_s,
+    )
+
+
+class Devices:
+    """The selected sensors' firmware for one scenario: pure logic, deterministic given the
+    scenario's seed and the wall-clock stamps passed to :meth:`emit`."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        scenario: Scenario,
+        gateways: list[str] | None = None,
+        include_direct: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.scenario = scenario
+        self.sensors: list[SimSensor] = []
+        src = scenario.source
+
+        def fail(location: str, message: str) -> ScenarioError:
+            return ScenarioError(src, location, message)
+
+        if gateways is not None:
+            for gw_id in gateways:
+                if gw_id not in registry.gateways:
+                    raise fail("", f"no gateway {gw_id!r} in {registry.source}")
+        for label, ids in (
+            ("sensors", scenario.sensors or []),
+            ("clockless", scenario.clockless),
+            ("script", list(scenario.script or {})),
+            ("initial", list(scenario.initial)),
+            *[(f"faults[{i}].sensors", f.sensors or []) for i, f in enumerate(scenario.faults)],
+        ):
+            for sid in ids:
+                if sid not in registry.sensors:
+                    raise fail(label, f"no sensor {sid!r} in {registry.source}")
+        offset = registry.tz.utcoffset(scenario.sim_start.replace(tzinfo=None))
+        utc_offset_s = int(offset.total_seconds()) if offset is not None else 0
+        wanted = set(scenario.sensors) if scenario.sensors is not None else None
+        if scenario.mode == "scripted":
+            wanted = set(scenario.script or {})
+        for sensor in registry:
+            gw = registry.gateways[sensor.gateway]
+            if gateways is not None and gw.id not in gateways:
+                continue
+            if wanted is not None and sensor.id not in wanted:
+                continue
+            if gw.direct and not include_direct:
+                log.info("skipping %s: gateway %s is a direct MQTT device", sensor.id, gw.id)
+                continue
+            model: DeviceModel
+            if scenario.mode == "scripted":
+                model = self._scripted(sensor)
+            else:
+                model = build_model(sensor, registry, seed=scenario.seed, utc_offset_s=utc_offset_s)
+            firmware = Firmware(
+                sensor=sensor.id, model=model, clock=sensor.id not in scenario.clockless
+            )
+            # Direct devices speak JSON over MQTT: serial faults do not apply to them.
+            rules = [] if gw.direct else list(scenario.faults)
+            injector = FaultInjector(
+                sensor=sensor.id, rules=rules, rng=_rng(scenario.seed, sensor.id, "faults")
+            )
+            self.sensors.append(SimSensor(sensor, firmware, injector, gw.direct))
+        self._check_script()
+
+    def _scripted(self, sensor: Sensor) -> ScriptedDevice:
+        scenario = self.scenario
+        event_type = EVENT_TYPES[sensor.kind]
+        events = []
+        for i, raw in enumerate((scenario.script or {})[sensor.id]):
+            try:
+                events.append(event_type.model_validate(raw or {}))
+            except ValueError as exc:
+                raise ScenarioError(
+                    scenario.source, f"script.{sensor.id}[{i}]", f"{sensor.kind.value}: {exc}"
+                ) from None
+        initial = dict(scenario.initial.get(sensor.id, {}))
+        if sensor.kind is SensorKind.BED:
+            initial.setdefault("capacity", sensor.beds or 0)
+        if sensor.kind is SensorKind.QUEUE:
+            initial.setdefault("counters_open", sensor.counters or 0)
+        try:
+            return ScriptedDevice(kind=sensor.kind, events=events, initial=initial)
+        except ScriptError as exc:
+            raise ScenarioError(scenario.source, f"initial.{sensor.id}", str(exc)) from None
+
+    def _check_script(self) -> None:
+        """Dry-run every script on a copy so a broken one fails before anything is sent."""
+        if self.scenario.mode != "scripted":
+            return
+        for sim in self.sensors:
+            dry = self._scripted(sim.sensor)
+            for i in range(len(dry.events)):
+                try:
+                    dry.step(0.0)
+                except ScriptError as exc:
+                    raise ScenarioError(
+                        self.scenario.source, f"script.{sim.sensor.id}[{i}]", str(exc)
+                    ) from None
+
+    def emit(self, step: int, wall_ms: int) -> list[tuple[SimSensor, Emission]]:
+        """Every selected sensor's reading number ``step``, stamped from ``wall_ms``."""
+        sim_time = self.scenario.sim_time(step)
+        out = []
+        for sim in self.sensors:
+            if self.scenario.mode == "scripted":
+                events = (self.scenario.script or {}).get(sim.sensor.id, [])
+                if step >= len(events):
+                    continue  # a scripted sensor reports once per event
+            ts = sim.faults.stamp(step, wall_ms)
+            frame = sim.firmware.read(sim_time, ts)
+            if sim.direct:
+                emission = Emission(sim.sensor.id, single_reading_payload(frame), (frame,))
+            else:
+                emission = sim.faults.apply(step, frame)
+            out.append((sim, emission))
+        return out
+
+
+class Simulation:
+    """Simulated sensors writing real serial frames. Build (no I/O), :meth:`start` (opens the
+    lines, returns the port map), :meth:`run` (blocks until a finite scenario ends or
+    :meth:`stop`), then read :meth:`ground_truth`. Also usable as a context manager, which
+    closes the lines on exit.
+
+    Frames are only written while a reader has the line open, so gateways may attach after
+    ``start()`` without losing frames. ``start_delay_s`` (default: the scenario's) delays the
+    first reading; with ``hold=True`` the first reading waits for :meth:`begin`."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        scenario: Scenario,
+        transport: Transport = "pty",
+        gateways: list[str] | None = None,
+        start_delay_s: float | None = None,
+        hold: bool = False,
+        mqtt_url: str | None = None,
+        mqtt_passwords: dict[str, str] | None = None,
+        truth_path: Path | None = None,
+        truth_every_s: float = 5.0,
+    ) -> None:
+        if transport not in ("pty", "socket"):
+            raise ValueError(f"transport must be 'pty' or 'socket', not {transport!r}")
+        self.registry = registry
+        self.scenario = scenario
+        self.transport: Transport = transport
+        self.gateways = gateways
+        self.start_delay_s = scenario.start_delay_s if start_delay_s is None else start_delay_s
+        self.mqtt_url = mqtt_url
+        self.mqtt_passwords = dict(mqtt_passwords or {})
+        self.truth_path = truth_path
+        self.truth_every_s = truth_every_s
+        self.truth = GroundTruth(scenario=scenario.name, seed=scenario.seed)
+        self.devices: Devices | None = None
+        self.buses: dict[tuple[str, str], Bus] = {}
+        self.port_map: PortMap = {}
+        self.steps_done = 0
+        self._stop = threading.Event()
+        self._begin = threading.Event()
+        if not hold:
+            self._begin.set()
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> PortMap:
+        """Build the devices and open one line per (gateway, port label); returns
+        ``{gateway_id: {port_label: serial_url}}``. Lines are usable when this returns."""
+        if self.devices is not None:
+            return self.port_map
+        devices = Devices(
+            registry=self.registry,
+            scenario=self.scenario,
+            gateways=self.gateways,
+            include_direct=self.mqtt_url is not None,
+        )
+        self.devices = devices
+        try:
+            for sim in devices.sensors:
+                gw = self.registry.gateways[sim.sensor.gateway]
+                key = (gw.id, "mqtt" if sim.direct else sim.sensor.port)
+                if key in self.buses:
+                    continue
+                bus = self._make_bus(gw.id, gw.site, key[1], sim.direct)
+                url = bus.start()
+                self.buses[key] = bus
+                if not sim.direct:
+                    self.port_map.setdefault(gw.id, {})[key[1]] = url
+        except BaseException:
+            self.close()
+            raise
+        log.info(
+            "scenario %s: %d sensors on %d lines",
+            self.scenario.name,
+            len(devices.sensors),
+            len(self.buses),
+        )
+        return self.port_map
+
+    def _make_bus(self, gateway: str, site: str, port: str, direct: bool) -> Bus:
+        if direct:
+            if self.mqtt_url is None:
+                raise AssertionError("direct sensors are only built with an MQTT URL")
+            password = self.mqtt_passwords.get(gateway)
+            if password is None:
+                raise ScenarioError(
+                    self.scenario.source, "", f"no MQTT password given for direct device {gateway}"
+                )
+            return MqttBus(
+                gateway=gateway,
+                site=site,
+                mqtt_url=self.mqtt_url,
+                password=password,
+                on_written=self.truth.record,
+            )
+        if self.transport == "socket":
+            return SocketBus(gateway=gateway, port=port, on_written=self.truth.record)
+        return PtyBus(gateway=gateway, port=port, on_written=self.truth.record)
+
+    def begin(self) -> None:
+        """Let a ``hold=True`` simulation send its first reading."""
+        self._begin.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from another thread or a signal handler)."""
+        self._stop.set()
+        self._begin.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in short slices (signals stay responsive); True if stopped."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, 0.2))
+        return True
+
+    def run(self) -> None:
+        """Emit readings until the scenario's steps are done (then wait, up to the
+        scenario's ``drain_timeout_s``, for readers to take the last frames) or until
+        :meth:`stop`. Closes the lines and writes the ground truth file, if one was given."""
+        self.start()
+        devices = self.devices
+        if devices is None:
+            raise AssertionError("start() builds the devices")
+        total = self.scenario.total_steps
+        try:
+            while not self._begin.wait(0.2):
+                pass
+            if self._wait(self.start_delay_s):
+                return
+            t0 = time.monotonic()
+            last_truth = t0
+            step = 0
+            while total is None or step < total:
+                if self._wait(t0 + step * self.scenario.interval_s - time.monotonic()):
+                    return
+                for sim, emission in devices.emit(step, now_ms()):
+                    if FaultType.SILENCE in emission.faults:
+                        self.truth.count_fault(FaultType.SILENCE.value)
+                        continue
+                    key = (sim.sensor.gateway, "mqtt" if sim.direct else sim.sensor.port)
+                    self.buses[key].send(emission)
+                step += 1
+                self.steps_done = step
+                if self.truth_path is not None and time.monotonic() - last_truth >= (
+                    self.truth_every_s
+                ):
+                    self.truth.write(self.truth_path)
+                    last_truth = time.monotonic()
+            self._drain()
+            self.truth.finished = not self.stopped
+        finally:
+            self.close()
+            if self.truth_path is not None:
+                self.truth.write(self.truth_path)
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.scenario.drain_timeout_s
+        waiting = list(self.buses.values())
+        while waiting and not self.stopped:
+            waiting = [b for b in waiting if not b.reader_caught_up()]
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "no reader took the last frames of %s within %.0f s",
+                    ", ".join(f"{b.gateway}/{b.port}" for b in waiting),
+                    self.scenario.drain_timeout_s,
+                )
+                return
+            self._wait(0.05)
+
+    def close(self) -> None:
+        """Close every line (idempotent); frames still queued are counted as unsent."""
+        if self._closed:
+            return
+        self._closed = True
+        unsent = 0
+        for bus in self.buses.values():
+            unsent += bus.pending_frames()
+            bus.close()
+        self.truth.frames_unsent = unsent
+
+    # --- results -------------------------------------------------------------------------
+    def ground_truth(self) -> dict[str, Any]:
+        """What each sensor really sent: the last valid frame written per sensor (see the
+        README for the document's fields)."""
+        return self.truth.as_dict()
+
+    def write_ground_truth(self, path: str | Path) -> None:
+        """Write :meth:`ground_truth` to ``path`` atomically."""
+        self.truth.write(path)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        self.close()

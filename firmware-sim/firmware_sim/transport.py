@@ -1,0 +1,314 @@
+"""Serial lines the simulated sensors write to: a pseudo-terminal or a TCP server per bus.
+
+Each bus owns a writer thread and a queue, so the simulation never blocks on a slow or absent
+reader. A bus writes only while a reader is attached (a PTY whose slave side is open, or a
+connected TCP client) and has been for :data:`SETTLE_S`: pyserial flushes its input when it
+opens a port, so bytes written earlier would be lost. Until then frames wait in the queue;
+a reader that attaches late still gets every frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import socket
+import struct
+import termios
+import threading
+import time
+import tty
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from firmware_sim.faults import Emission
+
+log = logging.getLogger(__name__)
+
+#: How long a reader must have been attached before we write (pyserial's open-time flush).
+SETTLE_S = 0.25
+_TICK_S = 0.05
+
+#: Called by the writer thread once an emission's bytes are all handed to the kernel.
+OnWritten = Callable[[Emission], None]
+
+
+class Bus(ABC):
+    """One serial line shared by the sensors on one gateway port."""
+
+    def __init__(self, *, gateway: str, port: str, on_written: OnWritten) -> None:
+        self.gateway = gateway
+        self.port = port
+        self._on_written = on_written
+        self._queue: collections.deque[Emission] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        #: bytes of the emission at the head of the queue already written
+        self._offset = 0
+        self.url = ""
+        self.last_write = 0.0
+
+    @abstractmethod
+    def _open(self) -> str:
+        """Open the line and return the URL a gateway opens with serial_for_url."""
+
+    @abstractmethod
+    def _pump(self) -> None:
+        """One round of the writer thread: accept/detect readers, write what fits."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release the line."""
+
+    @abstractmethod
+    def reader_caught_up(self) -> bool:
+        """True if nothing is queued and the reader has taken every byte written."""
+
+    def start(self) -> str:
+        """Open the line and start the writer thread; returns the URL."""
+        self.url = self._open()
+        self._thread = threading.Thread(
+            target=self._run, name=f"bus-{self.gateway}-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def send(self, emission: Emission) -> None:
+        """Queue ``emission``; never blocks."""
+        if not emission.data:
+            return
+        with self._cond:
+            self._queue.append(emission)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Emissions not yet completely written."""
+        with self._cond:
+            return len(self._queue)
+
+    def pending_frames(self) -> int:
+        """Valid frames inside the emissions not yet completely written."""
+        with self._cond:
+            return sum(len(e.frames) for e in self._queue)
+
+    def close(self) -> None:
+        """Stop the writer and release the line; unwritten emissions are dropped."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closing:
+                    return
+            try:
+                self._pump()
+            except Exception:  # the writer thread's outermost loop: log and keep the line up
+                log.exception("bus %s/%s writer failed; retrying", self.gateway, self.port)
+                time.sleep(_TICK_S)
+
+    def _head(self, timeout: float) -> tuple[Emission, bytes] | None:
+        """The emission to write next and its unwritten bytes; waits up to ``timeout``."""
+        with self._cond:
+            if not self._queue and not self._closing:
+                self._cond.wait(timeout)
+            if not self._queue:
+                return None
+            head = self._queue[0]
+            return head, head.data[self._offset :]
+
+    def _advance(self, written: int) -> None:
+        """Record that ``written`` bytes of the head emission went out."""
+        done: Emission | None = None
+        with self._cond:
+            self.last_write = time.monotonic()
+            self._offset += written
+            head = self._queue[0]
+            if self._offset >= len(head.data):
+                self._queue.popleft()
+                self._offset = 0
+                done = head
+        if done is not None:
+            self._on_written(done)
+
+    def _drop_partial(self) -> None:
+        """The reader went away mid-frame: the rest of that frame is useless to the next."""
+        with self._cond:
+            if self._offset and self._queue:
+                dropped = self._queue.popleft()
+                self._offset = 0
+                log.warning(
+                    "%s/%s: reader left mid-frame of %s", self.gateway, self.port, dropped.sensor
+                )
+
+
+class PtyBus(Bus):
+    """A pseudo-terminal: the gateway opens the slave path like a USB serial adapter."""
+
+    def __init__(self, *, gateway: str, port: str, on_written: OnWritten) -> None:
+        super().__init__(gateway=gateway, port=port, on_written=on_written)
+        self._master = -1
+        self.path = ""
+        self._attached_at: float | None = None
+
+    def _open(self) -> str:
+        master, slave = os.openpty()
+        # Raw mode: no echo back to us, no CR/LF translation of the frames.
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        # Not keeping the slave open lets poll() on the master report POLLHUP while no
+        # reader has the port open: that is how we know when to write.
+        os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        return self.path
+
+    def _poll(self, timeout_s: float, want_write: bool) -> int:
+        poller = select.poll()
+        poller.register(self._master, select.POLLIN | (select.POLLOUT if want_write else 0))
+        events = poller.poll(int(timeout_s * 1000))
+        return events[0][1] if events else 0
+
+    def _pump(self) -> None:
+        flags = self._poll(0, want_write=False)
+        if flags & select.POLLHUP:
+            if self._attached_at is not None:
+                log.info("%s/%s: reader detached", self.gateway, self.port)
+                self._drop_partial()
+            self._attached_at = None
+            with self._cond:
+                self._cond.wait(_TICK_S)
+            return
+        if flags & select.POLLIN:
+            # Whatever the gateway writes to the sensor is ignored, but must be drained.
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.read(self._master, 4096)
+        now = time.monotonic()
+        if self._attached_at is None:
+            log.info("%s/%s: reader attached on %s", self.gateway, self.port, self.path)
+            self._attached_at = now
+        if now - self._attached_at < SETTLE_S:
+            time.sleep(_TICK_S)
+            return
+        head = self._head(_TICK_S)
+        if head is None:
+            return
+        try:
+            written = os.write(self._master, head[1])
+        except BlockingIOError:
+            self._poll(_TICK_S, want_write=True)  # the reader is slow: wait for room
+            return
+        except OSError as exc:  # EIO: the slave closed between poll and write
+            log.debug("%s/%s write failed: %s", self.gateway, self.port, exc)
+            time.sleep(_TICK_S)
+            return
+        self._advance(written)
+
+    def reader_caught_up(self) -> bool:
+        # The kernel moves written bytes to the slave's read queue asynchronously, so an
+        # empty read queue right after a write proves nothing: wait for it to settle first.
+        if self.pending() or time.monotonic() - self.last_write < SETTLE_S:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            unread: int = struct.unpack("i", raw)[0]
+        finally:
+            os.close(fd)
+        return unread == 0
+
+    def _close(self) -> None:
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+
+
+class SocketBus(Bus):
+    """A TCP server on loopback: the gateway opens ``socket://127.0.0.1:PORT``. Every
+    connected client gets the frames written while it is connected, like a tap on a line."""
+
+    def __init__(
+        self, *, gateway: str, port: str, on_written: OnWritten, host: str = "127.0.0.1"
+    ) -> None:
+        super().__init__(gateway=gateway, port=port, on_written=on_written)
+        self.host = host
+        self._server: socket.socket | None = None
+        self._clients: dict[socket.socket, float] = {}
+
+    def _open(self) -> str:
+        server = socket.create_server((self.host, 0))
+        server.setblocking(False)
+        self._server = server
+        return f"socket://{self.host}:{server.getsockname()[1]}"
+
+    def _pump(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        readable, _, _ = select.select([server, *self._clients], [], [], 0)
+        for sock in readable:
+            if sock is server:
+                with contextlib.suppress(BlockingIOError):
+                    client, addr = server.accept()
+                    client.setblocking(True)
+                    client.settimeout(5.0)
+                    self._clients[client] = time.monotonic()
+                    log.info("%s/%s: client %s connected", self.gateway, self.port, addr)
+                continue
+            try:
+                data = sock.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(sock)
+        now = time.monotonic()
+        ready = [c for c, since in self._clients.items() if now - since >= SETTLE_S]
+        if not ready:
+            with self._cond:
+                self._cond.wait(_TICK_S)
+            return
+        head = self._head(_TICK_S)
+        if head is None:
+            return
+        sent = False
+        for client in ready:
+            try:
+                client.sendall(head[1])
+                sent = True
+            except OSError:
+                self._drop(client)
+        if sent:
+            self._advance(len(head[1]))
+
+    def _drop(self, client: socket.socket) -> None:
+        self._clients.pop(client, None)
+        with contextlib.suppress(OSError):
+            client.close()
+        log.info("%s/%s: client disconnected", self.gateway, self.port)
+
+    def reader_caught_up(self) -> bool:
+        # Once sendall returned the bytes are the kernel's; closing delivers them in order.
+        return self.pending() == 0
+
+    def _close(self) -> None:
+        for client in list(self._clients):
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_WR)
+            self._drop(client)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
