@@ -1,0 +1,209 @@
+"""The whole pipeline on real parts: the simulator's sensors on PTYs -> edge agents -> Mosquitto
+-> ingester -> InfluxDB -> API. What the API reports equals what the sensors really counted,
+at ward, RW, kelurahan, kecamatan, city and province level."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from city import Level, Registry
+from contract import BED_GROUPS, SensorKind
+from pantau.stack import LocalStack
+from tests.e2e.conftest import ground_truth
+
+pytestmark = pytest.mark.e2e
+
+
+def eventually(check: Callable[[], None], timeout: float = 60.0) -> None:
+    """Run ``check`` until it stops failing; the pipeline is asynchronous end to end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+        else:
+            return
+
+
+def _get(stack: LocalStack, path: str, **params: str) -> Any:
+    resp = httpx.get(f"{stack.api_url}{path}", params=params, timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _truth_of(stack: LocalStack, kind: SensorKind) -> dict[str, dict[str, Any]]:
+    sensors: dict[str, dict[str, Any]] = ground_truth(stack)["sensors"]
+    return {sid: s for sid, s in sensors.items() if s["kind"] == kind.value}
+
+
+def test_every_sensor_of_the_city_reported(city_run: LocalStack) -> None:
+    """The scenario drove every serial sensor; the ground truth has each one's last frame."""
+    truth = ground_truth(city_run)["sensors"]
+    serial = {s.id for s in city_run.registry if not city_run.registry.gateways[s.gateway].direct}
+    assert serial <= set(truth)
+
+
+def test_each_ward_equals_its_sensor(city_run: LocalStack) -> None:
+    """Per hospital ward and bed type: capacity, occupied, free and COVID counts are exact."""
+    beds = _truth_of(city_run, SensorKind.BED)
+
+    def check() -> None:
+        items = {w["sensor"]: w for w in _get(city_run, "/v1/beds")["items"]}
+        for sid, truth in beds.items():
+            ward, v = items[sid], truth["values"]
+            got = {k: ward[k] for k in ("capacity", "occupied", "suspect", "confirmed", "waiting")}
+            assert got == v, sid
+            assert ward["free"] == v["capacity"] - v["occupied"]
+            assert ward["observed_at_ms"] == truth["ts"], sid
+            assert ward["stale"] is False
+
+    eventually(check)
+
+
+def _expected_rollups(
+    registry: Registry, beds: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """A slow, obvious reference: add every ward to each region above its site."""
+    totals: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for sid, truth in beds.items():
+        site = registry.sensors[sid].site
+        for region in registry.regions_of(site):
+            for key in ("capacity", "occupied", "suspect", "confirmed", "waiting"):
+                totals[(region.level.value, region.code)][key] += truth["values"][key]
+    return {k: dict(v) for k, v in totals.items()}
+
+
+@pytest.mark.parametrize(
+    "level", [Level.RW, Level.KELURAHAN, Level.KECAMATAN, Level.KOTA, Level.PROVINSI]
+)
+def test_bor_rollups_equal_ground_truth(city_run: LocalStack, level: Level) -> None:
+    """Hospitals plus isolation centres, all bed types, summed up the hierarchy."""
+    expected = {
+        code: v
+        for (lvl, code), v in _expected_rollups(
+            city_run.registry, _truth_of(city_run, SensorKind.BED)
+        ).items()
+        if lvl == level.value
+    }
+    assert expected, f"the demo city has bed sites at {level.value} level"
+
+    def check() -> None:
+        rows = {
+            r["code"]: r for r in _get(city_run, "/v1/beds/summary", level=level.value)["items"]
+        }
+        for code, v in expected.items():
+            row = rows[code]
+            assert (row["capacity"], row["occupied"], row["free"]) == (
+                v["capacity"],
+                v["occupied"],
+                v["capacity"] - v["occupied"],
+            ), (level, code)
+            assert (row["suspect"], row["confirmed"], row["waiting"]) == (
+                v["suspect"],
+                v["confirmed"],
+                v["waiting"],
+            )
+            assert row["bor"] == pytest.approx(v["occupied"] * 100 / v["capacity"])
+
+    eventually(check)
+
+
+def test_city_free_icu_beds_by_group(city_run: LocalStack) -> None:
+    """'How many ICU beds are free in the city?' sums exactly the ICU bed type codes."""
+    icu = {
+        sid: t
+        for sid, t in _truth_of(city_run, SensorKind.BED).items()
+        if city_run.registry.sensors[sid].bed_type in BED_GROUPS["icu"]
+    }
+    free = sum(t["values"]["capacity"] - t["values"]["occupied"] for t in icu.values())
+
+    def check() -> None:
+        (row,) = _get(city_run, "/v1/beds/summary", level="kota", group="icu")["items"]
+        assert row["free"] == free
+
+    eventually(check)
+
+
+def test_crowds_and_queues_equal_ground_truth(city_run: LocalStack) -> None:
+    """Crowd occupancy is summed over a site's gates; queue length is issued minus served."""
+    reg = city_run.registry
+    crowd: dict[str, int] = defaultdict(int)
+    for sid, t in _truth_of(city_run, SensorKind.CROWD).items():
+        crowd[reg.sensors[sid].site] += t["values"]["occupancy"]
+    queue: dict[str, int] = defaultdict(int)
+    for sid, t in _truth_of(city_run, SensorKind.QUEUE).items():
+        queue[reg.sensors[sid].site] += t["values"]["issued"] - t["values"]["served"]
+
+    def check() -> None:
+        cond = _get(city_run, "/v1/conditions")
+        got_crowd = {c["site"]: c for c in cond["crowd"]}
+        for site, occupancy in crowd.items():
+            assert got_crowd[site]["occupancy"] == occupancy, site
+            capacity = reg.sites[site].capacity
+            assert capacity is not None
+            assert got_crowd[site]["ratio"] == pytest.approx(occupancy / capacity)
+        got_queue = {q["site"]: q["waiting"] for q in cond["queues"]}
+        for site, waiting in queue.items():
+            assert got_queue[site] == waiting, site
+
+    eventually(check)
+
+
+def test_names_with_dots_commas_and_quotes_survive_every_hop(city_run: LocalStack) -> None:
+    def check() -> None:
+        wards = {w["sensor"]: w for w in _get(city_run, "/v1/beds")["items"]}
+        assert wards["bed-iso-kauman"]["site_name"] == 'Rumah Isolasi "Kauman Sehat" RW 05'
+        assert wards["bed-iso-kauman"]["ward"] == 'Ruang "Sehat" = 1'
+        assert wards["bed-iso-tegalsari"]["site_name"] == "Balai Warga Kel. Tegal Sari, RW 03"
+        assert wards["bed-wongso-icu"]["site_name"] == "RSUD K.R.M.T. Wongsonegoro"
+        assert wards["bed-kariadi-k3"]["ward"] == "Bangsal Kelas III, Lt. 2"
+
+    eventually(check)
+
+
+def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
+    """A simple kiosk publishing the documented single-reading form with mosquitto_pub shows
+    up in the API (docs/protocol.md)."""
+    assert city_run.mosquitto is not None
+    payload = (
+        '{"v":1,"sensor":"q-candisari","kind":"queue","seq":90001,'
+        '"values":{"issued":412,"served":377,"counters_open":2}}'
+    )
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(city_run.mosquitto.port),
+            "-u",
+            "kiosk-candisari",
+            "-P",
+            city_run.passwords["kiosk-candisari"],
+            "-q",
+            "1",
+            "-t",
+            "pantau/v1/kec-candisari/kiosk-candisari/reading",
+            "-m",
+            payload,
+        ],
+        check=True,
+        timeout=10,
+    )
+
+    def check() -> None:
+        queues = {q["site"]: q for q in _get(city_run, "/v1/conditions")["queues"]}
+        assert queues["kec-candisari"]["waiting"] == 412 - 377
+        assert queues["kec-candisari"]["counters_open"] == 2
+
+    eventually(check)
