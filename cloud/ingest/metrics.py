@@ -42,6 +42,11 @@ class IngestMetrics:
             buckets=(1, 10, 100, 500, 1000, 2500, 5000),
             registry=r,
         )
+        self.subscribed = Gauge(
+            "pantau_ingest_subscribed",
+            "1 while connected to the broker with every subscription granted",
+            registry=r,
+        )
         self.write_retrying = Gauge(
             "pantau_ingest_write_retrying",
             "1 while InfluxDB writes are failing and being retried (consumption paused)",

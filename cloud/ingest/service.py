@@ -168,6 +168,7 @@ class Ingester:
                     stopping=self._stop,
                     chunk_lines=s.write_chunk_lines,
                     on_latency=self.metrics.write_latency.observe,
+                    on_retrying=lambda on: self.metrics.write_retrying.set(int(on)),
                 )
                 if not self._prepare_storage(influx):
                     return
@@ -285,6 +286,7 @@ class Ingester:
         if failed:
             log.error("subscription refused by the broker (check the ACL): %s", failed)
             return
+        self.metrics.subscribed.set(1)
         self.ready.set()
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
@@ -303,6 +305,7 @@ class Ingester:
     def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
         if gen == self._gen:
             log.warning("MQTT connection lost: %s", rc)
+            self.metrics.subscribed.set(0)
             self._lost.set()
 
     def _teardown(self, *, graceful: bool = False) -> None:
@@ -399,9 +402,7 @@ class Ingester:
                 [st.message],
                 [-1],
             )
-        m.write_retrying.set(1)
         refused = self.writer.write(lines.lines)
-        m.write_retrying.set(0)
         stored = np.ones(len(readings), dtype=bool)
         if refused:
             late: list[DeadLetter] = []

@@ -226,6 +226,7 @@ class PointWriter:
         backoff_base_s: float = 0.1,
         backoff_cap_s: float = 5.0,
         on_latency: Callable[[float], None] | None = None,
+        on_retrying: Callable[[bool], None] | None = None,
     ) -> None:
         self.influx = influx
         self.stopping = stopping
@@ -233,6 +234,7 @@ class PointWriter:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.on_latency = on_latency
+        self.on_retrying = on_retrying
         #: True while a retryable failure is being waited out (exported as a metric)
         self.retrying = False
 
@@ -273,14 +275,20 @@ class PointWriter:
                     0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)
                 )
                 attempt += 1
-                self.retrying = True
+                self._set_retrying(True)
                 log.warning(
                     "InfluxDB write failed (attempt %d), retrying in %.2fs: %s", attempt, delay, exc
                 )
                 if self.stopping.wait(delay):
                     raise WriteAbortedError("stopping while InfluxDB is unavailable") from exc
                 continue
-            self.retrying = False
+            self._set_retrying(False)
             if self.on_latency is not None:
                 self.on_latency(time.perf_counter() - started)
             return
+
+    def _set_retrying(self, value: bool) -> None:
+        if value != self.retrying:
+            self.retrying = value
+            if self.on_retrying is not None:
+                self.on_retrying(value)

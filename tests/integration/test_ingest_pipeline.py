@@ -1,0 +1,332 @@
+"""The ingester against a real Mosquitto and a real InfluxDB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from city import Registry
+from cloud.influx import InfluxHTTP
+from cloud.ingest import DeadLetterStore, Ingester, IngestSettings
+from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
+from pantau.paths import ROOT
+from pantau.services import InfluxDB, Mosquitto, free_port
+
+pytestmark = pytest.mark.integration
+
+KARIADI = "pantau/v1/rs-kariadi/gw-kariadi/readings"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def publisher(broker: Mosquitto, gateway: str) -> Iterator[mqtt.Client]:
+    broker.add_user(gateway, f"{gateway}-pw")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"pub-{gateway}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(gateway, f"{gateway}-pw")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish(client: mqtt.Client, topic: str, payload: Any) -> None:
+    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    info = client.publish(topic, data, qos=1)
+    info.wait_for_publish(10)
+    assert info.is_published()
+
+
+def bed(sensor: str, ts: int, cap: int, occ: int, **over: Any) -> dict[str, Any]:
+    few = occ < 3  # keep suspect + confirmed <= occupied unless a test breaks it on purpose
+    vals = {
+        "capacity": cap,
+        "occupied": occ,
+        "suspect": 0 if few else 1,
+        "confirmed": 0 if few else 2,
+        "waiting": 3,
+    }
+    vals.update(over)
+    return {"sensor": sensor, "kind": "bed", "ts": ts, "seq": 5, "values": vals}
+
+
+def batch(gw: str, *readings: dict[str, Any], seq: int = 1) -> dict[str, Any]:
+    return {"v": 1, "gw": gw, "seq": seq, "sent": now_ms(), "readings": list(readings)}
+
+
+def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:
+    return [r for s in influx.query(q) for r in s.rows()]
+
+
+@contextmanager
+def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingester]:
+    ing = Ingester(settings=settings, registry=city)
+    thread = threading.Thread(target=ing.run, name="ingester")
+    thread.start()
+    try:
+        assert ing.ready.wait(20), "ingester did not subscribe"
+        yield ing
+    finally:
+        ing.stop()
+        thread.join(20)
+        assert not thread.is_alive()
+
+
+def settings_for(mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path) -> IngestSettings:
+    return IngestSettings(
+        mqtt_url=mosquitto.url,
+        influx_url=influxdb.url,
+        influx_db="pantau",
+        dead_letter_dir=tmp_path / "dead",
+        flush_interval_s=0.05,
+        mqtt_client_id="pantau-ingest-test",
+    )
+
+
+def test_valid_data_is_stored_and_each_bad_input_is_dead_lettered_once(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    settings = settings_for(mosquitto, influxdb, tmp_path)
+    t = now_ms() - 60_000
+    bad: dict[RejectReason, tuple[str, bytes]] = {
+        RejectReason.INVALID_JSON: (KARIADI, b'{"v": 1, "gw": '),
+        RejectReason.UNSUPPORTED_VERSION: (
+            KARIADI,
+            orjson.dumps({**batch("gw-kariadi", bed("bed-kariadi-icu", t, 24, 1)), "v": 2}),
+        ),
+        RejectReason.UNKNOWN_GATEWAY: (
+            "pantau/v1/rs-kariadi/gw-ghost/readings",
+            orjson.dumps(batch("gw-ghost", bed("bed-kariadi-icu", t, 24, 1))),
+        ),
+        RejectReason.UNKNOWN_SENSOR: (
+            KARIADI,
+            orjson.dumps(
+                batch("gw-kariadi", bed("bed-nope", t, 5, 1), bed("bed-kariadi-hcu", t, 16, 9))
+            ),
+        ),
+        RejectReason.OVERSIZE: (
+            KARIADI,
+            b'{"v": 1, "pad": "' + b"x" * (MAX_PAYLOAD_BYTES + 10) + b'"}',
+        ),
+        RejectReason.NON_FINITE: (
+            KARIADI,
+            orjson.dumps(batch("gw-kariadi", bed("bed-kariadi-icu", t, 24, 1))).replace(
+                b'"occupied":1', b'"occupied":NaN'
+            ),
+        ),
+        RejectReason.NEGATIVE_COUNT: (
+            KARIADI,
+            orjson.dumps(batch("gw-kariadi", bed("bed-kariadi-icu", t, 24, -1))),
+        ),
+        RejectReason.OCCUPIED_EXCEEDS_CAPACITY: (
+            KARIADI,
+            orjson.dumps(batch("gw-kariadi", bed("bed-kariadi-icu", t, 24, 25))),
+        ),
+        RejectReason.FUTURE_TIMESTAMP: (
+            KARIADI,
+            orjson.dumps(
+                batch(
+                    "gw-kariadi",
+                    bed("bed-kariadi-icu", now_ms() + MAX_FUTURE_SKEW_MS + 60_000, 24, 1),
+                )
+            ),
+        ),
+    }
+    assert b"NaN" in bad[RejectReason.NON_FINITE][1]
+    assert MAX_PAYLOAD_BYTES < len(bad[RejectReason.OVERSIZE][1]) < 270_000
+    good = batch(
+        "gw-kariadi",
+        bed("bed-kariadi-icu", t, 24, 18),
+        {
+            "sensor": "q-kariadi-poli",
+            "kind": "queue",
+            "ts": t,
+            "seq": 9,
+            "values": {"issued": 120, "served": 100, "counters_open": 4},
+        },
+    )
+    single = {
+        "v": 1,
+        "sensor": "q-candisari",
+        "kind": "queue",
+        "ts": t,
+        "seq": 3,
+        "values": {"issued": 40, "served": 31, "counters_open": 2},
+    }
+    with (
+        ingester_thread(settings, city) as ing,
+        publisher(mosquitto, "gw-kariadi") as kariadi,
+        publisher(mosquitto, "gw-ghost") as ghost,
+        publisher(mosquitto, "kiosk-candisari") as kiosk,
+    ):
+        publish(kariadi, KARIADI, good)
+        for topic, payload in bad.values():
+            publish(ghost if "gw-ghost" in topic else kariadi, topic, payload)
+        publish(kiosk, "pantau/v1/kec-candisari/kiosk-candisari/reading", single)
+        store = DeadLetterStore(directory=settings.dead_letter_dir)
+        wait_for(lambda: len(list(store.read())) >= len(bad), "dead letters")
+        influx = InfluxHTTP(url=influxdb.url, database="pantau").start()
+        wait_for(lambda: rows(influx, "SELECT * FROM queue WHERE sensor = 'q-candisari'"), "single")
+        wait_for(lambda: rows(influx, "SELECT * FROM bed WHERE sensor = 'bed-kariadi-hcu'"), "hcu")
+        records = list(store.read())
+        metrics = ing.metrics.registry
+
+    assert sorted(r.reason for r in records) == sorted(r.value for r in bad)
+    for rec in records:
+        topic, payload = bad[RejectReason(rec.reason)]
+        assert (rec.topic, rec.payload) == (topic, payload)
+        assert (
+            metrics.get_sample_value("pantau_ingest_dead_letters_total", {"reason": rec.reason})
+            == 1.0
+        )
+    by_reason = {r.reason: r for r in records}
+    assert by_reason["unknown_sensor"].index == 0
+    assert by_reason["oversize"].index is None
+    assert by_reason["unknown_gateway"].gateway == "gw-ghost"
+
+    assert rows(influx, "SELECT * FROM bed WHERE sensor = 'bed-kariadi-icu'") == [
+        {
+            "time": t,
+            "capacity": 24,
+            "occupied": 18,
+            "free": 6,
+            "suspect": 1,
+            "confirmed": 2,
+            "waiting": 3,
+            "seq": 5,
+            "sensor": "bed-kariadi-icu",
+            "site": "rs-kariadi",
+            "site_name": "RSUP Dr. Kariadi",
+            "site_kind": "hospital",
+            "ward": "ICU Lt. 3",
+            "bed_type": "26",
+            "kelurahan": "33.74.07.1001",
+            "kecamatan": "33.74.07",
+        }
+    ]
+    q = rows(
+        influx, "SELECT issued, served, waiting, counters_open, seq FROM queue GROUP BY sensor"
+    )
+    assert sorted(
+        (r["issued"], r["served"], r["waiting"], r["counters_open"], r["seq"]) for r in q
+    ) == [(40, 31, 9, 2, 3), (120, 100, 20, 4, 9)]
+    site = rows(
+        influx,
+        "SELECT last(capacity) AS c, last(occupied) AS o, last(sensors) AS n FROM bed_rollup "
+        "WHERE level = 'site' AND code = 'rs-kariadi' AND bed_type = 'all' AND facility = 'all'",
+    )
+    assert [(r["c"], r["o"], r["n"]) for r in site] == [(24 + 16, 18 + 9, 2)]
+    dl = rows(influx, "SELECT sum(count) FROM dead_letter")
+    assert dl[0]["sum"] == len(bad)
+    assert metrics.get_sample_value("pantau_ingest_readings_stored_total") == 4.0
+    influx.close()
+
+
+def _start_ingester(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cloud.ingest", "run"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except httpx.HTTPError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def test_messages_are_acked_only_after_storage_and_state_survives_restart(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    """InfluxDB down: the message waits unacknowledged; a restarted ingester (same client id)
+    gets it again and stores it, with rollups that include state bootstrapped from InfluxDB."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PANTAU_MQTT_URL": mosquitto.url,
+        "PANTAU_INFLUX_URL": influxdb.url,
+        "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
+        "PANTAU_FLUSH_INTERVAL_S": "0.05",
+        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-restart",
+        "PANTAU_METRICS_PORT": str(port),
+    }
+    log = tmp_path / "ingest.log"
+    t = now_ms() - 30_000
+    influx = InfluxHTTP(url=influxdb.url, database="pantau").start()
+    proc = _start_ingester(env, log)
+    try:
+        with publisher(mosquitto, "gw-kariadi") as gw:
+            wait_for(lambda: _metric(port, "pantau_ingest_subscribed") == 1.0, "subscribed")
+            publish(gw, KARIADI, batch("gw-kariadi", bed("bed-kariadi-icu", t, 24, 10)))
+            wait_for(lambda: rows(influx, "SELECT * FROM bed"), "first reading stored")
+
+            influxdb.stop()
+            publish(gw, KARIADI, batch("gw-kariadi", bed("bed-kariadi-hcu", t, 16, 7), seq=2))
+            wait_for(lambda: _metric(port, "pantau_ingest_write_retrying") == 1.0, "retrying")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0, log.read_text()
+
+            influxdb.start()
+            assert rows(influx, "SELECT * FROM bed WHERE sensor = 'bed-kariadi-hcu'") == []
+            proc = _start_ingester(env, log)
+            stored = wait_for(
+                lambda: rows(influx, "SELECT occupied FROM bed WHERE sensor = 'bed-kariadi-hcu'"),
+                "redelivered reading stored",
+            )
+            assert [r["occupied"] for r in stored] == [7]
+            site = wait_for(
+                lambda: rows(
+                    influx,
+                    "SELECT last(capacity) AS c, last(sensors) AS n FROM bed_rollup WHERE "
+                    "level = 'kota' AND bed_type = 'all' AND facility = 'all'",
+                ),
+                "rollup",
+            )
+            assert [(r["c"], r["n"]) for r in site] == [(24 + 16, 2)]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0, log.read_text()
+        influx.close()
