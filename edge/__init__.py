@@ -1,0 +1,26 @@
+"""The gateway agent: serial sensors -> batches -> durable outbox -> MQTT (QoS 1)."""
+
+from edge.agent import CommandError, EdgeAgent
+from edge.config import EdgeSettings, load_settings
+from edge.mqtt import ClientFactory, connect_properties, paho_client
+from edge.outbox import MemoryOutbox, Outbox, PendingBatch, SqliteOutbox
+from edge.serial_reader import PortReader, SerialOpener, SerialPort, backoff_delay, serial_opener
+
+__all__ = [
+    "ClientFactory",
+    "CommandError",
+    "EdgeAgent",
+    "EdgeSettings",
+    "MemoryOutbox",
+    "Outbox",
+    "PendingBatch",
+    "PortReader",
+    "SerialOpener",
+    "SerialPort",
+    "SqliteOutbox",
+    "backoff_delay",
+    "connect_properties",
+    "load_settings",
+    "paho_client",
+    "serial_opener",
+]

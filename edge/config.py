@@ -1,0 +1,159 @@
+"""Settings of the edge agent: environment (``PANTAU_*``) over an optional YAML file.
+
+The YAML file uses the field names below as keys (``gateway_id: gw-kariadi``); an environment
+variable always wins over the file, so a systemd drop-in can override one value without
+editing the file shipped with the gateway image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.errors import ConfigError
+from contract.payload import MAX_READINGS_PER_BATCH
+from contract.topics import ID_PATTERN, is_valid_id
+
+ENV_PREFIX = "PANTAU_"
+
+#: Passwords that ship in examples; a production gateway must never run with one of them.
+_DEFAULT_PASSWORDS = frozenset({"", "changeme", "change-me", "password", "secret", "pantau"})
+
+
+class EdgeSettings(BaseSettings):
+    """Everything one gateway agent needs; validated when constructed."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    mode: Literal["production", "development"] = "development"
+    gateway_id: str = Field(pattern=f"^{ID_PATTERN}$")
+    site_id: str = Field(pattern=f"^{ID_PATTERN}$")
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    #: Defaults to the gateway id: the broker ACL lets a gateway speak only as itself.
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    #: Port label -> serial URL (``/dev/ttyUSB0``, a PTY path, ``socket://host:port``).
+    serial_ports: dict[str, str] = Field(min_length=1)
+    serial_baudrate: int = Field(default=115200, gt=0)
+    batch_max_readings: int = Field(default=200, ge=1, le=MAX_READINGS_PER_BATCH)
+    batch_max_delay_s: float = Field(default=0.5, gt=0, le=3600)
+    keepalive_s: int = Field(default=15, ge=5, le=3600)
+    #: How long the broker keeps this gateway's session (its command subscription and queued
+    #: commands) while the gateway is away.
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    status_interval_s: float = Field(default=30.0, gt=0)
+    spool_path: Path = Path("pantau-edge.spool")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_cap_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _url_is_mqtt(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+        return value
+
+    @field_validator("serial_ports")
+    @classmethod
+    def _labels_are_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, url in value.items():
+            if not is_valid_id(label):
+                raise ValueError(f"port label {label!r} must match {ID_PATTERN}")
+            if not url:
+                raise ValueError(f"port {label!r} has an empty serial URL")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secret(self) -> EdgeSettings:
+        if self.mode == "production":
+            password = self.mqtt_password.get_secret_value() if self.mqtt_password else ""
+            if password.strip().lower() in _DEFAULT_PASSWORDS:
+                raise ValueError(
+                    "PANTAU_MQTT_PASSWORD is missing or a default value; production mode "
+                    "refuses to start without this gateway's own broker password"
+                )
+        return self
+
+    @property
+    def username(self) -> str:
+        """The broker username: explicit, else the gateway id."""
+        return self.mqtt_username or self.gateway_id
+
+    @property
+    def client_id(self) -> str:
+        """Stable MQTT client id, so the broker finds this gateway's persistent session."""
+        return f"pantau-gw-{self.gateway_id}"
+
+    @property
+    def mqtt_host(self) -> str:
+        """Broker host from ``mqtt_url``."""
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        """Broker port from ``mqtt_url`` (1883, or 8883 for mqtts)."""
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        """True for ``mqtts://``."""
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    @property
+    def status_file(self) -> Path:
+        """Where the agent writes its last status, next to the spool, for ``pantau edge
+        status``."""
+        return self.spool_path.with_name(self.spool_path.name + ".status.json")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):
+        raise ConfigError(f"config file {path} must be a mapping of setting names to values")
+    return doc
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid edge settings ({source}):"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = f" (PANTAU_{field.split('.')[0].upper()})" if err["loc"] else ""
+        lines.append(f"  {field}{env}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None) -> EdgeSettings:
+    """Settings from the environment over ``config_file`` (if given) over the defaults.
+
+    Raises :class:`ConfigError` with one line per problem, naming the env variable."""
+    file_values = _read_yaml(config_file) if config_file is not None else {}
+    env_names = {name.upper() for name in os.environ}
+    # Values set in the environment are left out of the init arguments so that the env
+    # source (lower priority than init arguments in pydantic-settings) supplies them.
+    from_file = {
+        key: value
+        for key, value in file_values.items()
+        if f"{ENV_PREFIX}{key.upper()}" not in env_names
+    }
+    source = f"environment and {config_file}" if config_file is not None else "environment"
+    try:
+        return EdgeSettings(**from_file)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
