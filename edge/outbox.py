@@ -120,6 +120,15 @@ class MemoryOutbox:
                 if not live:
                     del self._live[seq]
                     del self._batches[seq]
+                else:  # a partly acked batch is re-sent with only what is still missing
+                    old = self._batches[seq]
+                    keep = [i for i, rid in enumerate(old.ids) if rid in live]
+                    self._batches[seq] = PendingBatch(
+                        seq,
+                        tuple(old.ids[i] for i in keep),
+                        tuple(old.readings[i] for i in keep),
+                        old.created_ms,
+                    )
         self._depth -= removed
         return removed
 
