@@ -19,6 +19,8 @@ from contract import BED_GROUPS, KIND_FIELDS, SensorKind, SerialFrame
 #: WIB (Asia/Jakarta); models take the site's offset so "09:00" means the site's morning.
 WIB_OFFSET_S = 7 * 3600
 DAY_S = 86_400
+#: Rates change over the day, so a long step is simulated as slices of at most this length.
+MAX_SLICE_S = 300.0
 
 
 class DeviceModel(Protocol):
@@ -72,6 +74,15 @@ def local_day(sim_time: float, utc_offset_s: int) -> int:
     return int((sim_time + utc_offset_s) // DAY_S)
 
 
+def slices(start: float | None, end: float) -> list[tuple[float, float]]:
+    """``start..end`` cut into slices of at most :data:`MAX_SLICE_S` (none on the first call)."""
+    if start is None or end <= start:
+        return []
+    count = math.ceil((end - start) / MAX_SLICE_S)
+    width = (end - start) / count
+    return [(start + i * width, start + (i + 1) * width) for i in range(count)]
+
+
 def _bump(hour: float, centre: float, width: float) -> float:
     """A smooth peak around ``centre`` (hours), wrapping over midnight."""
     d = min(abs(hour - centre), 24 - abs(hour - centre))
@@ -119,10 +130,9 @@ class BedWard:
 
     def step(self, sim_time: float) -> tuple[int, ...]:
         """Admit, discharge and reclassify patients up to ``sim_time``."""
-        dt = 0.0 if self._last is None else max(0.0, sim_time - self._last)
-        self._last = sim_time
-        if dt > 0:
-            self._advance(dt, local_hour(sim_time - dt / 2, self._offset))
+        for a, b in slices(self._last, sim_time):
+            self._advance(b - a, local_hour((a + b) / 2, self._offset))
+        self._last = sim_time if self._last is None else max(self._last, sim_time)
         return (self.capacity, self.occupied, self.suspect, self.confirmed, self.waiting)
 
     def _advance(self, dt: float, hour: float) -> None:
@@ -186,13 +196,11 @@ class GateCounter:
 
     def step(self, sim_time: float) -> tuple[int, ...]:
         """Count people entering and leaving up to ``sim_time``."""
-        dt = 0.0 if self._last is None else max(0.0, sim_time - self._last)
-        self._last = sim_time
-        if dt > 0:
-            mid = sim_time - dt / 2
+        for a, b in slices(self._last, sim_time):
             inside = self.entries - self.exits
-            self.exits += binomial(self._rng, inside, _hazard(1.0 / self._dwell_s, dt))
-            self.entries += poisson(self._rng, self._rate(mid) * dt)
+            self.exits += binomial(self._rng, inside, _hazard(1.0 / self._dwell_s, b - a))
+            self.entries += poisson(self._rng, self._rate((a + b) / 2) * (b - a))
+        self._last = sim_time if self._last is None else max(self._last, sim_time)
         return (self.entries, self.exits, self.entries - self.exits)
 
     def _rate(self, sim_time: float) -> float:
@@ -243,28 +251,37 @@ class Kiosk:
 
     def step(self, sim_time: float) -> tuple[int, ...]:
         """Issue and serve tickets up to ``sim_time``."""
-        start = sim_time if self._last is None else self._last
-        self._last = sim_time
-        day = local_day(start, self._offset)
+        if self._last is None:
+            self._open_desks(sim_time)
+        for a, b in slices(self._last, sim_time):
+            self._serve(a, b)
+        self._last = sim_time if self._last is None else max(self._last, sim_time)
+        return (self.issued, self.served, self.counters_open)
+
+    def _open_desks(self, t: float) -> float:
+        """Apply the daily reset and the desk schedule at ``t``; returns the arrival rate."""
+        day = local_day(t, self._offset)
         if day != self._day and self.waiting == 0:
             self._day, self.issued, self.served = day, 0, 0
-        hour = local_hour(start, self._offset)
+        hour = local_hour(t, self._offset)
         self.counters_open = self._desks(hour)
-        arrival_rate = self._arrival_rate(hour)
+        return self._arrival_rate(hour)
+
+    def _serve(self, start: float, end: float) -> None:
+        arrival_rate = self._open_desks(start)
         t = start
         while True:
             service_rate = min(self.waiting, self.counters_open) * self._mu
             total = arrival_rate + service_rate
             if total <= 0:
-                break
+                return
             t += self._rng.expovariate(total)
-            if t > sim_time:
-                break
+            if t > end:
+                return
             if self._rng.random() * total < arrival_rate:
                 self.issued += 1
             else:
                 self.served += 1
-        return (self.issued, self.served, self.counters_open)
 
     def _desks(self, hour: float) -> int:
         if self._open_h <= hour < self._close_h:

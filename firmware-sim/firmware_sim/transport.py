@@ -301,8 +301,10 @@ class SocketBus(Bus):
         log.info("%s/%s: client disconnected", self.gateway, self.port)
 
     def reader_caught_up(self) -> bool:
-        # Once sendall returned the bytes are the kernel's; closing delivers them in order.
-        return self.pending() == 0
+        # Closing delivers sent bytes in order, but pyserial's socket read() drops what it
+        # has read so far when it meets the end of the stream in the same call: give the
+        # reader time to take the last frames before the connection ends.
+        return self.pending() == 0 and time.monotonic() - self.last_write >= SETTLE_S
 
     def _close(self) -> None:
         for client in list(self._clients):
