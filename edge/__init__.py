@@ -2,6 +2,7 @@
 
 from edge.agent import CommandError, EdgeAgent
 from edge.config import EdgeSettings, load_settings
+from edge.metrics import StatusCollector, serve_metrics
 from edge.mqtt import ClientFactory, connect_properties, paho_client
 from edge.outbox import MemoryOutbox, Outbox, PendingBatch, SqliteOutbox
 from edge.serial_reader import PortReader, SerialOpener, SerialPort, backoff_delay, serial_opener
@@ -18,9 +19,11 @@ __all__ = [
     "SerialOpener",
     "SerialPort",
     "SqliteOutbox",
+    "StatusCollector",
     "backoff_delay",
     "connect_properties",
     "load_settings",
     "paho_client",
     "serial_opener",
+    "serve_metrics",
 ]

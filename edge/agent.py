@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -36,6 +37,7 @@ from contract.payload import (
 )
 from contract.topics import Channel, build
 from edge.config import EdgeSettings, load_settings
+from edge.metrics import StatusCollector, serve_metrics
 from edge.mqtt import ClientFactory, connect_properties, paho_client
 from edge.outbox import Outbox, PendingBatch, SqliteOutbox, wall_ms
 from edge.serial_reader import PortReader, SerialOpener, backoff_delay, serial_opener
@@ -120,6 +122,9 @@ class EdgeAgent:
             "commands": 0,
         }
         self._seen_seqs: set[int] = set()
+        self._metrics = StatusCollector(gateway_id=settings.gateway_id)
+        self._metrics_server: WSGIServer | None = None
+        self._last_snapshot_at = -1e9
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,6 +161,8 @@ class EdgeAgent:
             )
             self._readers.append(reader)
             reader.start()
+        if s.metrics_port is not None:
+            self._metrics_server = serve_metrics(self._metrics, port=s.metrics_port)
         log.info(
             "edge agent %s (site %s) up: %d port(s), broker %s",
             s.gateway_id,
@@ -408,6 +415,9 @@ class EdgeAgent:
         )
 
     def _maybe_status(self, now: float) -> None:
+        if self._metrics_server is not None and now - self._last_snapshot_at >= 1.0:
+            self._last_snapshot_at = now
+            self._metrics.update(self.status())
         since = now - self._last_status_at
         due = since >= self.settings.status_interval_s
         if due or (self._status_dirty.is_set() and since >= MIN_STATUS_GAP_S):
@@ -523,6 +533,9 @@ class EdgeAgent:
                 log.warning("%d reading(s) stay in the spool for the next start", left)
             if self._outbox_given is None:
                 self._outbox.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         log.info("edge agent stopped")
 
     def _say_offline(self) -> None:

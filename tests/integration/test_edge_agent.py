@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
@@ -543,10 +544,21 @@ def test_sigterm_exits_0_after_publishing_offline_and_status_command_shows_it(
 ) -> None:
     master, path = pty_pair
     env = agent_env(mosquitto, tmp_path, path)
+    metrics_port = free_port()
+    env["PANTAU_METRICS_PORT"] = str(metrics_port)
     with Watcher(mosquitto) as watcher, agent_process(env, tmp_path / "agent.log") as proc:
         wait_for(lambda: len(watcher.statuses()) > 0, "online status")
         os.write(master, encode_frame(bed("icu-1", 0, T0)))
         wait_for(lambda: len(watcher.readings()) == 1, "one reading")
+
+        def scraped() -> bool:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).text
+            except httpx.HTTPError:
+                return False
+            return 'pantau_edge_readings_acked{gateway="gw-test"} 1.0' in text
+
+        wait_for(scraped, "metrics with the acked reading")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         wait_for(lambda: watcher.statuses()[-1].state is GatewayState.OFFLINE, "offline")
