@@ -135,7 +135,7 @@ def test_a_direct_kiosk_publishes_single_readings(mosquitto: Mosquitto, city: Re
     received: list[dict[str, Any]] = []
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-sub")
     sub.username_pw_set("pantau-ops", "pantau-ops-secret")
-    sub.on_message = lambda c, u, m: received.append(load_json(m.payload))
+    sub.on_message = lambda c, u, m: received.append(load_json(bytes(m.payload)))
     host, port = mosquitto.url.removeprefix("mqtt://").split(":")
     sub.connect(host, int(port))
     sub.subscribe("pantau/v1/kec-candisari/kiosk-candisari/reading", qos=1)
