@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -342,6 +341,3 @@ class Firmware:
         )
         self.next_seq += 1
         return frame
-
-
-ModelFactory = Callable[[random.Random], DeviceModel]
