@@ -162,6 +162,11 @@ def running(agent: EdgeAgent) -> Iterator[EdgeAgent]:
     thread = threading.Thread(target=target, name="agent", daemon=True)
     thread.start()
     try:
+        # Opening a tty flushes its input: sensors in these tests talk once ports are open.
+        wait_for(
+            lambda: 0 < int(agent.status().stats["ports"]) == agent.status().stats["ports_open"],
+            "serial ports open",
+        )
         yield agent
     finally:
         agent.request_stop()
@@ -547,7 +552,10 @@ def test_sigterm_exits_0_after_publishing_offline_and_status_command_shows_it(
     metrics_port = free_port()
     env["PANTAU_METRICS_PORT"] = str(metrics_port)
     with Watcher(mosquitto) as watcher, agent_process(env, tmp_path / "agent.log") as proc:
-        wait_for(lambda: len(watcher.statuses()) > 0, "online status")
+        wait_for(
+            lambda: any(st.stats["ports_open"] == 1 for st in watcher.statuses()),
+            "online status with the port open",
+        )
         os.write(master, encode_frame(bed("icu-1", 0, T0)))
         wait_for(lambda: len(watcher.readings()) == 1, "one reading")
 
@@ -576,3 +584,34 @@ def test_sigterm_exits_0_after_publishing_offline_and_status_command_shows_it(
     assert doc["state"] == "offline"
     assert doc["gw"] == GW
     assert doc["stats"]["frames"] == 1
+
+
+def test_the_spool_survives_sigkill_and_is_sent_after_restart_with_the_same_batch_seq(
+    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    master, path = pty_pair
+    env = agent_env(mosquitto, tmp_path, path)
+    env["PANTAU_STATUS_INTERVAL_S"] = "0.2"
+    status_file = Path(env["PANTAU_SPOOL_PATH"] + ".status.json")
+
+    def stat(name: str) -> int:
+        try:
+            return int(orjson.loads(status_file.read_bytes())["stats"][name])
+        except (OSError, orjson.JSONDecodeError):
+            return -1
+
+    mosquitto.stop()  # the uplink is down: readings can only go to the spool
+    with agent_process(env, tmp_path / "agent1.log") as proc:
+        # Opening a tty flushes its input, so the sensor talks only once the port is open.
+        wait_for(lambda: stat("ports_open") == 1, "port open")
+        for i in range(6):
+            os.write(master, encode_frame(bed("icu-1", i, T0 + i)))
+        wait_for(lambda: stat("spool_depth") == 6, "6 readings in the spool")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    mosquitto.start()
+    with Watcher(mosquitto) as watcher, agent_process(env, tmp_path / "agent2.log"):
+        wait_for(lambda: len(watcher.readings()) == 6, "the spooled readings")
+    assert [r.seq for r in watcher.readings()] == list(range(6))
+    seqs = [b.seq for b in watcher.batches()]
+    assert seqs == sorted(set(seqs))
