@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +47,13 @@ def pty_pair() -> Iterator[tuple[int, str]]:
         for fd in (master, slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A non-daemon thread left running would keep the test process (and CI) alive forever:
+    name it and fail the run instead."""
+    leaked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if leaked:
+        names = ", ".join(f"{t.name} ({getattr(t, '_target', None)})" for t in leaked)
+        sys.stderr.write(f"\nnon-daemon threads still running after the tests: {names}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -18,9 +18,11 @@ from pantau.stack import LocalStack
 E2E_SCENARIO = ROOT / "firmware-sim" / "scenarios" / "e2e.yaml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def city_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The demo city's full stack, after the e2e scenario has run to its end."""
+    """The demo city's full stack, after the e2e scenario has run to its end. Module-scoped:
+    its gateways keep reopening their serial paths, and /dev/pts numbers are reused by later
+    tests, so the stack must be gone before other tests open pseudo-terminals."""
     workdir = tmp_path_factory.mktemp("city")
     with LocalStack(city_file=DEMO_CITY, scenario_file=E2E_SCENARIO, workdir=workdir) as stack:
         deadline = time.monotonic() + 120

@@ -95,7 +95,9 @@ def test_sigterm_stops_an_endless_run_with_exit_0_and_a_truth_file(tmp_path: Pat
     proc, ports_path = _fwsim(tmp_path, "seed: 4\ninterval_s: 0.05\nspeedup: 60\n")
     ports = _wait_for(ports_path, proc)
     frames: list[SerialFrame] = []
-    reader = threading.Thread(target=_read_all, args=(ports["gw-johar"]["bus0"], frames))
+    reader = threading.Thread(
+        target=_read_all, args=(ports["gw-johar"]["bus0"], frames), daemon=True
+    )
     reader.start()
     deadline = time.monotonic() + 20
     while len(frames) < 10:

@@ -49,7 +49,7 @@ class Reader:
 def _run_with_readers(sim: Simulation) -> tuple[dict[str, Any], list[Reader]]:
     ports = sim.start()
     readers = [Reader(url) for url in ports["gw-kariadi"].values()]
-    runner = threading.Thread(target=sim.run)
+    runner = threading.Thread(target=sim.run, daemon=True)
     runner.start()
     runner.join(30)
     assert not runner.is_alive()
@@ -144,7 +144,7 @@ def test_faulty_lines_are_counted_and_every_good_frame_decodes(
 def test_a_reader_that_attaches_late_still_gets_every_frame(city: Registry) -> None:
     sim = Simulation(registry=city, scenario=_scenario(drain_timeout_s=20))
     ports = sim.start()
-    runner = threading.Thread(target=sim.run)
+    runner = threading.Thread(target=sim.run, daemon=True)
     runner.start()
     deadline = time.monotonic() + 10
     while sim.steps_done < 8:  # every reading made before anyone listens
@@ -173,7 +173,7 @@ def test_stop_ends_an_endless_run_and_the_truth_matches_what_was_read(city: Regi
     sim = Simulation(registry=city, scenario=scenario, hold=True)
     ports = sim.start()
     readers = [Reader(url) for url in ports["gw-kariadi"].values()]
-    runner = threading.Thread(target=sim.run)
+    runner = threading.Thread(target=sim.run, daemon=True)
     runner.start()
     time.sleep(0.3)
     assert sim.steps_done == 0  # held until begin()

@@ -94,7 +94,7 @@ def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:
 @contextmanager
 def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingester]:
     ing = Ingester(settings=settings, registry=city)
-    thread = threading.Thread(target=ing.run, name="ingester")
+    thread = threading.Thread(target=ing.run, name="ingester", daemon=True)
     thread.start()
     try:
         assert ing.ready.wait(20), "ingester did not subscribe"
