@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from city import Level, Registry
+from cloud.influx import InfluxHTTP
 from contract import BED_GROUPS, SensorKind
 from pantau.stack import LocalStack
 from tests.e2e.conftest import ground_truth
+from tests.grafana_support import alert_queries, dashboard_queries, grafana_to_influxql
 
 pytestmark = pytest.mark.e2e
 
@@ -171,25 +173,20 @@ def test_names_with_dots_commas_and_quotes_survive_every_hop(city_run: LocalStac
     eventually(check)
 
 
-def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
-    """A simple kiosk publishing the documented single-reading form with mosquitto_pub shows
-    up in the API (docs/protocol.md)."""
-    assert city_run.mosquitto is not None
-    payload = (
-        '{"v":1,"sensor":"q-candisari","kind":"queue","seq":90001,'
-        '"values":{"issued":412,"served":377,"counters_open":2}}'
-    )
+def _mosquitto_pub(stack: LocalStack, payload: str) -> None:
+    """Publish as the demo's direct kiosk, exactly as docs/protocol.md shows."""
+    assert stack.mosquitto is not None
     subprocess.run(
         [
             "mosquitto_pub",
             "-h",
             "127.0.0.1",
             "-p",
-            str(city_run.mosquitto.port),
+            str(stack.mosquitto.port),
             "-u",
             "kiosk-candisari",
             "-P",
-            city_run.passwords["kiosk-candisari"],
+            stack.passwords["kiosk-candisari"],
             "-q",
             "1",
             "-t",
@@ -201,9 +198,46 @@ def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
         timeout=10,
     )
 
+
+def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
+    """A simple kiosk publishing the documented single-reading form with mosquitto_pub shows
+    up in the API (docs/protocol.md)."""
+    assert city_run.mosquitto is not None
+    payload = (
+        '{"v":1,"sensor":"q-candisari","kind":"queue","seq":90001,'
+        '"values":{"issued":412,"served":377,"counters_open":2}}'
+    )
+    _mosquitto_pub(city_run, payload)
+
     def check() -> None:
         queues = {q["site"]: q for q in _get(city_run, "/v1/conditions")["queues"]}
         assert queues["kec-candisari"]["waiting"] == 412 - 377
         assert queues["kec-candisari"]["counters_open"] == 2
 
     eventually(check)
+
+
+def test_every_grafana_panel_and_alert_query_returns_rows_from_the_pipeline(
+    city_run: LocalStack,
+) -> None:
+    """The dashboards read what the real pipeline wrote: every panel and alert query runs on
+    the InfluxDB the ingester fed and returns rows. One refused reading (served > issued) is
+    sent first, as a faulty kiosk would, so the dead-letter panels have something to show."""
+    _mosquitto_pub(
+        city_run,
+        '{"v":1,"sensor":"q-candisari","kind":"queue","seq":90002,'
+        '"values":{"issued":1,"served":5,"counters_open":1}}',
+    )
+    queries = dashboard_queries() + alert_queries()
+    assert len(queries) >= 10
+
+    def check() -> None:
+        with InfluxHTTP(url=city_run.influx) as influx:
+            empty = [
+                label
+                for label, query in queries
+                if not any(s.values for s in influx.query(grafana_to_influxql(query)))
+            ]
+        assert empty == []
+
+    eventually(check, timeout=30)

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
 from pantau.paths import GRAFANA_DIR
 from pantau.services import InfluxDB
+from tests.grafana_support import alert_queries, dashboard_queries, grafana_to_influxql
 
 pytestmark = pytest.mark.integration
 
@@ -181,34 +181,6 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
     influx.write(lines)
 
 
-def _grafana_to_influxql(query: str) -> str:
-    """What Grafana sends for a raw query, with the dashboard at "last hour" and All selected."""
-    query = query.replace("$timeFilter", "time > now() - 1h")
-    query = query.replace("$__interval", "1m")
-    return query.replace("$kecamatan", ".*")
-
-
-def _dashboard_queries() -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text(encoding="utf-8"))
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                out.append((f"{path.stem}: {panel['title']} {target['refId']}", target["query"]))
-    return out
-
-
-def _alert_queries() -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for path in sorted((GRAFANA_DIR / "provisioning" / "alerting").glob("*.yaml")):
-        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
-            for rule in group["rules"]:
-                for q in rule["data"]:
-                    if q["datasourceUid"] != "__expr__":
-                        out.append((f"alert {rule['uid']} {q['refId']}", q["model"]["query"]))
-    return out
-
-
 @pytest.fixture
 def sample_influx(influxdb: InfluxDB) -> Iterator[InfluxHTTP]:
     with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
@@ -223,17 +195,17 @@ def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
 
 def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> None:
     """One server for all queries: starting InfluxDB per query would dominate the run time."""
-    queries = _dashboard_queries() + _alert_queries()
+    queries = dashboard_queries() + alert_queries()
     assert len(queries) == 15
-    empty = [name for name, q in queries if not _rows(sample_influx, _grafana_to_influxql(q))]
+    empty = [name for name, q in queries if not _rows(sample_influx, grafana_to_influxql(q))]
     assert empty == []
 
 
 def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) -> None:
-    queries = dict(_dashboard_queries())
+    queries = dict(dashboard_queries())
 
     def rows(name: str) -> list[dict[str, Any]]:
-        return _rows(sample_influx, _grafana_to_influxql(queries[f"city-now: {name}"]))
+        return _rows(sample_influx, grafana_to_influxql(queries[f"city-now: {name}"]))
 
     (city,) = rows("City BOR (all beds, all facilities) A")
     assert city["BOR"] == pytest.approx(25 * 100 / 32)
@@ -267,6 +239,6 @@ def test_the_kecamatan_variable_lists_codes_and_filters_panels(sample_influx: In
     values = {r["value"] for r in _rows(sample_influx, variable["query"])}
     assert values == {"33.74.07", KECAMATAN_CANDISARI}
     # Grafana regex-escapes a selected value before putting it in /^$kecamatan$/.
-    query = dict(_dashboard_queries())["city-now: BOR by kecamatan A"]
-    selected = _grafana_to_influxql(query.replace("$kecamatan", re.escape(KECAMATAN_CANDISARI)))
+    query = dict(dashboard_queries())["city-now: BOR by kecamatan A"]
+    selected = grafana_to_influxql(query.replace("$kecamatan", re.escape(KECAMATAN_CANDISARI)))
     assert [r["name"] for r in _rows(sample_influx, selected)] == ["Candisari"]
