@@ -49,6 +49,16 @@ def run(
     start_delay: Annotated[
         float | None, typer.Option(help="seconds before the first reading")
     ] = None,
+    bind: Annotated[
+        str, typer.Option(help="socket transport: address to listen on (0.0.0.0 for all)")
+    ] = "127.0.0.1",
+    base_port: Annotated[
+        int,
+        typer.Option(
+            help="socket transport: first TCP port; lines take consecutive ports in order of"
+            " gateway, then port label (0 = free ports)"
+        ),
+    ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Open one line per gateway port, print where a gateway should attach, and emit the
@@ -77,6 +87,8 @@ def run(
             mqtt_url=mqtt_url,
             mqtt_passwords=passwords,
             truth_path=truth,
+            bind=bind,
+            base_port=base_port,
         )
         ports = sim.start()
     except (PantauError, OSError, ValueError) as exc:

@@ -204,7 +204,11 @@ class Simulation:
 
     Frames are only written while a reader has the line open, so gateways may attach after
     ``start()`` without losing frames. ``start_delay_s`` (default: the scenario's) delays the
-    first reading; with ``hold=True`` the first reading waits for :meth:`begin`."""
+    first reading; with ``hold=True`` the first reading waits for :meth:`begin`.
+
+    With ``transport="socket"`` each line listens on ``bind``; ``base_port`` 0 picks free
+    ports, otherwise the lines get ``base_port``, ``base_port + 1``, ... in order of gateway id,
+    then port label (gw-kariadi: bus0 on the base port, bus1 on the next)."""
 
     def __init__(
         self,
@@ -219,9 +223,15 @@ class Simulation:
         mqtt_passwords: dict[str, str] | None = None,
         truth_path: Path | None = None,
         truth_every_s: float = 5.0,
+        bind: str = "127.0.0.1",
+        base_port: int = 0,
     ) -> None:
         if transport not in ("pty", "socket"):
             raise ValueError(f"transport must be 'pty' or 'socket', not {transport!r}")
+        if not 0 <= base_port <= 65535:
+            raise ValueError(f"base_port must be 0..65535, not {base_port}")
+        if base_port and transport != "socket":
+            raise ValueError("base_port needs transport='socket'")
         self.registry = registry
         self.scenario = scenario
         self.transport: Transport = transport
@@ -231,6 +241,8 @@ class Simulation:
         self.mqtt_passwords = dict(mqtt_passwords or {})
         self.truth_path = truth_path
         self.truth_every_s = truth_every_s
+        self.bind = bind
+        self.base_port = base_port
         self.truth = GroundTruth(scenario=scenario.name, seed=scenario.seed)
         self.devices: Devices | None = None
         self.buses: dict[tuple[str, str], Bus] = {}
@@ -255,16 +267,27 @@ class Simulation:
             include_direct=self.mqtt_url is not None,
         )
         self.devices = devices
+        lines: dict[tuple[str, str], bool] = {}  # (gateway, port label) -> direct
+        for sim in devices.sensors:
+            key = (sim.sensor.gateway, "mqtt" if sim.direct else sim.sensor.port)
+            lines[key] = sim.direct
+        # Sorted, so fixed ports are given out predictably (docker-compose relies on it).
+        serial_lines = sorted(key for key, direct in lines.items() if not direct)
+        if self.base_port and self.base_port + len(serial_lines) - 1 > 65535:
+            raise ValueError(
+                f"base_port {self.base_port} + {len(serial_lines)} lines runs past port 65535"
+            )
         try:
-            for sim in devices.sensors:
-                gw = self.registry.gateways[sim.sensor.gateway]
-                key = (gw.id, "mqtt" if sim.direct else sim.sensor.port)
-                if key in self.buses:
-                    continue
-                bus = self._make_bus(gw.id, gw.site, key[1], sim.direct)
+            for key in sorted(lines):
+                gw = self.registry.gateways[key[0]]
+                direct = lines[key]
+                bind_port = 0
+                if self.base_port and not direct:
+                    bind_port = self.base_port + serial_lines.index(key)
+                bus = self._make_bus(gw.id, gw.site, key[1], direct, bind_port)
                 url = bus.start()
                 self.buses[key] = bus
-                if not sim.direct:
+                if not direct:
                     self.port_map.setdefault(gw.id, {})[key[1]] = url
         except BaseException:
             self.close()
@@ -277,7 +300,7 @@ class Simulation:
         )
         return self.port_map
 
-    def _make_bus(self, gateway: str, site: str, port: str, direct: bool) -> Bus:
+    def _make_bus(self, gateway: str, site: str, port: str, direct: bool, bind_port: int) -> Bus:
         if direct:
             if self.mqtt_url is None:
                 raise AssertionError("direct sensors are only built with an MQTT URL")
@@ -294,7 +317,13 @@ class Simulation:
                 on_written=self.truth.record,
             )
         if self.transport == "socket":
-            return SocketBus(gateway=gateway, port=port, on_written=self.truth.record)
+            return SocketBus(
+                gateway=gateway,
+                port=port,
+                on_written=self.truth.record,
+                host=self.bind,
+                bind_port=bind_port,
+            )
         return PtyBus(gateway=gateway, port=port, on_written=self.truth.record)
 
     def begin(self) -> None:

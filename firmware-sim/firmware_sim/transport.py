@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import select
@@ -235,23 +236,50 @@ class PtyBus(Bus):
             self._master = -1
 
 
+def _url_host(host: str) -> str:
+    """The host part of a URL that reaches a server bound to ``host`` from this machine."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "127.0.0.1"  # a name ("localhost", "fwsim"); "" binds every address
+    if ip.is_unspecified:  # bound to every address: loopback is one of them
+        ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
 class SocketBus(Bus):
-    """A TCP server on loopback: the gateway opens ``socket://127.0.0.1:PORT``. Every
-    connected client gets the frames written while it is connected, like a tap on a line."""
+    """A TCP server: the gateway opens ``socket://HOST:PORT``. Every connected client gets the
+    frames written while it is connected, like a tap on a line.
+
+    ``host`` is the address to listen on (``0.0.0.0`` to serve other containers); ``bind_port``
+    0 picks a free port. The URL names a wildcard bind as loopback, which is where a reader on
+    the same host reaches it."""
 
     def __init__(
-        self, *, gateway: str, port: str, on_written: OnWritten, host: str = "127.0.0.1"
+        self,
+        *,
+        gateway: str,
+        port: str,
+        on_written: OnWritten,
+        host: str = "127.0.0.1",
+        bind_port: int = 0,
     ) -> None:
         super().__init__(gateway=gateway, port=port, on_written=on_written)
+        if not 0 <= bind_port <= 65535:
+            raise ValueError(f"bind_port must be 0..65535, not {bind_port}")
         self.host = host
+        self.bind_port = bind_port
         self._server: socket.socket | None = None
         self._clients: dict[socket.socket, float] = {}
 
     def _open(self) -> str:
-        server = socket.create_server((self.host, 0))
+        # create_server sets SO_REUSEADDR: a restarted simulator gets its fixed port back
+        # even while the previous run's connections sit in TIME_WAIT.
+        server = socket.create_server((self.host, self.bind_port))
         server.setblocking(False)
         self._server = server
-        return f"socket://{self.host}:{server.getsockname()[1]}"
+        advertised = _url_host(self.host)
+        return f"socket://{advertised}:{server.getsockname()[1]}"
 
     def _pump(self) -> None:
         server = self._server

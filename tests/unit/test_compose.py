@@ -4,6 +4,7 @@ the tests use, every PANTAU_* variable is a real setting, and no secret has a de
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -160,6 +161,13 @@ def test_the_example_gateway_reads_the_simulators_sockets() -> None:
     fwsim = SERVICES["fwsim"]["command"]
     assert fwsim[fwsim.index("--transport") + 1] == "socket"
     assert fwsim[fwsim.index("--gateway") + 1] == edge["PANTAU_GATEWAY_ID"] == "gw-kariadi"
+    # fwsim listens on every interface (the edge is another container) and gives out ports
+    # consecutively from --base-port in sorted port-label order: that is what the edge reads.
+    assert ipaddress.ip_address(fwsim[fwsim.index("--bind") + 1]).is_unspecified
+    base = int(fwsim[fwsim.index("--base-port") + 1])
+    expected = {label: f"socket://fwsim:{base + i}" for i, label in enumerate(sorted(ports))}
+    assert ports == expected
+    assert SERVICES["fwsim"]["expose"] == [str(base + i) for i in range(len(ports))]
 
 
 def test_the_example_gateway_is_in_the_city_it_runs_with() -> None:
