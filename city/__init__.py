@@ -10,6 +10,7 @@ from city.registry import (
     Site,
     SiteKind,
     load_registry,
+    read_yaml,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Site",
     "SiteKind",
     "load_registry",
+    "read_yaml",
 ]

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from contract.beds import BED_TYPES
-from contract.errors import RegistryError
+from contract.errors import ConfigFileError, RegistryError
 from contract.payload import SensorKind
 from contract.topics import ID_PATTERN
 
@@ -281,18 +281,23 @@ def _check_references(doc: RegistryDoc, source: str) -> None:
             fail(f"{where}.counters", "a queue kiosk needs the number of counters it serves")
 
 
-def load_registry(path: str | Path) -> Registry:
-    """Read and validate a registry file. Every failure is a :class:`RegistryError` that names
-    the file, the place in it and the problem."""
+def read_yaml(path: str | Path, error: type[ConfigFileError]) -> Any:
+    """Parse a YAML file; an unreadable file or bad syntax raises ``error`` naming the file
+    and, for syntax, the line and column."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise RegistryError(source, "", f"cannot read: {exc.strerror}") from None
+        raise error(source, "", f"cannot read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         location = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RegistryError(source, location, f"not valid YAML: {exc}") from None
-    return Registry.from_doc(raw, source=source)
+        raise error(source, location, f"not valid YAML: {exc}") from None
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Read and validate a registry file. Every failure is a :class:`RegistryError` that names
+    the file, the place in it and the problem."""
+    return Registry.from_doc(read_yaml(path, RegistryError), source=str(path))

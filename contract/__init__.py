@@ -6,6 +6,7 @@ Edge, ingester, simulator and tests all import this package; nothing else define
 from contract.beds import BED_GROUPS, BED_TYPES, BorBand, bor_band, bor_percent
 from contract.errors import (
     ConfigError,
+    ConfigFileError,
     ContractError,
     FrameError,
     PantauError,
@@ -58,6 +59,7 @@ __all__ = [
     "CommandAck",
     "CommandName",
     "ConfigError",
+    "ConfigFileError",
     "ContractError",
     "FrameDecoder",
     "FrameError",

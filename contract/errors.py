@@ -62,8 +62,13 @@ class FrameError(ContractError):
         super().__init__(RejectReason.SCHEMA_VIOLATION, detail)
 
 
-class RegistryError(PantauError):
-    """A city registry file that is missing or invalid; names the file and the place in it."""
+class ConfigError(PantauError):
+    """Settings that cannot work (missing secret in production, bad URL...)."""
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file that is missing or invalid; names the file, the place in it
+    (``sensors[4].gateway`` or ``line 3, column 7``) and what is wrong."""
 
     def __init__(self, path: str, location: str, message: str) -> None:
         self.path = path
@@ -73,8 +78,8 @@ class RegistryError(PantauError):
         super().__init__(f"{path}{at}: {message}")
 
 
-class ConfigError(PantauError):
-    """Settings that cannot work (missing secret in production, bad URL...)."""
+class RegistryError(ConfigFileError):
+    """A city registry file that is missing or invalid."""
 
 
 class StorageError(PantauError):

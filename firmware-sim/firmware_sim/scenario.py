@@ -12,24 +12,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from contract import ConfigError
+from city.registry import read_yaml
+from contract import ConfigFileError
 from contract.topics import ID_PATTERN
 
 SensorId = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 
 
-class ScenarioError(ConfigError):
+class ScenarioError(ConfigFileError):
     """A scenario that cannot run; names the file, the place inside it and the problem."""
-
-    def __init__(self, path: str, location: str, message: str) -> None:
-        self.path = path
-        self.location = location
-        self.message = message
-        at = f" at {location}" if location else ""
-        super().__init__(f"{path}{at}: {message}")
 
 
 class FaultType(StrEnum):
@@ -173,15 +166,6 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file. Every failure is a :class:`ScenarioError` that
     names the file, the place in it and the problem."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(source, "", f"cannot read: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        location = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(source, location, f"not valid YAML: {exc}") from None
+    raw = read_yaml(path, ScenarioError)
     scenario = parse_scenario(raw, source=source)
     return scenario.model_copy(update={"name": raw.get("name", Path(path).stem)})
