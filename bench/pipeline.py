@@ -94,8 +94,6 @@ def main() -> None:
     )
     print(f"sensors                 {sensors} (offered {sensors / args.interval:,.0f} readings/s)")
     print(f"frames written          {frames:,} in {sent_s:.1f} s ({frames / sent_s:,.0f}/s)")
-    # A sensor's readings are keyed by (series, ms): two readings of one sensor stamped in the
-    # same millisecond keep only the last (docs/schema.md, "Known limitation").
     print(f"distinct points stored  {last:,} ({last / max(frames, 1):.2%} of frames written)")
     print(f"stored rate, steady     {rate:,.0f} readings/s end to end into InfluxDB")
     if latencies:

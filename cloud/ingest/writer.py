@@ -32,6 +32,9 @@ from contract import KIND_CODES, PantauError, SensorKind, StorageError
 
 log = logging.getLogger(__name__)
 
+#: Every line PointBuilder makes is stamped in microseconds (see PointBuilder.raw).
+PRECISION = "u"
+
 _BED = KIND_CODES[SensorKind.BED]
 _CROWD = KIND_CODES[SensorKind.CROWD]
 _QUEUE = KIND_CODES[SensorKind.QUEUE]
@@ -111,7 +114,10 @@ class PointBuilder:
             else:
                 cols = np.hstack([vv[:, :2], vv[:, :1] - vv[:, 1:2], vv[:, 2:3], seq])
             keys = [self.raw_keys[s] for s in readings.sensor[rows].tolist()]
-            lines = format_int_rows(keys, names, cols.tolist(), readings.ts[rows].tolist())
+            # Time is the observation ms plus seq % 1000 µs: two distinct readings of a sensor in
+            # one ms stay two points, while a redelivered reading lands on itself again.
+            ts_us = readings.ts[rows] * 1000 + readings.seq[rows] % 1000
+            lines = format_int_rows(keys, names, cols.tolist(), ts_us.tolist())
             out.add(lines, readings.message[rows].tolist(), readings.index[rows].tolist())
         return out
 
@@ -152,7 +158,7 @@ class PointBuilder:
             fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
             if not math.isnan(bor[i]):
                 fields["bor"] = bor[i]
-            out.append(format_line(self._rollup_key(g, bt, fac), fields, now_ms))
+            out.append(format_line(self._rollup_key(g, bt, fac), fields, now_ms * 1000))
         return out
 
     def crowd_sites(self, r: CrowdSites, now_ms: int) -> list[str]:
@@ -182,13 +188,13 @@ class PointBuilder:
             fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
             if not math.isnan(fl[i]):
                 fields[float_name] = fl[i]
-            out.append(format_line(self._site_key(measurement, site), fields, now_ms))
+            out.append(format_line(self._site_key(measurement, site), fields, now_ms * 1000))
         return out
 
     def dead_letter(self, *, reason: str, gateway: str, topic: str, detail: str, ts_ms: int) -> str:
         """One ``dead_letter`` point."""
         key = series_key("dead_letter", {"reason": reason, "gateway": gateway or "unknown"})
-        return format_line(key, {"count": 1, "topic": topic, "detail": detail}, ts_ms)
+        return format_line(key, {"count": 1, "topic": topic, "detail": detail}, ts_ms * 1000)
 
     def gateway_status(self, update: StatusUpdate, ts_ms: int) -> str:
         """One ``gateway_status`` point; numeric stats become fields of their own."""
@@ -203,7 +209,7 @@ class PointBuilder:
             finite = not isinstance(value, float) or math.isfinite(value)
             if name not in fields and not isinstance(value, str) and finite and name:
                 fields[name] = value
-        return format_line(key, fields, ts_ms)
+        return format_line(key, fields, ts_ms * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +272,7 @@ class PointWriter:
         while True:
             started = time.perf_counter()
             try:
-                self.influx.write(body)
+                self.influx.write(body, precision=PRECISION)
             except StorageError as exc:
                 if not exc.retryable:
                     raise

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cloud.influx import InfluxHTTP
 from cloud.ingest import DeadLetter, DeadLetterStore, PointWriter
 from cloud.ingest.cli import app
+from cloud.ingest.writer import PRECISION
 from contract import RejectReason
 from pantau.services import InfluxDB
 
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.integration
 def test_a_field_type_conflict_refuses_only_the_conflicting_lines(influxdb: InfluxDB) -> None:
     with InfluxHTTP(url=influxdb.url, database="w") as influx:
         influx.ensure_database()
-        influx.write(["bed,sensor=a occupied=1.5 1700000000000"])  # occupied is now a float
+        # occupied is now a float; same precision as PointWriter, so the same shard (InfluxDB
+        # 1.x checks field types per shard)
+        influx.write(["bed,sensor=a occupied=1.5 1700000000000"], precision=PRECISION)
         lines = [f"queue,sensor=q{i} issued={i}i 1700000000000" for i in range(7)]
         lines[2] = "bed,sensor=b occupied=3i 1700000000000"
         lines[5] = "bed,sensor=c occupied=4i 1700000000000"
