@@ -178,7 +178,7 @@ class Registry:
         kec = self.kecamatan_of_kelurahan[site.kelurahan]
         chain = []
         if site.rw is not None:
-            chain.append(Region(Level.RW, f"{kel.code}.{site.rw}", f"RW {site.rw}, {kel.name}"))
+            chain.append(self.rw_region(kel.code, site.rw))
         chain += [
             Region(Level.KELURAHAN, kel.code, kel.name),
             Region(Level.KECAMATAN, kec.code, kec.name),
@@ -186,6 +186,12 @@ class Registry:
             Region(Level.PROVINSI, self.city.province.code, self.city.province.name),
         ]
         return chain
+
+    def rw_region(self, kelurahan_code: str, rw: str) -> Region:
+        """The RW ``rw`` of a kelurahan. RW codes are not official, so Pantau's are the
+        kelurahan code plus the RW number (``33.74.08.1001.03``)."""
+        kel = self.kelurahan[kelurahan_code]
+        return Region(Level.RW, f"{kel.code}.{rw}", f"RW {rw}, {kel.name}")
 
     def region(self, site_id: str, level: Level) -> Region | None:
         """The site's region at ``level`` (None for RW when the site has no RW)."""

@@ -38,12 +38,10 @@ def regions(registry: RegistryDep) -> Regions:
                     KelurahanRegion(
                         code=kel.code,
                         name=kel.name,
-                        # Same code and name as city.Registry.regions_of gives an RW.
                         rw=[
-                            RwRegion(
-                                code=f"{kel.code}.{rw}", number=rw, name=f"RW {rw}, {kel.name}"
-                            )
+                            RwRegion(code=r.code, number=rw, name=r.name)
                             for rw in kel.rw
+                            for r in (registry.rw_region(kel.code, rw),)
                         ],
                         sites=sites_in.get(kel.code, []),
                     )
