@@ -5,7 +5,7 @@ from edge.config import EdgeSettings, load_settings
 from edge.metrics import StatusCollector, serve_metrics
 from edge.mqtt import ClientFactory, connect_properties, paho_client
 from edge.outbox import MemoryOutbox, Outbox, PendingBatch, SqliteOutbox
-from edge.serial_reader import PortReader, SerialOpener, SerialPort, backoff_delay, serial_opener
+from edge.serial_reader import PortReader, SerialOpener, SerialPort, serial_opener
 
 __all__ = [
     "ClientFactory",
@@ -20,7 +20,6 @@ __all__ = [
     "SerialPort",
     "SqliteOutbox",
     "StatusCollector",
-    "backoff_delay",
     "connect_properties",
     "load_settings",
     "paho_client",

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from contract.backoff import backoff_delay
 from contract.errors import ConfigError, ContractError, RejectReason, StorageError
 from contract.payload import (
     Batch,
@@ -40,7 +41,7 @@ from edge.config import EdgeSettings, load_settings
 from edge.metrics import StatusCollector, serve_metrics
 from edge.mqtt import ClientFactory, connect_properties, paho_client
 from edge.outbox import Outbox, PendingBatch, SqliteOutbox, wall_ms
-from edge.serial_reader import PortReader, SerialOpener, backoff_delay, serial_opener
+from edge.serial_reader import PortReader, SerialOpener, serial_opener
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from typing import Protocol
 import serial
 from pydantic import ValidationError
 
+from contract.backoff import backoff_delay
 from contract.payload import ClockSource, Reading
 from contract.serial_frame import FrameDecoder, SerialFrame
 from edge.outbox import wall_ms
@@ -59,12 +59,6 @@ def serial_opener(*, baudrate: int, timeout: float = READ_TIMEOUT_S) -> SerialOp
         return port
 
     return open_port
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Full-jitter backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    # Jitter only spreads reconnects over time; it needs no cryptographic randomness.
-    return random.uniform(0, min(cap, base * 2 ** min(attempt, 30)))  # noqa: S311
 
 
 class PortReader:

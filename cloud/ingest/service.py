@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from contract import (
     TopicError,
     topics,
 )
+from contract.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _jitter(attempt: int) -> float:
-    # Full jitter: many ingesters (or gateways) restarting together must not retry in step.
-    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))  # noqa: S311
+def _retry_delay(attempt: int) -> float:
+    return backoff_delay(attempt, base=_BACKOFF_BASE_S, cap=_BACKOFF_CAP_S)
 
 
 def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) -> int:
@@ -187,7 +186,7 @@ class Ingester:
                 if not exc.retryable:
                     raise
                 log.warning("InfluxDB not ready: %s", exc)
-                self._stop.wait(_jitter(attempt))
+                self._stop.wait(_retry_delay(attempt))
                 attempt += 1
                 continue
             log.info("bootstrapped %d readings of state from InfluxDB", loaded)
@@ -201,7 +200,7 @@ class Ingester:
                 if self._client is None or self._lost.is_set():
                     self._teardown()
                     if not self._connect():
-                        self._stop.wait(_jitter(attempt))
+                        self._stop.wait(_retry_delay(attempt))
                         attempt += 1
                         continue
                     attempt = 0

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from urllib.parse import urlsplit
 
@@ -12,6 +11,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import SerialFrame, SingleReading, encode
+from contract.backoff import backoff_delay
 from contract.errors import ConfigError
 from contract.topics import Channel, build
 from firmware_sim.transport import Bus, OnWritten
@@ -96,7 +96,7 @@ class MqttBus(Bus):
                 self._client.loop_stop()
             self._client = self._connect()
             if self._client is None:
-                delay = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**self._attempt))
+                delay = backoff_delay(self._attempt, base=_BACKOFF_BASE_S, cap=_BACKOFF_CAP_S)
                 self._attempt += 1
                 with self._cond:
                     self._cond.wait(delay)

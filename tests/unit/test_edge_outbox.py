@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contract.backoff import backoff_delay
 from contract.payload import ClockSource, Reading, SensorKind
 from edge.outbox import MemoryOutbox, Outbox, SqliteOutbox
-from edge.serial_reader import backoff_delay
 
 
 class FakeClock:
