@@ -97,6 +97,50 @@ def format_int_rows(
     ]
 
 
+def literal(value: str) -> str:
+    """An InfluxQL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ident(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def where_clause(conditions: Mapping[str, str | Sequence[str] | None]) -> str:
+    """``WHERE`` matching every condition (a sequence means any of its values); ``None`` values
+    are ignored. Empty string when nothing is asked."""
+    parts: list[str] = []
+    for tag, wanted in conditions.items():
+        if wanted is None:
+            continue
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        if not values:
+            # Nothing can match an empty choice; InfluxQL has no FALSE literal.
+            parts.append(f"{ident(tag)} = '' AND {ident(tag)} != ''")
+            continue
+        alts = " OR ".join(f"{ident(tag)} = {literal(v)}" for v in values)
+        parts.append(f"({alts})" if len(values) > 1 else alts)
+    return f" WHERE {' AND '.join(parts)}" if parts else ""
+
+
+def latest_query(
+    measurement: str,
+    *,
+    group_by: Sequence[str],
+    conditions: Mapping[str, str | Sequence[str] | None] | None = None,
+    limit: int = 1,
+) -> str:
+    """InfluxQL selecting the newest ``limit`` points of every group, with all fields and
+    tags. Identifiers and string values are quoted, never pasted in raw."""
+    groups = ", ".join(ident(g) for g in group_by)
+    # Every value is quoted by literal()/ident() above; InfluxQL has no bind parameters in 1.x
+    # GET /query that our client exposes.
+    where = where_clause(conditions or {})
+    select = f"SELECT * FROM {ident(measurement)}{where} "  # noqa: S608
+    return select + f"GROUP BY {groups} ORDER BY time DESC LIMIT {int(limit)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """One series of a query result."""

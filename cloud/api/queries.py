@@ -1,7 +1,6 @@
-"""InfluxQL for "the latest point per entity", and the small conversions every route shares.
+"""Reading "the latest point per entity" for the routes, and the small conversions they share.
 
-Queries are read-only and built from registry-validated values; string literals are still
-escaped, because a code that reaches InfluxQL unescaped is one typo away from a broken query.
+The InfluxQL itself is built by :func:`cloud.influx.latest_query`.
 """
 
 from __future__ import annotations
@@ -12,55 +11,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud.influx import InfluxHTTP
+from cloud.influx import InfluxHTTP, latest_query
 from contract.errors import StorageError
 
 log = logging.getLogger(__name__)
 
 #: InfluxDB answers this until the ingester has created the database: no data yet, not an error.
 _NO_DATABASE = "database not found"
-
-
-def literal(value: str) -> str:
-    """An InfluxQL single-quoted string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def ident(name: str) -> str:
-    """An InfluxQL double-quoted identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def where_clause(conditions: Mapping[str, str | Sequence[str] | None]) -> str:
-    """``WHERE`` matching every condition (a sequence means any of its values); ``None`` values
-    are ignored. Empty string when nothing is asked."""
-    parts: list[str] = []
-    for tag, wanted in conditions.items():
-        if wanted is None:
-            continue
-        values = [wanted] if isinstance(wanted, str) else list(wanted)
-        if not values:
-            # Nothing can match an empty choice; InfluxQL has no FALSE literal.
-            parts.append(f"{ident(tag)} = '' AND {ident(tag)} != ''")
-            continue
-        alts = " OR ".join(f"{ident(tag)} = {literal(v)}" for v in values)
-        parts.append(f"({alts})" if len(values) > 1 else alts)
-    return f" WHERE {' AND '.join(parts)}" if parts else ""
-
-
-def latest_query(
-    measurement: str,
-    *,
-    group_by: Sequence[str],
-    conditions: Mapping[str, str | Sequence[str] | None] | None = None,
-) -> str:
-    """InfluxQL selecting the newest point of every group, with all fields and other tags."""
-    groups = ", ".join(ident(g) for g in group_by)
-    # Every value is quoted by literal()/ident() above; InfluxQL has no bind parameters in 1.x
-    # GET /query that our client exposes.
-    where = where_clause(conditions or {})
-    select = f"SELECT * FROM {ident(measurement)}{where} "  # noqa: S608
-    return select + f"GROUP BY {groups} ORDER BY time DESC LIMIT 1"
 
 
 def latest_rows(

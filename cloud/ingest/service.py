@@ -33,7 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import start_http_server
 
 from city import Registry, load_registry
-from cloud.influx import InfluxHTTP
+from cloud.influx import InfluxHTTP, latest_query
 from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
@@ -81,7 +81,7 @@ def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) ->
     values: list[list[int]] = []
     for kind in SensorKind:
         limit = 2 if kind is SensorKind.QUEUE else 1
-        q = f'SELECT * FROM "{kind.value}" GROUP BY "sensor" ORDER BY time DESC LIMIT {limit}'  # noqa: S608 - constants only
+        q = latest_query(kind.value, group_by=["sensor"], limit=limit)
         for series in influx.query(q):
             pos = index.sensor_pos.get(series.tags.get("sensor", ""))
             if pos is None or index.sensor_kind[pos] != KIND_CODES[kind]:
