@@ -147,7 +147,7 @@ class LocalStack:
         return child
 
     def _start_ingester(self) -> None:
-        self._spawn(
+        ingest = self._spawn(
             "ingest",
             ["ingest", "run"],
             self._env(
@@ -158,22 +158,18 @@ class LocalStack:
                 PANTAU_DEAD_LETTER_DIR=str(self.dead_letter_dir),
             ),
         )
-        self._wait_for_subscriber("pantau-ingest")
+        self._wait_for_subscription(ingest)
 
-    def _wait_for_subscriber(self, username: str, timeout: float = 30.0) -> None:
+    def _wait_for_subscription(self, child: Child, timeout: float = 30.0) -> None:
         """Readings published before the ingester's first subscription would have no session
-        to queue in, so wait until the broker logs that it subscribed."""
-        broker = self.mosquitto
-        if broker is None:
-            raise StackError("broker not started")
+        to queue in, so wait until it logs that the broker granted it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            if f"u'{username}'" in broker.tail_log(400):
-                time.sleep(0.3)  # connected; give SUBSCRIBE a moment to follow CONNECT
+            if "subscribed: readings are queued" in child.tail(400):
                 return
-            time.sleep(0.1)
-        raise StackError(f"{username} did not connect to the broker in {timeout}s")
+            time.sleep(0.05)
+        raise StackError(f"{child.name} did not subscribe in {timeout}s:\n{child.tail()}")
 
     def _start_api(self) -> None:
         self._spawn(

@@ -286,6 +286,8 @@ class Ingester:
             log.error("subscription refused by the broker (check the ACL): %s", failed)
             return
         self.metrics.subscribed.set(1)
+        # Operators and pantau.stack wait for this line: from here on nothing is lost.
+        log.info("subscribed: readings are queued for this session from now on")
         self.ready.set()
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
