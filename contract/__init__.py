@@ -4,6 +4,13 @@ Edge, ingester, simulator and tests all import this package; nothing else define
 """
 
 from contract.beds import BED_GROUPS, BED_TYPES, BorBand, bor_band, bor_percent
+from contract.binary import (
+    MAX_BINARY_READINGS_PER_BATCH,
+    BinaryBatch,
+    decode_binary_batch,
+    encode_binary_batch,
+    is_binary,
+)
 from contract.errors import (
     ConfigError,
     ConfigFileError,
@@ -47,11 +54,13 @@ __all__ = [
     "BED_TYPES",
     "KIND_CODES",
     "KIND_FIELDS",
+    "MAX_BINARY_READINGS_PER_BATCH",
     "MAX_FUTURE_SKEW_MS",
     "MAX_PAYLOAD_BYTES",
     "MAX_READINGS_PER_BATCH",
     "SCHEMA_VERSION",
     "Batch",
+    "BinaryBatch",
     "BorBand",
     "Channel",
     "ClockSource",
@@ -82,8 +91,11 @@ __all__ = [
     "check_timestamp",
     "check_values",
     "check_version",
+    "decode_binary_batch",
     "encode",
+    "encode_binary_batch",
     "encode_frame",
+    "is_binary",
     "load_json",
     "parse_frame",
 ]

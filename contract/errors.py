@@ -24,6 +24,7 @@ class RejectReason(StrEnum):
     ANCIENT_TIMESTAMP = "ancient_timestamp"
     BAD_TOPIC = "bad_topic"
     STORAGE_REJECTED = "storage_rejected"
+    INVALID_BINARY = "invalid_binary"
 
 
 class PantauError(Exception):
