@@ -80,3 +80,23 @@ def subscription(channel: Channel, *, site: str = "+", gateway: str = "+") -> st
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT v5 shared subscription: the broker spreads messages over the group's members."""
     return f"$share/{group}/{topic_filter}"
+
+
+#: Root of the ingesters' own topics. Outside ``pantau/v1/...`` on purpose: no gateway can be
+#: named so that its topics collide, and ``parse`` refuses these as device topics.
+INTERNAL_PREFIX = "pantau-internal/v1"
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def ingest_state(group: str) -> str:
+    """The topic on which the members of ingester group ``group`` exchange sensor-state deltas
+    (see docs/adr/0006-ingester-scale-out.md). Every member subscribes to it *non-shared*, so
+    each delta reaches every other member."""
+    if _GROUP.fullmatch(group) is None:
+        raise TopicError(f"{INTERNAL_PREFIX}/ingest/{group}/state", "invalid ingester group name")
+    return f"{INTERNAL_PREFIX}/ingest/{group}/state"
+
+
+def is_internal(topic: str) -> bool:
+    """True for the ingesters' own topics (never a device's)."""
+    return topic.startswith(INTERNAL_PREFIX + "/")

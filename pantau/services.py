@@ -117,6 +117,13 @@ class _Managed:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def restart(self, *, down_s: float = 0.0) -> None:
+        """Stop (SIGTERM, so a broker saves its persistence file), stay down ``down_s``
+        seconds, and start again on the same port with the same data dir."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
     def __enter__(self) -> Self:
         self.start()
         return self

@@ -13,9 +13,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from cloud.influx import InfluxHTTP
 from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester
 from cloud.ingest.settings import IngestSettings
+from contract import StorageError
 
 app = typer.Typer(no_args_is_help=True, help="The ingester: MQTT -> InfluxDB.")
 log = logging.getLogger("cloud.ingest")
@@ -47,6 +50,35 @@ def run(
     except Exception:  # the process's outermost loop: log with traceback, exit non-zero
         log.exception("ingester failed")
         raise typer.Exit(1) from None
+
+
+@app.command("init-db")
+def init_db() -> None:
+    """Create the database, its retention policies and downsampling continuous queries
+    (docs/schema.md) from PANTAU_* settings; idempotent. ``run`` does the same at start."""
+    try:
+        settings = IngestSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    schema = Ingester(settings=settings).storage_schema
+    influx = InfluxHTTP(
+        url=settings.influx_url,
+        database=settings.influx_db,
+        username=settings.influx_username,
+        password=settings.influx_password,
+        token=settings.influx_token,
+    )
+    try:
+        with influx:
+            influx.ensure_database()
+            ran = apply_schema(influx, schema)
+    except StorageError as exc:
+        typer.echo(f"InfluxDB: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for statement in ran:
+        typer.echo(statement)
+    typer.echo(f"{settings.influx_db}: {len(ran)} statement(s) applied", err=True)
 
 
 @app.command("dead-letters")

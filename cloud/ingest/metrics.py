@@ -1,28 +1,80 @@
-"""Prometheus metrics of the ingester, in a registry of its own (one per Ingester)."""
+"""Prometheus metrics of the ingester, in a registry of its own (one per Ingester).
+
+Every name is prefixed ``pantau_ingest_``; counters get ``_total`` from the client library.
+README and docs/schema.md ("Ingester metrics") list them for operators.
+"""
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Lag buckets (seconds): sub-second for a healthy pipeline, up to a day for a gateway that
+#: replays its spool after an outage.
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+
+
+def observe_many(histogram: Histogram, amounts: npt.NDArray[np.float64]) -> None:
+    """Observe every value of ``amounts``, exactly as ``histogram.observe`` would one by one,
+    in O(buckets) Python work.
+
+    prometheus_client has no bulk observe, and a per-reading Python call would cost more than
+    decoding the reading. ``Histogram.observe(v)`` adds ``v`` to ``_sum`` and 1 to the first
+    bucket whose upper bound is ``>= v`` (buckets are stored non-cumulative and summed at
+    scrape time). ``np.searchsorted(bounds, v, side="left")`` is that same index, so adding
+    each bucket's count once gives the same state; the unit test checks it against
+    ``observe`` on the same values. NaN (which ``observe`` would count in no bucket but add to
+    the sum) never occurs for lags and is dropped here. Only for histograms without labels.
+    """
+    values = np.asarray(amounts, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    buckets = histogram._buckets
+    for bucket, count in zip(buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(values.sum()))
 
 
 class IngestMetrics:
-    """The ingester's counters and histograms."""
+    """The ingester's counters, gauges and histograms."""
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.messages_in = Counter("pantau_ingest_messages", "MQTT messages received", registry=r)
+        self.messages_in = Counter(
+            "pantau_ingest_messages", "MQTT messages received from gateways", registry=r
+        )
         self.readings_in = Counter(
             "pantau_ingest_readings", "Readings decoded from messages", registry=r
         )
         self.readings_stored = Counter(
             "pantau_ingest_readings_stored", "Readings stored in InfluxDB", registry=r
         )
+        self.points_written = Counter(
+            "pantau_ingest_points_written",
+            "Points InfluxDB accepted (raw, aggregates, dead letters, statuses)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "pantau_ingest_dead_letters",
             "Messages or readings refused, by reason",
             ["reason"],
             registry=r,
+        )
+        self.duplicates = Counter(
+            "pantau_ingest_duplicates_dropped",
+            "Batches dropped because their (gateway, batch seq) was already stored",
+            registry=r,
+        )
+        self.windows = Counter(
+            "pantau_ingest_windows", "Flush windows processed (stored and acknowledged)", registry=r
         )
         self.write_latency = Histogram(
             "pantau_ingest_write_seconds",
@@ -32,14 +84,24 @@ class IngestMetrics:
         )
         self.lag = Histogram(
             "pantau_ingest_lag_seconds",
-            "Now minus observation time of the newest and oldest reading of each window",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            "Storage time minus observation time, one observation per stored reading",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
         self.window_messages = Histogram(
             "pantau_ingest_window_messages",
             "Messages processed per flush window",
             buckets=(1, 10, 100, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.unacked = Gauge(
+            "pantau_ingest_unacked_messages",
+            "Messages received from the broker and not yet acknowledged (queued or in a window)",
+            registry=r,
+        )
+        self.unacked_max = Gauge(
+            "pantau_ingest_unacked_messages_max",
+            "Highest pantau_ingest_unacked_messages since start (bounded by Receive Maximum)",
             registry=r,
         )
         self.subscribed = Gauge(
@@ -52,3 +114,55 @@ class IngestMetrics:
             "1 while InfluxDB writes are failing and being retried (consumption paused)",
             registry=r,
         )
+        # Scale-out (docs/adr/0006-ingester-scale-out.md): state deltas between members.
+        self.deltas_published = Counter(
+            "pantau_ingest_state_deltas_published",
+            "State-delta messages published to the other members of the group",
+            registry=r,
+        )
+        self.delta_sensors_published = Counter(
+            "pantau_ingest_state_delta_sensors_published",
+            "Sensor states carried by the published deltas",
+            registry=r,
+        )
+        self.deltas_merged = Counter(
+            "pantau_ingest_state_deltas_merged",
+            "State-delta messages received from other members and merged",
+            registry=r,
+        )
+        self.delta_sensors_changed = Counter(
+            "pantau_ingest_state_delta_sensors_changed",
+            "Sensor states a merged delta changed here (the rest were already known)",
+            registry=r,
+        )
+        self.deltas_refused = Counter(
+            "pantau_ingest_state_deltas_refused",
+            "State-delta messages refused (malformed, or from a member with another registry)",
+            registry=r,
+        )
+        self._held = 0
+        self._held_max = 0
+        self._held_lock = threading.Lock()
+
+    def observe_lag(self, lag_s: npt.NDArray[np.float64]) -> None:
+        """One lag observation per reading (seconds), see :func:`observe_many`."""
+        observe_many(self.lag, lag_s)
+
+    def received(self, n: int = 1) -> None:
+        """``n`` messages arrived from the broker and are now held unacknowledged."""
+        with self._held_lock:
+            self._held += n
+            self._held_max = max(self._held_max, self._held)
+            self.unacked.set(self._held)
+            self.unacked_max.set(self._held_max)
+
+    def released(self, n: int) -> None:
+        """``n`` held messages were acknowledged (or dropped with a lost connection)."""
+        with self._held_lock:
+            self._held -= n
+            self.unacked.set(self._held)
+
+    @property
+    def held(self) -> int:
+        """Messages held unacknowledged right now."""
+        return self._held

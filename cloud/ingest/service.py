@@ -21,9 +21,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -34,10 +36,11 @@ from prometheus_client import start_http_server
 
 from city import Registry, load_registry
 from cloud.influx import InfluxHTTP, latest_query
-from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
+from cloud.ingest.aggregate import NO_TIME, SensorState, bed_rollups, crowd_sites, queue_sites
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.schema import StorageSchema, apply_schema
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import Lines, PointBuilder, PointWriter, WriteAbortedError
@@ -46,6 +49,7 @@ from contract import (
     KIND_FIELDS,
     Channel,
     PantauError,
+    PayloadError,
     RejectReason,
     SensorKind,
     StorageError,
@@ -53,6 +57,13 @@ from contract import (
     topics,
 )
 from contract.backoff import backoff_delay
+from contract.cluster import (
+    StateDelta,
+    decode_state_delta,
+    encode_state_delta,
+    max_rows,
+    registry_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,11 @@ SUBSCRIPTIONS = tuple(
 )
 _BACKOFF_BASE_S = 0.2
 _BACKOFF_CAP_S = 30.0
+
+
+#: How long a member waits for the broker to take its state delta before it treats the
+#: connection as lost (the window is then not acknowledged and comes back).
+_DELTA_PUBLISH_TIMEOUT_S = 10.0
 
 
 def now_ms() -> int:
@@ -104,6 +120,40 @@ def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) ->
     return len(sensors)
 
 
+@dataclass(kw_only=True)
+class MeteredInflux(InfluxHTTP):
+    """:class:`InfluxHTTP` that reports how many points each successful ``/write`` stored."""
+
+    on_points: Callable[[int], None] | None = None
+
+    def write(self, lines: Iterable[str] | bytes, *, precision: str = "ms") -> None:
+        """As :meth:`InfluxHTTP.write`; then reports the number of lines stored."""
+        if not isinstance(lines, bytes):
+            lines = list(lines)
+        super().write(lines, precision=precision)
+        if self.on_points is not None:
+            n = (lines.count(b"\n") + 1 if lines else 0) if isinstance(lines, bytes) else len(lines)
+            self.on_points(n)
+
+
+def _copy_state(state: SensorState) -> SensorState:
+    out = SensorState(n_sensors=len(state.ts))
+    out.ts[:], out.seq[:], out.values[:] = state.ts, state.seq, state.values
+    out.prev_ts[:], out.prev_values[:] = state.prev_ts, state.prev_values
+    return out
+
+
+def _changed_rows(a: SensorState, b: SensorState) -> npt.NDArray[np.intp]:
+    """Sensors whose latest or previous reading differs between two states."""
+    return np.flatnonzero(
+        (a.ts != b.ts)
+        | (a.seq != b.seq)
+        | (a.prev_ts != b.prev_ts)
+        | (a.values != b.values).any(axis=1)
+        | (a.prev_values != b.prev_values).any(axis=1)
+    )
+
+
 class Ingester:
     """The ``pantau ingest run`` process. Construction does no I/O; :meth:`run` blocks until
     :meth:`stop`, then flushes what it holds and returns."""
@@ -131,6 +181,12 @@ class Ingester:
         self._client: mqtt.Client | None = None
         self.windows = 0
         self.state: SensorState | None = None
+        group = settings.mqtt_shared_group
+        #: scale-out: where members exchange state deltas (None: a lone ingester)
+        self._state_topic = topics.ingest_state(group) if group is not None else None
+        #: what the other members know of our state: our published deltas merged with theirs
+        self._shared: SensorState | None = None
+        self._digest = b""
 
     def stop(self) -> None:
         """Ask :meth:`run` to flush and return (safe from signal handlers and other threads)."""
@@ -153,12 +209,13 @@ class Ingester:
         server = None
         if s.metrics_port is not None:
             server, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
-        influx = InfluxHTTP(
+        influx = MeteredInflux(
             url=s.influx_url,
             database=s.influx_db,
             username=s.influx_username,
             password=s.influx_password,
             token=s.influx_token,
+            on_points=self.metrics.points_written.inc,
         )
         try:
             with influx:
@@ -181,6 +238,8 @@ class Ingester:
         while not self._stop.is_set():
             try:
                 influx.ensure_database()
+                for statement in apply_schema(influx, self.storage_schema):
+                    log.info("storage schema: %s", statement)
                 loaded = bootstrap_state(influx, self.index, self._require_state())
             except StorageError as exc:
                 if not exc.retryable:
@@ -190,8 +249,22 @@ class Ingester:
                 attempt += 1
                 continue
             log.info("bootstrapped %d readings of state from InfluxDB", loaded)
+            # Bootstrapped state came from InfluxDB, which every member reads: nothing to tell.
+            self._shared = _copy_state(self._require_state())
+            self._digest = registry_digest(self.index.sensor_ids)
             return True
         return False
+
+    @property
+    def storage_schema(self) -> StorageSchema:
+        """Retention policies and continuous queries this ingester applies at start."""
+        s = self.settings
+        return StorageSchema(
+            database=s.influx_db,
+            retention=s.influx_retention,
+            downsampled_retention=s.influx_downsampled_retention,
+            every=s.influx_downsample_every,
+        )
 
     def _consume(self) -> None:
         attempt = 0
@@ -204,15 +277,13 @@ class Ingester:
                         attempt += 1
                         continue
                     attempt = 0
-                window = self._collect()
-                if window:
-                    self._process(window)
+                self._handle(self._collect())
             # Flush what was received before the stop.
             while True:
                 window = self._collect(wait=False)
                 if not window:
                     break
-                self._process(window)
+                self._handle(window)
         except WriteAbortedError:
             log.warning(
                 "stopped while InfluxDB was unavailable; unacknowledged messages stay "
@@ -220,6 +291,18 @@ class Ingester:
             )
         finally:
             self._teardown(graceful=True)
+
+    def _handle(self, window: list[Message]) -> None:
+        """Process a window: gateway messages first, then the other members' state deltas."""
+        if not window:
+            return
+        peers = [m for m in window if topics.is_internal(m.topic)]
+        data = [m for m in window if not topics.is_internal(m.topic)] if peers else window
+        if data:
+            self._process(data)
+            self.metrics.windows.inc()
+        if peers:
+            self._merge_peers(peers)
 
     # ---- MQTT --------------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -276,7 +359,20 @@ class Ingester:
         self._connack_ok = True
         self._connected.set()
         log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.mqtt_client_id)
-        client.subscribe([(t, SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS])
+        client.subscribe(self.subscriptions())
+
+    def subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
+        """What this member subscribes to: the gateway channels (shared among the group's
+        members when ``mqtt_shared_group`` is set) and, in a group, the state-delta topic,
+        non-shared and without our own publications (No Local)."""
+        group = self.settings.mqtt_shared_group
+        subs = [
+            (t if group is None else topics.shared(group, t), SubscribeOptions(qos=1))
+            for t in SUBSCRIPTIONS
+        ]
+        if self._state_topic is not None:
+            subs.append((self._state_topic, SubscribeOptions(qos=1, noLocal=True)))
+        return subs
 
     def _on_subscribe(self, gen: int, reason_codes: list[ReasonCode]) -> None:
         if gen != self._gen:
@@ -291,6 +387,7 @@ class Ingester:
         self.ready.set()
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        self.metrics.received()
         # Blocks only if the broker ignores our Receive Maximum: last-resort backpressure.
         self._queue.put(
             Message(
@@ -427,10 +524,7 @@ class Ingester:
         ok_rows[order] = stored
         kept = readings.take(ok_rows)
         m.readings_stored.inc(len(kept))
-        if len(kept):
-            lag = (now - kept.ts) / 1000.0
-            m.lag.observe(float(lag.min()))
-            m.lag.observe(float(lag.max()))
+        m.observe_lag((now - kept.ts) / 1000.0)
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
             agg = self.builder.bed_rollups(bed_rollups(state, self.index), now)
             agg += self.builder.crowd_sites(crowd_sites(state, self.index), now)
@@ -441,9 +535,148 @@ class Ingester:
         self.windows += 1
 
     def _ack(self, window: list[Message]) -> None:
+        """Acknowledge a stored window; in a group, first hand our state changes to the other
+        members, so a crash after the ack cannot leave them without those readings."""
+        if not self._publish_state():
+            # Connection lost: the window comes back on the next connection.
+            self.metrics.released(len(window))
+            return
+        self._ack_messages(window)
+
+    def _ack_messages(self, window: list[Message]) -> None:
+        self.metrics.released(len(window))
         client = self._client
         for msg in window:
             # A message delivered on an earlier connection is redelivered on this one (same
             # session) and acknowledged then; its old packet id means nothing here.
             if client is not None and msg.generation == self._gen and msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
+
+    # ---- scale-out: state deltas between members (docs/adr/0006-ingester-scale-out.md) ----
+    def _publish_state(self) -> bool:
+        """Publish the sensors whose state the other members do not know yet and wait until
+        the broker has them; False if that failed (the connection is then treated as lost)."""
+        if self._state_topic is None or self._shared is None:
+            return True
+        state, shared = self._require_state(), self._shared
+        changed = _changed_rows(state, shared)
+        if not len(changed):
+            return True
+        client = self._client
+        if client is None:
+            return False
+        step = max_rows(state.values.shape[1])
+        infos = []
+        for lo in range(0, len(changed), step):
+            rows = changed[lo : lo + step]
+            delta = StateDelta(
+                digest=self._digest,
+                sensor=rows.astype(np.uint32),
+                ts=state.ts[rows],
+                seq=state.seq[rows],
+                prev_ts=state.prev_ts[rows],
+                values=state.values[rows],
+                prev_values=state.prev_values[rows],
+            )
+            infos.append(client.publish(self._state_topic, encode_state_delta(delta), qos=1))
+        deadline = time.monotonic() + _DELTA_PUBLISH_TIMEOUT_S
+        try:
+            for info in infos:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            published = all(info.is_published() for info in infos)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("state delta not published: %s", exc)
+            published = False
+        if not published:
+            log.warning("state delta not accepted by the broker in time; reconnecting")
+            self._lost.set()
+            return False
+        shared.ts[changed], shared.seq[changed] = state.ts[changed], state.seq[changed]
+        shared.values[changed] = state.values[changed]
+        shared.prev_ts[changed] = state.prev_ts[changed]
+        shared.prev_values[changed] = state.prev_values[changed]
+        self.metrics.deltas_published.inc(len(infos))
+        self.metrics.delta_sensors_published.inc(len(changed))
+        return True
+
+    def _merge_peers(self, msgs: list[Message]) -> None:
+        """Merge the other members' state deltas (last writer wins), rewrite the rollups if
+        that changed our state, then acknowledge the deltas."""
+        state, shared = self._require_state(), self._shared
+        deltas: list[StateDelta] = []
+        for msg in msgs:
+            try:
+                delta = decode_state_delta(msg.payload)
+            except PayloadError as exc:
+                log.warning("refused a state delta on %s: %s", msg.topic, exc)
+                self.metrics.deltas_refused.inc()
+                continue
+            n = self.index.n_sensors
+            if (
+                delta.digest != self._digest
+                or delta.values.shape[1] != state.values.shape[1]
+                or (len(delta) and int(delta.sensor.max()) >= n)
+            ):
+                log.error(
+                    "refused a state delta from a member with another registry (digest %s, "
+                    "ours %s): every member must load the same city file",
+                    delta.digest.hex(),
+                    self._digest.hex(),
+                )
+                self.metrics.deltas_refused.inc()
+                continue
+            deltas.append(delta)
+        if deltas and shared is not None:
+            before = _copy_state(state)
+            rows = _merge_rows(deltas, state)
+            state.update(*rows)
+            # What peers sent, peers know: merging it into the shared view too keeps only our
+            # own unpublished changes in the difference _publish_state sends.
+            shared.update(*rows)
+            changed = _changed_rows(state, before)
+            self.metrics.deltas_merged.inc(len(deltas))
+            self.metrics.delta_sensors_changed.inc(len(changed))
+            if len(changed):
+                self._write_rollups(self._clock_ms())
+        self._ack_messages(msgs)
+
+    def _write_rollups(self, now: int) -> None:
+        """Write every aggregate of the current state, stamped ``now``."""
+        state = self._require_state()
+        agg = self.builder.bed_rollups(bed_rollups(state, self.index), now)
+        agg += self.builder.crowd_sites(crowd_sites(state, self.index), now)
+        agg += self.builder.queue_sites(queue_sites(state, self.index), now)
+        for r in self.writer.write(agg):
+            log.error("aggregate point refused by InfluxDB: %s", r.detail)
+
+
+def _merge_rows(
+    deltas: list[StateDelta], state: SensorState
+) -> tuple[
+    npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:
+    """Rows for ``SensorState.update`` from peer deltas: each sensor's previous reading and its
+    latest. Equal observation times are decided by seq (the higher wins), not by arrival, so
+    every member reaches the same state whatever order the deltas come in; a peer's latest
+    that loses that tie against ours is left out."""
+    sensor = np.concatenate([d.sensor for d in deltas]).astype(np.int32)
+    ts = np.concatenate([d.ts for d in deltas])
+    seq = np.concatenate([d.seq for d in deltas])
+    values = np.concatenate([d.values for d in deltas])
+    prev_ts = np.concatenate([d.prev_ts for d in deltas])
+    prev_values = np.concatenate([d.prev_values for d in deltas])
+    has_prev = prev_ts != NO_TIME
+    loses_tie = (ts == state.ts[sensor]) & (seq < state.seq[sensor])
+    keep = ~loses_tie
+    all_sensor = np.concatenate([sensor[has_prev], sensor[keep]])
+    all_ts = np.concatenate([prev_ts[has_prev], ts[keep]])
+    all_seq = np.concatenate([np.zeros(int(has_prev.sum()), np.int64), seq[keep]])
+    all_values = np.concatenate([prev_values[has_prev], values[keep]])
+    # update() breaks equal times by arrival: present rows in (time, seq) order.
+    order = np.lexsort((all_seq, all_ts))
+    return (
+        all_sensor[order],
+        all_ts[order],
+        all_seq[order],
+        all_values[order].reshape(-1, values.shape[1]),
+    )

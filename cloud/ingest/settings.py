@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
 
+#: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
+_DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
 #: Development password of the ``pantau-ingest`` account (the test broker and the demo use it);
 #: refused in production.
 DEV_MQTT_PASSWORD = "pantau-ingest-secret"  # noqa: S105 - a development default, refused in production
@@ -33,6 +35,12 @@ class IngestSettings(BaseSettings):
     #: Unacknowledged messages the broker may send us (MQTT v5 Receive Maximum): this bounds
     #: the buffer, and therefore memory, while InfluxDB is slow or down.
     mqtt_receive_maximum: int = Field(default=10000, ge=1, le=65535)
+    #: Scale-out: the MQTT v5 shared-subscription group the ingesters of one deployment join
+    #: (``$share/<group>/...``). None: a plain subscription (one ingester). Each member needs its
+    #: own PANTAU_MQTT_CLIENT_ID. See docs/adr/0006-ingester-scale-out.md.
+    mqtt_shared_group: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    )
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "pantau"
     influx_username: str | None = None
@@ -44,6 +52,13 @@ class IngestSettings(BaseSettings):
     window_max_messages: int = Field(default=5000, ge=1)
     write_chunk_lines: int = Field(default=5000, ge=1)
     metrics_port: int | None = None
+    #: How long raw readings and per-flush aggregates are kept (the default retention policy
+    #: ``autogen``), and how long their downsampled copies (``downsampled``); InfluxQL
+    #: durations, ``INF`` for ever. See docs/schema.md.
+    influx_retention: str = Field(default="30d", pattern=_DURATION)
+    influx_downsampled_retention: str = Field(default="730d", pattern=_DURATION)
+    #: Bucket of the downsampling continuous queries (an InfluxQL duration).
+    influx_downsample_every: str = Field(default="5m", pattern=r"^[1-9][0-9]*[smhd]$")
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> IngestSettings:
