@@ -1,0 +1,184 @@
+"""Two ingesters sharing the load through an MQTT shared subscription write exactly what one
+ingester writes (docs/adr/0006-ingester-scale-out.md), against a real Mosquitto and InfluxDB."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from city import Registry
+from cloud.influx import InfluxHTTP
+from cloud.ingest import Ingester, IngestSettings
+from pantau.services import InfluxDB, Mosquitto, free_port
+from tests.ingest_support import (
+    latest_aggregates,
+    make_stream,
+    now_ms,
+    publishing,
+    raw_count,
+    scrape,
+    stored_rows,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+#: Every gateway of the demo city but the kiosk (which publishes single readings).
+GATEWAYS = [
+    "gw-kariadi", "gw-wongsonegoro", "gw-telogorejo", "gw-tugurejo", "gw-elisabeth",
+    "gw-iso-tegalsari", "gw-iso-kauman", "gw-iso-tembalang",
+    "gw-johar", "gw-simpanglima", "gw-peterongan", "gw-kotalama", "gw-mpp",
+]  # fmt: skip
+
+
+@contextmanager
+def running(ing: Ingester) -> Iterator[Ingester]:
+    thread = threading.Thread(target=ing.run, name=ing.settings.mqtt_client_id, daemon=True)
+    thread.start()
+    try:
+        assert ing.ready.wait(20), f"{ing.settings.mqtt_client_id} did not subscribe"
+        yield ing
+    finally:
+        ing.stop()
+        thread.join(20)
+        assert not thread.is_alive()
+
+
+def settings(
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    tmp_path: Path,
+    *,
+    db: str,
+    client_id: str,
+    group: str | None,
+    metrics_port: int,
+) -> IngestSettings:
+    return IngestSettings.model_validate(
+        {
+            "mqtt_url": mosquitto.url,
+            "influx_url": influxdb.url,
+            "influx_db": db,
+            "dead_letter_dir": tmp_path / f"dead-{client_id}",
+            "flush_interval_s": 0.05,
+            "mqtt_client_id": client_id,
+            "mqtt_shared_group": group,
+            "metrics_port": metrics_port,
+            "store_raw": True,
+        }
+    )
+
+
+def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollups(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """One stream feeds, on the same broker, a plain subscriber writing to one database and a
+    shared group of two writing to another. Both members get part of the load, a sensor's
+    readings land on both, and yet every aggregate's newest values, every raw reading and
+    every counter on the real /metrics endpoints come out exactly as with one ingester."""
+    stream = make_stream(city, GATEWAYS, batches=20, t0=now_ms() - 120_000)
+    n_msgs, sent = len(stream.messages), stream.rows
+    ports = {name: free_port() for name in ("single", "a", "b")}
+    with ExitStack() as stack:
+        single = stack.enter_context(
+            running(
+                Ingester(
+                    settings=settings(
+                        mosquitto,
+                        influxdb,
+                        tmp_path,
+                        db="one",
+                        client_id="ingest-single",
+                        group=None,
+                        metrics_port=ports["single"],
+                    ),
+                    registry=city,
+                )
+            )
+        )
+        members = [
+            stack.enter_context(
+                running(
+                    Ingester(
+                        settings=settings(
+                            mosquitto,
+                            influxdb,
+                            tmp_path,
+                            db="two",
+                            client_id=f"ingest-{m}",
+                            group="pantau-ingest",
+                            metrics_port=ports[m],
+                        ),
+                        registry=city,
+                    )
+                )
+            )
+            for m in ("a", "b")
+        ]
+        pub = stack.enter_context(publishing(mosquitto, GATEWAYS))
+        for msg in stream.messages:
+            pub.publish(msg)
+
+        def settled() -> bool:
+            got = {k: scrape(p) for k, p in ports.items()}
+            a, b = got["a"], got["b"]
+            return (
+                got["single"]["pantau_ingest_messages_total"] == n_msgs
+                and a["pantau_ingest_messages_total"] + b["pantau_ingest_messages_total"] == n_msgs
+                and all(g["pantau_ingest_unacked_messages"] == 0 for g in got.values())
+                # every delta one member published, the other has merged
+                and a["pantau_ingest_state_deltas_merged_total"]
+                == b["pantau_ingest_state_deltas_published_total"]
+                and b["pantau_ingest_state_deltas_merged_total"]
+                == a["pantau_ingest_state_deltas_published_total"]
+            )
+
+        wait_for(settled, "both setups to take every message and the members to converge")
+        final = {k: scrape(p) for k, p in ports.items()}
+        assert all(
+            (m.state.ts == single.state.ts).all() for m in members if m.state and single.state
+        )
+        one = InfluxHTTP(url=influxdb.url, database="one").start()
+        two = InfluxHTTP(url=influxdb.url, database="two").start()
+        stack.callback(one.close)
+        stack.callback(two.close)
+        aggregates_one, aggregates_two = latest_aggregates(one), latest_aggregates(two)
+        rows_one, rows_two = stored_rows(one), stored_rows(two)
+        counts = (raw_count(one), raw_count(two))
+
+    # The load was shared, and a sensor's readings went to both members.
+    a, b, s = final["a"], final["b"], final["single"]
+    assert a["pantau_ingest_messages_total"] > 0
+    assert b["pantau_ingest_messages_total"] > 0
+    assert a["pantau_ingest_state_deltas_merged_total"] > 0
+    assert b["pantau_ingest_state_deltas_merged_total"] > 0
+    assert a["pantau_ingest_state_delta_sensors_changed_total"] > 0
+    assert b["pantau_ingest_state_delta_sensors_changed_total"] > 0
+
+    # Exact results: aggregates, raw readings.
+    # series_budget(city) less the kiosk's queue site: 237 bed_rollup, 4 crowd, 2 queue sites
+    assert len(aggregates_one) == 237 + 4 + 2
+    assert aggregates_two == aggregates_one
+    assert sorted(rows_one) == sorted(sent)
+    assert sorted(rows_two) == sorted(sent)
+    assert counts == (len(sent), len(sent))
+
+    # Exact counters on the real endpoints.
+    assert s["pantau_ingest_messages_total"] == n_msgs
+    assert s["pantau_ingest_readings_total"] == len(sent)
+    assert s["pantau_ingest_readings_stored_total"] == len(sent)
+    assert s["pantau_ingest_lag_seconds_count"] == len(sent)
+    assert s['pantau_ingest_lag_seconds_bucket{le="30.0"}'] == 0  # all sent 2 min late
+    assert s['pantau_ingest_lag_seconds_bucket{le="300.0"}'] == len(sent)
+    assert s["pantau_ingest_state_deltas_published_total"] == 0  # a lone ingester
+    for name in ("readings_total", "readings_stored_total", "lag_seconds_count"):
+        assert a[f"pantau_ingest_{name}"] + b[f"pantau_ingest_{name}"] == len(sent), name
+    assert s["pantau_ingest_points_written_total"] >= len(sent)
+    for g in (a, b, s):
+        assert g["pantau_ingest_windows_total"] >= 1
+        assert g["pantau_ingest_state_deltas_refused_total"] == 0
+        assert g["pantau_ingest_subscribed"] == 1
