@@ -178,6 +178,15 @@ class GatewayStatus(_Strict):
     stats: dict[str, int | float | str] = Field(default_factory=dict)
     #: sensor id -> last time (ms) the gateway decoded a frame from it
     sensors_last_seen: dict[str, int] = Field(default_factory=dict)
+    #: gateway clock minus NTP time (ms); absent when the gateway cannot tell
+    clock_offset_ms: StrictInt | None = None
+    #: sensor id -> that sensor's clock minus the gateway's (ms), from its last stamped frame
+    sensor_skew_ms: dict[str, int] = Field(default_factory=dict)
+    #: sensors heard before (or configured) whose last frame is too old
+    sensors_silent: list[str] = Field(default_factory=list)
+    #: sensor id -> readings missing from its sequence, and times its sequence restarted
+    sensor_seq_gaps: dict[str, int] = Field(default_factory=dict)
+    sensor_resets: dict[str, int] = Field(default_factory=dict)
 
 
 class CommandName(StrEnum):

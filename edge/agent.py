@@ -7,7 +7,6 @@ alone touches the outbox, the batch being filled and the MQTT session state.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -37,11 +36,20 @@ from contract.payload import (
     load_json,
 )
 from contract.topics import Channel, build
+from edge.clock import ClockProbe, ClockWatch, probe_for
 from edge.config import EdgeSettings, load_settings
 from edge.metrics import StatusCollector, serve_metrics
-from edge.mqtt import ClientFactory, connect_properties, paho_client
+from edge.mqtt import (
+    SILENCE_KEEPALIVES,
+    ClientFactory,
+    LinkState,
+    LinkWatch,
+    abort_connection,
+    connect_properties,
+    paho_client,
+)
 from edge.outbox import Outbox, PendingBatch, SqliteOutbox, wall_ms
-from edge.serial_reader import PortReader, SerialOpener, serial_opener
+from edge.serial_reader import PortReader, SensorHealth, SerialOpener, serial_opener
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,7 @@ class EdgeAgent:
         opener: SerialOpener | None = None,
         client_factory: ClientFactory = paho_client,
         clock: Callable[[], int] = wall_ms,
+        clock_probe: ClockProbe | None = None,
     ) -> None:
         self.settings = settings
         self._config_file = config_file
@@ -126,6 +135,16 @@ class EdgeAgent:
         self._metrics = StatusCollector(gateway_id=settings.gateway_id)
         self._metrics_server: WSGIServer | None = None
         self._last_snapshot_at = -1e9
+        # Link and sensor health (publisher loop only).
+        self.link = LinkState(since_ms=clock(), since_mono=time.monotonic())
+        self._watch: LinkWatch | None = None
+        self._clock_watch = ClockWatch(
+            probe=clock_probe or probe_for(settings.clock_probe),
+            interval_s=settings.clock_probe_interval_s,
+        )
+        self._started_ms = clock()
+        self._silent: list[str] = []
+        self._last_silent_check = -1e9
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,6 +168,8 @@ class EdgeAgent:
         s = self.settings
         if self._outbox is None:
             self._outbox = SqliteOutbox(path=s.spool_path, clock=self._clock).open()
+        self._started_ms = self._clock()
+        self._clock_watch.start()
         for label, url in s.serial_ports.items():
             reader = PortReader(
                 label=label,
@@ -159,6 +180,7 @@ class EdgeAgent:
                 backoff_base_s=s.reconnect_base_s,
                 backoff_cap_s=min(s.reconnect_cap_s, 5.0),
                 on_change=self._status_dirty.set,
+                clock_jump_ms=round(s.clock_jump_s * 1000),
             )
             self._readers.append(reader)
             reader.start()
@@ -189,7 +211,12 @@ class EdgeAgent:
             and now - self._connect_started > CONNECT_TIMEOUT_S
         ):
             log.warning("no CONNACK in %.0fs", CONNECT_TIMEOUT_S)
-            self._drop_client()
+            self._drop_client("no CONNACK")
+        elif self._connected and self._watch is not None:
+            silent = self._watch.silent_for(now)
+            if silent > SILENCE_KEEPALIVES * self.settings.keepalive_s:
+                # Half-open: TCP still looks fine, but nothing came back for 1.5x keepalive.
+                self._drop_client(f"no packet from the broker for {silent:.1f}s", stalled=True)
         if self._connected:
             self._send_pending()
         self._maybe_status(now)
@@ -260,6 +287,9 @@ class EdgeAgent:
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
         client.on_message = on_message
+        self._watch = LinkWatch()
+        self._watch.attach(client)
+        self.link.connecting()
         self._connect_started = time.monotonic()
         try:
             client.connect(
@@ -270,7 +300,9 @@ class EdgeAgent:
                 properties=connect_properties(s),
             )
         except OSError as exc:
-            self._schedule_reconnect(f"connect to {s.mqtt_url} failed: {exc}")
+            why = f"connect to {s.mqtt_url} failed: {exc}"
+            self.link.down(why, self._clock(), time.monotonic())
+            self._schedule_reconnect(why)
             return
         client.loop_start()
         self._client = client
@@ -282,19 +314,23 @@ class EdgeAgent:
         self._next_connect_at = time.monotonic() + delay
         log.warning("%s; reconnect in %.2fs (attempt %d)", why, delay, self._attempt)
 
-    def _drop_client(self) -> None:
+    def _drop_client(
+        self, reason: str = "broker connection lost", *, stalled: bool = False
+    ) -> None:
         """Forget the current client; un-acked batches will be resent by the next one."""
         client, self._client = self._client, None
+        self.link.down(reason, self._clock(), time.monotonic(), stalled=stalled)
         self._connected = False
         self._in_flight.clear()
         self._cursor = -1
         self._maybe_pending = True
         self._status_dirty.set()
         if client is not None:
+            # Cut the socket first: on a half-open link loop_stop() would otherwise wait for
+            # PUBACKs that never come.
+            abort_connection(client)
             client.loop_stop()
-            with contextlib.suppress(OSError):
-                client.disconnect()
-        self._schedule_reconnect("broker connection lost")
+        self._schedule_reconnect(reason)
 
     def _handle_events(self) -> None:
         while True:
@@ -308,7 +344,7 @@ class EdgeAgent:
                 self._on_connack(ev.rc)
             elif ev.kind == "disconnect":
                 log.warning("disconnected from broker (reason %d)", ev.rc)
-                self._drop_client()
+                self._drop_client(f"disconnected (reason {ev.rc})")
             elif ev.kind == "puback":
                 self._on_puback(ev.mid, ev.rc)
             elif ev.kind == "message":
@@ -317,13 +353,14 @@ class EdgeAgent:
     def _on_connack(self, rc: int) -> None:
         if rc != 0:
             log.error("broker refused connection (reason %d)", rc)
-            self._drop_client()
+            self._drop_client(f"connection refused (reason {rc})")
             return
         if self._client is None:
             return
         self._connected = True
         self._attempt = 0
         self._counters["connects"] += 1
+        self.link.up(self._clock(), time.monotonic())
         log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.client_id)
         result, _mid = self._client.subscribe(self._topic(Channel.CMD), qos=1)
         if result != mqtt.MQTT_ERR_SUCCESS:
@@ -358,6 +395,7 @@ class EdgeAgent:
                     gw=self.settings.gateway_id,
                     seq=pending.seq,
                     sent=self._clock(),
+                    clock_offset_ms=self._clock_watch.offset_ms,
                     readings=list(pending.readings),
                 )
                 mid = self._publish(topic, encode(batch))
@@ -407,15 +445,68 @@ class EdgeAgent:
             age = self._outbox.oldest_age_s()
             totals["spool_oldest_age_s"] = round(age, 3) if age is not None else 0.0
         totals["in_flight"] = len(self._in_flight)
+        now = self._clock()
+        health = self._sensor_health()
+        silent = self._silent_sensors(health, now)
+        totals.update(self.link.stats(now))
+        jump_ms = self.settings.clock_jump_s * 1000
+        skew = {s: h.skew_ms for s, h in health.items() if h.skew_ms is not None}
+        totals["sensors"] = len(health)
+        totals["sensors_silent"] = len(silent)
+        totals["sensors_skewed"] = sum(1 for v in skew.values() if abs(v) > jump_ms)
+        totals["seq_gaps"] = sum(h.gaps for h in health.values())
+        totals["sensor_resets"] = sum(h.resets for h in health.values())
+        totals["duplicates"] = sum(h.duplicates for h in health.values())
+        totals["clock_jumps"] = sum(h.clock_jumps for h in health.values())
         return GatewayStatus(
             gw=self.settings.gateway_id,
             state=state,
-            ts=self._clock(),
+            ts=now,
             stats=totals,
             sensors_last_seen=last_seen,
+            clock_offset_ms=self._clock_watch.offset_ms,
+            sensor_skew_ms=skew,
+            sensors_silent=silent,
+            sensor_seq_gaps={s: h.gaps for s, h in health.items() if h.gaps},
+            sensor_resets={s: h.resets for s, h in health.items() if h.resets},
         )
 
+    def _sensor_health(self) -> dict[str, SensorHealth]:
+        """Per-sensor stream health over all ports (a sensor moved between ports: its latest)."""
+        merged: dict[str, SensorHealth] = {}
+        for reader in self._readers:
+            for sensor, h in reader.sensor_health().items():
+                seen = merged.get(sensor)
+                if seen is None or h.last_seen_ms > seen.last_seen_ms:
+                    merged[sensor] = h
+        return merged
+
+    def _silent_sensors(self, health: dict[str, SensorHealth], now_ms: int) -> list[str]:
+        """Sensors whose last frame is older than ``silent_after_s`` and than
+        ``silent_intervals`` of their own reporting interval; configured sensors never heard
+        count once the agent has run ``silent_after_s``."""
+        s = self.settings
+        floor_ms = s.silent_after_s * 1000
+        silent = [
+            sensor
+            for sensor, h in health.items()
+            if now_ms - h.last_seen_ms > max(floor_ms, s.silent_intervals * h.interval_ms)
+        ]
+        if now_ms - self._started_ms > floor_ms:
+            silent += [sensor for sensor in s.sensors if sensor not in health]
+        return sorted(silent)
+
     def _maybe_status(self, now: float) -> None:
+        if now - self._last_silent_check >= 1.0:
+            # A sensor falling silent (or coming back) is news: say so without waiting for
+            # the next periodic status.
+            self._last_silent_check = now
+            silent = self._silent_sensors(self._sensor_health(), self._clock())
+            if silent != self._silent:
+                if silent:
+                    log.warning("silent sensors: %s", ", ".join(silent))
+                self._silent = silent
+                self._status_dirty.set()
         if self._metrics_server is not None and now - self._last_snapshot_at >= 1.0:
             self._last_snapshot_at = now
             self._metrics.update(self.status())
@@ -511,6 +602,7 @@ class EdgeAgent:
 
     def _shutdown(self) -> None:
         log.info("edge agent stopping")
+        self._clock_watch.stop()
         for reader in self._readers:
             reader.stop()
         while True:

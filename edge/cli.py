@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -56,8 +57,19 @@ def run(
 
 
 @app.command()
-def status(config: ConfigOption = None) -> None:
-    """Print the status the local agent last wrote (JSON, from the file next to its spool)."""
+def status(
+    config: ConfigOption = None,
+    headline: Annotated[
+        bool | None,
+        typer.Option(
+            "--summary/--json-only",
+            help="Print a readable summary (uplink state first) on stderr before the JSON;"
+            " default: when stderr is a terminal.",
+        ),
+    ] = None,
+) -> None:
+    """Print the status the local agent last wrote (JSON, from the file next to its spool),
+    after a summary that leads with the uplink state."""
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -72,4 +84,49 @@ def status(config: ConfigOption = None) -> None:
     except (OSError, orjson.JSONDecodeError) as exc:
         typer.echo(f"cannot read {path}: {exc}", err=True)
         raise typer.Exit(1) from None
+    # The summary goes to stderr so stdout stays the JSON document scripts parse.
+    if headline is None:
+        headline = sys.stderr.isatty()
+    if headline and isinstance(doc, dict):
+        typer.echo(summary(doc), err=True)
     typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int) or ms <= 0:
+        return "?"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """A few lines a technician reads first: agent state, uplink state and since when, spool,
+    and which sensors are silent, skewed or losing readings."""
+    stats = doc.get("stats") or {}
+    link = str(stats.get("link", "unknown"))
+    lines = [
+        f"{doc.get('gw', '?')}: agent {doc.get('state', '?')},"
+        f" status written {_when(doc.get('ts'))}",
+        f"  UPLINK {link.upper()} since {_when(stats.get('link_since'))}"
+        f" ({stats.get('link_for_s', '?')} s before that status);"
+        f" {stats.get('link_reconnects', 0)} reconnect(s), {stats.get('link_losses', 0)} loss(es)"
+        f" of which {stats.get('link_stalls', 0)} half-open",
+    ]
+    if stats.get("link_reason"):
+        lines.append(f"  last loss: {stats['link_reason']}")
+    lines.append(
+        f"  spool: {stats.get('spool_depth', '?')} reading(s) waiting,"
+        f" oldest {stats.get('spool_oldest_age_s', '?')} s"
+    )
+    offset = doc.get("clock_offset_ms")
+    lines.append(
+        "  gateway clock: "
+        + ("NTP offset unknown" if offset is None else f"{offset:+d} ms from NTP time")
+    )
+    silent = doc.get("sensors_silent") or []
+    lines.append(
+        f"  sensors: {stats.get('sensors', 0)} heard, {len(silent)} silent"
+        + (f" ({', '.join(silent)})" if silent else "")
+        + f", {stats.get('sensors_skewed', 0)} skewed clock(s),"
+        f" {stats.get('seq_gaps', 0)} missing reading(s), {stats.get('sensor_resets', 0)} reset(s)"
+    )
+    return "\n".join(lines)

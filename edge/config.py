@@ -43,7 +43,9 @@ class EdgeSettings(BaseSettings):
     serial_baudrate: int = Field(default=115200, gt=0)
     batch_max_readings: int = Field(default=200, ge=1, le=MAX_READINGS_PER_BATCH)
     batch_max_delay_s: float = Field(default=0.5, gt=0, le=3600)
-    keepalive_s: int = Field(default=15, ge=5, le=3600)
+    #: MQTT keepalive. The agent also watches the link itself: no packet from the broker for
+    #: 1.5x this long (a half-open TCP link that passes no bytes) drops and reconnects.
+    keepalive_s: int = Field(default=15, ge=2, le=3600)
     #: How long the broker keeps this gateway's session (its command subscription and queued
     #: commands) while the gateway is away.
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
@@ -52,6 +54,21 @@ class EdgeSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     reconnect_base_s: float = Field(default=0.5, gt=0)
     reconnect_cap_s: float = Field(default=30.0, gt=0)
+    #: Sensors this gateway should hear; one never heard is reported silent like one that
+    #: stopped. Sensors not listed are tracked from their first frame.
+    sensors: list[str] = Field(default_factory=list)
+    #: A sensor is silent when its last frame is older than this, and older than
+    #: ``silent_intervals`` times its own usual reporting interval (so a sensor that reports
+    #: every 10 minutes is not silent after one).
+    silent_after_s: float = Field(default=60.0, gt=0)
+    silent_intervals: float = Field(default=5.0, ge=1)
+    #: A sensor clock further than this from the gateway's is skewed; a change larger than this
+    #: between two of its frames counts as a clock jump.
+    clock_jump_s: float = Field(default=60.0, gt=0)
+    #: Where the gateway learns its own NTP offset: ``auto`` tries chrony then
+    #: systemd-timesyncd; ``off`` reports it as unknown.
+    clock_probe: Literal["auto", "chrony", "timesyncd", "off"] = "auto"
+    clock_probe_interval_s: float = Field(default=64.0, gt=0)
 
     @field_validator("mqtt_url")
     @classmethod
@@ -70,6 +87,14 @@ class EdgeSettings(BaseSettings):
                 raise ValueError(f"port label {label!r} must match {ID_PATTERN}")
             if not url:
                 raise ValueError(f"port {label!r} has an empty serial URL")
+        return value
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensors_are_ids(cls, value: list[str]) -> list[str]:
+        for sensor in value:
+            if not is_valid_id(sensor):
+                raise ValueError(f"sensor id {sensor!r} must match {ID_PATTERN}")
         return value
 
     @model_validator(mode="after")

@@ -18,7 +18,8 @@ from contract.payload import GatewayStatus
 
 
 class StatusCollector(Collector):
-    """Exposes every numeric status stat as ``pantau_edge_<name>`` and per-sensor last-seen."""
+    """Exposes every numeric status stat as ``pantau_edge_<name>``, the link state, the clock
+    offset and per-sensor last-seen, silence, sequence gaps, resets and clock skew."""
 
     def __init__(self, *, gateway_id: str) -> None:
         self._gateway_id = gateway_id
@@ -44,14 +45,70 @@ class StatusCollector(Collector):
             )
             family.add_metric([self._gateway_id], float(value))
             yield family
+        yield from self._link(status)
+        gw = self._gateway_id
+        if status.clock_offset_ms is not None:
+            offset = GaugeMetricFamily(
+                "pantau_edge_clock_offset_seconds",
+                "gateway clock minus NTP time (absent when unknown)",
+                labels=["gateway"],
+            )
+            offset.add_metric([gw], status.clock_offset_ms / 1000)
+            yield offset
         seen = GaugeMetricFamily(
             "pantau_edge_sensor_last_seen_seconds",
             "when the gateway last decoded a frame from the sensor (unix seconds)",
             labels=["gateway", "sensor"],
         )
-        for sensor, ts in sorted(status.sensors_last_seen.items()):
-            seen.add_metric([self._gateway_id, sensor], ts / 1000)
+        silent = GaugeMetricFamily(
+            "pantau_edge_sensor_silent",
+            "1 if the sensor's last frame is older than its silence limit",
+            labels=["gateway", "sensor"],
+        )
+        quiet = set(status.sensors_silent)
+        for sensor in sorted(quiet | status.sensors_last_seen.keys()):
+            silent.add_metric([gw, sensor], float(sensor in quiet))
+            if sensor in status.sensors_last_seen:
+                seen.add_metric([gw, sensor], status.sensors_last_seen[sensor] / 1000)
         yield seen
+        yield silent
+        for name, doc, values, scale in (
+            (
+                "sensor_seq_gaps",
+                "readings missing from the sensor's sequence",
+                status.sensor_seq_gaps,
+                1,
+            ),
+            ("sensor_resets", "times the sensor's sequence restarted", status.sensor_resets, 1),
+            (
+                "sensor_clock_skew_seconds",
+                "sensor clock minus gateway clock",
+                status.sensor_skew_ms,
+                1000,
+            ),
+        ):
+            family = GaugeMetricFamily(f"pantau_edge_{name}", doc, labels=["gateway", "sensor"])
+            for sensor, value in sorted(values.items()):
+                family.add_metric([gw, sensor], value / scale)
+            yield family
+
+    def _link(self, status: GatewayStatus) -> Iterator[GaugeMetricFamily]:
+        link = status.stats.get("link")
+        if not isinstance(link, str):
+            return
+        up = GaugeMetricFamily(
+            "pantau_edge_link_up", "1 while the MQTT uplink is connected", labels=["gateway"]
+        )
+        up.add_metric([self._gateway_id], float(link == "connected"))
+        yield up
+        state = GaugeMetricFamily(
+            "pantau_edge_link_state",
+            "1 for the uplink's current state (connected, connecting, down)",
+            labels=["gateway", "state"],
+        )
+        for name in ("connected", "connecting", "down"):
+            state.add_metric([self._gateway_id, name], float(link == name))
+        yield state
 
 
 def serve_metrics(collector: StatusCollector, *, port: int, addr: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - scraped from the LAN

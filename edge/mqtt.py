@@ -1,13 +1,27 @@
-"""The seam to the broker: a factory that builds a configured paho client per connection attempt.
+"""The seam to the broker: a factory that builds a configured paho client per connection attempt,
+and the agent's own view of the link (:class:`LinkState`, :class:`LinkWatch`).
 
 The agent never reuses a client after a disconnect (a fresh one per attempt keeps no stale
 in-flight state), so paho's own reconnect is switched off.
+
+Half-open links: a TCP connection whose peer vanished without FIN/RST (a NAT box rebooted, a
+3G modem lost its bearer) accepts writes for minutes. paho notices only when a PINGREQ goes
+unanswered for a further keepalive, up to 2x keepalive after the last byte. The agent instead
+watches for any packet from the broker (:class:`LinkWatch`) and drops the link after 1.5x
+keepalive of silence; paho's network thread wakes every :data:`NETWORK_TICK_S` so its pings go
+out on time and a healthy idle link always answers inside that window.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -20,11 +34,28 @@ from edge.config import EdgeSettings
 #: Builds an unconnected client with credentials, TLS and the last-will already set.
 ClientFactory = Callable[[EdgeSettings, bytes], mqtt.Client]
 
+#: How often paho's network thread wakes when idle. Keepalive pings are sent on a wake, so with
+#: paho's default (1 s) a ping could leave late enough to eat most of a 1.5x keepalive window.
+NETWORK_TICK_S = 0.1
+#: No packet from the broker for this many keepalives: the link is dead, even if TCP says not.
+SILENCE_KEEPALIVES = 1.5
+
+
+class _Client(mqtt.Client):
+    """paho's client with a shorter network-loop tick (see :data:`NETWORK_TICK_S`)."""
+
+    def _thread_main(self) -> None:
+        # paho 2.x runs loop_forever(timeout=1.0) here; the same, with a shorter select timeout.
+        try:
+            self.loop_forever(timeout=NETWORK_TICK_S, retry_first_connection=True)
+        finally:
+            self._thread = None
+
 
 def paho_client(settings: EdgeSettings, will_payload: bytes) -> mqtt.Client:
     """A paho 2.x MQTT v5 client for this gateway, with ``will_payload`` as the retained
     last-will on the status topic. No I/O happens here."""
-    client = mqtt.Client(
+    client = _Client(
         CallbackAPIVersion.VERSION2,
         client_id=settings.client_id,
         protocol=MQTTProtocolVersion.MQTTv5,
@@ -49,3 +80,104 @@ def connect_properties(settings: EdgeSettings) -> Properties:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = settings.session_expiry_s
     return props
+
+
+def abort_connection(client: mqtt.Client) -> None:
+    """Cut ``client``'s TCP connection at once, without a DISCONNECT handshake.
+
+    On a half-open link a graceful disconnect (or paho's ``loop_stop``, which waits for unacked
+    QoS 1 messages) could block until TCP gives up; shutting the socket makes paho's network
+    thread see end-of-stream immediately and exit. The broker then publishes the last-will."""
+    sock = client.socket()
+    if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class LinkWatch:
+    """Remembers when the last MQTT packet (of any kind) arrived from the broker on one client.
+
+    paho has no public "packet received" hook; its debug log line for every inbound packet
+    ("Received PUBACK", "Received PINGRESP", ...) is a public callback, so it serves as one."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.last_inbound = clock()
+        self.inbound_packets = 0
+
+    def attach(self, client: mqtt.Client) -> None:
+        """Watch ``client`` (before it connects); the silence clock starts now."""
+        self.last_inbound = self._clock()
+        client.on_log = self._on_log
+
+    def _on_log(self, _client: mqtt.Client, _userdata: Any, _level: int, buf: str) -> None:
+        if buf.startswith("Received "):
+            self.last_inbound = self._clock()
+            self.inbound_packets += 1
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the broker last sent anything."""
+        return now - self.last_inbound
+
+
+class Link(StrEnum):
+    """The uplink as the agent sees it."""
+
+    CONNECTED = "connected"  # CONNACK received, packets flowing
+    CONNECTING = "connecting"  # TCP/TLS/CONNECT in progress
+    DOWN = "down"  # lost or refused; waiting out the reconnect backoff
+
+
+@dataclass(slots=True)
+class LinkState:
+    """The uplink's state, since when, and how often it was lost (for status and metrics).
+
+    ``since_ms`` is when the link last came up or went down (wall clock, ms): connecting and
+    down are both "not up", so a gateway retrying for an hour shows when it lost the broker,
+    not when its latest attempt began."""
+
+    state: Link = Link.CONNECTING
+    since_ms: int = 0
+    #: monotonic time of the last up/down change (for tests and durations)
+    since_mono: float = 0.0
+    #: successful connects after the first
+    reconnects: int = 0
+    #: times a connected link was lost, and how many of those were half-open (silent) links
+    losses: int = 0
+    stalls: int = 0
+    reason: str = ""
+    _ever_up: bool = False
+
+    def connecting(self) -> None:
+        """A connection attempt begins."""
+        self.state = Link.CONNECTING
+
+    def up(self, now_ms: int, now_mono: float) -> None:
+        """CONNACK accepted."""
+        if self._ever_up:
+            self.reconnects += 1
+        self._ever_up = True
+        self.state = Link.CONNECTED
+        self.since_ms, self.since_mono = now_ms, now_mono
+        self.reason = ""
+
+    def down(self, reason: str, now_ms: int, now_mono: float, *, stalled: bool = False) -> None:
+        """The link was lost or an attempt failed."""
+        if self.state is Link.CONNECTED:
+            self.losses += 1
+            self.stalls += stalled
+            self.since_ms, self.since_mono = now_ms, now_mono
+        self.state = Link.DOWN
+        self.reason = reason
+
+    def stats(self, now_ms: int) -> dict[str, int | float | str]:
+        """The ``link*`` entries of the status stats."""
+        return {
+            "link": self.state.value,
+            "link_since": self.since_ms,
+            "link_for_s": round(max(0, now_ms - self.since_ms) / 1000, 3),
+            "link_reconnects": self.reconnects,
+            "link_losses": self.losses,
+            "link_stalls": self.stalls,
+            "link_reason": self.reason,
+        }

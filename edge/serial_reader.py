@@ -1,7 +1,13 @@
 """One thread per serial port: read bytes, decode frames, hand readings to the publisher.
 
 A port that disappears (USB unplugged, PTY closed, TCP serial server gone) is closed and
-reopened with full-jitter backoff; the thread never exits until the agent stops.
+reopened with full-jitter backoff; the thread never exits until the agent stops. Configure a
+stable path (``/dev/serial/by-id/...``, or the symlink ``pantau fwsim run --link`` keeps) so
+the device that comes back is found under the same name.
+
+Each reader also keeps per-sensor stream health (:class:`SensorHealth`): sequence gaps,
+sequence restarts, duplicates, the sensor's clock skew against the gateway's and clock jumps,
+so a technician sees *which* sensor misbehaves, not only that frames went missing.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import serial
@@ -26,6 +32,61 @@ log = logging.getLogger(__name__)
 #: How long one read() may block; bounds how fast a reader notices the agent stopping.
 READ_TIMEOUT_S = 0.1
 READ_CHUNK = 4096
+#: A sensor clock that moves by more than this against the gateway's between two frames jumped.
+DEFAULT_CLOCK_JUMP_MS = 60_000
+#: Weight of the newest gap in the smoothed reporting interval.
+_INTERVAL_WEIGHT = 0.2
+
+
+@dataclass(slots=True)
+class SensorHealth:
+    """What one port's reader knows about one sensor's stream of frames."""
+
+    last_seen_ms: int
+    last_seq: int
+    frames: int = 1
+    #: readings missing from the sequence (``seq`` jumped forward, or restarted above 0)
+    gaps: int = 0
+    #: times the sequence went backwards: the sensor restarted (power cut, watchdog)
+    resets: int = 0
+    #: frames repeating the previous ``seq`` (a firmware resend)
+    duplicates: int = 0
+    #: sensor clock minus gateway clock at receipt (ms), from the last frame with a time
+    skew_ms: int | None = None
+    #: times the skew changed by more than the jump threshold between two frames
+    clock_jumps: int = 0
+    #: smoothed time between two frames (ms); 0 until two frames were seen
+    interval_ms: float = 0.0
+
+    def observe(self, seq: int, ts_ms: int | None, now_ms: int, jump_ms: int) -> bool:
+        """Account for the next frame; True if the sensor's clock jumped."""
+        expected = self.last_seq + 1
+        if seq > expected:
+            self.gaps += seq - expected
+        elif seq == self.last_seq:
+            self.duplicates += 1
+        elif seq < self.last_seq:
+            # Restarted: readings 0..seq-1 of the new run never arrived.
+            self.resets += 1
+            self.gaps += seq
+        gap = now_ms - self.last_seen_ms
+        if gap > 0:
+            self.interval_ms = (
+                float(gap)
+                if self.interval_ms == 0.0
+                else self.interval_ms + _INTERVAL_WEIGHT * (gap - self.interval_ms)
+            )
+        self.last_seq = seq
+        self.last_seen_ms = now_ms
+        self.frames += 1
+        jumped = False
+        if ts_ms is not None:
+            skew = ts_ms - now_ms
+            if self.skew_ms is not None and abs(skew - self.skew_ms) > jump_ms:
+                self.clock_jumps += 1
+                jumped = True
+            self.skew_ms = skew
+        return jumped
 
 
 class SerialPort(Protocol):
@@ -75,6 +136,7 @@ class PortReader:
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 5.0,
         on_change: Callable[[], None] | None = None,
+        clock_jump_ms: int = DEFAULT_CLOCK_JUMP_MS,
     ) -> None:
         self.label = label
         self.url = url
@@ -84,6 +146,7 @@ class PortReader:
         self._base = backoff_base_s
         self._cap = backoff_cap_s
         self._on_change = on_change
+        self._jump_ms = clock_jump_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -91,7 +154,7 @@ class PortReader:
         self.is_open = False
         self.opens = 0
         self.rejected = 0
-        self.last_seen: dict[str, int] = {}
+        self.health: dict[str, SensorHealth] = {}
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -115,7 +178,12 @@ class PortReader:
     def sensors_last_seen(self) -> dict[str, int]:
         """Sensor id -> ms of the last frame decoded from it on this port."""
         with self._lock:
-            return dict(self.last_seen)
+            return {sensor: h.last_seen_ms for sensor, h in self.health.items()}
+
+    def sensor_health(self) -> dict[str, SensorHealth]:
+        """Sensor id -> a copy of its stream health as seen on this port."""
+        with self._lock:
+            return {sensor: replace(h) for sensor, h in self.health.items()}
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -160,21 +228,34 @@ class PortReader:
             data = port.read(READ_CHUNK)
             if not data:
                 continue
-            new_sensor = False
+            changed = False
             with self._lock:
                 frames = self.decoder.feed(data)
                 now = self._clock()
                 readings = []
+                health = self.health
                 for frame in frames:
+                    # A frame whose values break a rule still proves the sensor is alive and
+                    # advances its sequence: account for it before deciding on the reading.
+                    known = health.get(frame.sensor)
+                    if known is None:
+                        skew = None if frame.ts_ms is None else frame.ts_ms - now
+                        health[frame.sensor] = SensorHealth(now, frame.seq, skew_ms=skew)
+                        changed = True
+                    elif known.observe(frame.seq, frame.ts_ms, now, self._jump_ms):
+                        log.warning(
+                            "port %s: sensor %s clock jumped; now %+d ms from the gateway's",
+                            self.label,
+                            frame.sensor,
+                            known.skew_ms or 0,
+                        )
+                        changed = True
                     reading = self._to_reading(frame, now)
-                    if reading is None:
-                        continue
-                    new_sensor |= frame.sensor not in self.last_seen
-                    self.last_seen[frame.sensor] = now
-                    readings.append(reading)
+                    if reading is not None:
+                        readings.append(reading)
             for reading in readings:
                 self._out.put(reading)
-            if new_sensor:
+            if changed:
                 self._changed()
 
     def _to_reading(self, frame: SerialFrame, now_ms: int) -> Reading | None:

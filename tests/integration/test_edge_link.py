@@ -1,0 +1,299 @@
+"""The gateway's uplink as the agent sees it: a half-open link noticed within 1.5x keepalive, link
+state in the status file, the status message and Prometheus, and backlogs that keep their
+observation times. Real Mosquitto, real PTYs, a real TCP proxy on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from contract import ClockSource, GatewayStatus, encode_frame
+from edge import EdgeAgent
+from edge.cli import summary
+from edge.mqtt import SILENCE_KEEPALIVES, Link
+from pantau.services import Mosquitto, free_port
+from tests.integration.test_edge_agent import (
+    GW,
+    Watcher,
+    bed,
+    make_settings,
+    running,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent reads PANTAU_* from the environment; the test's settings must be the only ones."""
+    for name in list(os.environ):
+        if name.upper().startswith("PANTAU_"):
+            monkeypatch.delenv(name)
+
+
+KEEPALIVE_S = 2
+#: The agent checks the link once per loop turn (50 ms, longer while a batch is being closed);
+#: detection may trail the 1.5x keepalive mark by about that much.
+LOOP_SLACK_S = 0.25
+
+
+class FreezingProxy:
+    """A loopback TCP proxy to the broker that can "freeze": every connection open at that
+    moment stops passing bytes in both directions while its sockets stay open (no FIN, no RST),
+    exactly like a NAT box that lost its state. While frozen, new connections are cut at once;
+    after :meth:`heal` new connections pass again (the frozen ones never do)."""
+
+    def __init__(self, *, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frozen_pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self._frozen = threading.Event()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self.accepted = 0
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self._frozen.is_set():
+                client.close()  # the link is down: nothing gets through
+                continue
+            upstream = socket.create_connection(self.target)
+            stop = threading.Event()
+            with self._lock:
+                self._pairs.append((client, upstream, stop))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, stop), name="proxy-pump", daemon=True
+                ).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set() and not self._closing.is_set():
+            ready, _, _ = select.select([src], [], [], 0.05)
+            if not ready or stop.is_set():
+                continue  # frozen: leave the bytes unread; the sockets stay open
+            try:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            except OSError:
+                break
+        if not stop.is_set():  # a real close on one side: pass it on
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def freeze(self) -> None:
+        """Stop every open connection passing bytes, and refuse new ones until :meth:`heal`."""
+        self._frozen.set()
+        with self._lock:
+            for client, upstream, stop in self._pairs:
+                stop.set()
+                self.frozen_pairs.append((client, upstream))
+            self._pairs.clear()
+
+    def heal(self) -> None:
+        """Let new connections through again."""
+        self._frozen.clear()
+
+    def close(self) -> None:
+        self._closing.set()
+        self.listener.close()
+        with self._lock:
+            socks = [s for c, u, _ in self._pairs for s in (c, u)]
+        for sock in socks + [s for pair in self.frozen_pairs for s in pair]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or_doubled(
+    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    master, path = pty_pair
+    proxy = FreezingProxy(target=(mosquitto.host, mosquitto.port))
+    proxy.start()
+    settings = make_settings(
+        mosquitto, tmp_path, {"bus0": path}, keepalive_s=KEEPALIVE_S, batch_max_readings=10
+    )
+    settings = settings.model_copy(update={"mqtt_url": proxy.url})
+    agent = EdgeAgent(settings=settings)
+    written: list[tuple[str, int]] = []
+    stop_writing = threading.Event()
+
+    def sensor() -> None:
+        seq = 0
+        while not stop_writing.is_set():
+            for name in ("icu-1", "hcu-2"):
+                os.write(master, encode_frame(bed(name, seq, 1_700_000_000_000 + seq)))
+                written.append((name, seq))
+            seq += 1
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=sensor, name="sensor", daemon=True)
+    try:
+        with Watcher(mosquitto) as watcher, running(agent):
+            wait_for(lambda: agent.link.state is Link.CONNECTED, "link connected")
+            writer.start()
+            wait_for(lambda: len(watcher.readings()) >= 40, "readings before the freeze")
+            frozen_at = time.monotonic()
+            proxy.freeze()
+            window = SILENCE_KEEPALIVES * KEEPALIVE_S
+            wait_for(
+                lambda: agent.link.state is not Link.CONNECTED,
+                "the agent to notice the half-open link",
+                timeout=window + LOOP_SLACK_S + 1.0,
+            )
+            # The agent's own record of when it gave up on the link is the measurement.
+            detected_after = agent.link.since_mono - frozen_at
+            assert 0 < detected_after <= window + LOOP_SLACK_S, detected_after
+            assert agent.link.stalls == 1
+            assert agent.link.reason.startswith("no packet from the broker for")
+            time.sleep(0.5)  # a few refused reconnects while the link stays down
+            assert agent.link.state is not Link.CONNECTED
+            proxy.heal()
+            wait_for(lambda: agent.link.state is Link.CONNECTED, "link back", timeout=10)
+            assert agent.link.reconnects == 1
+            assert agent.link.losses == 1
+            time.sleep(0.3)
+            stop_writing.set()
+            writer.join(5)
+
+            def all_arrived() -> bool:
+                return {(r.sensor, r.seq) for r in watcher.readings()} == set(written)
+
+            wait_for(all_arrived, "every written reading", timeout=20)
+            wait_for(lambda: agent.status().stats["spool_depth"] == 0, "spool drained")
+    finally:
+        stop_writing.set()
+        proxy.close()
+    # Exactly once after the ingester's dedup: a batch may arrive twice (its PUBACK died in
+    # the frozen link) but only whole, under the same batch seq and with the same readings.
+    by_seq: dict[int, list[tuple[str, int]]] = {}
+    for batch in watcher.batches():
+        readings = [(r.sensor, r.seq) for r in batch.readings]
+        assert by_seq.setdefault(batch.seq, readings) == readings
+    delivered = [key for readings in by_seq.values() for key in readings]
+    assert sorted(delivered) == sorted(written)
+    assert len(delivered) == len(set(delivered)) == len(written) >= 100
+
+
+def test_status_file_message_and_metrics_say_when_the_uplink_is_down(
+    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    _master, path = pty_pair
+    metrics_port = free_port()
+    settings = make_settings(mosquitto, tmp_path, {"bus0": path}, metrics_port=metrics_port)
+    status_file = settings.status_file
+
+    def from_file() -> GatewayStatus | None:
+        try:
+            return GatewayStatus.model_validate_json(status_file.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def scrape() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).text
+        except httpx.HTTPError:
+            return ""
+
+    mosquitto.stop()
+    agent = EdgeAgent(settings=settings)
+    with running(agent):
+        wait_for(
+            lambda: (st := from_file()) is not None and st.stats["link"] == "down",
+            "status file saying the uplink is down",
+        )
+        down = from_file()
+        assert down is not None
+        assert down.stats["link_reason"] != ""
+        assert "UPLINK DOWN since" in summary(orjson.loads(status_file.read_bytes()))
+        wait_for(
+            lambda: 'pantau_edge_link_up{gateway="gw-test"} 0.0' in scrape(), "metrics: link down"
+        )
+        assert 'pantau_edge_link_state{gateway="gw-test",state="down"} 1.0' in scrape()
+        mosquitto.start()
+        with Watcher(mosquitto) as watcher:
+            wait_for(
+                lambda: (st := from_file()) is not None and st.stats["link"] == "connected",
+                "status file saying the uplink is up",
+            )
+            wait_for(
+                lambda: 'pantau_edge_link_up{gateway="gw-test"} 1.0' in scrape(),
+                "metrics: link up",
+            )
+            wait_for(lambda: len(watcher.statuses()) > 0, "status message")
+            published = watcher.statuses()[-1]
+    up = from_file()
+    assert up is not None
+    assert published.stats["link"] == "connected"
+    assert published.stats["link_reconnects"] == 0  # the first connect is not a reconnect
+    assert published.stats["link_losses"] == 0
+    assert "UPLINK CONNECTED since" in summary(published.model_dump(mode="json"))
+
+
+def test_a_backlog_sent_hours_later_keeps_its_observation_times_and_the_clock_offset(
+    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    master, path = pty_pair
+    shift_ms = 0
+
+    def gateway_clock() -> int:
+        return time.time_ns() // 1_000_000 + shift_ms
+
+    settings = make_settings(mosquitto, tmp_path, {"bus0": path})
+    agent = EdgeAgent(settings=settings, clock=gateway_clock, clock_probe=lambda: -1234)
+    mosquitto.stop()
+    observed = 1_700_000_000_000
+    with running(agent):
+        before = gateway_clock()
+        for i in range(3):
+            os.write(master, encode_frame(bed("icu-1", i, observed + i * 1000)))
+        os.write(master, encode_frame(bed("clockless-1", 0, None)))
+        wait_for(lambda: agent.status().stats["spool_depth"] == 4, "4 readings spooled")
+        received_by = gateway_clock()
+        shift_ms = 3 * 3600 * 1000  # three hours pass before the uplink is back
+        mosquitto.start()
+        with Watcher(mosquitto) as watcher:
+            wait_for(lambda: len(watcher.readings()) == 4, "the backlog")
+            wait_for(lambda: len(watcher.statuses()) > 0, "status message")
+    by_sensor = {(r.sensor, r.seq): r for r in watcher.readings()}
+    assert [(by_sensor["icu-1", i].ts, by_sensor["icu-1", i].clock) for i in range(3)] == [
+        (observed + i * 1000, ClockSource.SENSOR) for i in range(3)
+    ]
+    clockless = by_sensor["clockless-1", 0]
+    assert clockless.clock is ClockSource.GATEWAY
+    assert before <= clockless.ts <= received_by  # stamped on receipt, not on sending
+    for batch in watcher.batches():
+        assert batch.sent >= before + shift_ms
+        assert batch.clock_offset_ms == -1234
+    status = watcher.statuses()[-1]
+    assert status.clock_offset_ms == -1234
+    assert status.gw == GW
