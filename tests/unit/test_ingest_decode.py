@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from city import Registry
 from cloud.ingest import REASONS, CityIndex, Message, check_readings, decode_window
-from contract import KIND_FIELDS, RejectReason, SensorKind, check_timestamp, check_values
+from cloud.ingest.decode import BatchDedup
+from contract import (
+    KIND_CODES,
+    KIND_FIELDS,
+    RejectReason,
+    SensorKind,
+    check_timestamp,
+    check_values,
+    encode_binary_batch,
+)
 from contract.payload import MAX_COUNT, MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
 
 NOW = 1_795_000_000_000
@@ -200,3 +209,197 @@ def test_single_reading_without_clock_is_stamped_on_receipt(city: Registry) -> N
     assert out.readings.seq.tolist() == [0]
     assert out.readings.values[0, :3].tolist() == [40, 31, 2]
     assert out.readings.index.tolist() == [-1]
+
+
+# ---- plain-JSON fast path and binary batches judge exactly like the general path ----------
+
+BINARY_TOPIC = TOPIC
+_KARIADI_SENSORS = ["bed-kariadi-icu", "bed-kariadi-hcu", "bed-wongso-icu", "nope", "q-mpp"]
+
+plain_value = st.one_of(st.integers(-3, 40), edge_ints.filter(lambda v: -(2**63) <= v < 2**63))
+
+
+@st.composite
+def plain_readings(draw: st.DrawFn) -> dict[str, Any]:
+    """Readings that are well-shaped JSON (so the fast path takes them) but may break any
+    value, registry or time rule, and may be mistyped in ways only numpy can see."""
+    kind = draw(st.sampled_from(list(SensorKind)))
+    # mostly the kind's own fields; sometimes another kind's (wrong key set, same count)
+    fields = KIND_FIELDS[draw(st.sampled_from(list(SensorKind))) if draw(st.booleans()) else kind]
+    vals: dict[str, Any] = {f: draw(plain_value) for f in fields}
+    if draw(st.integers(0, 9)) == 0:
+        vals[fields[0]] = draw(st.sampled_from([1.5, "3", None, 2**63, True]))
+    doc: dict[str, Any] = {
+        "sensor": draw(st.sampled_from(_KARIADI_SENSORS)),
+        "kind": kind.value,
+        "ts": draw(timestamps),
+        "seq": draw(st.integers(-1, 2**40)),
+        "values": vals,
+    }
+    if draw(st.booleans()):
+        doc["clock"] = draw(st.sampled_from(["sensor", "gateway"]))
+    return doc
+
+
+def _verdicts(out: Any) -> tuple[list[tuple[int | None, RejectReason]], list[list[int]]]:
+    reasons = sorted(((r.index, r.reason) for r in out.rejections), key=lambda x: x[0] or 0)
+    return reasons, out.readings.values.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings=st.lists(plain_readings(), min_size=1, max_size=20))
+def test_fast_json_path_judges_like_the_general_path(
+    city: Registry, readings: list[dict[str, Any]]
+) -> None:
+    """decode_window on a batch equals check_readings (the general path, which the property
+    test above proves equal to the contract) reading by reading."""
+    index = CityIndex.from_registry(city)
+    batch = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": readings}
+    out = decode_window([_msg(TOPIC, batch)], index, NOW)
+    gateway = np.full(len(readings), index.gateway_pos["gw-kariadi"], dtype=np.int32)
+    cols, code = check_readings(readings, gateway, index, NOW)
+    expected = [(i, REASONS[c - 1]) for i, c in enumerate(code.tolist()) if c]
+    assert sorted((r.index, r.reason) for r in out.rejections) == expected
+    ok = code == 0
+    assert out.readings.values.tolist() == cols.values[ok].tolist()
+    assert out.readings.ts.tolist() == cols.ts[ok].tolist()
+    assert out.readings.seq.tolist() == cols.seq[ok].tolist()
+    assert out.readings.sensor.tolist() == cols.sensor[ok].tolist()
+
+
+def _binary_of(readings: list[dict[str, Any]], gw: str = "gw-kariadi", seq: int = 1) -> bytes:
+    sensors = sorted({r["sensor"] for r in readings})
+    return encode_binary_batch(
+        gw=gw,
+        seq=seq,
+        sent=NOW,
+        sensors=sensors,
+        kinds=[KIND_CODES[SensorKind(r_kind)] for r_kind in _kind_of_sensor(readings, sensors)],
+        sensor=[sensors.index(r["sensor"]) for r in readings],
+        ts=[r["ts"] for r in readings],
+        reading_seq=[r["seq"] for r in readings],
+        values=[list(r["values"].values()) for r in readings],
+        clock=[0 if r.get("clock", "sensor") == "sensor" else 1 for r in readings],
+    )
+
+
+def _kind_of_sensor(readings: list[dict[str, Any]], sensors: list[str]) -> list[str]:
+    return [next(r["kind"] for r in readings if r["sensor"] == s) for s in sensors]
+
+
+@st.composite
+def binary_able_readings(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Readings a binary batch can carry: one kind per sensor, the kind's own fields."""
+    n = draw(st.integers(1, 20))
+    kind_of = {s: draw(st.sampled_from(list(SensorKind))) for s in _KARIADI_SENSORS}
+    out = []
+    for _ in range(n):
+        sensor = draw(st.sampled_from(_KARIADI_SENSORS))
+        kind = kind_of[sensor]
+        out.append(
+            {
+                "sensor": sensor,
+                "kind": kind.value,
+                "ts": draw(timestamps),
+                "seq": draw(st.integers(0, 2**40)),
+                "values": {f: draw(plain_value) for f in KIND_FIELDS[kind]},
+            }
+        )
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings=binary_able_readings())
+def test_binary_readings_are_judged_like_their_json_twins(
+    city: Registry, readings: list[dict[str, Any]]
+) -> None:
+    """The same readings as a JSON batch and as a binary batch: the same reading is refused
+    for the same reason, and the accepted columns are identical."""
+    index = CityIndex.from_registry(city)
+    batch = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": readings}
+    as_json = decode_window([_msg(TOPIC, batch)], index, NOW)
+    as_binary = decode_window([_msg(TOPIC, _binary_of(readings))], index, NOW)
+    assert _verdicts(as_binary) == _verdicts(as_json)
+    for name in ("sensor", "kind", "ts", "seq", "index"):
+        assert (
+            getattr(as_binary.readings, name).tolist() == getattr(as_json.readings, name).tolist()
+        )
+
+
+def test_binary_faults_reject_the_batch_or_the_reading(city: Registry) -> None:
+    index = CityIndex.from_registry(city)
+    good = [_bed(), _bed("bed-kariadi-hcu")]
+    raw = _binary_of(good)
+    padded = bytearray(raw)
+    out = decode_window(
+        [
+            _msg(TOPIC, raw[:-3]),  # truncated
+            _msg(TOPIC, _binary_of(good, gw="gw-johar")),  # gw is not the topic's
+            _msg("pantau/v1/rs-kariadi/gw-kariadi/reading", raw),  # not a batch topic
+            _msg(TOPIC, bytes(padded)),
+        ],
+        index,
+        NOW,
+    )
+    assert [(r.message, r.reason, r.index) for r in out.rejections] == [
+        (0, RejectReason.INVALID_BINARY, None),
+        (1, RejectReason.TOPIC_MISMATCH, None),
+        (2, RejectReason.INVALID_JSON, None),
+    ]
+    assert out.readings.message.tolist() == [3, 3]
+    assert out.readings.values[0].tolist() == [24, 20, 3, 5, 2]
+    # a non-zero value past a crowd sensor's three fields is a schema violation
+    crowd = encode_binary_batch(
+        gw="gw-johar", seq=2, sent=NOW, sensors=["crowd-johar-utara"], kinds=[2],
+        sensor=[0, 0], ts=[NOW - 1, NOW], reading_seq=[1, 2],
+        values=[[5, 1, 4, 0, 0], [5, 1, 4, 0, 9]], clock=[0, 7],
+    )  # fmt: skip
+    out = decode_window([_msg("pantau/v1/pasar-johar/gw-johar/readings", crowd)], index, NOW)
+    assert [(r.index, r.reason) for r in out.rejections] == [(1, RejectReason.SCHEMA_VIOLATION)]
+    assert out.readings.index.tolist() == [0]
+
+
+def test_mixed_forms_keep_arrival_order(city: Registry) -> None:
+    """JSON (fast and general path) and binary messages in one window come out in message
+    order: the state breaks ties between equal observation times by arrival."""
+    index = CityIndex.from_registry(city)
+    readings = [_bed(ts=NOW - 10)]
+    flagged = [{**_bed(ts=NOW - 10), "clock": "gateway"}]
+    msgs = [
+        _msg(TOPIC, _binary_of(readings, seq=1)),
+        _msg(TOPIC, {"v": 1, "gw": "gw-kariadi", "seq": 2, "sent": NOW, "readings": readings}),
+        _msg(TOPIC, {"v": 1, "gw": "gw-kariadi", "seq": 3, "sent": NOW, "readings": flagged}),
+        _msg(TOPIC, {"v": 1, "gw": "gw-kariadi", "seq": 4, "sent": NOW,
+                     "readings": [*readings, _bed(extra=1)]}),  # general path
+        _msg(TOPIC, _binary_of(readings, seq=5)),
+    ]  # fmt: skip
+    out = decode_window(msgs, index, NOW)
+    assert [(r.message, r.index, r.reason) for r in out.rejections] == [
+        (3, 1, RejectReason.SCHEMA_VIOLATION)
+    ]
+    assert out.readings.message.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_duplicate_batches_are_dropped_not_decoded(city: Registry) -> None:
+    """A batch already stored, or seen earlier in the window, is a duplicate; the same seq
+    with other content (a gateway that restarted its numbering) is not."""
+    index = CityIndex.from_registry(city)
+    dedup = BatchDedup(per_gateway=2)
+    b1 = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": [_bed()]}
+    b1_again = _msg(TOPIC, b1)
+    b1_new_content = _msg(TOPIC, {**b1, "sent": NOW + 1})
+    binary = _msg(TOPIC, _binary_of([_bed()], seq=9))
+    out = decode_window([_msg(TOPIC, b1), b1_again, binary, binary], index, NOW, dedup=dedup)
+    assert out.duplicates == [1, 3]
+    assert len(out.readings) == 2
+    dedup.remember(out.batch_keys)
+    out = decode_window([b1_again, b1_new_content, binary], index, NOW, dedup=dedup)
+    assert out.duplicates == [0, 2]
+    assert out.readings.message.tolist() == [1]
+    dedup.remember(out.batch_keys)
+    # memory is bounded: the gateway's two most recent batches are remembered, b1 is forgotten
+    # (remembered, then superseded by its new content under the same seq, then by seq 9's)
+    dedup.remember([(0, 100, 0), (0, 101, 0)])
+    assert len(dedup) == 2
+    out = decode_window([binary], index, NOW, dedup=dedup)
+    assert out.duplicates == []

@@ -1,0 +1,127 @@
+"""Decode-only throughput of the ingester: readings/s through ``decode_window`` (parse, envelope,
+vectorised validation), no MQTT and no InfluxDB.
+
+    .venv/bin/python -m bench.ingest_decode [--seconds 2]
+
+Prints one line per payload form: JSON batches of 100 and 1 000 readings per message, binary
+batches of 1 000 and 5 000. Windows hold 5 000 messages or 100 000 readings (whichever is
+fewer), like a busy ingester's. Readings are valid and spread over the demo city's gateways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections.abc import Callable
+
+import orjson
+
+from city import DEMO_CITY, load_registry
+from cloud.ingest.decode import Message, decode_window
+from cloud.ingest.topology import CityIndex
+from contract import KIND_CODES, KIND_FIELDS, Channel, SensorKind, encode_binary_batch, topics
+
+NOW = 1_795_000_000_000
+_VALUES = {
+    SensorKind.BED: (24, 20, 3, 5, 2),
+    SensorKind.CROWD: (900, 700, 200),
+    SensorKind.QUEUE: (40, 31, 2),
+}
+
+
+def _gateways(index: CityIndex) -> list[tuple[str, str, list[tuple[str, SensorKind]]]]:
+    reg = index.registry
+    out = []
+    for gw in reg.doc.gateways:
+        sensors = [(s.id, s.kind) for s in reg.doc.sensors if s.gateway == gw.id]
+        if sensors:
+            out.append((gw.id, gw.site, sensors))
+    return out
+
+
+def json_messages(index: CityIndex, per_msg: int, n_msgs: int) -> list[Message]:
+    """``n_msgs`` JSON batches of ``per_msg`` valid readings, round-robin over gateways."""
+    out = []
+    gws = _gateways(index)
+    for m in range(n_msgs):
+        gw, site, sensors = gws[m % len(gws)]
+        readings = []
+        for i in range(per_msg):
+            sid, kind = sensors[i % len(sensors)]
+            values = dict(zip(KIND_FIELDS[kind], _VALUES[kind], strict=True))
+            ts = NOW - 60_000 + i
+            # as the edge agent encodes them (contract.encode of a Batch): clock included
+            readings.append(
+                {"sensor": sid, "kind": kind.value, "ts": ts, "seq": i, "values": values,
+                 "clock": "sensor"}
+            )  # fmt: skip
+        doc = {"v": 1, "gw": gw, "seq": m, "sent": NOW, "readings": readings}
+        topic = topics.build(site, gw, Channel.READINGS)
+        out.append(Message(topic=topic, payload=orjson.dumps(doc), received_ms=NOW, mid=m))
+    return out
+
+
+def binary_messages(index: CityIndex, per_msg: int, n_msgs: int) -> list[Message]:
+    """``n_msgs`` binary batches of ``per_msg`` valid readings, round-robin over gateways."""
+    out = []
+    gws = _gateways(index)
+    for m in range(n_msgs):
+        gw, site, sensors = gws[m % len(gws)]
+        idx = [i % len(sensors) for i in range(per_msg)]
+        payload = encode_binary_batch(
+            gw=gw,
+            seq=m,
+            sent=NOW,
+            sensors=[s for s, _ in sensors],
+            kinds=[KIND_CODES[k] for _, k in sensors],
+            sensor=idx,
+            ts=[NOW - 60_000 + i for i in range(per_msg)],
+            reading_seq=list(range(per_msg)),
+            values=[_VALUES[sensors[j][1]] for j in idx],
+        )
+        topic = topics.build(site, gw, Channel.READINGS)
+        out.append(Message(topic=topic, payload=payload, received_ms=NOW, mid=m))
+    return out
+
+
+def measure(index: CityIndex, window: list[Message], per_msg: int, seconds: float) -> float:
+    """Readings/s of ``decode_window`` over repeated windows, for about ``seconds``."""
+    n = 0
+    started = time.perf_counter()
+    for _ in itertools.count():
+        out = decode_window(window, index, NOW)
+        if out.rejections:
+            raise SystemExit(f"bench data was refused: {out.rejections[0]}")
+        n += len(out.readings)
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return n / elapsed
+    raise AssertionError("unreachable")
+
+
+def main() -> None:
+    """Print decode-only readings/s per payload form."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per form")
+    args = parser.parse_args()
+    index = CityIndex.from_registry(load_registry(DEMO_CITY))
+    forms: list[tuple[str, Callable[[CityIndex, int, int], list[Message]], int]] = [
+        ("json", json_messages, 100),
+        ("json", json_messages, 1000),
+        ("binary", binary_messages, 1000),
+        ("binary", binary_messages, 5000),
+    ]
+    print(f"decode-only, demo city, {args.seconds:.1f} s per form")
+    for name, make, per_msg in forms:
+        n_msgs = max(1, min(5000, 100_000 // per_msg))
+        window = make(index, per_msg, n_msgs)
+        rate = measure(index, window, per_msg, args.seconds)
+        print(
+            f"  {name:6} {per_msg:5} readings/msg, {n_msgs:4} msgs/window: "
+            f"{rate / 1e6:6.2f} M readings/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
