@@ -1,0 +1,220 @@
+"""The ingester as operators run it (``pantau ingest run``, a subprocess configured by PANTAU_*
+variables) against a real Mosquitto with persistence and a real InfluxDB, while a known stream
+flows: killed, its database stopped, its broker restarted. Every time, what InfluxDB holds in
+the end is exactly what was sent: no reading lost, none stored twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from city import Registry
+from cloud.influx import InfluxHTTP
+from contract import MAX_PAYLOAD_BYTES
+from pantau.paths import ROOT
+from pantau.services import InfluxDB, Mosquitto, free_port
+from tests.ingest_support import (
+    StreamThread,
+    make_stream,
+    metric,
+    now_ms,
+    publishing,
+    raw_count,
+    stored_rows,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+GATEWAYS = ["gw-kariadi", "gw-wongsonegoro", "gw-johar", "gw-simpanglima", "gw-mpp"]
+
+
+class IngestProcess:
+    """``python -m cloud.ingest run`` with its settings in the environment."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.port = int(env["PANTAU_METRICS_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cloud.ingest", "run"],
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        wait_for(
+            lambda: metric(self.port, "pantau_ingest_subscribed") == 1.0,
+            f"ingester subscribed (log: {self.log})",
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def metric(self, name: str) -> float:
+        return metric(self.port, name)
+
+    def rss_bytes(self) -> int:
+        """Resident memory, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS in /proc status")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(20) == 0, self.log.read_text()
+
+
+@contextmanager
+def ingest_process(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **extra: str
+) -> Iterator[IngestProcess]:
+    env = {
+        **os.environ,
+        "PANTAU_MQTT_URL": mosquitto.url,
+        "PANTAU_INFLUX_URL": influxdb.url,
+        "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
+        "PANTAU_FLUSH_INTERVAL_S": "0.05",
+        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-robust",
+        "PANTAU_METRICS_PORT": str(free_port()),
+        "PANTAU_STORE_RAW": "true",
+        **extra,
+    }
+    proc = IngestProcess(env, tmp_path / "ingest.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """A power cut of the ingester while readings flow: messages it had not acknowledged wait
+    in its persistent session, the restarted process stores them, and redelivered ones
+    overwrite themselves."""
+    stream = make_stream(city, GATEWAYS, batches=40, t0=now_ms() - 60_000)
+    sent = stream.rows
+    with (
+        ingest_process(mosquitto, influxdb, tmp_path) as ing,
+        publishing(mosquitto, GATEWAYS) as pub,
+        InfluxHTTP(url=influxdb.url, database="pantau") as influx,
+    ):
+        flow = StreamThread(pub, stream, pause_s=0.01)
+        flow.start()
+        wait_for(lambda: ing.metric("pantau_ingest_readings_stored_total") >= 50, "some stored")
+        ing.kill()
+        at_kill = (flow.sent, raw_count(influx))
+        ing.start()
+        flow.finish()
+        wait_for(lambda: raw_count(influx) >= len(sent), "every reading stored", timeout=30)
+        rows = stored_rows(influx)
+    assert 0 < at_kill[0] < len(stream.messages), "the kill must come mid-stream"
+    assert 0 < at_kill[1] < len(sent)
+    assert len(sent) == 40 * (6 + 4 + 2 + 2 + 1)  # batches x the gateways' sensors
+    assert len(rows) == len(sent)
+    assert sorted(rows) == sorted(sent)
+
+
+def test_influxdb_outage_loses_nothing_and_holds_at_most_receive_maximum_messages(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """While InfluxDB is down the ingester holds no more than Receive Maximum unacknowledged
+    messages (the backlog waits at the broker) and its memory stays within what those can
+    take; when InfluxDB is back, everything is stored."""
+    receive_maximum = 3
+    gateways = ["gw-kariadi", "gw-johar"]
+    stream = make_stream(city, gateways, batches=75, t0=now_ms() - 900_000, pad_readings=1000)
+    biggest = max(len(m.payload) for m in stream.messages)
+    assert 100_000 < biggest <= MAX_PAYLOAD_BYTES
+    # Per held message: its bytes (at most MAX_PAYLOAD_BYTES) and, for the window being
+    # written, its decoded form: parsed JSON objects, columns and line-protocol text, about
+    # ten times the JSON. Holding the whole backlog, even undecoded, would break the bound.
+    allowance = receive_maximum * MAX_PAYLOAD_BYTES * 12
+    assert sum(len(m.payload) for m in stream.messages) > 1.5 * allowance
+    warmup, rest = stream.messages[:2], stream.messages[2:]
+    sent = stream.rows
+    with (
+        ingest_process(
+            mosquitto, influxdb, tmp_path, PANTAU_MQTT_RECEIVE_MAXIMUM=str(receive_maximum)
+        ) as ing,
+        publishing(mosquitto, gateways) as pub,
+        InfluxHTTP(url=influxdb.url, database="pantau") as influx,
+    ):
+        for msg in warmup:
+            pub.publish(msg)
+        wait_for(lambda: raw_count(influx) == 2000, "warm-up stored")
+        baseline = ing.rss_bytes()
+        influxdb.stop()
+        flow = StreamThread(pub, type(stream)(messages=rest))
+        flow.start()
+        wait_for(
+            lambda: ing.metric("pantau_ingest_unacked_messages") == receive_maximum,
+            "the ingester to hold Receive Maximum messages",
+        )
+        flow.finish()  # the whole backlog is at the broker now
+        rss = [ing.rss_bytes()]
+        for _ in range(10):
+            time.sleep(0.1)
+            rss.append(ing.rss_bytes())
+        held = ing.metric("pantau_ingest_unacked_messages")
+        held_max = ing.metric("pantau_ingest_unacked_messages_max")
+        retrying = ing.metric("pantau_ingest_write_retrying")
+        influxdb.start()
+        wait_for(lambda: raw_count(influx) >= len(sent), "every reading stored", timeout=40)
+        rows = stored_rows(influx)
+    bound = baseline + allowance
+    assert retrying == 1
+    assert held == held_max == receive_maximum
+    assert max(rss) <= bound, (baseline, rss, bound)
+    assert len(rows) == len(sent)
+    assert sorted(rows) == sorted(sent)
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Mosquitto (with persistence) stops and starts while readings flow: the ingester's session
+    and the messages queued in it survive, the gateways resend what the broker never
+    acknowledged, and InfluxDB ends up with every reading once."""
+    stream = make_stream(city, GATEWAYS, batches=40, t0=now_ms() - 60_000)
+    sent = stream.rows
+    with (
+        ingest_process(mosquitto, influxdb, tmp_path) as ing,
+        publishing(mosquitto, GATEWAYS) as pub,
+        InfluxHTTP(url=influxdb.url, database="pantau") as influx,
+    ):
+        flow = StreamThread(pub, stream, pause_s=0.01)
+        flow.start()
+        wait_for(lambda: ing.metric("pantau_ingest_readings_stored_total") >= 50, "some stored")
+        mosquitto.restart(down_s=1.0)
+        at_restart = flow.sent
+        flow.finish()
+        wait_for(lambda: raw_count(influx) >= len(sent), "every reading stored", timeout=30)
+        rows = stored_rows(influx)
+        subscribed = ing.metric("pantau_ingest_subscribed")
+    assert 0 < at_restart < len(stream.messages), "the restart must come mid-stream"
+    assert subscribed == 1
+    assert len(rows) == len(sent)
+    assert sorted(rows) == sorted(sent)
