@@ -1,0 +1,485 @@
+"""Load for the ingester benchmark: a synthetic province, pre-encoded payloads, and a publisher
+cheap enough that the ingester, not the load generator, is what runs out of CPU.
+
+Synthetic province. ``synthetic_province`` builds a registry (validated by ``city.registry``)
+with ``gateways`` sites, each with one gateway of ``sensors_per_gateway`` sensors: hospitals
+(bed wards of every SIRANAP type plus queue kiosks), RW isolation centres, markets and public
+spaces (crowd gates plus kiosks) and public offices (kiosks). A gateway here stands for a site's
+integration gateway; big gateways let one MQTT connection carry whole batches of distinct
+sensors, so every reading of a batch is a distinct raw point.
+
+Payloads are encoded once, through the contract (``contract.encode`` of ``Batch`` /
+``SingleReading``; ``contract.binary.encode_binary_batch``). Per send only the observation time
+(= send time, so the lag is measurable) and the sequence numbers change: JSON templates carry
+fixed-width placeholder numbers that one ``bytes.replace`` each swaps for the real ones (same
+width, so the MQTT packet header is precomputed too); binary templates are patched in place
+through numpy views of their ``ts`` and ``seq`` columns. Each sensor's ``seq`` grows by one per
+reading, so raw points (time = ms x 1000 + seq mod 1000 us) never overwrite each other, and the
+batch ``seq`` grows per gateway, so dedup on (gateway, batch seq) never drops bench data.
+
+Publisher. MQTT 3.1.1 CONNECT / PUBLISH QoS 1 / PUBACK spoken directly on a socket, with a
+bounded window of unacknowledged packets per connection: paho's per-message bookkeeping would
+cost the shared 2 cores more than the ingester's own per-message work. It is a load generator
+only; every Pantau component uses paho.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from contract import KIND_CODES, KIND_FIELDS, Batch, Reading, SensorKind, SingleReading, topics
+from contract import encode as encode_message
+from contract.beds import BED_TYPES
+from contract.topics import Channel
+
+#: Placeholders in JSON templates; same digit count as a 2020s epoch-ms and as ``_SEQ_BASE``.
+TS_TOKEN = 7777777777777
+SEQ_TOKEN = 888888888
+#: Sequence numbers are _SEQ_BASE + n: always 9 digits, like SEQ_TOKEN.
+_SEQ_BASE = 100_000_000
+_BED_TYPES = sorted(BED_TYPES)
+_SITE_CYCLE = ("hospital", "hospital", "market", "isolation_centre", "public_space", "office")
+
+Channels = ("reading", "json", "binary")
+
+
+def synthetic_province(*, gateways: int, sensors_per_gateway: int) -> dict[str, Any]:
+    """A registry document (``city.Registry.from_doc`` input): one site and gateway per
+    ``gateways``, each with ``sensors_per_gateway`` sensors, spread over 8 kecamatan."""
+    kecamatan = []
+    kelurahan_codes: list[str] = []
+    for k in range(8):
+        code = f"33.99.{k + 1:02d}"
+        kels = []
+        for j in range(3):
+            kel = f"{code}.{1001 + j}"
+            kelurahan_codes.append(kel)
+            kels.append({"code": kel, "name": f"Kel. Sintetis {k + 1}-{j + 1}", "rw": ["01"]})
+        kecamatan.append({"code": code, "name": f"Kec. Sintetis {k + 1}", "kelurahan": kels})
+    sites: list[dict[str, Any]] = []
+    gws: list[dict[str, Any]] = []
+    sensors: list[dict[str, Any]] = []
+    for g in range(gateways):
+        kind = _SITE_CYCLE[g % len(_SITE_CYCLE)]
+        site: dict[str, Any] = {
+            "id": f"site{g:03d}",
+            "name": f"Situs {g}, {kind.replace('_', ' ')}",
+            "kind": kind,
+            "kelurahan": kelurahan_codes[g % len(kelurahan_codes)],
+        }
+        if kind == "isolation_centre":
+            site["rw"] = "01"
+        if kind in ("market", "public_space"):
+            site["capacity"] = 50 * sensors_per_gateway
+        sites.append(site)
+        gw = f"gw{g:03d}"
+        gws.append({"id": gw, "site": site["id"]})
+        for i in range(sensors_per_gateway):
+            sid = f"g{g:03d}s{i:04d}"
+            base = {"id": sid, "site": site["id"], "gateway": gw}
+            kiosk = i % 10 == 9 and kind in ("hospital", "market")
+            if kind == "office" or kiosk:
+                sensors.append({**base, "kind": "queue", "counters": 2 + i % 5})
+            elif kind in ("hospital", "isolation_centre"):
+                bed_type = 12 if kind == "isolation_centre" else _BED_TYPES[i % len(_BED_TYPES)]
+                beds = 8 + i % 40
+                sensors.append(
+                    {**base, "kind": "bed", "ward": f"Bangsal {i}", "bed_type": bed_type}
+                    | {"beds": beds}
+                )
+            else:
+                sensors.append({**base, "kind": "crowd", "gate": f"Pintu {i}"})
+    return {
+        "city": {
+            "code": "33.99",
+            "name": "Provinsi Sintetis (bench)",
+            "province": {"code": "33", "name": "Jawa Tengah"},
+            "timezone": "Asia/Jakarta",
+            "kecamatan": kecamatan,
+        },
+        "sites": sites,
+        "gateways": gws,
+        "sensors": sensors,
+    }
+
+
+def sensor_values(sensor: dict[str, Any]) -> dict[str, int]:
+    """Valid values for a sensor of the synthetic province (they do not change: the bench
+    measures transport and storage, and aggregation cost does not depend on the numbers)."""
+    kind = SensorKind(sensor["kind"])
+    if kind is SensorKind.BED:
+        beds = int(sensor["beds"])
+        occupied = beds * 3 // 4
+        return {
+            "capacity": beds,
+            "occupied": occupied,
+            "suspect": occupied // 4,
+            "confirmed": occupied // 3,
+            "waiting": 2,
+        }
+    if kind is SensorKind.CROWD:
+        return {"entries": 5210, "exits": 4980, "occupancy": 230}
+    return {"issued": 340, "served": 301, "counters_open": int(sensor["counters"])}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayLoad:
+    """What one publisher connection sends: as which gateway, to which topics, which sensors."""
+
+    gateway: str
+    site: str
+    password: str
+    #: (sensor id, kind value, values) in registry order
+    sensors: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]
+
+
+def gateway_loads(doc: dict[str, Any], passwords: dict[str, str]) -> list[GatewayLoad]:
+    """One :class:`GatewayLoad` per gateway of a registry document."""
+    by_gw: dict[str, list[tuple[str, str, tuple[tuple[str, int], ...]]]] = {}
+    for s in doc["sensors"]:
+        values = tuple(sensor_values(s).items())
+        by_gw.setdefault(s["gateway"], []).append((s["id"], s["kind"], values))
+    return [
+        GatewayLoad(
+            gateway=g["id"],
+            site=g["site"],
+            password=passwords[g["id"]],
+            sensors=tuple(by_gw[g["id"]]),
+        )
+        for g in doc["gateways"]
+    ]
+
+
+# ---- payload templates ---------------------------------------------------------------------
+class Template:
+    """A payload that becomes a fresh, valid message with :meth:`fill`."""
+
+    readings: int
+
+    def fill(self, ts_ms: int, n: int) -> bytes:
+        """The payload for the gateway's ``n``-th message, observed at ``ts_ms``."""
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class JsonTemplate(Template):
+    """JSON with TS_TOKEN/SEQ_TOKEN placeholders (see the module docstring)."""
+
+    raw: bytes
+    readings: int
+
+    def fill(self, ts_ms: int, n: int) -> bytes:
+        seq = b"%d" % (_SEQ_BASE + n)
+        return self.raw.replace(b"7777777777777", b"%d" % ts_ms).replace(b"888888888", seq)
+
+
+@dataclass(kw_only=True)
+class BinaryTemplate(Template):
+    """A binary batch patched in place through views of its ts and seq columns."""
+
+    buf: bytearray
+    ts: npt.NDArray[np.int64]
+    seq: npt.NDArray[Any]
+    #: per reading: how many earlier readings of the same sensor the batch holds
+    repeat: npt.NDArray[np.int64]
+    #: readings of one sensor per batch
+    per_sensor: int
+    sent: npt.NDArray[np.int64]
+    batch_seq: npt.NDArray[np.uint64]
+    readings: int
+
+    def fill(self, ts_ms: int, n: int) -> bytes:
+        self.ts[:] = ts_ms
+        self.seq[:] = n * self.per_sensor + self.repeat
+        self.sent[0] = ts_ms
+        self.batch_seq[0] = n
+        return bytes(self.buf)
+
+
+def _reading(sensor: tuple[str, str, tuple[tuple[str, int], ...]]) -> Reading:
+    sid, kind, values = sensor
+    return Reading(
+        sensor=sid, kind=SensorKind(kind), ts=TS_TOKEN, seq=SEQ_TOKEN, values=dict(values)
+    )
+
+
+def json_batch_templates(load: GatewayLoad, batch: int) -> list[Template]:
+    """Batches of ``batch`` distinct sensors (the gateway must have at least that many)."""
+    if batch > len(load.sensors):
+        raise ValueError(f"batch {batch} > {len(load.sensors)} sensors of {load.gateway}")
+    out: list[Template] = []
+    for lo in range(0, len(load.sensors) - batch + 1, batch):
+        doc = Batch(
+            gw=load.gateway,
+            seq=SEQ_TOKEN,
+            sent=TS_TOKEN,
+            readings=[_reading(s) for s in load.sensors[lo : lo + batch]],
+        )
+        out.append(JsonTemplate(raw=encode_message(doc), readings=batch))
+    return out
+
+
+def single_templates(load: GatewayLoad) -> list[Template]:
+    """One SingleReading per sensor of the gateway."""
+    out: list[Template] = []
+    for sid, kind, values in load.sensors:
+        msg = SingleReading(
+            sensor=sid, kind=SensorKind(kind), ts=TS_TOKEN, seq=SEQ_TOKEN, values=dict(values)
+        )
+        out.append(JsonTemplate(raw=encode_message(msg), readings=1))
+    return out
+
+
+def binary_batch_templates(load: GatewayLoad, batch: int) -> list[Template]:
+    """One binary batch of ``batch`` readings cycling over the gateway's sensors (a sensor may
+    appear several times; each appearance gets its own seq)."""
+    from contract.binary import decode_binary_batch, encode_binary_batch  # noqa: PLC0415
+
+    n_sensors = len(load.sensors)
+    idx = np.arange(batch) % n_sensors
+    per_sensor = -(-batch // n_sensors)
+    repeat = (np.arange(batch) // n_sensors).astype(np.int64)
+    width = max(len(f) for f in KIND_FIELDS.values())
+    values = np.zeros((n_sensors, width), dtype=np.int64)
+    for i, (_, _, vals) in enumerate(load.sensors):
+        values[i, : len(vals)] = [v for _, v in vals]
+    raw = encode_binary_batch(
+        gw=load.gateway,
+        seq=0,
+        sent=TS_TOKEN,
+        sensors=[s[0] for s in load.sensors],
+        kinds=[KIND_CODES[SensorKind(s[1])] for s in load.sensors],
+        sensor=idx,
+        ts=np.full(batch, TS_TOKEN, dtype=np.int64),
+        # the widest value the bench will write, so the encoder picks a column wide enough
+        reading_seq=np.full(batch, 2**31, dtype=np.int64),
+        values=values[idx],
+    )
+    view = decode_binary_batch(raw)
+    base = np.frombuffer(raw, dtype=np.uint8).ctypes.data
+    buf = bytearray(raw)
+
+    def column(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.frombuffer(buf, dtype=arr.dtype, count=len(arr), offset=arr.ctypes.data - base)
+
+    # 'sent' and the batch seq sit in the fixed header right after the gateway id.
+    head = 8 + len(load.gateway.encode())
+    return [
+        BinaryTemplate(
+            buf=buf,
+            ts=column(view.ts),
+            seq=column(view.seq_col),
+            repeat=repeat,
+            per_sensor=per_sensor,
+            sent=np.frombuffer(buf, dtype="<i8", count=1, offset=head + 8),
+            batch_seq=np.frombuffer(buf, dtype="<u8", count=1, offset=head),
+            readings=batch,
+        )
+    ]
+
+
+def templates_for(channel: str, load: GatewayLoad, batch: int) -> list[Template]:
+    """Templates for one gateway: ``reading`` (single readings), ``json`` or ``binary``."""
+    if channel == "reading":
+        return single_templates(load)
+    if channel == "json":
+        return json_batch_templates(load, batch)
+    return binary_batch_templates(load, batch)
+
+
+def topic_for(channel: str, load: GatewayLoad) -> str:
+    """The topic a gateway publishes ``channel`` payloads on."""
+    ch = Channel.READING if channel == "reading" else Channel.READINGS
+    return topics.build(load.site, load.gateway, ch)
+
+
+# ---- a minimal MQTT 3.1.1 QoS 1 publisher -------------------------------------------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(s: bytes) -> bytes:
+    return len(s).to_bytes(2, "big") + s
+
+
+class MqttError(Exception):
+    """The broker refused or dropped the load generator."""
+
+
+@dataclass(kw_only=True)
+class Publisher:
+    """One QoS 1 connection as one gateway; counts PUBACKs (each is exactly 4 bytes in 3.1.1,
+    and nothing else arrives on a connection without subscriptions)."""
+
+    host: str
+    port: int
+    load: GatewayLoad
+    window: int = 2000
+    sock: socket.socket | None = None
+    sent: int = 0
+    ack_bytes: int = 0
+    _prefix: dict[int, bytes] = field(default_factory=dict)
+
+    def connect(self) -> None:
+        """CONNECT with the gateway's credentials; raise unless CONNACK accepts."""
+        user, pw = self.load.gateway.encode(), self.load.password.encode()
+        var = _mqtt_str(b"MQTT") + bytes([4, 0xC2]) + (600).to_bytes(2, "big")
+        body = var + _mqtt_str(f"bench-{self.load.gateway}".encode()) + _mqtt_str(user)
+        body += _mqtt_str(pw)
+        sock = socket.create_connection((self.host, self.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"\x10" + _varint(len(body)) + body)
+        ack = b""
+        while len(ack) < 4:
+            chunk = sock.recv(4 - len(ack))
+            if not chunk:
+                raise MqttError(f"{self.load.gateway}: broker closed the connection at CONNECT")
+            ack += chunk
+        if ack[0] != 0x20 or ack[3] != 0:
+            raise MqttError(f"{self.load.gateway}: CONNACK refused (code {ack[3]})")
+        sock.setblocking(False)
+        self.sock = sock
+
+    @property
+    def acked(self) -> int:
+        return self.ack_bytes // 4
+
+    def packet(self, topic: bytes, payload: bytes) -> bytes:
+        """A PUBLISH QoS 1 packet with the next packet id."""
+        self.sent += 1
+        size = len(payload)
+        prefix = self._prefix.get(size)
+        if prefix is None:
+            rest = 2 + len(topic) + 2 + size
+            prefix = self._prefix[size] = b"\x32" + _varint(rest) + _mqtt_str(topic)
+        return prefix + (self.sent % 65535 + 1).to_bytes(2, "big") + payload
+
+    def drain_acks(self, timeout: float = 0.0) -> None:
+        """Read whatever PUBACKs have arrived (waiting up to ``timeout`` for the first)."""
+        sock = self._sock()
+        if timeout > 0:
+            select.select([sock], [], [], timeout)
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                raise MqttError(f"{self.load.gateway}: broker closed the connection")
+            self.ack_bytes += len(data)
+
+    def send(self, data: bytes) -> None:
+        """Send packets, reading acks whenever the socket would block."""
+        sock = self._sock()
+        view = memoryview(data)
+        while view:
+            try:
+                n = sock.send(view)
+            except BlockingIOError:
+                select.select([sock], [sock], [], 0.05)
+                self.drain_acks()
+                continue
+            view = view[n:]
+
+    def close(self) -> None:
+        """DISCONNECT and close."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.setblocking(True)
+                self.sock.sendall(b"\xe0\x00")
+            self.sock.close()
+            self.sock = None
+
+    def _sock(self) -> socket.socket:
+        if self.sock is None:
+            raise MqttError("publisher used before connect()")
+        return self.sock
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadJob:
+    """Arguments of :func:`run_load` (picklable, for a spawned process)."""
+
+    host: str
+    port: int
+    channel: str
+    batch: int
+    loads: tuple[GatewayLoad, ...]
+    #: a send round stops at this many messages or readings (so ts stays close to send time)
+    round_messages: int = 512
+    round_readings: int = 20_000
+
+
+def run_load(
+    job: LoadJob,
+    allowed: Synchronized[int],
+    published: Synchronized[int],
+    acked: Synchronized[int],
+    stop: Any,
+) -> None:
+    """Publish until ``stop`` is set, keeping this process's published readings at or below
+    ``allowed`` (set by the coordinator). ``published``/``acked`` count readings."""
+    pubs = [Publisher(host=job.host, port=job.port, load=ld) for ld in job.loads]
+    tmpls = [templates_for(job.channel, ld, job.batch) for ld in job.loads]
+    topics_b = [topic_for(job.channel, ld).encode() for ld in job.loads]
+    per_msg = [t[0].readings for t in tmpls]
+    counters = [0] * len(pubs)
+    for p in pubs:
+        p.connect()
+    order = itertools.cycle(range(len(pubs)))
+    sent_readings = 0
+    try:
+        while not stop.is_set():
+            budget = allowed.value - sent_readings
+            if budget <= 0:
+                for p in pubs:
+                    p.drain_acks()
+                acked.value = sum(p.acked * per_msg[i] for i, p in enumerate(pubs))
+                time.sleep(0.001)
+                continue
+            out: dict[int, list[bytes]] = {}
+            now = time.time_ns() // 1_000_000
+            messages = readings = 0
+            while budget > 0 and messages < job.round_messages and readings < job.round_readings:
+                i = next(order)
+                p = pubs[i]
+                if p.sent - p.acked >= p.window:
+                    p.drain_acks(0.01)
+                    if p.sent - p.acked >= p.window:
+                        break
+                t = tmpls[i][counters[i] % len(tmpls[i])]
+                out.setdefault(i, []).append(p.packet(topics_b[i], t.fill(now, counters[i])))
+                counters[i] += 1
+                budget -= t.readings
+                sent_readings += t.readings
+                messages += 1
+                readings += t.readings
+            for i, packets in out.items():
+                pubs[i].send(b"".join(packets))
+            published.value = sent_readings
+            for p in pubs:
+                p.drain_acks()
+            acked.value = sum(p.acked * per_msg[i] for i, p in enumerate(pubs))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(p.acked < p.sent for p in pubs):
+            for p in pubs:
+                p.drain_acks(0.01)
+        acked.value = sum(p.acked * per_msg[i] for i, p in enumerate(pubs))
+    finally:
+        for p in pubs:
+            p.close()
