@@ -48,7 +48,7 @@ from edge.mqtt import (
     connect_properties,
     paho_client,
 )
-from edge.outbox import Outbox, PendingBatch, SqliteOutbox, wall_ms
+from edge.outbox import Outbox, PendingBatch, SqliteOutbox, split_lanes, wall_ms
 from edge.serial_reader import PortReader, SensorHealth, SerialOpener, serial_opener
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ DRAIN_TIMEOUT_S = 3.0
 #: Status "on change" is rate-limited to this, so a flapping port cannot flood the broker.
 MIN_STATUS_GAP_S = 1.0
 LOOP_TICK_S = 0.05
+#: The loop's tick while batches wait for their PUBACK: acks come back within a millisecond or
+#: two, and a backlog drains only as fast as the loop frees in-flight slots.
+ACK_TICK_S = 0.002
 
 _RUNTIME_FIELDS = ("batch_max_readings", "batch_max_delay_s", "status_interval_s")
 
@@ -119,7 +122,9 @@ class EdgeAgent:
         self._attempt = 0
         self._next_connect_at = 0.0
         self._in_flight: dict[int, PendingBatch] = {}
-        self._cursor = -1
+        # Seqs sent on this connection and not acked (in flight, or refused by the broker):
+        # take() skips them; a reconnect clears it so they all go again.
+        self._sent: set[int] = set()
         self._maybe_pending = True
         self._last_status_at = -1e9
         self._counters = {
@@ -167,7 +172,9 @@ class EdgeAgent:
         """Open the spool and ports, publish until stopped, then flush, say offline and close."""
         s = self.settings
         if self._outbox is None:
-            self._outbox = SqliteOutbox(path=s.spool_path, clock=self._clock).open()
+            self._outbox = SqliteOutbox(
+                path=s.spool_path, clock=self._clock, limits=s.spool_limits
+            ).open()
         self._started_ms = self._clock()
         self._clock_watch.start()
         for label, url in s.serial_ports.items():
@@ -227,7 +234,7 @@ class EdgeAgent:
         """Move readings from the readers' queue into the current batch; close it when full or
         old enough."""
         s = self.settings
-        wait = LOOP_TICK_S
+        wait = ACK_TICK_S if self._in_flight else LOOP_TICK_S
         if self._current:
             wait = max(0.0, min(wait, self._current_since + s.batch_max_delay_s - now))
         try:
@@ -252,10 +259,12 @@ class EdgeAgent:
             self._close_batch()
 
     def _close_batch(self) -> int:
-        """Store the current batch in the outbox; returns how many readings it held."""
+        """Store the current batch window in the outbox, one batch per lane (beds, queues,
+        crowds); returns how many readings it held."""
         n = len(self._current)
         if n:
-            self._spool.put(self._current)
+            for lane in split_lanes(self._current):
+                self._spool.put(lane)
             self._current = []
             self._maybe_pending = True
         return n
@@ -322,7 +331,7 @@ class EdgeAgent:
         self.link.down(reason, self._clock(), time.monotonic(), stalled=stalled)
         self._connected = False
         self._in_flight.clear()
-        self._cursor = -1
+        self._sent.clear()
         self._maybe_pending = True
         self._status_dirty.set()
         if client is not None:
@@ -384,9 +393,7 @@ class EdgeAgent:
     def _send_pending(self) -> None:
         topic = self._topic(Channel.READINGS)
         while self._connected and self._maybe_pending and len(self._in_flight) < MAX_IN_FLIGHT:
-            batches = self._spool.take(
-                after_seq=self._cursor, limit=MAX_IN_FLIGHT - len(self._in_flight)
-            )
+            batches = self._spool.take(limit=MAX_IN_FLIGHT - len(self._in_flight), skip=self._sent)
             if not batches:
                 self._maybe_pending = False
                 return
@@ -402,7 +409,7 @@ class EdgeAgent:
                 if mid is None:
                     return
                 self._in_flight[mid] = pending
-                self._cursor = pending.seq
+                self._sent.add(pending.seq)
                 self._counters["batches_sent"] += 1
                 if pending.seq in self._seen_seqs:
                     self._counters["resent_batches"] += 1
@@ -419,7 +426,8 @@ class EdgeAgent:
             self._counters["publish_errors"] += 1
             log.error("broker refused batch %d (reason %d)", pending.seq, rc)
             return
-        self._spool.mark_acked(pending.ids)
+        self._sent.discard(pending.seq)
+        self._spool.mark_acked(pending)
         self._counters["batches_acked"] += 1
         self._counters["readings_acked"] += len(pending.ids)
 
@@ -444,6 +452,7 @@ class EdgeAgent:
             totals["spool_depth"] = self._outbox.depth()
             age = self._outbox.oldest_age_s()
             totals["spool_oldest_age_s"] = round(age, 3) if age is not None else 0.0
+            totals.update(self._outbox.stats())
         totals["in_flight"] = len(self._in_flight)
         now = self._clock()
         health = self._sensor_health()
@@ -507,6 +516,8 @@ class EdgeAgent:
                     log.warning("silent sensors: %s", ", ".join(silent))
                 self._silent = silent
                 self._status_dirty.set()
+        if self._outbox is not None:
+            self._outbox.expire()  # the age bound holds while nothing is put or sent too
         if self._metrics_server is not None and now - self._last_snapshot_at >= 1.0:
             self._last_snapshot_at = now
             self._metrics.update(self.status())

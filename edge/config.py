@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contract.errors import ConfigError
 from contract.payload import MAX_READINGS_PER_BATCH
 from contract.topics import ID_PATTERN, is_valid_id
+from edge.outbox import FullPolicy, SpoolLimits
 
 ENV_PREFIX = "PANTAU_"
 
@@ -51,6 +52,14 @@ class EdgeSettings(BaseSettings):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     status_interval_s: float = Field(default=30.0, gt=0)
     spool_path: Path = Path("pantau-edge.spool")
+    #: Spool bounds (docs/adr/0005-edge-spool.md). A million readings is about 160 MB on disk
+    #: and eight minutes of the largest gateway (2000 readings/s), hours of a typical one.
+    spool_max_readings: int = Field(default=1_000_000, ge=1)
+    #: A batch spooled longer than this is dropped (counted as expired), sent or not.
+    spool_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    #: What a full spool drops: the oldest readings of the lowest-priority lane (crowd, then
+    #: queue, beds last), or the new readings.
+    spool_full_policy: FullPolicy = FullPolicy.DROP_OLDEST_LOWEST_LANE
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     reconnect_base_s: float = Field(default=0.5, gt=0)
     reconnect_cap_s: float = Field(default=30.0, gt=0)
@@ -133,6 +142,15 @@ class EdgeSettings(BaseSettings):
     def mqtt_tls(self) -> bool:
         """True for ``mqtts://``."""
         return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    @property
+    def spool_limits(self) -> SpoolLimits:
+        """The spool bounds as the outbox takes them."""
+        return SpoolLimits(
+            max_readings=self.spool_max_readings,
+            max_age_ms=round(self.spool_max_age_s * 1000),
+            policy=self.spool_full_policy,
+        )
 
     @property
     def status_file(self) -> Path:
