@@ -11,6 +11,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,8 +27,30 @@ _MEASUREMENT_SPECIAL = re.compile(r"([ ,])")
 #: What line protocol cannot carry in a tag: line ends, and backslashes (a trailing one breaks
 #: InfluxDB 1.x's parser; elsewhere their meaning differs between versions).
 _TAG_FORBIDDEN = re.compile(r"[\n\r\\]")
-#: Statuses worth retrying: the server or the path to it is struggling, not the data wrong.
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Statuses worth retrying, and only these: the server (or a proxy in front of it) is
+#: struggling or asks us to slow down (429), not the data wrong. 501/505 (the request itself
+#: is not supported) and every 4xx but 429 are final. Connection failures are retried too.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 507})
+#: A Retry-After longer than this is not honoured in full (a bad proxy must not stall us).
+MAX_RETRY_AFTER_S = 300.0
+
+
+def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date), capped at
+    :data:`MAX_RETRY_AFTER_S`; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
 
 
 class LineProtocolError(PantauError):
@@ -217,7 +241,8 @@ class InfluxHTTP:
         """Write points; returns only once InfluxDB has stored them.
 
         Raises :class:`StorageError` with ``retryable`` telling whether a retry can succeed:
-        connection failures and 408/429/5xx can; 400 (bad or conflicting data) cannot."""
+        connection failures and :data:`RETRYABLE_STATUSES` can (with ``retry_after_s`` when
+        the server said how long to wait); 400 (bad or conflicting data) and the rest cannot."""
         body = lines if isinstance(lines, bytes) else "\n".join(lines).encode("utf-8")
         try:
             resp = self.client.post(
@@ -231,6 +256,7 @@ class InfluxHTTP:
             f"InfluxDB /write {resp.status_code}: {resp.text[:500]}",
             status=resp.status_code,
             retryable=resp.status_code in RETRYABLE_STATUSES,
+            retry_after_s=retry_after_s(resp.headers.get("retry-after")),
         )
 
     def query(self, q: str, *, epoch: str = "ms") -> list[Series]:

@@ -86,7 +86,16 @@ class RegistryError(ConfigFileError):
 class StorageError(PantauError):
     """The time-series store refused or could not be reached."""
 
-    def __init__(self, detail: str, *, status: int | None = None, retryable: bool) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        retry_after_s: float | None = None,
+    ) -> None:
         self.status = status
         self.retryable = retryable
+        #: how long the store asked us to wait (HTTP Retry-After), when it said
+        self.retry_after_s = retry_after_s
         super().__init__(detail)

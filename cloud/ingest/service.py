@@ -36,9 +36,25 @@ from prometheus_client import start_http_server
 
 from city import Registry, load_registry
 from cloud.influx import InfluxHTTP, latest_query
-from cloud.ingest.aggregate import NO_TIME, SensorState, bed_rollups, crowd_sites, queue_sites
+from cloud.ingest.aggregate import (
+    NO_TIME,
+    ReadingHistory,
+    SensorState,
+    bed_rollups,
+    crowd_sites,
+    queue_sites,
+)
+from cloud.ingest.cluster import (
+    apply_rows,
+    changed_sensors,
+    copy_state,
+    deltas_of,
+    fits,
+    mark_shared,
+    merge_rows,
+)
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
-from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
+from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.schema import StorageSchema, apply_schema
 from cloud.ingest.settings import IngestSettings
@@ -57,13 +73,7 @@ from contract import (
     topics,
 )
 from contract.backoff import backoff_delay
-from contract.cluster import (
-    StateDelta,
-    decode_state_delta,
-    encode_state_delta,
-    max_rows,
-    registry_digest,
-)
+from contract.cluster import StateDelta, decode_state_delta, encode_state_delta, registry_digest
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +146,6 @@ class MeteredInflux(InfluxHTTP):
             self.on_points(n)
 
 
-def _copy_state(state: SensorState) -> SensorState:
-    out = SensorState(n_sensors=len(state.ts))
-    out.ts[:], out.seq[:], out.values[:] = state.ts, state.seq, state.values
-    out.prev_ts[:], out.prev_values[:] = state.prev_ts, state.prev_values
-    return out
-
-
-def _changed_rows(a: SensorState, b: SensorState) -> npt.NDArray[np.intp]:
-    """Sensors whose latest or previous reading differs between two states."""
-    return np.flatnonzero(
-        (a.ts != b.ts)
-        | (a.seq != b.seq)
-        | (a.prev_ts != b.prev_ts)
-        | (a.values != b.values).any(axis=1)
-        | (a.prev_values != b.prev_values).any(axis=1)
-    )
-
-
 class Ingester:
     """The ``pantau ingest run`` process. Construction does no I/O; :meth:`run` blocks until
     :meth:`stop`, then flushes what it holds and returns."""
@@ -181,6 +173,10 @@ class Ingester:
         self._client: mqtt.Client | None = None
         self.windows = 0
         self.state: SensorState | None = None
+        #: batches already stored, so redeliveries are dropped (decode.BatchDedup)
+        self._dedup = BatchDedup(per_gateway=settings.dedup_per_gateway)
+        #: recent readings, to rewrite past rollup buckets when late data arrives
+        self._history: ReadingHistory | None = None
         group = settings.mqtt_shared_group
         #: scale-out: where members exchange state deltas (None: a lone ingester)
         self._state_topic = topics.ingest_state(group) if group is not None else None
@@ -223,12 +219,15 @@ class Ingester:
                     influx=influx,
                     stopping=self._stop,
                     chunk_lines=s.write_chunk_lines,
+                    parallelism=s.write_parallelism,
                     on_latency=self.metrics.write_latency.observe,
                     on_retrying=lambda on: self.metrics.write_retrying.set(int(on)),
                 )
-                if not self._prepare_storage(influx):
-                    return
-                self._consume()
+                with self.writer:
+                    if not self._prepare_storage(influx):
+                        return
+                    self._start_history()
+                    self._consume()
         finally:
             if server is not None:
                 server.shutdown()
@@ -250,7 +249,7 @@ class Ingester:
                 continue
             log.info("bootstrapped %d readings of state from InfluxDB", loaded)
             # Bootstrapped state came from InfluxDB, which every member reads: nothing to tell.
-            self._shared = _copy_state(self._require_state())
+            self._shared = copy_state(self._require_state())
             self._digest = registry_digest(self.index.sensor_ids)
             return True
         return False
@@ -479,13 +478,28 @@ class Ingester:
         for r in records:
             self.metrics.dead_letters.labels(reason=r.reason).inc()
 
+    def _start_history(self) -> None:
+        """Late-data memory, starting from the bootstrapped state (nothing before it can be
+        recomputed: its predecessors are not in memory)."""
+        s, state = self.settings, self._require_state()
+        if s.late_history_readings > 0:
+            self._history = ReadingHistory(
+                n_sensors=self.index.n_sensors,
+                capacity=s.late_history_readings,
+                horizon_ms=s.late_horizon_s * 1000,
+            )
+            for ts, values in ((state.prev_ts, state.prev_values), (state.ts, state.values)):
+                rows = np.flatnonzero(ts != NO_TIME).astype(np.int32)
+                self._history.seed(rows, ts[rows], state.seq[rows], values[rows])
+
     def _process(self, window: list[Message]) -> None:
         state = self._require_state()
         now = self._clock_ms()
         m = self.metrics
         m.messages_in.inc(len(window))
         m.window_messages.observe(len(window))
-        decoded: DecodedWindow = decode_window(window, self.index, now)
+        decoded: DecodedWindow = decode_window(window, self.index, now, dedup=self._dedup)
+        m.duplicates.inc(len(decoded.duplicates))
         readings = decoded.readings
         n_bad_readings = sum(1 for r in decoded.rejections if r.index is not None)
         m.readings_in.inc(len(readings) + n_bad_readings)
@@ -493,7 +507,8 @@ class Ingester:
             [self._dead_letter(window[r.message], r) for r in decoded.rejections], now
         )
 
-        lines: Lines = self.builder.raw(readings)
+        # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
+        lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
         for st in decoded.statuses:
             lines.add(
                 [self.builder.gateway_status(st, window[st.message].received_ms)],
@@ -511,7 +526,7 @@ class Ingester:
                     msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
                 )
                 late.append(self._dead_letter(window[msg_i], rej))
-                if r.line < n_raw:
+                if r.line < n_raw and self.settings.store_raw:
                     stored[r.line] = False
             self._record_dead(late, now)
         # raw() emits rows grouped by kind: map stored flags back through the same order.
@@ -523,16 +538,45 @@ class Ingester:
         ok_rows = np.zeros(len(readings), dtype=bool)
         ok_rows[order] = stored
         kept = readings.take(ok_rows)
-        m.readings_stored.inc(len(kept))
+        if self.settings.store_raw:
+            m.readings_stored.inc(len(kept))
         m.observe_lag((now - kept.ts) / 1000.0)
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
-            agg = self.builder.bed_rollups(bed_rollups(state, self.index), now)
-            agg += self.builder.crowd_sites(crowd_sites(state, self.index), now)
-            agg += self.builder.queue_sites(queue_sites(state, self.index), now)
-            for r in self.writer.write(agg):
-                log.error("aggregate point refused by InfluxDB: %s", r.detail)
+            self._write_rollups(now)
+        self._correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
         self._ack(window)
+        if not self._lost.is_set():  # acknowledged: from now on a redelivery is a duplicate
+            self._dedup.remember(decoded.batch_keys)
         self.windows += 1
+
+    def _correct_past(
+        self,
+        sensor: npt.NDArray[np.int32],
+        ts: npt.NDArray[np.int64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[np.int64],
+        now: int,
+    ) -> None:
+        """Remember the window's readings; rewrite the rollups of the past buckets that its
+        late readings (observed before the current bucket) change. docs/schema.md, Late data."""
+        history = self._history
+        if history is None:
+            return
+        history.add(sensor, ts, seq, values, now_ms=now)
+        bucket = self.settings.rollup_bucket_s * 1000
+        current = now - now % bucket
+        late = ts < current
+        if not late.any():
+            return
+        starts = history.affected_buckets(sensor[late], ts[late], bucket_ms=bucket, before=current)
+        agg: list[str] = []
+        for start, past in history.states_at(starts, bucket_ms=bucket):
+            agg += self._rollup_lines(past, start)
+            if len(agg) >= self.settings.write_chunk_lines:
+                self._write_aggregates(agg)
+                agg = []
+        self._write_aggregates(agg)
+        self.metrics.late_buckets.inc(len(starts))
 
     def _ack(self, window: list[Message]) -> None:
         """Acknowledge a stored window; in a group, first hand our state changes to the other
@@ -559,26 +603,16 @@ class Ingester:
         if self._state_topic is None or self._shared is None:
             return True
         state, shared = self._require_state(), self._shared
-        changed = _changed_rows(state, shared)
+        changed = changed_sensors(state, shared)
         if not len(changed):
             return True
         client = self._client
         if client is None:
             return False
-        step = max_rows(state.values.shape[1])
-        infos = []
-        for lo in range(0, len(changed), step):
-            rows = changed[lo : lo + step]
-            delta = StateDelta(
-                digest=self._digest,
-                sensor=rows.astype(np.uint32),
-                ts=state.ts[rows],
-                seq=state.seq[rows],
-                prev_ts=state.prev_ts[rows],
-                values=state.values[rows],
-                prev_values=state.prev_values[rows],
-            )
-            infos.append(client.publish(self._state_topic, encode_state_delta(delta), qos=1))
+        infos = [
+            client.publish(self._state_topic, encode_state_delta(delta), qos=1)
+            for delta in deltas_of(state, changed, self._digest)
+        ]
         deadline = time.monotonic() + _DELTA_PUBLISH_TIMEOUT_S
         try:
             for info in infos:
@@ -591,10 +625,7 @@ class Ingester:
             log.warning("state delta not accepted by the broker in time; reconnecting")
             self._lost.set()
             return False
-        shared.ts[changed], shared.seq[changed] = state.ts[changed], state.seq[changed]
-        shared.values[changed] = state.values[changed]
-        shared.prev_ts[changed] = state.prev_ts[changed]
-        shared.prev_values[changed] = state.prev_values[changed]
+        mark_shared(shared, state, changed)
         self.metrics.deltas_published.inc(len(infos))
         self.metrics.delta_sensors_published.inc(len(changed))
         return True
@@ -611,12 +642,8 @@ class Ingester:
                 log.warning("refused a state delta on %s: %s", msg.topic, exc)
                 self.metrics.deltas_refused.inc()
                 continue
-            n = self.index.n_sensors
-            if (
-                delta.digest != self._digest
-                or delta.values.shape[1] != state.values.shape[1]
-                or (len(delta) and int(delta.sensor.max()) >= n)
-            ):
+            fields = state.values.shape[1]
+            if not fits(delta, digest=self._digest, n_sensors=self.index.n_sensors, fields=fields):
                 log.error(
                     "refused a state delta from a member with another registry (digest %s, "
                     "ours %s): every member must load the same city file",
@@ -626,57 +653,31 @@ class Ingester:
                 self.metrics.deltas_refused.inc()
                 continue
             deltas.append(delta)
-        if deltas and shared is not None:
-            before = _copy_state(state)
-            rows = _merge_rows(deltas, state)
-            state.update(*rows)
-            # What peers sent, peers know: merging it into the shared view too keeps only our
-            # own unpublished changes in the difference _publish_state sends.
-            shared.update(*rows)
-            changed = _changed_rows(state, before)
+        if deltas:
+            rows = merge_rows(deltas, state)
+            # Merged into `shared` too, so _publish_state sends only our own changes.
+            changed = apply_rows(state, shared, rows)
+            if self._history is not None:  # so rewritten past buckets include peers' sensors
+                self._history.add(*rows, now_ms=self._clock_ms())
             self.metrics.deltas_merged.inc(len(deltas))
-            self.metrics.delta_sensors_changed.inc(len(changed))
-            if len(changed):
+            self.metrics.delta_sensors_changed.inc(changed)
+            if changed:
                 self._write_rollups(self._clock_ms())
         self._ack_messages(msgs)
 
     def _write_rollups(self, now: int) -> None:
-        """Write every aggregate of the current state, stamped ``now``."""
-        state = self._require_state()
-        agg = self.builder.bed_rollups(bed_rollups(state, self.index), now)
-        agg += self.builder.crowd_sites(crowd_sites(state, self.index), now)
-        agg += self.builder.queue_sites(queue_sites(state, self.index), now)
+        """Write every aggregate of the current state, stamped at the start of ``now``'s
+        rollup bucket (rewritten in place until the bucket ends; docs/schema.md)."""
+        bucket = self.settings.rollup_bucket_s * 1000
+        self._write_aggregates(self._rollup_lines(self._require_state(), now - now % bucket))
+
+    def _rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:
+        agg = self.builder.bed_rollups(bed_rollups(state, self.index), stamp_ms)
+        agg += self.builder.crowd_sites(crowd_sites(state, self.index), stamp_ms)
+        agg += self.builder.queue_sites(queue_sites(state, self.index), stamp_ms)
+        return agg
+
+    def _write_aggregates(self, agg: list[str]) -> None:
         for r in self.writer.write(agg):
             log.error("aggregate point refused by InfluxDB: %s", r.detail)
 
-
-def _merge_rows(
-    deltas: list[StateDelta], state: SensorState
-) -> tuple[
-    npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
-]:
-    """Rows for ``SensorState.update`` from peer deltas: each sensor's previous reading and its
-    latest. Equal observation times are decided by seq (the higher wins), not by arrival, so
-    every member reaches the same state whatever order the deltas come in; a peer's latest
-    that loses that tie against ours is left out."""
-    sensor = np.concatenate([d.sensor for d in deltas]).astype(np.int32)
-    ts = np.concatenate([d.ts for d in deltas])
-    seq = np.concatenate([d.seq for d in deltas])
-    values = np.concatenate([d.values for d in deltas])
-    prev_ts = np.concatenate([d.prev_ts for d in deltas])
-    prev_values = np.concatenate([d.prev_values for d in deltas])
-    has_prev = prev_ts != NO_TIME
-    loses_tie = (ts == state.ts[sensor]) & (seq < state.seq[sensor])
-    keep = ~loses_tie
-    all_sensor = np.concatenate([sensor[has_prev], sensor[keep]])
-    all_ts = np.concatenate([prev_ts[has_prev], ts[keep]])
-    all_seq = np.concatenate([np.zeros(int(has_prev.sum()), np.int64), seq[keep]])
-    all_values = np.concatenate([prev_values[has_prev], values[keep]])
-    # update() breaks equal times by arrival: present rows in (time, seq) order.
-    order = np.lexsort((all_seq, all_ts))
-    return (
-        all_sensor[order],
-        all_ts[order],
-        all_seq[order],
-        all_values[order].reshape(-1, values.shape[1]),
-    )

@@ -51,6 +51,22 @@ class IngestSettings(BaseSettings):
     flush_interval_s: float = Field(default=0.2, gt=0)
     window_max_messages: int = Field(default=5000, ge=1)
     write_chunk_lines: int = Field(default=5000, ge=1)
+    #: Chunks written to InfluxDB at once (threads, one HTTP request each); a window is
+    #: acknowledged only after all its chunks are stored.
+    write_parallelism: int = Field(default=2, ge=1, le=16)
+    #: False: "aggregates-only" mode, raw readings are validated, dead-lettered, folded into
+    #: state and rollups, but not written as raw points.
+    store_raw: bool = True
+    #: Batches remembered per gateway to drop redelivered (gateway, batch seq) duplicates.
+    dedup_per_gateway: int = Field(default=1024, ge=0)
+    #: Rollup points are stamped at the start of aligned buckets of this length; a late
+    #: reading rewrites the buckets it changes (docs/schema.md, "Late data").
+    rollup_bucket_s: int = Field(default=10, ge=1)
+    #: Readings kept in memory to recompute past buckets when late data arrives (about 56
+    #: bytes each); 0 turns the correction of past buckets off.
+    late_history_readings: int = Field(default=500_000, ge=0)
+    #: How far back late data still corrects rollups (bounded by late_history_readings too).
+    late_horizon_s: int = Field(default=24 * 3600, ge=0)
     metrics_port: int | None = None
     #: How long raw readings and per-flush aggregates are kept (the default retention policy
     #: ``autogen``), and how long their downsampled copies (``downsampled``); InfluxQL

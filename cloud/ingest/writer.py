@@ -4,9 +4,12 @@ Series keys come from the registry and are built once (per sensor, per site, per
 only the field part of a line is formatted per point, through ``cloud.influx`` (the only place
 that formats line protocol).
 
-Writing: chunks of ``chunk_lines`` lines. Failures InfluxDB calls retryable (unreachable,
-408/429/5xx) are retried with full-jitter backoff for as long as they last: the messages stay
-unacknowledged meanwhile, so nothing is lost and the broker holds the backlog. A 400 (bad or
+Writing: chunks of ``chunk_lines`` lines, up to ``parallelism`` of them at once (InfluxDB takes
+points in any order; the caller acknowledges only after every chunk of its window is stored).
+Only the failures ``cloud.influx`` classifies as retryable (unreachable, 429, 5xx) are retried,
+with full-jitter backoff (``contract.backoff``) and never sooner than a Retry-After, for as
+long as they last: the messages stay unacknowledged meanwhile, so nothing is lost and the
+broker holds the backlog. A 400 (bad or
 conflicting data) is not retried; the chunk is bisected so every line that can be stored is,
 and the lines InfluxDB still refuses on their own are returned to the caller to dead-letter.
 """
@@ -15,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,7 @@ from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
 from cloud.ingest.topology import FACILITIES, CityIndex
 from contract import KIND_CODES, PantauError, SensorKind, StorageError
+from contract.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +226,12 @@ class Refused:
 
 
 class PointWriter:
-    """Writes lines in chunks; retries what can succeed, bisects what cannot."""
+    """Writes lines in chunks, ``parallelism`` chunks at a time; retries what can succeed,
+    bisects what cannot. :meth:`write` returns only once every chunk is stored (or refused
+    for good), so a caller that acknowledges after it never acknowledges unstored data.
+
+    Threads (when ``parallelism`` > 1) start on the first write that has several chunks;
+    :meth:`close` stops them."""
 
     def __init__(
         self,
@@ -229,6 +239,7 @@ class PointWriter:
         influx: InfluxHTTP,
         stopping: threading.Event,
         chunk_lines: int = 5000,
+        parallelism: int = 1,
         backoff_base_s: float = 0.1,
         backoff_cap_s: float = 5.0,
         on_latency: Callable[[float], None] | None = None,
@@ -237,19 +248,53 @@ class PointWriter:
         self.influx = influx
         self.stopping = stopping
         self.chunk_lines = chunk_lines
+        self.parallelism = parallelism
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.on_latency = on_latency
         self.on_retrying = on_retrying
         #: True while a retryable failure is being waited out (exported as a metric)
         self.retrying = False
+        self._failing = 0  # chunks currently waiting out a retryable failure
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the writer threads (waits for writes in progress)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def write(self, lines: Sequence[str]) -> list[Refused]:
-        """Store ``lines``; returns those InfluxDB refuses for good. Raises
+        """Store ``lines``; returns those InfluxDB refuses for good, in line order. Raises
         :class:`WriteAbortedError` if asked to stop while InfluxDB is unavailable."""
+        bounds = [
+            (lo, min(lo + self.chunk_lines, len(lines)))
+            for lo in range(0, len(lines), self.chunk_lines)
+        ]
+        if self.parallelism <= 1 or len(bounds) <= 1:
+            refused: list[Refused] = []
+            for lo, hi in bounds:
+                self._store(lines, lo, hi, refused)
+            return refused
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="influx-write")
+        futures = [self._pool.submit(self._store_chunk, lines, lo, hi) for lo, hi in bounds]
+        wait(futures)  # every chunk settles before anything is reported (or acknowledged)
+        out: list[Refused] = []
+        for f in futures:
+            out += f.result()  # re-raises WriteAbortedError from any chunk
+        return out
+
+    def _store_chunk(self, lines: Sequence[str], lo: int, hi: int) -> list[Refused]:
         refused: list[Refused] = []
-        for lo in range(0, len(lines), self.chunk_lines):
-            self._store(lines, lo, min(lo + self.chunk_lines, len(lines)), refused)
+        self._store(lines, lo, hi, refused)
         return refused
 
     def _store(self, lines: Sequence[str], lo: int, hi: int, refused: list[Refused]) -> None:
@@ -269,32 +314,45 @@ class PointWriter:
     def _write_retrying(self, chunk: Sequence[str]) -> None:
         body = "\n".join(chunk).encode("utf-8")
         attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                self.influx.write(body, precision=PRECISION)
-            except StorageError as exc:
-                if not exc.retryable:
-                    raise
-                # Full jitter, so writers recovering together do not hammer InfluxDB in step.
-                delay = random.uniform(  # noqa: S311
-                    0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)
-                )
-                attempt += 1
-                self._set_retrying(True)
-                log.warning(
-                    "InfluxDB write failed (attempt %d), retrying in %.2fs: %s", attempt, delay, exc
-                )
-                if self.stopping.wait(delay):
-                    raise WriteAbortedError("stopping while InfluxDB is unavailable") from exc
-                continue
-            self._set_retrying(False)
-            if self.on_latency is not None:
-                self.on_latency(time.perf_counter() - started)
-            return
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    self.influx.write(body, precision=PRECISION)
+                except StorageError as exc:
+                    # Only what InfluxHTTP classifies as retryable (connection errors, 5xx,
+                    # 429) is retried; a 400 goes back to _store to be bisected.
+                    if not exc.retryable:
+                        raise
+                    # Full jitter, so writers recovering together do not hammer InfluxDB in
+                    # step; never sooner than the server's Retry-After.
+                    delay = backoff_delay(attempt, base=self.backoff_base_s, cap=self.backoff_cap_s)
+                    if exc.retry_after_s is not None:
+                        delay = max(delay, exc.retry_after_s)
+                    if attempt == 0:
+                        self._set_retrying(+1)
+                    attempt += 1
+                    log.warning(
+                        "InfluxDB write failed (attempt %d), retrying in %.2fs: %s",
+                        attempt,
+                        delay,
+                        exc,
+                    )
+                    if self.stopping.wait(delay):
+                        raise WriteAbortedError("stopping while InfluxDB is unavailable") from exc
+                    continue
+                if self.on_latency is not None:
+                    self.on_latency(time.perf_counter() - started)
+                return
+        finally:
+            if attempt:
+                self._set_retrying(-1)
 
-    def _set_retrying(self, value: bool) -> None:
-        if value != self.retrying:
+    def _set_retrying(self, step: int) -> None:
+        with self._lock:
+            self._failing += step
+            value = self._failing > 0
+            changed = value != self.retrying
             self.retrying = value
-            if self.on_retrying is not None:
-                self.on_retrying(value)
+        if changed and self.on_retrying is not None:
+            self.on_retrying(value)
