@@ -78,11 +78,6 @@ class IngestMetrics:
             "Past rollup buckets rewritten because late readings changed them",
             registry=r,
         )
-        self.late_buckets = Counter(
-            "pantau_ingest_late_buckets_rewritten",
-            "Past rollup buckets rewritten because late readings changed them",
-            registry=r,
-        )
         self.windows = Counter(
             "pantau_ingest_windows", "Flush windows processed (stored and acknowledged)", registry=r
         )

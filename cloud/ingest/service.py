@@ -680,4 +680,3 @@ class Ingester:
     def _write_aggregates(self, agg: list[str]) -> None:
         for r in self.writer.write(agg):
             log.error("aggregate point refused by InfluxDB: %s", r.detail)
-
