@@ -14,8 +14,9 @@ import typer
 from city import load_registry
 from contract.errors import PantauError
 from firmware_sim.models import MODELS
-from firmware_sim.scenario import load_scenario
+from firmware_sim.scenario import FAULT_HELP, load_scenario
 from firmware_sim.simulation import Simulation, Transport
+from firmware_sim.transport import PtyBus
 
 app = typer.Typer(no_args_is_help=True, help="Firmware simulator: sensors on serial lines.")
 
@@ -26,6 +27,17 @@ def models() -> None:
     for info in MODELS.values():
         summary = " ".join(info.description.split())
         typer.echo(f"{info.kind.value:6} {info.name:12} {summary}")
+
+
+@app.command()
+def faults() -> None:
+    """List the fault types a scenario's ``faults:`` can inject, with their fields."""
+    for fault, text in FAULT_HELP.items():
+        typer.echo(f"{fault.value:13} {text}")
+    typer.echo(
+        "\nevery rule: {type, sensors?, probability=1, from_step=0, steps?} + its field;"
+        " examples: firmware-sim/scenarios/faults.yaml"
+    )
 
 
 @app.command()
@@ -59,6 +71,14 @@ def run(
             " gateway, then port label (0 = free ports)"
         ),
     ] = 0,
+    link: Annotated[
+        Path | None,
+        typer.Option(
+            help="pty transport: keep a stable symlink DIR/<gateway>.<port> to each line's PTY"
+            " (it follows the line across unplug/replug faults); attach gateways there",
+            file_okay=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Open one line per gateway port, print where a gateway should attach, and emit the
@@ -89,6 +109,7 @@ def run(
             truth_path=truth,
             bind=bind,
             base_port=base_port,
+            link_dir=link,
         )
         ports = sim.start()
     except (PantauError, OSError, ValueError) as exc:
@@ -102,7 +123,9 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     for gw_id, lines in ports.items():
         for label, url in lines.items():
-            typer.echo(f"{gw_id:24} {label:8} {url}")
+            bus = sim.buses.get((gw_id, label))
+            pty = f"  -> {bus.path}" if isinstance(bus, PtyBus) and bus.link is not None else ""
+            typer.echo(f"{gw_id:24} {label:8} {url}{pty}")
     if port_map is not None:
         tmp = port_map.with_name(f".{port_map.name}.tmp")
         tmp.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")

@@ -30,6 +30,8 @@ class Emission:
     invalid: int = 0
     #: fault types applied, for the ground truth's fault counters
     faults: tuple[FaultType, ...] = ()
+    #: unplug: how long the line stays away (wall seconds)
+    unplug_s: float = 0.0
 
 
 class FaultInjector:
@@ -39,8 +41,11 @@ class FaultInjector:
         self.sensor = sensor
         self.rules = [r for r in rules if r.sensors is None or sensor in r.sensors]
         self._rng = rng
-        #: the sensor's clock error once a clock jump happened (ms)
+        #: the sensor's clock error from clock jumps (ms)
         self.clock_offset_ms = 0
+        #: the sensor's clock error from drift (ms, fractional until stamped)
+        self.drift_ms = 0.0
+        self._last_stamp: int | None = None
 
     def _fires(self, fault: FaultType, step: int) -> Fault | None:
         for rule in self.rules:
@@ -53,17 +58,33 @@ class FaultInjector:
         return None
 
     def stamp(self, step: int, ts_ms: int) -> int:
-        """The sensor's clock reading at wall time ``ts_ms`` (after any clock jump)."""
+        """The sensor's clock reading at wall time ``ts_ms`` (after any clock jump and the
+        drift accumulated so far)."""
         jump = self._fires(FaultType.CLOCK_JUMP, step)
         if jump is not None:
             self.clock_offset_ms += jump.offset_s * 1000
             # A jump happens once; later steps keep the offset without jumping again.
             self.rules = [r for r in self.rules if r is not jump]
-        return ts_ms + self.clock_offset_ms
+        elapsed = 0 if self._last_stamp is None else ts_ms - self._last_stamp
+        self._last_stamp = ts_ms
+        for rule in self.rules:
+            # Drift is a property of the crystal, not an event: no random draw, so adding a
+            # drift rule leaves every other fault's random stream as it was.
+            if rule.type is FaultType.DRIFT and rule.applies(self.sensor, step):
+                self.drift_ms += elapsed * rule.ppm / 1_000_000
+        return ts_ms + self.clock_offset_ms + round(self.drift_ms)
+
+    def resets(self, step: int) -> bool:
+        """True if the sensor restarts before reading number ``step`` (seq goes back to 0)."""
+        return self._fires(FaultType.RESET, step) is not None
 
     def apply(self, step: int, frame: SerialFrame) -> Emission:
         """The bytes for ``frame`` at ``step`` with this sensor's faults applied."""
         applied: list[FaultType] = []
+        unplug = self._fires(FaultType.UNPLUG, step)
+        if unplug is not None:
+            # The reading goes into a cable that is no longer there.
+            return Emission(self.sensor, b"", (), 0, (FaultType.UNPLUG,), unplug.duration_s)
         if self._fires(FaultType.SILENCE, step) is not None:
             return Emission(self.sensor, b"", (), 0, (FaultType.SILENCE,))
         data = encode_frame(frame)

@@ -35,6 +35,29 @@ class FaultType(StrEnum):
     DUPLICATE = "duplicate"  # the same frame sent twice (same seq): valid
     SILENCE = "silence"  # the sensor sends nothing (cable pulled); readings still numbered
     CLOCK_JUMP = "clock_jump"  # the sensor's clock jumps by offset_s, and stays jumped
+    DRIFT = "drift"  # the sensor's clock runs ppm fast (negative: slow) inside the window
+    RESET = "reset"  # the sensor restarts: its sequence starts again at 0
+    UNPLUG = "unplug"  # the sensor's serial line disappears for duration_s, then comes back
+
+
+#: One line per fault type, for ``pantau fwsim faults`` and the README.
+FAULT_HELP: dict[FaultType, str] = {
+    FaultType.GARBAGE: "noise bytes (never '$' or a line end) before a frame; the frame stays"
+    " valid. Field: bytes",
+    FaultType.BIT_FLIP: "one bit of the frame body flipped: the frame is invalid",
+    FaultType.TRUNCATE: "the frame is cut off before its checksum: invalid",
+    FaultType.BAD_CHECKSUM: "the checksum is wrong: invalid",
+    FaultType.DUPLICATE: "the same frame (same seq) sent twice",
+    FaultType.SILENCE: "nothing is sent; readings are still numbered, so the gateway sees a gap",
+    FaultType.CLOCK_JUMP: "the sensor clock jumps by offset_s (once) and stays off. Field:"
+    " offset_s",
+    FaultType.DRIFT: "the sensor clock gains ppm millionths of a second per second while the"
+    " rule applies; the error stays after. Field: ppm",
+    FaultType.RESET: "the sensor restarts: seq starts again at 0 (use steps: 1 for one reset)",
+    FaultType.UNPLUG: "the sensor's whole serial line vanishes for duration_s wall seconds (the"
+    " PTY is closed; frames meanwhile are lost), then a new PTY appears behind the same"
+    " --link path. Field: duration_s (use steps: 1 for one unplug)",
+}
 
 
 #: Faults that make the frame itself undecodable (never counted in the ground truth).
@@ -59,6 +82,10 @@ class Fault(_Model):
     bytes: int = Field(default=16, ge=1, le=4096)
     #: clock_jump: seconds added to the sensor's clock (negative: backwards)
     offset_s: int = 0
+    #: drift: how fast the sensor clock runs, in millionths (50 = 4.3 s a day; 100000 = 10 %)
+    ppm: float = Field(default=0.0, ge=-1_000_000, le=1_000_000)
+    #: unplug: wall seconds the line stays away
+    duration_s: float = Field(default=5.0, gt=0, le=3600)
 
     def applies(self, sensor: str, step: int) -> bool:
         """True if ``sensor``'s reading at ``step`` is inside this rule's window."""

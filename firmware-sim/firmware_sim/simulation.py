@@ -187,6 +187,8 @@ class Devices:
                 if step >= len(events):
                     continue  # a scripted sensor reports once per event
             ts = sim.faults.stamp(step, wall_ms)
+            if sim.faults.resets(step):
+                sim.firmware.next_seq = 0
             frame = sim.firmware.read(sim_time, ts)
             if sim.direct:
                 emission = Emission(sim.sensor.id, single_reading_payload(frame), (frame,))
@@ -208,7 +210,11 @@ class Simulation:
 
     With ``transport="socket"`` each line listens on ``bind``; ``base_port`` 0 picks free
     ports, otherwise the lines get ``base_port``, ``base_port + 1``, ... in order of gateway id,
-    then port label (gw-kariadi: bus0 on the base port, bus1 on the next)."""
+    then port label (gw-kariadi: bus0 on the base port, bus1 on the next).
+
+    With ``link_dir`` (PTY transport) each line also gets a stable name,
+    ``link_dir/<gateway>.<port>``, a symlink to its current PTY; the port map gives that name,
+    which survives an ``unplug`` fault (the PTY is replaced, the link repointed)."""
 
     def __init__(
         self,
@@ -225,6 +231,7 @@ class Simulation:
         truth_every_s: float = 5.0,
         bind: str = "127.0.0.1",
         base_port: int = 0,
+        link_dir: Path | None = None,
     ) -> None:
         if transport not in ("pty", "socket"):
             raise ValueError(f"transport must be 'pty' or 'socket', not {transport!r}")
@@ -232,6 +239,8 @@ class Simulation:
             raise ValueError(f"base_port must be 0..65535, not {base_port}")
         if base_port and transport != "socket":
             raise ValueError("base_port needs transport='socket'")
+        if link_dir is not None and transport != "pty":
+            raise ValueError("link_dir needs transport='pty' (socket lines keep their port)")
         self.registry = registry
         self.scenario = scenario
         self.transport: Transport = transport
@@ -243,6 +252,8 @@ class Simulation:
         self.truth_every_s = truth_every_s
         self.bind = bind
         self.base_port = base_port
+        self.link_dir = link_dir
+        self._unplug_lost = 0
         self.truth = GroundTruth(scenario=scenario.name, seed=scenario.seed)
         self.devices: Devices | None = None
         self.buses: dict[tuple[str, str], Bus] = {}
@@ -273,6 +284,8 @@ class Simulation:
             lines[key] = sim.direct
         # Sorted, so fixed ports are given out predictably (docker-compose relies on it).
         serial_lines = sorted(key for key, direct in lines.items() if not direct)
+        if self.link_dir is not None:
+            self.link_dir.mkdir(parents=True, exist_ok=True)
         if self.base_port and self.base_port + len(serial_lines) - 1 > 65535:
             raise ValueError(
                 f"base_port {self.base_port} + {len(serial_lines)} lines runs past port 65535"
@@ -324,7 +337,8 @@ class Simulation:
                 host=self.bind,
                 bind_port=bind_port,
             )
-        return PtyBus(gateway=gateway, port=port, on_written=self.truth.record)
+        link = None if self.link_dir is None else self.link_dir / f"{gateway}.{port}"
+        return PtyBus(gateway=gateway, port=port, on_written=self.truth.record, link=link)
 
     def begin(self) -> None:
         """Let a ``hold=True`` simulation send its first reading."""
@@ -375,6 +389,11 @@ class Simulation:
                         self.truth.count_fault(FaultType.SILENCE.value)
                         continue
                     key = (sim.sensor.gateway, "mqtt" if sim.direct else sim.sensor.port)
+                    if FaultType.UNPLUG in emission.faults:
+                        self.truth.count_fault(FaultType.UNPLUG.value)
+                        self._unplug_lost += 1  # this reading went into the pulled cable
+                        self.buses[key].unplug(emission.unplug_s)
+                        continue
                     self.buses[key].send(emission)
                 step += 1
                 self.steps_done = step
@@ -412,10 +431,13 @@ class Simulation:
             return
         self._closed = True
         unsent = 0
+        unplugged = self._unplug_lost
         for bus in self.buses.values():
             unsent += bus.pending_frames()
+            unplugged += bus.dropped_frames
             bus.close()
         self.truth.frames_unsent = unsent
+        self.truth.frames_unplugged = unplugged
 
     # --- results -------------------------------------------------------------------------
     def ground_truth(self) -> dict[str, Any]:

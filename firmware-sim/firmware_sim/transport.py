@@ -5,6 +5,12 @@ reader. A bus writes only while a reader is attached (a PTY whose slave side is 
 connected TCP client) and has been for :data:`SETTLE_S`: pyserial flushes its input when it
 opens a port, so bytes written earlier would be lost. Until then frames wait in the queue;
 a reader that attaches late still gets every frame.
+
+A bus can be *unplugged* (:meth:`Bus.unplug`): the line vanishes (the PTY is closed and its
+/dev/pts node disappears; the TCP server and its clients are closed), frames queued or sent
+meanwhile are lost, and after the given time a new line appears. A PTY bus given a ``link``
+path keeps a symlink there that always points at its current PTY, so a gateway configured
+with the link finds the replugged line like a udev ``/dev/serial/by-id`` name.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 import tty
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 
 from firmware_sim.faults import Emission
 
@@ -52,6 +59,11 @@ class Bus(ABC):
         self._offset = 0
         self.url = ""
         self.last_write = 0.0
+        self._unplug_request: float | None = None
+        self._unplugged_until: float | None = None
+        #: valid frames lost because the line was unplugged when they were due
+        self.dropped_frames = 0
+        self.unplugs = 0
 
     @abstractmethod
     def _open(self) -> str:
@@ -69,6 +81,29 @@ class Bus(ABC):
     def reader_caught_up(self) -> bool:
         """True if nothing is queued and the reader has taken every byte written."""
 
+    def _disconnect(self) -> None:
+        """Make the line vanish (unplug)."""
+        self._close()
+
+    def _reconnect(self) -> None:
+        """Make the line appear again (replug)."""
+        self.url = self._open()
+
+    @property
+    def unplugged(self) -> bool:
+        """True from :meth:`unplug` until the line is back."""
+        with self._cond:
+            return self._unplug_request is not None or self._unplugged_until is not None
+
+    def unplug(self, duration_s: float) -> None:
+        """Pull the cable: the line vanishes for ``duration_s`` wall seconds, frames queued or
+        sent meanwhile are lost, then the line comes back. Ignored while already unplugged."""
+        with self._cond:
+            if self._unplug_request is not None or self._unplugged_until is not None:
+                return
+            self._unplug_request = duration_s
+            self._cond.notify()
+
     def start(self) -> str:
         """Open the line and start the writer thread; returns the URL."""
         self.url = self._open()
@@ -83,6 +118,9 @@ class Bus(ABC):
         if not emission.data:
             return
         with self._cond:
+            if self._unplug_request is not None or self._unplugged_until is not None:
+                self.dropped_frames += len(emission.frames)
+                return
             self._queue.append(emission)
             self._cond.notify()
 
@@ -111,10 +149,40 @@ class Bus(ABC):
                 if self._closing:
                     return
             try:
-                self._pump()
+                if not self._unplug_step():
+                    self._pump()
             except Exception:  # the writer thread's outermost loop: log and keep the line up
                 log.exception("bus %s/%s writer failed; retrying", self.gateway, self.port)
                 time.sleep(_TICK_S)
+
+    def _unplug_step(self) -> bool:
+        """Carry out a pending unplug or replug; True while the line is away."""
+        with self._cond:
+            request = self._unplug_request
+            until = self._unplugged_until
+            if request is not None:
+                self._unplug_request = None
+                self.dropped_frames += sum(len(e.frames) for e in self._queue)
+                self._queue.clear()
+                self._offset = 0
+                self._unplugged_until = until = time.monotonic() + request
+        if request is not None:
+            self._disconnect()
+            self.unplugs += 1
+            log.warning("%s/%s: unplugged for %.1f s", self.gateway, self.port, request)
+            return True
+        if until is None:
+            return False
+        left = until - time.monotonic()
+        if left > 0:
+            with self._cond:
+                self._cond.wait(min(_TICK_S, left))
+            return True
+        self._reconnect()
+        with self._cond:
+            self._unplugged_until = None
+        log.warning("%s/%s: plugged back in on %s", self.gateway, self.port, self.url)
+        return False
 
     def _head(self, timeout: float) -> tuple[Emission, bytes] | None:
         """The emission to write next and its unwritten bytes; waits up to ``timeout``."""
@@ -152,12 +220,16 @@ class Bus(ABC):
 
 
 class PtyBus(Bus):
-    """A pseudo-terminal: the gateway opens the slave path like a USB serial adapter."""
+    """A pseudo-terminal: the gateway opens the slave path like a USB serial adapter. With
+    ``link``, a symlink there always points at the current PTY and is the bus's URL."""
 
-    def __init__(self, *, gateway: str, port: str, on_written: OnWritten) -> None:
+    def __init__(
+        self, *, gateway: str, port: str, on_written: OnWritten, link: Path | None = None
+    ) -> None:
         super().__init__(gateway=gateway, port=port, on_written=on_written)
         self._master = -1
         self.path = ""
+        self.link = link
         self._attached_at: float | None = None
 
     def _open(self) -> str:
@@ -170,7 +242,19 @@ class PtyBus(Bus):
         os.close(slave)
         os.set_blocking(master, False)
         self._master = master
-        return self.path
+        if self.link is None:
+            return self.path
+        tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.path)
+        tmp.replace(self.link)  # atomic: a gateway never finds the name missing mid-swap
+        return str(self.link)
+
+    def _disconnect(self) -> None:
+        # Closing the master makes the slave node vanish and the reader's read() fail (EIO),
+        # as when a USB adapter is pulled; the stable name goes too, as udev's would.
+        self._close()
+        self._attached_at = None
 
     def _poll(self, timeout_s: float, want_write: bool) -> int:
         poller = select.poll()
@@ -214,6 +298,8 @@ class PtyBus(Bus):
         self._advance(written)
 
     def reader_caught_up(self) -> bool:
+        if self.unplugged:
+            return True  # nothing left to take: unplugging dropped it
         # The kernel moves written bytes to the slave's read queue asynchronously, so an
         # empty read queue right after a write proves nothing: wait for it to settle first.
         if self.pending() or time.monotonic() - self.last_write < SETTLE_S:
@@ -234,6 +320,8 @@ class PtyBus(Bus):
             with contextlib.suppress(OSError):
                 os.close(self._master)
             self._master = -1
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
 
 
 def _url_host(host: str) -> str:
@@ -278,6 +366,8 @@ class SocketBus(Bus):
         server = socket.create_server((self.host, self.bind_port))
         server.setblocking(False)
         self._server = server
+        # A replugged line comes back on the port it had.
+        self.bind_port = server.getsockname()[1]
         advertised = _url_host(self.host)
         return f"socket://{advertised}:{server.getsockname()[1]}"
 
@@ -333,6 +423,15 @@ class SocketBus(Bus):
         # has read so far when it meets the end of the stream in the same call: give the
         # reader time to take the last frames before the connection ends.
         return self.pending() == 0 and time.monotonic() - self.last_write >= SETTLE_S
+
+    def _disconnect(self) -> None:
+        # Clients see the connection end and new ones are refused, like a ser2net box
+        # losing its serial device.
+        for client in list(self._clients):
+            self._drop(client)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def _close(self) -> None:
         for client in list(self._clients):

@@ -31,6 +31,8 @@ class GroundTruth:
         self.started_ms = time.time_ns() // 1_000_000
         self.finished = False
         self.frames_unsent = 0
+        #: valid frames lost because their line was unplugged when they were due
+        self.frames_unplugged = 0
 
     def record(self, emission: Emission) -> None:
         """Count an emission whose bytes are all written."""
@@ -71,6 +73,7 @@ class GroundTruth:
                 "frames_written": self.frames_written,
                 "frames_invalid": self.frames_invalid,
                 "frames_unsent": self.frames_unsent,
+                "frames_unplugged": self.frames_unplugged,
                 "bytes_written": self.bytes_written,
                 "faults": dict(sorted(self.faults.items())),
             }
