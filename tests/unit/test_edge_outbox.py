@@ -9,15 +9,18 @@ import random
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from contract.backoff import backoff_delay
 from contract.errors import StorageError
 from contract.payload import ClockSource, Reading, SensorKind
+from edge.config import EdgeSettings, load_settings
 from edge.outbox import (
     FullPolicy,
     MemoryOutbox,
@@ -444,3 +447,43 @@ def test_backoff_spreads_gateways_out() -> None:
     random.seed(7)
     delays = {round(backoff_delay(5, base=0.5, cap=30), 6) for _ in range(100)}
     assert len(delays) == 100
+
+
+def test_spool_settings_become_the_outbox_limits_and_a_bad_policy_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("PANTAU_SPOOL_MAX_READINGS", "PANTAU_SPOOL_MAX_AGE_S", "PANTAU_SPOOL_FULL_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    base: dict[str, Any] = {
+        "gateway_id": "gw-1",
+        "site_id": "rs-1",
+        "serial_ports": {"bus0": "/dev/ttyUSB0"},
+    }
+    assert EdgeSettings(**base).spool_limits == SpoolLimits(
+        max_readings=1_000_000,
+        max_age_ms=7 * 24 * 3600 * 1000,
+        policy=FullPolicy.DROP_OLDEST_LOWEST_LANE,
+    )
+    monkeypatch.setenv("PANTAU_SPOOL_FULL_POLICY", "refuse_new")
+    monkeypatch.setenv("PANTAU_SPOOL_MAX_AGE_S", "1.5")
+    assert EdgeSettings(**base, spool_max_readings=50).spool_limits == SpoolLimits(
+        max_readings=50, max_age_ms=1500, policy=FullPolicy.REFUSE_NEW
+    )
+    monkeypatch.setenv("PANTAU_SPOOL_FULL_POLICY", "drop_newest")
+    with pytest.raises(ValidationError, match="spool_full_policy"):
+        EdgeSettings(**base)
+    monkeypatch.delenv("PANTAU_SPOOL_FULL_POLICY")
+    with pytest.raises(ValidationError, match="spool_max_readings"):
+        EdgeSettings(**base, spool_max_readings=0)
+
+
+def test_the_sample_config_sets_the_spool_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PANTAU_MQTT_PASSWORD", "k8#Qz-unique")
+    for name in ("PANTAU_SPOOL_MAX_READINGS", "PANTAU_SPOOL_MAX_AGE_S", "PANTAU_SPOOL_FULL_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(Path(__file__).parents[2] / "edge" / "sample-config.yaml")
+    assert settings.spool_limits == SpoolLimits(
+        max_readings=1_000_000,
+        max_age_ms=604_800_000,
+        policy=FullPolicy.DROP_OLDEST_LOWEST_LANE,
+    )
