@@ -61,12 +61,12 @@ class IngestSettings(BaseSettings):
     dedup_per_gateway: int = Field(default=1024, ge=0)
     #: Rollup points are stamped at the start of aligned buckets of this length; a late
     #: reading rewrites the buckets it changes (docs/schema.md, "Late data").
-    rollup_bucket_s: int = Field(default=10, ge=1)
+    rollup_bucket_s: int = Field(default=60, ge=1)
     #: Readings kept in memory to recompute past buckets when late data arrives (about 56
     #: bytes each); 0 turns the correction of past buckets off.
     late_history_readings: int = Field(default=500_000, ge=0)
     #: How far back late data still corrects rollups (bounded by late_history_readings too).
-    late_horizon_s: int = Field(default=24 * 3600, ge=0)
+    late_horizon_s: int = Field(default=6 * 3600, ge=0)
     metrics_port: int | None = None
     #: How long raw readings and per-flush aggregates are kept (the default retention policy
     #: ``autogen``), and how long their downsampled copies (``downsampled``); InfluxQL
