@@ -12,6 +12,7 @@ long as they last: the messages stay unacknowledged meanwhile, so nothing is los
 broker holds the backlog. A 400 (bad or
 conflicting data) is not retried; the chunk is bisected so every line that can be stored is,
 and the lines InfluxDB still refuses on their own are returned to the caller to dead-letter.
+Any other failure (401, 404 database not found...) is raised: nothing is acknowledged.
 """
 
 from __future__ import annotations
@@ -301,6 +302,11 @@ class PointWriter:
         try:
             self._write_retrying(lines[lo:hi])
         except StorageError as exc:
+            if exc.status != 400:
+                # Neither retryable nor about the data (401/403 credentials, 404 no database,
+                # 413...): dead-lettering every line would lose the window; raising leaves it
+                # unacknowledged at the broker for when the operator has fixed the cause.
+                raise
             if hi - lo == 1:
                 log.warning("InfluxDB refused a line: %s", exc)
                 refused.append(Refused(lo, str(exc)))
