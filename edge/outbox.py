@@ -26,6 +26,7 @@ one row per batch).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -48,6 +49,8 @@ _LANE_OF = {kind: i for i, kind in enumerate(LANES)}
 _LOWEST = len(LANES) - 1
 
 _READINGS = TypeAdapter(list[Reading])
+
+log = logging.getLogger(__name__)
 
 
 def wall_ms() -> int:
@@ -154,12 +157,19 @@ class _Tally:
     next_seq: int = 0
     next_id: int = 0
     high_water: int = 0
+    #: 1 when this spool file replaced a corrupt one (moved aside at open).
+    quarantined: int = 0
     lane_depth: list[int] = field(default_factory=lambda: [0] * len(LANES))
     dropped: dict[tuple[DropReason, int], int] = field(default_factory=dict)
 
     def copy(self) -> _Tally:
         return _Tally(
-            self.next_seq, self.next_id, self.high_water, list(self.lane_depth), dict(self.dropped)
+            self.next_seq,
+            self.next_id,
+            self.high_water,
+            self.quarantined,
+            list(self.lane_depth),
+            dict(self.dropped),
         )
 
     @property
@@ -186,6 +196,7 @@ class _Tally:
         self.next_seq = meta.get("next_seq", self.next_seq)
         self.next_id = meta.get("next_id", self.next_id)
         self.high_water = meta.get("high_water", 0)
+        self.quarantined = meta.get("quarantined", 0)
         for reason in DropReason:
             for lane, kind in enumerate(LANES):
                 n = meta.get(f"dropped_{reason.value}_{kind.value}", 0)
@@ -193,7 +204,7 @@ class _Tally:
                     self.dropped[reason, lane] = n
 
     def stats(self) -> dict[str, int]:
-        out = {"spool_high_water": self.high_water}
+        out = {"spool_high_water": self.high_water, "spool_quarantined": self.quarantined}
         for lane, kind in enumerate(LANES):
             out[f"spool_depth_{kind.value}"] = self.lane_depth[lane]
         total = 0
@@ -393,6 +404,21 @@ _UPSERT_META = (
 )
 
 
+class _CorruptSpoolError(StorageError):
+    """SQLite says the spool file is damaged or not a database."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retryable=False)
+
+
+def _check_integrity(db: sqlite3.Connection) -> None:
+    # About 0.1 s for a million spooled readings: cheap next to a gateway that crashes on a
+    # damaged page at every start.
+    (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    if check != "ok":
+        raise _CorruptSpoolError(f"quick_check: {check}")
+
+
 def _pack_ids(ids: Sequence[int]) -> bytes:
     return array("q", ids).tobytes()
 
@@ -426,21 +452,46 @@ class SqliteOutbox:
         self._tally = _Tally()
 
     def open(self) -> Self:
-        """Open (creating or migrating if needed) the spool file; returns self."""
+        """Open (creating or migrating if needed) the spool file; returns self.
+
+        A file SQLite finds corrupt (a failing SD card, a foreign file) is moved aside as
+        ``<name>.corrupt-<ms>`` and an empty spool started, logged as an error and reported as
+        ``spool_quarantined`` = 1: an unattended gateway keeps sending new readings instead of
+        failing at every start."""
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot open spool {self._path}: {exc}", retryable=False) from exc
+        corrupt: str | None = None
+        try:
+            db, tally = self._prepare(quarantined=0)
+        except _CorruptSpoolError as exc:
+            corrupt = str(exc)
+        if corrupt is not None:
+            moved = self._quarantine()
+            log.error(
+                "spool %s is corrupt (%s); moved to %s, starting empty", self._path, corrupt, moved
+            )
+            db, tally = self._prepare(quarantined=1)
+        self._db = db
+        self._tally = tally
+        return self
+
+    def _prepare(self, *, quarantined: int) -> tuple[sqlite3.Connection, _Tally]:
+        try:
             db = sqlite3.connect(
                 self._path,
                 check_same_thread=False,
                 isolation_level=None,
                 timeout=_BUSY_TIMEOUT_S,
             )
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
             raise StorageError(f"cannot open spool {self._path}: {exc}", retryable=False) from exc
         try:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            _check_integrity(db)
             db.execute("BEGIN IMMEDIATE")
             # executescript() would commit the transaction; the statements run inside it.
             for statement in _SCHEMA.split(";"):
@@ -451,6 +502,8 @@ class SqliteOutbox:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', ?)", (self._clock(),)
             )
+            if quarantined:
+                db.execute(_UPSERT_META, ("quarantined", quarantined))
             self._migrate_v1(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -458,12 +511,35 @@ class SqliteOutbox:
             tally.load(dict(db.execute("SELECT key, value FROM meta").fetchall()))
             for lane, n in db.execute("SELECT lane, SUM(n) FROM batches GROUP BY lane"):
                 tally.lane_depth[min(lane, _LOWEST)] += n
+        except _CorruptSpoolError:
+            db.close()
+            raise
         except (sqlite3.Error, ValidationError) as exc:
             db.close()
+            corrupt = isinstance(exc, ValidationError) or (
+                isinstance(exc, sqlite3.DatabaseError)
+                and not isinstance(exc, sqlite3.OperationalError)
+                and exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+            )
+            if corrupt:
+                raise _CorruptSpoolError(str(exc)) from exc
             raise StorageError(f"cannot open spool {self._path}: {exc}", retryable=False) from exc
-        self._db = db
-        self._tally = tally
-        return self
+        return db, tally
+
+    def _quarantine(self) -> Path:
+        """Move the spool file and its WAL/SHM companions aside; returns the new name."""
+        moved = self._path.with_name(f"{self._path.name}.corrupt-{self._clock()}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self._path}{suffix}")
+            if src.exists():
+                try:
+                    src.replace(Path(f"{moved}{suffix}"))
+                except OSError as exc:
+                    raise StorageError(
+                        f"spool {self._path} is corrupt and cannot be moved aside: {exc}",
+                        retryable=False,
+                    ) from exc
+        return moved
 
     def _migrate_v1(self, db: sqlite3.Connection) -> None:
         """Spools written before lanes (one row per reading) become one row per batch."""

@@ -487,3 +487,33 @@ def test_the_sample_config_sets_the_spool_bounds(monkeypatch: pytest.MonkeyPatch
         max_age_ms=604_800_000,
         policy=FullPolicy.DROP_OLDEST_LOWEST_LANE,
     )
+
+
+@pytest.mark.parametrize("damage", ["not_a_database", "zeroed_page"])
+def test_a_corrupt_spool_is_moved_aside_and_an_empty_one_started(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    path = tmp_path / "gw.spool"
+    if damage == "not_a_database":
+        path.write_bytes(b"\x00garbage from a failing card\xff" * 500)
+    else:
+        box = SqliteOutbox(path=path, clock=clock).open()
+        for i in range(50):
+            box.put(of(BED, *range(10 * i, 10 * i + 10)))
+        box.close()  # the last close checkpoints the WAL into the main file
+        raw = bytearray(path.read_bytes())
+        raw[4096 : 2 * 4096] = bytes(4096)  # page 2 (a b-tree page) wiped
+        path.write_bytes(bytes(raw))
+    damaged = path.read_bytes()
+    clock.now += 5
+    box = SqliteOutbox(path=path, clock=clock).open()
+    try:
+        assert (tmp_path / f"gw.spool.corrupt-{T0 + 5}").read_bytes() == damaged
+        assert box.depth() == 0
+        assert nonzero(box.stats()) == {"spool_quarantined": 1}
+        box.put(of(BED, 0))
+        assert held(box) == [("bed", 0)]
+    finally:
+        box.close()
+    assert "is corrupt" in caplog.text
