@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import orjson
 import pytest
 
 from city import Registry
@@ -15,6 +16,7 @@ from cloud.influx import InfluxHTTP
 from cloud.ingest import Ingester, IngestSettings
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import (
+    Message,
     latest_aggregates,
     make_stream,
     now_ms,
@@ -123,7 +125,7 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
         for msg in stream.messages:
             pub.publish(msg)
 
-        def settled() -> bool:
+        def settled(n_msgs: int) -> bool:
             got = {k: scrape(p) for k, p in ports.items()}
             a, b = got["a"], got["b"]
             return (
@@ -137,7 +139,17 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
                 == a["pantau_ingest_state_deltas_published_total"]
             )
 
-        wait_for(settled, "both setups to take every message and the members to converge")
+        wait_for(
+            lambda: settled(n_msgs), "both setups to take every message and the members to converge"
+        )
+        # A redelivered batch and a batch with a refused reading.
+        pub.publish(stream.messages[0])
+        t = now_ms() - 1000
+        bad = {"capacity": 24, "occupied": -1, "suspect": 0, "confirmed": 0, "waiting": 0}
+        reading = {"sensor": "bed-kariadi-icu", "kind": "bed", "ts": t, "seq": 1, "values": bad}
+        doc = {"v": 1, "gw": "gw-kariadi", "seq": 10_000, "sent": t, "readings": [reading]}
+        pub.publish(Message("gw-kariadi", stream.messages[0].topic, orjson.dumps(doc), ()))
+        wait_for(lambda: settled(n_msgs + 2), "the duplicate and the refused reading")
         final = {k: scrape(p) for k, p in ports.items()}
         assert all(
             (m.state.ts == single.state.ts).all() for m in members if m.state and single.state
@@ -168,15 +180,26 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
     assert counts == (len(sent), len(sent))
 
     # Exact counters on the real endpoints.
-    assert s["pantau_ingest_messages_total"] == n_msgs
-    assert s["pantau_ingest_readings_total"] == len(sent)
+    assert s["pantau_ingest_messages_total"] == n_msgs + 2
+    assert s["pantau_ingest_duplicates_dropped_total"] == 1
+    assert s['pantau_ingest_dead_letters_total{reason="negative_count"}'] == 1
+    assert s["pantau_ingest_readings_total"] == len(sent) + 1
     assert s["pantau_ingest_readings_stored_total"] == len(sent)
     assert s["pantau_ingest_lag_seconds_count"] == len(sent)
     assert s['pantau_ingest_lag_seconds_bucket{le="30.0"}'] == 0  # all sent 2 min late
     assert s['pantau_ingest_lag_seconds_bucket{le="300.0"}'] == len(sent)
     assert s["pantau_ingest_state_deltas_published_total"] == 0  # a lone ingester
-    for name in ("readings_total", "readings_stored_total", "lag_seconds_count"):
-        assert a[f"pantau_ingest_{name}"] + b[f"pantau_ingest_{name}"] == len(sent), name
+    reason = 'pantau_ingest_dead_letters_total{reason="negative_count"}'
+    assert a.get(reason, 0) + b.get(reason, 0) == 1
+    # The member that got the repeat stored it again unless it had taken the original.
+    dup = a["pantau_ingest_duplicates_dropped_total"] + b["pantau_ingest_duplicates_dropped_total"]
+    assert dup in (0, 1)
+    extra = 0 if dup == 1 else len(stream.messages[0].rows)
+    for name in ("readings_stored_total", "lag_seconds_count"):
+        total = a[f"pantau_ingest_{name}"] + b[f"pantau_ingest_{name}"]
+        assert total == len(sent) + extra, name
+    readings = a["pantau_ingest_readings_total"] + b["pantau_ingest_readings_total"]
+    assert readings == len(sent) + 1 + extra
     assert s["pantau_ingest_points_written_total"] >= len(sent)
     for g in (a, b, s):
         assert g["pantau_ingest_windows_total"] >= 1
