@@ -1,0 +1,258 @@
+"""Edge gateway benchmark: one real ``pantau edge run`` process under a big gateway's load.
+
+200 sensors x 10 readings/s = 2000 readings/s, spread over ``--ports`` pseudo-terminals (the
+agent opens the PTY slaves exactly as USB adapters); a real Mosquitto on a free port. The frame
+writer runs in this process, so its CPU is not charged to the agent. After ``--warmup`` seconds
+the agent's CPU time (utime + stime from ``/proc/<pid>/stat``, all its threads) and RSS
+(``VmRSS``, sampled every second) are measured over ``--duration`` seconds, with the readings
+the broker delivered to a subscriber in that window.
+
+    .venv/bin/python -m bench.edge_gateway                    # about 45 s
+    .venv/bin/python -m bench.edge_gateway --duration 10 --profile /tmp/edge.prof
+
+Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s == offered.
+``--profile FILE`` runs the agent under cProfile (its publisher loop, the main thread) and
+writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
+benchmark's. Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from contract import SensorKind, SerialFrame, encode_frame
+from contract.topics import Channel, build
+from pantau.paths import ROOT
+from pantau.services import Mosquitto
+
+GW = "gw-bench"
+SITE = "rs-bench"
+PASSWORD = "gw-bench-pw"  # noqa: S105 - a throwaway broker user on a temp broker
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Sensors:
+    """``n`` sensors on ``ports`` PTYs, each reporting every ``interval_s`` with its own seq."""
+
+    def __init__(self, *, n: int, ports: int, interval_s: float) -> None:
+        self.n = n
+        self.interval_s = interval_s
+        self.pairs = [os.openpty() for _ in range(ports)]
+        self.paths = {f"bus{i}": os.ttyname(slave) for i, (_m, slave) in enumerate(self.pairs)}
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sensors", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        ports = len(self.pairs)
+        step = 0
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            now_ms = time.time_ns() // 1_000_000
+            wires: list[list[bytes]] = [[] for _ in range(ports)]
+            for i in range(self.n):
+                # Bed wards with clocks: the heaviest frame and value rules there are.
+                occupied = (step + i) % 40
+                frame = SerialFrame(
+                    sensor=f"bed-{i:03d}",
+                    kind=SensorKind.BED,
+                    seq=step,
+                    ts_ms=now_ms,
+                    values=(40, occupied, occupied // 4, occupied // 8, 0),
+                )
+                wires[i % ports].append(encode_frame(frame))
+            for (master, _slave), wire in zip(self.pairs, wires, strict=True):
+                os.write(master, b"".join(wire))  # blocks if the agent falls behind
+            self.written += self.n
+            step += 1
+            self._stop.wait(max(0.0, t0 + step * self.interval_s - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for pair in self.pairs:
+            for fd in pair:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+class Counter:
+    """Counts the readings the broker delivers on the gateway's readings topic."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.readings = 0
+        self.batches = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id="bench-counter",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set("pantau-ops", broker.users["pantau-ops"])
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_a: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise SystemExit("the counter could not subscribe")
+
+    def _on_connect(self, c: mqtt.Client, *_a: object) -> None:
+        c.subscribe(build(SITE, GW, Channel.READINGS), qos=1)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        n = len(orjson.loads(msg.payload)["readings"])
+        with self._lock:
+            self.readings += n
+            self.batches += 1
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.readings, self.batches
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextlib.contextmanager
+def agent_process(
+    broker: Mosquitto, ports: dict[str, str], workdir: Path, profile: Path | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    broker.add_user(GW, PASSWORD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
+    env.update(
+        PANTAU_GATEWAY_ID=GW,
+        PANTAU_SITE_ID=SITE,
+        PANTAU_MQTT_URL=broker.url,
+        PANTAU_MQTT_PASSWORD=PASSWORD,
+        PANTAU_SERIAL_PORTS=orjson.dumps(ports).decode(),
+        PANTAU_SPOOL_PATH=str(workdir / "gw.spool"),
+        PANTAU_STATUS_INTERVAL_S="5",
+    )
+    argv = [sys.executable]
+    if profile is not None:
+        argv += ["-m", "cProfile", "-o", str(profile)]
+    argv += ["-m", "edge", "run", "--log-level", "WARNING"]
+    with (workdir / "agent.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def status(workdir: Path) -> dict[str, object]:
+    try:
+        doc = orjson.loads((workdir / "gw.spool.status.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    stats = doc.get("stats", {})
+    return stats if isinstance(stats, dict) else {}
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sensors", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=10.0, help="readings/s per sensor")
+    parser.add_argument("--ports", type=int, default=8, help="PTYs the sensors share")
+    parser.add_argument("--warmup", type=float, default=8.0, help="s before measuring")
+    parser.add_argument("--duration", type=float, default=30.0, help="s measured")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile output file")
+    args = parser.parse_args()
+    command = " ".join(["python -m bench.edge_gateway", *sys.argv[1:]])
+    offered = args.sensors * args.rate
+    print(command)
+    print(f"{args.sensors} sensors x {args.rate:g}/s = {offered:.0f} readings/s, {args.ports} PTYs")
+    workdir = Path(tempfile.mkdtemp(prefix="pantau-edge-bench-"))
+    sensors = Sensors(n=args.sensors, ports=args.ports, interval_s=1 / args.rate)
+    try:
+        with (
+            Mosquitto(workdir=workdir / "mosquitto") as broker,
+            agent_process(broker, sensors.paths, workdir, args.profile) as proc,
+        ):
+            counter = Counter(broker)
+            deadline = time.monotonic() + 20
+            # Opening a tty flushes its input: the sensors talk once every port is open.
+            while status(workdir).get("ports_open") != args.ports:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"agent did not open its ports; see {workdir / 'agent.log'}")
+                time.sleep(0.1)
+            sensors.start()
+            time.sleep(args.warmup)
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            got0, batches0 = counter.snapshot()
+            written0 = sensors.written
+            rss: list[float] = []
+            while time.monotonic() - wall0 < args.duration:
+                rss.append(rss_mb(proc.pid))
+                time.sleep(1.0)
+            cpu1, wall1 = cpu_seconds(proc.pid), time.monotonic()
+            got1, batches1 = counter.snapshot()
+            written1 = sensors.written
+            final = status(workdir)
+            sensors.stop()
+            counter.close()
+        wall = wall1 - wall0
+        cpu_pct = 100 * (cpu1 - cpu0) / wall
+        print(f"window            {wall:.1f} s after {args.warmup:g} s warm-up")
+        print(f"offered           {(written1 - written0) / wall:8.0f} readings/s")
+        delivered, batches = (got1 - got0) / wall, (batches1 - batches0) / wall
+        print(f"delivered         {delivered:8.0f} readings/s ({batches:.1f} batches/s)")
+        print(f"agent CPU         {cpu_pct:8.1f} % of one core (goal <= 5 %)")
+        mean_rss = sum(rss) / len(rss)
+        print(f"agent RSS         {max(rss):8.1f} MB max, {mean_rss:.1f} MB mean (goal <= 60 MB)")
+        print(
+            "agent status      "
+            + ", ".join(
+                f"{k}={final.get(k)}"
+                for k in ("link", "frames", "spool_depth", "seq_gaps", "sensors_silent")
+            )
+        )
+        if args.profile is not None:
+            print(f"profile           {args.profile} (python -m pstats)")
+    finally:
+        sensors.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
