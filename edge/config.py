@@ -55,6 +55,9 @@ class EdgeSettings(BaseSettings):
     #: Spool bounds (docs/adr/0005-edge-spool.md). A million readings is about 160 MB on disk
     #: and eight minutes of the largest gateway (2000 readings/s), hours of a typical one.
     spool_max_readings: int = Field(default=1_000_000, ge=1)
+    #: Optional cap on the spool file in bytes (at least 1 MiB); a full file, or a full disk,
+    #: gets the same policy as a spool over ``spool_max_readings``.
+    spool_max_bytes: int | None = Field(default=None, ge=1 << 20)
     #: A batch spooled longer than this is dropped (counted as expired), sent or not.
     spool_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
     #: What a full spool drops: the oldest readings of the lowest-priority lane (crowd, then
@@ -148,6 +151,7 @@ class EdgeSettings(BaseSettings):
         """The spool bounds as the outbox takes them."""
         return SpoolLimits(
             max_readings=self.spool_max_readings,
+            max_bytes=self.spool_max_bytes,
             max_age_ms=round(self.spool_max_age_s * 1000),
             policy=self.spool_full_policy,
         )

@@ -94,6 +94,10 @@ class SpoolLimits:
     """The spool's bounds; ``None`` means unbounded (tests, benchmarks)."""
 
     max_readings: int | None = None
+    #: Cap on the spool file (SQLite ``max_page_count``; the WAL adds up to about 4 MB). A
+    #: write that finds the file - or the disk - full gets the same policy as a spool over
+    #: ``max_readings``. Only :class:`SqliteOutbox` has a file; the memory outbox ignores it.
+    max_bytes: int | None = None
     #: A batch older than this (since it was stored) is dropped as expired.
     max_age_ms: int | None = None
     policy: FullPolicy = FullPolicy.DROP_OLDEST_LOWEST_LANE
@@ -394,6 +398,9 @@ CREATE INDEX IF NOT EXISTS batches_lane ON batches (lane, seq);
 CREATE INDEX IF NOT EXISTS batches_created ON batches (created_ms);
 """
 
+#: How many times a put that finds the file full frees room by the policy and tries again.
+_FREE_ROUNDS = 8
+
 #: How long open() waits for another process's lock on the spool (a second agent holds it for
 #: good; a killed one's lock is released by the kernel at once).
 _BUSY_TIMEOUT_S = 1.0
@@ -402,6 +409,13 @@ _UPSERT_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
+
+
+class _DiskFullError(StorageError):
+    """SQLite could not grow the spool: ``max_bytes`` reached or the disk is full."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retryable=True)
 
 
 class _CorruptSpoolError(StorageError):
@@ -450,6 +464,9 @@ class SqliteOutbox:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._tally = _Tally()
+        # Counters changed while the disk was too full to store them; the next write stores
+        # them all.
+        self._unsaved = False
 
     def open(self) -> Self:
         """Open (creating or migrating if needed) the spool file; returns self.
@@ -492,6 +509,10 @@ class SqliteOutbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             _check_integrity(db)
+            if self._limits.max_bytes is not None:
+                (page_size,) = db.execute("PRAGMA page_size").fetchone()
+                pages = max(1, self._limits.max_bytes // page_size)
+                db.execute(f"PRAGMA max_page_count = {pages}")
             db.execute("BEGIN IMMEDIATE")
             # executescript() would commit the transaction; the statements run inside it.
             for statement in _SCHEMA.split(";"):
@@ -586,16 +607,22 @@ class SqliteOutbox:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 result = change(db, tally)
-                old = before.persisted()
-                changed = [(k, v) for k, v in tally.persisted().items() if old[k] != v]
+                old = {} if self._unsaved else before.persisted()
+                changed = [(k, v) for k, v in tally.persisted().items() if old.get(k) != v]
                 if changed:
                     db.executemany(_UPSERT_META, changed)
                 db.execute("COMMIT")
             except (sqlite3.Error, ValidationError) as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+                if (
+                    isinstance(exc, sqlite3.Error)
+                    and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+                ):
+                    raise _DiskFullError(f"spool {self._path} is full: {exc}") from exc
                 raise StorageError(f"spool write failed: {exc}", retryable=True) from exc
             self._tally = tally
+            self._unsaved = False
             return result
 
     def put(self, readings: Sequence[Reading]) -> int:
@@ -631,7 +658,56 @@ class SqliteOutbox:
             t.note_depth()
             return seq
 
-        return self._write(change)
+        for _round in range(_FREE_ROUNDS):
+            try:
+                return self._write(change)
+            except _DiskFullError:
+                if not self._make_room(len(readings)):
+                    break
+        log.warning("spool %s full: %d new reading(s) dropped", self._path, len(readings))
+        return self._refuse(readings)
+
+    def _make_room(self, n: int) -> bool:
+        """Under DROP_OLDEST_LOWEST_LANE, drop up to ``n`` readings by the policy so that a new
+        batch of ``n`` can reuse their pages; False if the policy or the spool has nothing to
+        give."""
+        n = min(n, self._tally.depth)
+        if self._limits.policy is not FullPolicy.DROP_OLDEST_LOWEST_LANE or n == 0:
+            return False
+
+        def shed(db: sqlite3.Connection, t: _Tally) -> int:
+            self._shed_in(db, t, n)
+            return n
+
+        try:
+            self._write(shed)
+        except _DiskFullError:
+            return False
+        return True
+
+    def _refuse(self, readings: Sequence[Reading]) -> int:
+        """Count a batch that could not be stored at all as dropped (full); return its seq."""
+
+        def count(_db: sqlite3.Connection | None, t: _Tally) -> int:
+            seq = t.next_seq
+            t.next_seq += 1
+            if readings:
+                lane = _batch_lane(readings)
+                t.lane_depth[lane] += len(readings)
+                t.drop(DropReason.FULL, lane, len(readings))
+                t.next_id += len(readings)
+            return seq
+
+        try:
+            return self._write(count)
+        except _DiskFullError:
+            # Not even the counters fit: keep them in memory until a write succeeds.
+            with self._lock:
+                tally = self._tally.copy()
+                seq = count(None, tally)
+                self._tally = tally
+                self._unsaved = True
+            return seq
 
     def _shed_in(self, db: sqlite3.Connection, t: _Tally, over: int) -> None:
         while over > 0:

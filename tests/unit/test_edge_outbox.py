@@ -5,6 +5,7 @@ policy says."""
 
 from __future__ import annotations
 
+import collections
 import random
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -466,9 +467,13 @@ def test_spool_settings_become_the_outbox_limits_and_a_bad_policy_is_refused(
     )
     monkeypatch.setenv("PANTAU_SPOOL_FULL_POLICY", "refuse_new")
     monkeypatch.setenv("PANTAU_SPOOL_MAX_AGE_S", "1.5")
-    assert EdgeSettings(**base, spool_max_readings=50).spool_limits == SpoolLimits(
-        max_readings=50, max_age_ms=1500, policy=FullPolicy.REFUSE_NEW
+    assert EdgeSettings(
+        **base, spool_max_readings=50, spool_max_bytes=2 << 20
+    ).spool_limits == SpoolLimits(
+        max_readings=50, max_bytes=2 << 20, max_age_ms=1500, policy=FullPolicy.REFUSE_NEW
     )
+    with pytest.raises(ValidationError, match="spool_max_bytes"):
+        EdgeSettings(**base, spool_max_bytes=4096)
     monkeypatch.setenv("PANTAU_SPOOL_FULL_POLICY", "drop_newest")
     with pytest.raises(ValidationError, match="spool_full_policy"):
         EdgeSettings(**base)
@@ -517,3 +522,74 @@ def test_a_corrupt_spool_is_moved_aside_and_an_empty_one_started(
     finally:
         box.close()
     assert "is corrupt" in caplog.text
+
+
+def kept_and_dropped(box: Outbox) -> tuple[collections.Counter[str], dict[str, int]]:
+    kept = collections.Counter(kind for kind, _seq in held(box))
+    return kept, nonzero(box.stats())
+
+
+def test_a_spool_file_at_its_byte_cap_drops_the_oldest_crowd_readings_for_new_beds(
+    tmp_path: Path,
+) -> None:
+    box = SqliteOutbox(
+        path=tmp_path / "gw.spool", clock=FakeClock(), limits=SpoolLimits(max_bytes=96 * 1024)
+    ).open()
+    try:
+        crowd_put = 0
+        # Crowd readings until the file is full: SQLite says SQLITE_FULL, the policy drops the
+        # oldest crowd readings to make room for the new ones.
+        while box.stats()["spool_dropped_full_crowd"] == 0:
+            box.put(of(CROWD, *range(crowd_put, crowd_put + 50)))
+            crowd_put += 50
+            assert crowd_put < 10_000, "the byte cap never bit"
+        for i in range(5):
+            box.put(of(BED, *range(50 * i, 50 * i + 50)))
+        kept, stats = kept_and_dropped(box)
+        # Not one bed reading lost while there were crowd readings to drop; every crowd reading
+        # is either still held or counted as dropped.
+        assert kept["bed"] == 250
+        assert kept["crowd"] > 0
+        assert kept["crowd"] + stats["spool_dropped_full_crowd"] == crowd_put
+        assert stats["spool_dropped_total"] == stats["spool_dropped_full_crowd"]
+        assert [r.seq for b in box.take(limit=1000) for r in b.readings if r.kind is CROWD] == (
+            list(range(crowd_put - kept["crowd"], crowd_put))  # the newest crowd readings stay
+        )
+        assert (tmp_path / "gw.spool").stat().st_size <= 96 * 1024
+    finally:
+        box.close()
+
+
+def test_a_refuse_new_spool_at_its_byte_cap_drops_and_counts_the_new_batch(
+    tmp_path: Path,
+) -> None:
+    limits = SpoolLimits(max_bytes=96 * 1024, policy=FullPolicy.REFUSE_NEW)
+    path = tmp_path / "gw.spool"
+    box = SqliteOutbox(path=path, clock=FakeClock(), limits=limits).open()
+    try:
+        put = 0
+        while box.stats()["spool_dropped_total"] == 0:
+            box.put(of(CROWD, *range(put, put + 50)))
+            put += 50
+            assert put < 10_000, "the byte cap never bit"
+        held_before = box.depth()
+        assert held_before == put - 50  # the last batch did not fit and was dropped whole
+        box.put(of(BED, *range(50)))
+        assert box.depth() == held_before
+        assert nonzero(box.stats()) == {
+            "spool_high_water": held_before,
+            "spool_dropped_full_bed": 50,
+            "spool_dropped_full_crowd": 50,
+            "spool_dropped_full": 100,
+            "spool_dropped_bed": 50,
+            "spool_dropped_crowd": 50,
+            "spool_dropped_total": 100,
+        }
+        stats = box.stats()
+    finally:
+        box.close()
+    reopened = SqliteOutbox(path=path, clock=FakeClock(), limits=limits).open()
+    try:
+        assert reopened.stats() == stats
+    finally:
+        reopened.close()
