@@ -12,7 +12,13 @@ redelivers it. Redelivered readings overwrite themselves (same series, same time
 
 Backpressure: while a write is being retried the consumer stops taking messages; the broker may
 have at most ``mqtt_receive_maximum`` unacknowledged messages in flight to us (MQTT v5 Receive
-Maximum), so the buffer and memory stay bounded and the backlog waits at the broker.
+Maximum), so the buffer and memory stay bounded and the backlog waits at the broker
+(``pantau_ingest_unacked_messages`` shows how many we hold).
+
+Scale-out (``mqtt_shared_group``): members share the gateway topics through an MQTT v5 shared
+subscription and, before acknowledging a window, publish their sensor-state changes to the
+group (``cluster``); each merges the others' so every member writes the rollups one ingester
+would. See docs/adr/0006-ingester-scale-out.md.
 """
 
 from __future__ import annotations
