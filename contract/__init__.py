@@ -11,6 +11,7 @@ from contract.binary import (
     encode_binary_batch,
     is_binary,
 )
+from contract.cluster import StateDelta, decode_state_delta, encode_state_delta
 from contract.errors import (
     ConfigError,
     ConfigFileError,
@@ -83,6 +84,7 @@ __all__ = [
     "SensorKind",
     "SerialFrame",
     "SingleReading",
+    "StateDelta",
     "StorageError",
     "Topic",
     "TopicError",
@@ -92,9 +94,11 @@ __all__ = [
     "check_values",
     "check_version",
     "decode_binary_batch",
+    "decode_state_delta",
     "encode",
     "encode_binary_batch",
     "encode_frame",
+    "encode_state_delta",
     "is_binary",
     "load_json",
     "parse_frame",

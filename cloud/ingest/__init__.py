@@ -20,7 +20,8 @@ from cloud.ingest.decode import (
     check_readings,
     decode_window,
 )
-from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.metrics import IngestMetrics, observe_many
+from cloud.ingest.schema import StorageSchema, apply_schema, series_budget
 from cloud.ingest.service import Ingester, bootstrap_state
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
@@ -45,11 +46,15 @@ __all__ = [
     "Rejection",
     "SensorState",
     "StatusUpdate",
+    "StorageSchema",
     "WriteAbortedError",
+    "apply_schema",
     "bed_rollups",
     "bootstrap_state",
     "check_readings",
     "crowd_sites",
     "decode_window",
+    "observe_many",
     "queue_sites",
+    "series_budget",
 ]
