@@ -81,6 +81,10 @@ RSS_GOAL_MB = 300
 
 
 # ---- metrics and /proc ---------------------------------------------------------------------
+class BenchError(Exception):
+    """A mode could not be measured (its ingester died or never subscribed)."""
+
+
 def scrape(url: str) -> dict[str, float]:
     """Prometheus text exposition as ``{'name{labels}': value}``."""
     out: dict[str, float] = {}
@@ -91,12 +95,17 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
-def stored_of(metrics: dict[str, float]) -> float:
-    """Readings the ingester stored (and will acknowledge)."""
-    for name in ("pantau_ingest_readings_acked_total", "pantau_ingest_readings_stored_total"):
+def stored_of(metrics: dict[str, float], *, raw: bool) -> float:
+    """Readings the ingester has handled for good: stored raw (raw mode), or folded into the
+    state whose rollups it writes before acknowledging (aggregates-only: the lag histogram
+    observes each such reading once, and there is no raw-stored count to read)."""
+    names = ["pantau_ingest_readings_acked_total"]
+    names += ["pantau_ingest_readings_stored_total"] if raw else []
+    names += ["pantau_ingest_lag_seconds_count"]
+    for name in names:
         if name in metrics:
             return metrics[name]
-    raise KeyError("the ingester exports no readings-stored counter")
+    raise BenchError(f"the ingester exports none of {names}")
 
 
 def dead_letters(metrics: dict[str, float]) -> dict[str, float]:
@@ -244,6 +253,11 @@ class Result:
     paced_offered: float = float("nan")
     lag: tuple[float, float] | None = None
     hist_lag: list[float] | None = None
+    hist_lag_sat: list[float] | None = None
+    unacked_max: float = float("nan")
+    #: (flush windows/s, readings per window)
+    windows_sat: tuple[float, float] | None = None
+    windows_paced: tuple[float, float] | None = None
     rss_mb: float = float("nan")
     cpu: dict[str, float] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
@@ -299,6 +313,9 @@ class Bench:
         return procs, shared, stop
 
     # -- ingester -------------------------------------------------------------------------
+    def log_path(self, mode: Mode) -> Path:
+        return self.tmp / f"ingest-{mode.key}.log"
+
     def start_ingester(self, mode: Mode, metrics_port: int) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
         env.update(
@@ -318,7 +335,7 @@ class Bench:
             env["PANTAU_STORE_RAW"] = "true" if mode.store_raw else "false"
         if self.supports_parallel and mode.store_raw:
             env["PANTAU_WRITE_PARALLELISM"] = str(self.args.writers)
-        log = (self.tmp / f"ingest-{mode.key}.log").open("ab")
+        log = self.log_path(mode).open("ab")
         argv = [sys.executable, "-m", "cloud.ingest", "run"]
         if self.args.profile is not None:
             # cProfile of the consumer (main) thread; written when SIGTERM ends the run.
@@ -342,6 +359,7 @@ class Sampler:
     shared: list[Any]
     metrics_url: str | None
     naive_stored: Any = None
+    raw: bool = True
     pids: dict[str, int] = field(default_factory=dict)
     t_pub: list[float] = field(default_factory=list)
     pub: list[int] = field(default_factory=list)
@@ -358,7 +376,7 @@ class Sampler:
         if self.metrics_url is None:
             return 0.0
         self.last_metrics = scrape(self.metrics_url)
-        return stored_of(self.last_metrics)
+        return stored_of(self.last_metrics, raw=self.raw)
 
     def set_allowed(self, total: float) -> None:
         """Let the load publish up to ``total`` readings in all, the rest shared equally."""
@@ -371,8 +389,8 @@ class Sampler:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def run(self, seconds: float, *, floor: int, pace: float | None = None) -> None:
-        """Feed the load for ``seconds``: by credit (1 s of recent stored rate ahead of the
-        stored count, at least ``floor``) or at ``pace`` readings/s."""
+        """Feed the load for ``seconds``: by credit (``--backlog`` s of recent stored rate
+        ahead of the stored count, at least ``floor``) or at ``pace`` readings/s."""
         start = time.monotonic()
         base = self.published()
         next_scrape = 0.0
@@ -386,8 +404,10 @@ class Sampler:
             self.t_pub.append(now)
             self.pub.append(self.published())
             if pace is None:
-                ahead = self.bench.args.backlog * self.recent_rate(1.0)
-                self.set_allowed(stored + max(floor, ahead))
+                # In flight: what was stored over the last `backlog` seconds. Same span as
+                # multiplier: the estimate cannot run away on one large window's step.
+                span = self.bench.args.backlog
+                self.set_allowed(stored + max(floor, span * self.recent_rate(span)))
             else:
                 self.set_allowed(base + pace * (now - start))
             time.sleep(0.005)
@@ -424,7 +444,11 @@ class Sampler:
         if inside.sum() < 2:
             return float("nan"), None
         tw, sw = ts[inside], ss[inside]
-        rate = (sw[-1] - sw[0]) / (tw[-1] - tw[0])
+        # The counter moves once per flush window: measure between the first and the last
+        # step seen, so whole windows are counted over the time they took.
+        steps = np.flatnonzero(np.diff(sw) > 0) + 1
+        a, b = (steps[0], steps[-1]) if len(steps) >= 2 else (0, len(sw) - 1)
+        rate = (sw[b] - sw[a]) / (tw[b] - tw[a])
         if sw[-1] <= sw[0]:
             return rate, None
         k = np.linspace(sw[0] + 1, sw[-1], 2000)
@@ -443,13 +467,16 @@ def _first_reach(t: npt.NDArray[Any], c: npt.NDArray[Any], k: npt.NDArray[Any]) 
     return t[j - 1] + frac * (t[j] - t[j - 1])
 
 
-def _wait(cond: Any, timeout: float, what: str) -> None:
+def _wait_ingester(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-5:]
+            raise BenchError(f"ingester exited with {proc.returncode}: " + " | ".join(tail))
+        if _metrics_ready(url):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"{what} not within {timeout:.0f} s")
+    raise BenchError(f"ingester did not subscribe within {timeout:.0f} s (log {log})")
 
 
 def _metrics_ready(url: str) -> bool:
@@ -502,11 +529,11 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
         )
         naive.start()
         if not ready.wait(30):
-            raise TimeoutError("naive consumer did not subscribe in 30 s")
+            raise BenchError("naive consumer did not subscribe in 30 s")
         pid = naive.pid or 0
     else:
         ingester = bench.start_ingester(mode, metrics_port)
-        _wait(lambda: _metrics_ready(metrics_url), 60, f"ingester {mode.key} subscription")
+        _wait_ingester(ingester, metrics_url, bench.log_path(mode), 60)
         pid = ingester.pid
     procs, shared, stop = bench.start_load(mode.channel)
     sampler = Sampler(
@@ -514,6 +541,7 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
         shared=shared,
         metrics_url=None if mode.naive else metrics_url,
         naive_stored=naive_stored,
+        raw=mode.store_raw,
     )
     sampler.pids = {
         "ingester": pid,
@@ -531,12 +559,14 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
         t1, cpu1 = time.monotonic(), sampler.cpu()
         m1 = dict(sampler.last_metrics)
         res.rate, res.lag_sat = sampler.window(t0, t1)
+        res.hist_lag_sat = histogram_quantiles(m0, m1, "pantau_ingest_lag_seconds", (0.5, 0.99))
         res.cpu = {k: (cpu1[k] - cpu0[k]) / (t1 - t0) for k in cpu1}
         if not mode.naive:
             msgs = m1.get("pantau_ingest_messages_total", 0) - m0.get(
                 "pantau_ingest_messages_total", 0
             )
             res.msg_rate = msgs / (t1 - t0)
+            res.windows_sat = _windows(m0, m1, t1 - t0)
             dead = dead_letters(m1)
             if dead:
                 res.lines.append(f"dead letters: {dead}  (the load should have none)")
@@ -551,6 +581,7 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
             sampler.run(tm.paced_measure, floor=floor, pace=pace)
             t3 = time.monotonic()
             res.paced_rate, res.lag = sampler.window(t2, t3)
+            res.windows_paced = _windows(m2, sampler.last_metrics, t3 - t2)
             res.hist_lag = histogram_quantiles(
                 m2, sampler.last_metrics, "pantau_ingest_lag_seconds", (0.5, 0.99)
             )
@@ -573,6 +604,7 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
                     f"InfluxDB holds {points:,} raw points {same} {stored:,.0f} counted stored"
                 )
         res.rss_mb = vm_kb(pid, "VmHWM") / 1024
+        res.unacked_max = sampler.last_metrics.get("pantau_ingest_unacked_messages_max", math.nan)
     finally:
         stop.set()
         for p in procs:
@@ -594,6 +626,13 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
     return res
 
 
+def _windows(m0: dict[str, float], m1: dict[str, float], seconds: float) -> tuple[float, float]:
+    """(flush windows per s, readings per window) between two scrapes."""
+    n = m1.get("pantau_ingest_windows_total", 0.0) - m0.get("pantau_ingest_windows_total", 0.0)
+    r = m1.get("pantau_ingest_readings_total", 0.0) - m0.get("pantau_ingest_readings_total", 0.0)
+    return n / seconds, (r / n if n else math.nan)
+
+
 def _pid(proc: subprocess.Popen[bytes] | None) -> int:
     return proc.pid if proc is not None else 0
 
@@ -605,6 +644,16 @@ def _fmt_rate(x: float) -> str:
 
 def _fmt_lag(lag: tuple[float, float] | None) -> str:
     return "n/a" if lag is None else f"{lag[0] * 1000:,.0f} / {lag[1] * 1000:,.0f} ms"
+
+
+def _fmt_windows(w: tuple[float, float]) -> str:
+    return f"{w[0]:.1f}/s of {_fmt_rate(w[1])} readings"
+
+
+def _fmt_hist(q: list[float] | None) -> str:
+    if not q:
+        return ""
+    return f" (ingester histogram: p50 <= {q[0] * 1000:,.0f}, p99 <= {q[1] * 1000:,.0f} ms)"
 
 
 def describe(res: Result, bench: Bench) -> list[str]:
@@ -620,21 +669,25 @@ def describe(res: Result, bench: Bench) -> list[str]:
     msgs = "" if math.isnan(res.msg_rate) else f" ({res.msg_rate:,.0f} msgs/s)"
     out.append(
         f"  saturated{writers}: {_fmt_rate(res.rate)} readings/s stored{msgs}; "
-        f"lag p50/p99 {_fmt_lag(res.lag_sat)} (backlog held at ~{bench.args.backlog:g} s)"
+        f"lag p50/p99 {_fmt_lag(res.lag_sat)}{_fmt_hist(res.hist_lag_sat)} "
+        f"(backlog held at ~{bench.args.backlog:g} s of stored rate)"
     )
     out.append(f"  CPU over the measured window (100% = one core): {cpu}")
+    if res.windows_sat:
+        out.append(f"  flush windows: {_fmt_windows(res.windows_sat)} saturated")
     if not math.isnan(res.paced_offered):
-        hist = ""
-        if res.hist_lag:
-            hist = (
-                f"; ingester histogram p50 <= {res.hist_lag[0]:g} s, p99 <= {res.hist_lag[1]:g} s"
-            )
         out.append(
             f"  paced at {_fmt_rate(res.paced_offered)} readings/s "
             f"({bench.args.paced_fraction:.0%}): {_fmt_rate(res.paced_rate)} stored/s, "
-            f"lag p50/p99 {_fmt_lag(res.lag)}{hist}"
+            f"lag p50/p99 {_fmt_lag(res.lag)}{_fmt_hist(res.hist_lag)}"
         )
-    out.append(f"  {'consumer' if m.naive else 'ingester'} RSS peak {res.rss_mb:,.0f} MB")
+        if res.windows_paced:
+            out.append(f"  flush windows: {_fmt_windows(res.windows_paced)} paced")
+    who = "consumer" if m.naive else "ingester"
+    depth = ""
+    if not math.isnan(res.unacked_max):
+        depth = f"; unacknowledged messages held, max {res.unacked_max:,.0f}"
+    out.append(f"  {who} RSS peak {res.rss_mb:,.0f} MB{depth}")
     out += [f"  {line}" for line in res.lines]
     return out
 
@@ -741,7 +794,10 @@ def main() -> None:
             flush=True,
         )
         for mode in modes:
-            res = run_mode(bench, mode)
+            try:
+                res = run_mode(bench, mode)
+            except BenchError as exc:
+                res = Result(mode, note=f"failed: {exc}")
             results.append(res)
             print("\n".join(describe(res, bench)), flush=True)
         print()
