@@ -14,6 +14,7 @@ import pytest
 from city import Registry
 from cloud.influx import InfluxHTTP
 from cloud.ingest import Ingester, IngestSettings
+from contract import topics
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import (
     Message,
@@ -26,6 +27,7 @@ from tests.ingest_support import (
     stored_rows,
     wait_for,
 )
+from tests.integration.test_broker_acl import NOT_AUTHORIZED, Peer
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +207,20 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
         assert g["pantau_ingest_windows_total"] >= 1
         assert g["pantau_ingest_state_deltas_refused_total"] == 0
         assert g["pantau_ingest_subscribed"] == 1
+
+
+def test_only_the_ingester_account_may_publish_state_deltas(mosquitto: Mosquitto) -> None:
+    """A gateway must not be able to forge the state the members merge; members can publish
+    deltas, receive each other's, and join the shared subscription."""
+    topic = topics.ingest_state("pantau-ingest")
+    mosquitto.add_user("gw-a", "gw-a-pw")
+    with (
+        Peer(mosquitto, "pantau-ingest", "pantau-ingest-secret") as member_a,
+        Peer(mosquitto, "pantau-ingest", "pantau-ingest-secret") as member_b,
+        Peer(mosquitto, "gw-a", "gw-a-pw") as gw,
+    ):
+        assert member_b.subscribe(topic) == [1]
+        assert member_b.subscribe(topics.shared("g", "pantau/v1/+/+/readings")) == [1]
+        assert gw.publish(topic, b"forged") == NOT_AUTHORIZED
+        assert member_a.publish(topic, b"delta") == 0
+        assert member_b.wait_for(topic, b"delta") == [(topic, b"delta")]

@@ -23,7 +23,7 @@ from cloud.ingest.cluster import (
 )
 from cloud.ingest.metrics import LAG_BUCKETS, observe_many
 from cloud.ingest.topology import MAX_FIELDS
-from contract import PayloadError, RejectReason
+from contract import PayloadError, RejectReason, TopicError, topics
 from contract.cluster import (
     StateDelta,
     decode_state_delta,
@@ -229,3 +229,15 @@ def test_observe_many_leaves_a_histogram_exactly_as_observing_one_by_one(
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-9), key
     assert got[("lag_count", ())] == len(values)
+
+
+def test_the_state_topic_is_outside_the_device_namespace() -> None:
+    topic = topics.ingest_state("pantau-ingest")
+    assert topic == "pantau-internal/v1/ingest/pantau-ingest/state"
+    assert topics.is_internal(topic)
+    assert not topics.is_internal("pantau/v1/rs-a/gw-a/readings")
+    with pytest.raises(TopicError):
+        topics.parse(topic)  # never mistaken for a gateway's message
+    for bad in ("", "a/b", "+", "#", "-x", "g" * 65):
+        with pytest.raises(TopicError):
+            topics.ingest_state(bad)
