@@ -21,9 +21,10 @@ message; reading-level faults reject only that reading.
 from __future__ import annotations
 
 import gc
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -269,27 +270,26 @@ def _int_column(col: Sequence[Any]) -> I64 | None:
 
 
 class _PlainJson:
-    """Column lists of the window's plain JSON batches, pulled out message by message with
-    C-level ``map``/``itemgetter`` (no per-reading Python code) while each parsed document is
-    still hot in the cache, then turned into arrays once per window.
+    """Columns of the window's plain JSON batches, pulled out message by message with C-level
+    ``map``/``itemgetter`` into ``array('q')`` buffers (no per-reading Python code) while each
+    parsed document is still hot in the cache; numpy views them once per window.
 
     Plain means: every reading has exactly the keys sensor, kind, ts, seq, values (and
-    optionally a valid clock), a registered kind name, and values with exactly that kind's
-    fields. :meth:`add` refuses anything else (the caller uses the general path, which says
-    exactly what is wrong). Types are checked once per window in :meth:`columns`; if one
-    value is not an int64 integer there, the whole group falls back to the general path.
-    The verdict of every later rule (registry, signs, sizes, cross-field, time) is
-    :func:`_judge`'s, as for every form."""
+    optionally a valid clock), a registered kind name, values with exactly that kind's fields,
+    and ts, seq and every value an integer in int64 range (``array('q')`` refuses anything
+    else; JSON ``true``/``false``, which it would take as 1/0, never reach here). :meth:`add`
+    refuses other messages whole (the caller uses the general path, which says exactly what is
+    wrong). Every later rule (registry, signs, sizes, cross-field, time) is :func:`_judge`'s,
+    as for every form."""
 
     def __init__(self) -> None:
         self.n = 0
         self.items: list[tuple[int, _Json]] = []
-        self.counts: list[int] = []
         self.sensors: list[Any] = []
-        self.ts: list[Any] = []
-        self.seq: list[Any] = []
-        #: per kind code: value rows and the window rows they belong to
-        self.values: dict[int, list[tuple[Any, ...]]] = {c: [] for c in KIND_CODES.values()}
+        self.ts = array("q")
+        self.seq = array("q")
+        #: per kind code: its value rows (flat) and the window rows they belong to
+        self.values: dict[int, array[int]] = {c: array("q") for c in KIND_CODES.values()}
         self.rows: dict[int, list[range | list[int]]] = {c: [] for c in KIND_CODES.values()}
 
     def add(self, m: int, j: _Json) -> bool:
@@ -306,10 +306,10 @@ class _PlainJson:
             kinds = list(map(_G_KIND, rs))
             vals = list(map(_G_VALUES, rs))
             names = set(kinds)
-            codes = [_KIND_BY_NAME[name] for name in names]
-            got: list[tuple[int, list[tuple[Any, ...]], range | list[int]]] = []
+            got: list[tuple[int, array[int], range | list[int]]] = []
             rows: range | list[int]
-            for name, code in zip(names, codes, strict=True):
+            for name in names:
+                code = _KIND_BY_NAME[name]
                 if len(names) == 1:
                     sub, rows = vals, range(self.n, self.n + k)
                 else:
@@ -317,43 +317,34 @@ class _PlainJson:
                     sub, rows = [vals[i] for i in at], [self.n + i for i in at]
                 if set(map(len, sub)) != {_WIDTH[code]}:
                     return False
-                got.append((code, list(map(_FIELD_GETTERS[code], sub)), rows))
+                flat = array("q", chain.from_iterable(map(_FIELD_GETTERS[code], sub)))
+                got.append((code, flat, rows))
+            ts = array("q", map(_G_TS, rs))
+            seq = array("q", map(_G_SEQ, rs))
             sensors = list(map(_G_SENSOR, rs))
-            ts = list(map(_G_TS, rs))
-            seq = list(map(_G_SEQ, rs))
-        except (KeyError, TypeError):  # not dicts, a key missing, unknown or unhashable kind
+        except (KeyError, TypeError, OverflowError):
+            # not dicts, a key missing, an unknown or unhashable kind, a value that is not an
+            # int64 integer
             return False
-        for code, vrows, where in got:
-            self.values[code] += vrows
+        for code, flat, where in got:
+            self.values[code] += flat
             self.rows[code].append(where)
         self.sensors += sensors
         self.ts += ts
         self.seq += seq
         self.items.append((m, j))
-        self.counts.append(k)
         self.n += k
         return True
 
-    def columns(self, index: CityIndex) -> _Columns | None:
-        """The arrays, or None if a value is not an int64 integer (or an id not a string)."""
+    def columns(self, index: CityIndex) -> _Columns:
+        """The window's arrays."""
         n = self.n
-        if set(map(type, self.sensors)) != {str}:
-            return None
-        ts, seq = _int_column(self.ts), _int_column(self.seq)
-        if ts is None or seq is None:
-            return None
         kind = np.zeros(n, dtype=np.int8)
         values = np.zeros((n, MAX_FIELDS), dtype=np.int64)
-        for code, vrows in self.values.items():
-            if not vrows:
+        for code, flat in self.values.items():
+            if not flat:
                 continue
             width = _WIDTH[code]
-            try:
-                arr = np.array(vrows)
-            except (ValueError, TypeError, OverflowError):
-                return None
-            if arr.dtype != np.int64 or arr.shape != (len(vrows), width):
-                return None
             parts = self.rows[code]
             if len(parts) == 1 and isinstance(parts[0], range) and len(parts[0]) == n:
                 rows: npt.NDArray[np.intp] | slice = slice(None)
@@ -362,13 +353,18 @@ class _PlainJson:
                     [np.arange(r.start, r.stop) if isinstance(r, range) else r for r in parts]
                 ).astype(np.intp)
             kind[rows] = code
-            values[rows, :width] = arr
+            values[rows, :width] = np.frombuffer(flat, dtype=np.int64).reshape(-1, width)
         pos = index.sensor_pos
+        sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
+        unknown = np.flatnonzero(sensor == -1)
+        if len(unknown):  # an id that is not a string is a schema fault, not an unknown sensor
+            is_str = [type(self.sensors[i]) is str for i in unknown.tolist()]
+            sensor[unknown[~np.array(is_str, dtype=bool)]] = -2
         return _Columns(
-            sensor=np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n),
+            sensor=sensor,
             kind=kind,
-            ts=ts,
-            seq=seq,
+            ts=np.frombuffer(self.ts, dtype=np.int64),
+            seq=np.frombuffer(self.seq, dtype=np.int64),
             values=np.clip(values, -1, MAX_COUNT + 1),
         )
 
@@ -806,11 +802,7 @@ def _decode(
     plain, general, binaries = adm.plain, adm.general, adm.binaries
     segments: list[_Segment] = []
     if plain.n:
-        cols = plain.columns(index)
-        if cols is None:  # a value that is not an int64 integer: let the general path say so
-            general = sorted(general + plain.items, key=lambda item: item[0])
-        else:
-            segments.append(_json_segment(plain.items, index, cols))
+        segments.append(_json_segment(plain.items, index, plain.columns(index)))
     if general:
         segments.append(_json_segment(general, index))
     if binaries:
