@@ -49,6 +49,7 @@ _BED = KIND_CODES[SensorKind.BED]
 _CROWD = KIND_CODES[SensorKind.CROWD]
 _QUEUE = KIND_CODES[SensorKind.QUEUE]
 NO_TIME = -1
+_NEVER = 2**63 - 1
 
 
 class SensorState:
@@ -144,6 +145,7 @@ class ReadingHistory:
         self.cut = NO_TIME
         self._parts: list[tuple[npt.NDArray[np.int32], I64, I64, I64]] = []
         self._n = 0
+        self._oldest = _NEVER  # oldest observation time kept
 
     def __len__(self) -> int:
         return self._n
@@ -165,8 +167,10 @@ class ReadingHistory:
                 self.floor.update(sensor[old], ts[old], seq[old], values[old])
                 keep = ~old
                 sensor, ts, seq, values = sensor[keep], ts[keep], seq[keep], values[keep]
-            self._parts.append((sensor, ts, seq, values))
-            self._n += len(sensor)
+            if len(sensor):
+                self._parts.append((sensor, ts, seq, values))
+                self._n += len(sensor)
+                self._oldest = min(self._oldest, int(ts.min()))
         self._fold(now_ms)
 
     def _columns(self) -> tuple[npt.NDArray[np.int32], I64, I64, I64]:
@@ -197,6 +201,9 @@ class ReadingHistory:
             new_cut = max(new_cut, int(np.partition(ts, self._n - keep)[self._n - keep]))
         if new_cut <= self.cut:
             return
+        if self._oldest >= new_cut:  # nothing kept is that old: no copying, every window
+            self.cut = new_cut
+            return
         sensor, ts, seq, values = self._columns()
         old = ts < new_cut
         if old.any():
@@ -204,6 +211,7 @@ class ReadingHistory:
             keep_rows = ~old
             self._parts = [(sensor[keep_rows], ts[keep_rows], seq[keep_rows], values[keep_rows])]
             self._n = int(np.count_nonzero(keep_rows))
+            self._oldest = int(ts[keep_rows].min()) if self._n else _NEVER
         self.cut = new_cut
 
     def affected_buckets(
