@@ -720,6 +720,23 @@ def summary(results: list[Result], bench: Bench) -> list[str]:
     return rows
 
 
+def _revision() -> str:
+    """The commit the figures belong to, marked when the tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def main() -> None:
     """Run every mode and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -742,7 +759,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     timing = (
-        Timing(warmup=1.5, measure=3, paced_warmup=1, paced_measure=2, drain=5)
+        Timing(warmup=1.5, measure=2.5, paced_warmup=0, paced_measure=0, drain=5)
         if args.quick
         else Timing(warmup=3, measure=10, paced_warmup=2, paced_measure=6, drain=15)
     )
@@ -783,7 +800,8 @@ def main() -> None:
         )
         print(
             f"pantau ingester benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} cores\n"
+            f"{os.cpu_count()} cores, commit {_revision()}\n"
+            f"command: python -m bench.ingest_throughput {' '.join(sys.argv[1:])}\n"
             f"synthetic province: {len(registry.gateways)} gateways x "
             f"{args.sensors_per_gateway} sensors = {len(registry.sensors):,} sensors, "
             f"{len(registry.sites)} sites; JSON batch {args.json_batch}, binary batch "
