@@ -122,6 +122,19 @@ def serial_opener(*, baudrate: int, timeout: float = READ_TIMEOUT_S) -> SerialOp
     return open_port
 
 
+def _read_some(port: SerialPort) -> bytes:
+    """What the port has now (waiting up to its timeout for the first byte).
+
+    pyserial's ``read(n)`` keeps collecting until it has ``n`` bytes or the timeout passes, and
+    throws away what it collected if the device vanishes meanwhile: asking a device port for
+    only what its driver already holds means an unplug loses no frame the gateway had received
+    (and frames are handed on as they arrive, not up to a timeout later). A ``socket://`` port
+    cannot say how much is waiting, so it reads in chunks."""
+    if isinstance(port, serial.Serial):
+        return port.read(max(1, min(port.in_waiting, READ_CHUNK)))
+    return port.read(READ_CHUNK)
+
+
 class PortReader:
     """Reads one port in its own thread and puts :class:`Reading` objects on ``out``."""
 
@@ -225,7 +238,7 @@ class PortReader:
 
     def _read_until_failure(self, port: SerialPort) -> None:
         while not self._stop.is_set():
-            data = port.read(READ_CHUNK)
+            data = _read_some(port)
             if not data:
                 continue
             changed = False
