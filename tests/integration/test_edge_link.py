@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from typer.testing import CliRunner
 
 from contract import ClockSource, GatewayStatus, encode_frame
 from edge import EdgeAgent
-from edge.cli import summary
+from edge.cli import app, summary
 from edge.mqtt import SILENCE_KEEPALIVES, Link
 from pantau.services import Mosquitto, free_port
 from tests.integration.test_edge_agent import (
@@ -235,6 +236,12 @@ def test_status_file_message_and_metrics_say_when_the_uplink_is_down(
         assert down is not None
         assert down.stats["link_reason"] != ""
         assert "UPLINK DOWN since" in summary(orjson.loads(status_file.read_bytes()))
+        config = tmp_path / "edge.yaml"
+        config.write_text(orjson.dumps(settings.model_dump(mode="json")).decode())  # JSON is YAML
+        shown = CliRunner().invoke(app, ["status", "--config", str(config), "--summary"])
+        assert shown.exit_code == 0, shown.output
+        assert f"{GW}: agent online" in shown.output
+        assert "UPLINK DOWN since" in shown.output
         wait_for(
             lambda: 'pantau_edge_link_up{gateway="gw-test"} 0.0' in scrape(), "metrics: link down"
         )

@@ -293,8 +293,18 @@ def test_sequence_gaps_resets_duplicates_and_sensor_clocks_are_reported_per_sens
     mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
 ) -> None:
     master, path = pty_pair
-    settings_ = make_settings(mosquitto, tmp_path, {"bus0": path}, clock_jump_s=60)
+    metrics_port = free_port()
+    settings_ = make_settings(
+        mosquitto, tmp_path, {"bus0": path}, clock_jump_s=60, metrics_port=metrics_port
+    )
     agent = EdgeAgent(settings=settings_)
+
+    def scrape() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).text
+        except httpx.HTTPError:
+            return ""
+
     with Watcher(mosquitto) as watcher, running(agent):
         now = time.time_ns() // 1_000_000
         wire = b"".join(
@@ -320,6 +330,14 @@ def test_sequence_gaps_resets_duplicates_and_sensor_clocks_are_reported_per_sens
             lambda: bool(watcher.statuses()) and watcher.statuses()[-1].stats["sensors"] == 3,
             "status with all three sensors",
         )
+        wait_for(
+            lambda: 'pantau_edge_sensor_seq_gaps{gateway="gw-test",sensor="bed-x"} 3.0' in scrape(),
+            "metrics: bed-x gaps",
+        )
+        text = scrape()
+        assert 'pantau_edge_sensor_resets{gateway="gw-test",sensor="bed-x"} 1.0' in text
+        assert 'pantau_edge_sensor_clock_skew_seconds{gateway="gw-test",sensor="bed-y"}' in text
+        assert 'pantau_edge_clock_jumps{gateway="gw-test"} 1.0' in text
     status = watcher.statuses()[-1]
     assert status.sensor_seq_gaps == {"bed-x": 3}
     assert status.sensor_resets == {"bed-x": 1}
