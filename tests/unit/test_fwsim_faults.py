@@ -192,3 +192,58 @@ def test_the_cli_lists_every_fault_type_and_prints_the_stable_path(tmp_path: Pat
         "->",
     )
     assert pty.startswith("/dev/pts/")
+
+
+def test_an_unplugged_socket_line_comes_back_on_its_port_and_a_reader_resumes(
+    city: Registry,
+) -> None:
+    steps, unplug_at = 30, 8
+    scenario = parse_scenario(
+        {
+            "seed": 4,
+            "interval_s": 0.05,
+            "steps": steps,
+            "drain_timeout_s": 10,
+            "sensors": BUS1,
+            "faults": [
+                {"type": "unplug", "from_step": unplug_at, "steps": 1, "duration_s": 0.4},
+            ],
+        },
+        source="test",
+    )
+    sim = Simulation(registry=city, scenario=scenario, transport="socket", hold=True)
+    url = sim.start()["gw-kariadi"]["bus1"]
+    out: queue.Queue[Reading] = queue.Queue()
+    reader = PortReader(
+        label="bus1",
+        url=url,
+        opener=serial_opener(baudrate=115200),
+        out=out,
+        backoff_base_s=0.05,
+        backoff_cap_s=0.1,
+    )
+    reader.start()
+    runner = threading.Thread(target=sim.run, name="sim", daemon=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not reader.is_open:
+            assert time.monotonic() < deadline, "reader never connected"
+            time.sleep(0.02)
+        runner.start()
+        sim.begin()
+        runner.join(30)
+        assert not runner.is_alive()
+    finally:
+        sim.stop()
+        reader.stop()
+    readings = []
+    while not out.empty():
+        readings.append(out.get_nowait())
+    truth = sim.ground_truth()
+    bus = sim.buses["gw-kariadi", "bus1"]
+    assert bus.url == url  # the same port after the replug
+    assert reader.opens == 2
+    assert truth["faults"] == {"unplug": 2}  # both sensors' rules fired; one unplug happened
+    assert bus.unplugs == 1
+    assert truth["frames_written"] + truth["frames_unplugged"] == steps * len(BUS1)
+    assert {r.sensor for r in readings if r.seq > unplug_at} == set(BUS1)
