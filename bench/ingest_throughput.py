@@ -47,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
@@ -59,10 +60,20 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from bench.ingest_load import LoadJob, gateway_loads, run_load, synthetic_province
+from bench.ingest_load import (
+    LoadJob,
+    gateway_loads,
+    json_batch_templates,
+    run_load,
+    synthetic_province,
+    topic_for,
+)
 from city import Registry, load_registry
 from cloud.influx import InfluxHTTP, format_line, series_key
+from cloud.ingest.decode import Message, decode_window
 from cloud.ingest.settings import IngestSettings
+from cloud.ingest.topology import CityIndex
+from cloud.ingest.writer import PointBuilder
 from pantau.services import InfluxDB, Mosquitto, free_port
 
 _CTX = mp.get_context("spawn")
@@ -637,6 +648,65 @@ def _pid(proc: subprocess.Popen[bytes] | None) -> int:
     return proc.pid if proc is not None else 0
 
 
+# ---- what InfluxDB alone takes ---------------------------------------------------------------
+def raw_chunks(bench: Bench, lines_wanted: int, chunk: int = 5000) -> list[bytes]:
+    """Bodies of ``chunk`` raw lines each, exactly as the ingester formats them (its own
+    decoder and PointBuilder), every point distinct."""
+    loads = gateway_loads(bench.doc, bench.passwords)
+    index = CityIndex.from_registry(bench.registry)
+    builder = PointBuilder(index=index)
+    tmpls = [json_batch_templates(ld, bench.args.json_batch)[0] for ld in loads]
+    now = time.time_ns() // 1_000_000
+    base = now - 600_000  # ten minutes ago: inside any retention, never "future"
+    lines: list[str] = []
+    n = 0
+    while len(lines) < lines_wanted:
+        msgs = [
+            Message(topic=topic_for("json", ld), payload=t.fill(base + n, n), received_ms=now)
+            for ld, t in zip(loads, tmpls, strict=True)
+        ]
+        lines += builder.raw(decode_window(msgs, index, now).readings).lines
+        n += 1
+    return ["\n".join(lines[i : i + chunk]).encode() for i in range(0, len(lines), chunk)]
+
+
+def store_ceiling(bench: Bench, writers: int, seconds: float, chunks: list[bytes]) -> float:
+    """Points/s InfluxDB stores from ``writers`` threads sending pre-formatted raw chunks
+    (nothing else running): the ceiling of any raw mode."""
+    db = "bench_ceiling"
+    clients = [InfluxHTTP(url=bench.influx.url, database=db, timeout=60) for _ in range(writers)]
+    for c in clients:
+        c.start()
+    clients[0].ensure_database()
+    for body in chunks[:2]:  # every series exists before the clock starts
+        clients[0].write(body, precision="u")
+    todo = iter(chunks[2:])
+    lock = threading.Lock()
+    done = [0]
+    deadline = time.monotonic() + seconds
+
+    def work(client: InfluxHTTP) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                body = next(todo, None)
+            if body is None:
+                return
+            client.write(body, precision="u")
+            with lock:
+                done[0] += body.count(b"\n") + 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    for c in clients:
+        c.close()
+    return done[0] / elapsed
+
+
 # ---- report --------------------------------------------------------------------------------
 def _fmt_rate(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:,.0f}"
@@ -755,6 +825,9 @@ def main() -> None:
     parser.add_argument("--modes", default="", help="comma-separated keys, e.g. b-agg,b-naive")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip measuring InfluxDB alone first"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="write a cProfile of each ingester here"
     )
     args = parser.parse_args()
@@ -811,6 +884,17 @@ def main() -> None:
             f"lag resolution ~{args.scrape * 1000:.0f} ms\n",
             flush=True,
         )
+        if not args.no_ceiling:
+            seconds = 2.0 if args.quick else 4.0
+            chunks = raw_chunks(bench, int(seconds * 300_000))
+            one = store_ceiling(bench, 1, seconds, chunks[: len(chunks) // 2])
+            more = store_ceiling(bench, args.writers, seconds, chunks[len(chunks) // 2 :])
+            print(
+                f"InfluxDB alone, raw points as the ingester formats them "
+                f"({len(chunks[0]) // 5000} bytes/line, 5,000 lines/write): "
+                f"{one:,.0f} points/s from 1 writer, {more:,.0f} from {args.writers}\n",
+                flush=True,
+            )
         for mode in modes:
             try:
                 res = run_mode(bench, mode)
