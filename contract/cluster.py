@@ -7,13 +7,17 @@ docs/adr/0006-ingester-scale-out.md).
 
 Layout, little-endian, columnar so a receiver maps each column straight into an array::
 
-    header   "<4sBBH8sI": magic b"PSD1", version 1, fields F, 0, registry digest (8 bytes), n
+    header   "<4sBBH8sI": magic b"PSD1", version 1, fields F, flags, registry digest (8 bytes), n
     sensor   n x uint32        dense sensor index in registry order
     ts       n x int64         latest observation time, ms
     seq      n x int64         latest reading's seq
     prev_ts  n x int64         previous observation time, ms (-1: none)
     values   n x F x int64     latest values, the kind's fields in wire order, then zeros
     prev     n x F x int64     previous values
+
+Flags: bit 0 ``HELLO``: the sender has just (re)subscribed and asks every member for its whole
+state (a member that joins, or returns, must not miss what the group learned before). Other
+bits are 0.
 
 Sensors travel as registry positions to keep a delta small; the registry digest (first 8 bytes
 of SHA-256 over the sensor ids in file order, see :func:`registry_digest`) makes a member with a
@@ -39,6 +43,7 @@ from contract.payload import MAX_PAYLOAD_BYTES
 MAGIC = b"PSD1"
 VERSION = 1
 _HEADER = struct.Struct("<4sBBH8sI")
+FLAG_HELLO = 0x01
 HEADER_BYTES = _HEADER.size
 _U4 = np.dtype("<u4")
 _I8 = np.dtype("<i8")
@@ -63,7 +68,8 @@ def registry_digest(sensor_ids: Iterable[str]) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateDelta:
-    """Latest and previous reading of ``len(sensor)`` sensors (``values`` is (n, F))."""
+    """Latest and previous reading of ``len(sensor)`` sensors (``values`` is (n, F));
+    ``hello`` asks the other members to answer with their whole state."""
 
     digest: bytes
     sensor: npt.NDArray[np.uint32]
@@ -72,6 +78,7 @@ class StateDelta:
     prev_ts: I64
     values: I64
     prev_values: I64
+    hello: bool = False
 
     def __len__(self) -> int:
         return len(self.sensor)
@@ -90,7 +97,8 @@ def encode_state_delta(delta: StateDelta) -> bytes:
     cols = (delta.ts, delta.seq, delta.prev_ts, delta.values, delta.prev_values)
     if any(len(c) != n for c in cols) or np.shape(delta.prev_values) != values.shape:
         raise ValueError("state delta columns differ in length")
-    parts = [_HEADER.pack(MAGIC, VERSION, fields, 0, delta.digest, n)]
+    flags = FLAG_HELLO if delta.hello else 0
+    parts = [_HEADER.pack(MAGIC, VERSION, fields, flags, delta.digest, n)]
     parts.append(np.ascontiguousarray(delta.sensor, dtype=_U4).tobytes())
     parts += [np.ascontiguousarray(c, dtype=_I8).tobytes() for c in cols]
     return b"".join(parts)
@@ -100,9 +108,11 @@ def decode_state_delta(raw: bytes) -> StateDelta:
     """Unpack a delta; raises :class:`PayloadError` (``invalid_binary``) if it is not one."""
     if len(raw) < HEADER_BYTES:
         raise PayloadError(RejectReason.INVALID_BINARY, f"state delta of {len(raw)} bytes")
-    magic, version, fields, _, digest, n = _HEADER.unpack_from(raw)
+    magic, version, fields, flags, digest, n = _HEADER.unpack_from(raw)
     if magic != MAGIC or version != VERSION:
         raise PayloadError(RejectReason.INVALID_BINARY, f"not a state delta v{VERSION}")
+    if flags & ~FLAG_HELLO:
+        raise PayloadError(RejectReason.INVALID_BINARY, f"unknown state delta flags {flags:#x}")
     if len(raw) != HEADER_BYTES + n * row_bytes(fields):
         raise PayloadError(
             RejectReason.INVALID_BINARY,
@@ -128,4 +138,5 @@ def decode_state_delta(raw: bytes) -> StateDelta:
         prev_ts=prev_ts,
         values=values,
         prev_values=prev_values,
+        hello=bool(flags & FLAG_HELLO),
     )

@@ -40,11 +40,15 @@ def changed_sensors(a: SensorState, b: SensorState) -> npt.NDArray[np.intp]:
     )
 
 
-def deltas_of(state: SensorState, sensors: npt.NDArray[np.intp], digest: bytes) -> list[StateDelta]:
-    """The state of ``sensors`` as deltas, each small enough for one MQTT message."""
+def deltas_of(
+    state: SensorState, sensors: npt.NDArray[np.intp], digest: bytes, *, hello: bool = False
+) -> list[StateDelta]:
+    """The state of ``sensors`` as deltas, each small enough for one MQTT message. With
+    ``hello`` every delta carries the HELLO flag, and there is one even for no sensors."""
     step = max_rows(state.values.shape[1])
+    starts = range(0, len(sensors), step) if len(sensors) or not hello else range(1)
     out = []
-    for lo in range(0, len(sensors), step):
+    for lo in starts:
         rows = sensors[lo : lo + step]
         out.append(
             StateDelta(
@@ -55,6 +59,7 @@ def deltas_of(state: SensorState, sensors: npt.NDArray[np.intp], digest: bytes) 
                 prev_ts=state.prev_ts[rows],
                 values=state.values[rows],
                 prev_values=state.prev_values[rows],
+                hello=hello,
             )
         )
     return out

@@ -189,6 +189,8 @@ class Ingester:
         #: what the other members know of our state: our published deltas merged with theirs
         self._shared: SensorState | None = None
         self._digest = b""
+        #: set once subscribed in a group: tell the group our whole state and ask for theirs
+        self._hello_due = threading.Event()
 
     def stop(self) -> None:
         """Ask :meth:`run` to flush and return (safe from signal handlers and other threads)."""
@@ -282,6 +284,7 @@ class Ingester:
                         attempt += 1
                         continue
                     attempt = 0
+                self._greet()
                 self._handle(self._collect())
             # Flush what was received before the stop.
             while True:
@@ -387,6 +390,8 @@ class Ingester:
             log.error("subscription refused by the broker (check the ACL): %s", failed)
             return
         self.metrics.subscribed.set(1)
+        if self._state_topic is not None:
+            self._hello_due.set()
         # Operators and pantau.stack wait for this line: from here on nothing is lost.
         log.info("subscribed: readings are queued for this session from now on")
         self.ready.set()
@@ -608,16 +613,25 @@ class Ingester:
         the broker has them; False if that failed (the connection is then treated as lost)."""
         if self._state_topic is None or self._shared is None:
             return True
-        state, shared = self._require_state(), self._shared
-        changed = changed_sensors(state, shared)
-        if not len(changed):
-            return True
-        client = self._client
-        if client is None:
+        changed = changed_sensors(self._require_state(), self._shared)
+        return self._send(changed) if len(changed) else True
+
+    def _greet(self) -> None:
+        """After (re)subscribing: send our whole state with HELLO, so every member answers
+        with its whole state. A member that joins or returns then misses nothing the group
+        learned before its subscription existed."""
+        if self._shared is None or not self._hello_due.is_set():
+            return
+        self._hello_due.clear()
+        self._send(np.flatnonzero(self._require_state().known), hello=True)
+
+    def _send(self, sensors: npt.NDArray[np.intp], *, hello: bool = False) -> bool:
+        state, shared, client = self._require_state(), self._shared, self._client
+        if client is None or shared is None or self._state_topic is None:
             return False
         infos = [
             client.publish(self._state_topic, encode_state_delta(delta), qos=1)
-            for delta in deltas_of(state, changed, self._digest)
+            for delta in deltas_of(state, sensors, self._digest, hello=hello)
         ]
         deadline = time.monotonic() + _DELTA_PUBLISH_TIMEOUT_S
         try:
@@ -631,9 +645,9 @@ class Ingester:
             log.warning("state delta not accepted by the broker in time; reconnecting")
             self._lost.set()
             return False
-        mark_shared(shared, state, changed)
+        mark_shared(shared, state, sensors)
         self.metrics.deltas_published.inc(len(infos))
-        self.metrics.delta_sensors_published.inc(len(changed))
+        self.metrics.delta_sensors_published.inc(len(sensors))
         return True
 
     def _merge_peers(self, msgs: list[Message]) -> None:
@@ -669,6 +683,12 @@ class Ingester:
             self.metrics.delta_sensors_changed.inc(changed)
             if changed:
                 self._write_rollups(self._clock_ms())
+            # A member (re)joined: answer with everything we know before acking its HELLO,
+            # so a crash here makes the broker deliver the HELLO again.
+            hello = any(d.hello for d in deltas)
+            if hello and not self._send(np.flatnonzero(state.known)):
+                self.metrics.released(len(msgs))
+                return
         self._ack_messages(msgs)
 
     def _write_rollups(self, now: int) -> None:

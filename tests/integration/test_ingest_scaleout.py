@@ -14,6 +14,7 @@ import pytest
 from city import Registry
 from cloud.influx import InfluxHTTP
 from cloud.ingest import Ingester, IngestSettings
+from cloud.ingest.cluster import changed_sensors
 from contract import topics
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import (
@@ -61,6 +62,7 @@ def settings(
     client_id: str,
     group: str | None,
     metrics_port: int,
+    store_raw: bool = True,
 ) -> IngestSettings:
     return IngestSettings.model_validate(
         {
@@ -72,8 +74,29 @@ def settings(
             "mqtt_client_id": client_id,
             "mqtt_shared_group": group,
             "metrics_port": metrics_port,
-            "store_raw": True,
+            "store_raw": store_raw,
         }
+    )
+
+
+def same_state(a: Ingester, b: Ingester) -> bool:
+    """Both hold the same latest and previous reading of every sensor."""
+    assert a.state is not None
+    assert b.state is not None
+    return len(changed_sensors(a.state, b.state)) == 0
+
+
+def settled(ports: dict[str, int], single: Ingester, members: list[Ingester], n_msgs: int) -> bool:
+    """Both setups took all ``n_msgs`` messages, acknowledged everything (deltas included,
+    which are acknowledged after their merge and rollup write) and the members hold the lone
+    ingester's state."""
+    got = {k: scrape(p) for k, p in ports.items()}
+    group_msgs = sum(got[k]["pantau_ingest_messages_total"] for k in got if k != "single")
+    return (
+        got["single"]["pantau_ingest_messages_total"] == n_msgs
+        and group_msgs == n_msgs
+        and all(g["pantau_ingest_unacked_messages"] == 0 for g in got.values())
+        and all(same_state(m, single) for m in members)
     )
 
 
@@ -127,22 +150,9 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
         for msg in stream.messages:
             pub.publish(msg)
 
-        def settled(n_msgs: int) -> bool:
-            got = {k: scrape(p) for k, p in ports.items()}
-            a, b = got["a"], got["b"]
-            return (
-                got["single"]["pantau_ingest_messages_total"] == n_msgs
-                and a["pantau_ingest_messages_total"] + b["pantau_ingest_messages_total"] == n_msgs
-                and all(g["pantau_ingest_unacked_messages"] == 0 for g in got.values())
-                # every delta one member published, the other has merged
-                and a["pantau_ingest_state_deltas_merged_total"]
-                == b["pantau_ingest_state_deltas_published_total"]
-                and b["pantau_ingest_state_deltas_merged_total"]
-                == a["pantau_ingest_state_deltas_published_total"]
-            )
-
         wait_for(
-            lambda: settled(n_msgs), "both setups to take every message and the members to converge"
+            lambda: settled(ports, single, members, n_msgs),
+            "both setups to take every message and the members to converge",
         )
         # A redelivered batch and a batch with a refused reading.
         pub.publish(stream.messages[0])
@@ -151,11 +161,11 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
         reading = {"sensor": "bed-kariadi-icu", "kind": "bed", "ts": t, "seq": 1, "values": bad}
         doc = {"v": 1, "gw": "gw-kariadi", "seq": 10_000, "sent": t, "readings": [reading]}
         pub.publish(Message("gw-kariadi", stream.messages[0].topic, orjson.dumps(doc), ()))
-        wait_for(lambda: settled(n_msgs + 2), "the duplicate and the refused reading")
-        final = {k: scrape(p) for k, p in ports.items()}
-        assert all(
-            (m.state.ts == single.state.ts).all() for m in members if m.state and single.state
+        wait_for(
+            lambda: settled(ports, single, members, n_msgs + 2),
+            "the duplicate and the refused reading",
         )
+        final = {k: scrape(p) for k, p in ports.items()}
         one = InfluxHTTP(url=influxdb.url, database="one").start()
         two = InfluxHTTP(url=influxdb.url, database="two").start()
         stack.callback(one.close)
@@ -207,6 +217,56 @@ def test_two_ingesters_on_a_shared_subscription_write_the_single_ingesters_rollu
         assert g["pantau_ingest_windows_total"] >= 1
         assert g["pantau_ingest_state_deltas_refused_total"] == 0
         assert g["pantau_ingest_subscribed"] == 1
+
+
+def test_a_member_that_joins_late_gets_the_groups_state(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates-only (no raw points to bootstrap from): member B joins after member A has
+    taken readings of every sensor, and then only one gateway keeps publishing. B's HELLO
+    makes A send its whole state, so B computes the same rollups as a lone ingester, not
+    rollups of the one gateway it hears from."""
+    first = make_stream(city, GATEWAYS, batches=4, t0=now_ms() - 120_000)
+    later = make_stream(city, ["gw-kariadi"], batches=10, t0=now_ms() - 60_000, seed=9)
+    ports = {name: free_port() for name in ("single", "a", "b")}
+
+    def ingester(name: str, db: str, group: str | None) -> Ingester:
+        return Ingester(
+            settings=settings(
+                mosquitto, influxdb, tmp_path, db=db, client_id=f"ingest-{name}", group=group,
+                metrics_port=ports[name], store_raw=False,
+            ),
+            registry=city,
+        )  # fmt: skip
+
+    with ExitStack() as stack:
+        single = stack.enter_context(running(ingester("single", "one", None)))
+        a = stack.enter_context(running(ingester("a", "two", "g")))
+        pub = stack.enter_context(publishing(mosquitto, GATEWAYS))
+        for msg in first.messages:
+            pub.publish(msg)
+        wait_for(
+            lambda: settled({"single": ports["single"], "a": ports["a"]}, single, [a], 4 * 13),
+            "member A and the lone ingester to take the first part",
+        )
+        b = stack.enter_context(running(ingester("b", "two", "g")))
+        for msg in later.messages:
+            pub.publish(msg)
+        wait_for(
+            lambda: settled(ports, single, [a, b], 4 * 13 + 10),
+            "B to learn A's state and both to take the rest",
+        )
+        final = {k: scrape(p) for k, p in ports.items()}
+        one = stack.enter_context(InfluxHTTP(url=influxdb.url, database="one"))
+        two = stack.enter_context(InfluxHTTP(url=influxdb.url, database="two"))
+        aggregates_one, aggregates_two = latest_aggregates(one), latest_aggregates(two)
+        raw = (raw_count(one), raw_count(two))
+
+    assert final["b"]["pantau_ingest_messages_total"] > 0  # B did take some of the rest
+    assert final["b"]["pantau_ingest_state_delta_sensors_changed_total"] >= 29  # A's sensors
+    assert len(aggregates_one) == 237 + 4 + 2
+    assert aggregates_two == aggregates_one
+    assert raw == (0, 0)  # aggregates-only
 
 
 def test_only_the_ingester_account_may_publish_state_deltas(mosquitto: Mosquitto) -> None:

@@ -241,3 +241,15 @@ def test_the_state_topic_is_outside_the_device_namespace() -> None:
     for bad in ("", "a/b", "+", "#", "-x", "g" * 65):
         with pytest.raises(TopicError):
             topics.ingest_state(bad)
+
+
+def test_hello_travels_even_without_sensors_and_unknown_flags_are_refused() -> None:
+    state = SensorState(n_sensors=3)
+    (hello,) = deltas_of(state, np.zeros(0, np.intp), DIGEST, hello=True)
+    raw = encode_state_delta(hello)
+    got = decode_state_delta(raw)
+    assert (got.hello, len(got)) == (True, 0)
+    assert deltas_of(state, np.zeros(0, np.intp), DIGEST) == []
+    assert decode_state_delta(encode_state_delta(_delta(2, 5))).hello is False
+    with pytest.raises(PayloadError, match="flags"):
+        decode_state_delta(raw[:6] + b"\x02" + raw[7:])
