@@ -135,12 +135,22 @@ class ReadingHistory:
     sensor's latest reading observed before ``E``) is ``floor`` updated with the kept readings
     observed before ``E``, exactly. Memory is bounded: at most ``capacity`` readings are kept
     (when more arrive, ``cut`` moves forward so the newest half stay) and none older than
-    ``horizon_ms`` before the newest window's ``now``."""
+    ``horizon_ms`` before the newest window's ``now``.
 
-    def __init__(self, *, n_sensors: int, capacity: int, horizon_ms: int) -> None:
+    When ``capacity`` readings span less than ``min_span_ms`` (a rate so high that no past
+    bucket could be recomputed anyway), the history *pauses* instead of folding: it drops what
+    it holds and takes nothing until :meth:`resume`, so it costs nothing per reading while it
+    could not help."""
+
+    def __init__(
+        self, *, n_sensors: int, capacity: int, horizon_ms: int, min_span_ms: int = 0
+    ) -> None:
         self.floor = SensorState(n_sensors=n_sensors)
         self.capacity = capacity
         self.horizon_ms = horizon_ms
+        self.min_span_ms = min_span_ms
+        #: False while paused (see the class docstring)
+        self.active = True
         #: readings observed before this time are only in ``floor``
         self.cut = NO_TIME
         self._parts: list[tuple[npt.NDArray[np.int32], I64, I64, I64]] = []
@@ -161,6 +171,8 @@ class ReadingHistory:
         self, sensor: npt.NDArray[np.int32], ts: I64, seq: I64, values: I64, *, now_ms: int
     ) -> None:
         """Keep a window's readings (in arrival order); then fold what is beyond the bounds."""
+        if not self.active:
+            return
         if len(sensor):
             old = ts < self.cut
             if old.any():
@@ -199,6 +211,9 @@ class ReadingHistory:
             keep = self.capacity // 2
             # the keep-th newest observation time: everything before it is folded
             new_cut = max(new_cut, int(np.partition(ts, self._n - keep)[self._n - keep]))
+            if now_ms - new_cut < self.min_span_ms:
+                self._pause()
+                return
         if new_cut <= self.cut:
             return
         if self._oldest >= new_cut:  # nothing kept is that old: no copying, every window
@@ -214,6 +229,20 @@ class ReadingHistory:
             self._oldest = int(ts[keep_rows].min()) if self._n else _NEVER
         self.cut = new_cut
 
+    def _pause(self) -> None:
+        self.active = False
+        self._parts, self._n, self._oldest = [], 0, _NEVER
+        self.floor = SensorState(n_sensors=len(self.floor.ts))
+
+    def resume(self, state: SensorState) -> None:
+        """Start again from ``state`` (the live state): like :meth:`seed`, nothing before its
+        newest reading can be recomputed."""
+        self.active = True
+        self._parts, self._n, self._oldest = [], 0, _NEVER
+        self.floor = state.copy()
+        known = state.ts[state.ts != NO_TIME]
+        self.cut = int(known.max()) + 1 if len(known) else self.cut
+
     def affected_buckets(
         self, sensor: npt.NDArray[np.int32], ts: I64, *, bucket_ms: int, before: int
     ) -> I64:
@@ -222,7 +251,7 @@ class ReadingHistory:
         each reading's bucket to the bucket of its sensor's next reading (inclusive: a
         kiosk's previous reading feeds its service rate), never a bucket ending at or before
         ``cut`` (those cannot be recomputed)."""
-        if not len(sensor):
+        if not len(sensor) or not self.active:
             return np.zeros(0, np.int64)
         h_sensor, h_ts, _, _ = self._columns()
         first = 0 if self.cut == NO_TIME else self.cut - self.cut % bucket_ms

@@ -183,6 +183,7 @@ class Ingester:
         self._dedup = BatchDedup(per_gateway=settings.dedup_per_gateway)
         #: recent readings, to rewrite past rollup buckets when late data arrives
         self._history: ReadingHistory | None = None
+        self._history_paused_at = NO_TIME
         group = settings.mqtt_shared_group
         #: scale-out: where members exchange state deltas (None: a lone ingester)
         self._state_topic = topics.ingest_state(group) if group is not None else None
@@ -498,6 +499,7 @@ class Ingester:
                 n_sensors=self.index.n_sensors,
                 capacity=s.late_history_readings,
                 horizon_ms=s.late_horizon_s * 1000,
+                min_span_ms=s.rollup_bucket_s * 1000,
             )
             for ts, values in ((state.prev_ts, state.prev_values), (state.ts, state.values)):
                 rows = np.flatnonzero(ts != NO_TIME).astype(np.int32)
@@ -573,9 +575,22 @@ class Ingester:
         history = self._history
         if history is None:
             return
-        history.add(sensor, ts, seq, values, now_ms=now)
         bucket = self.settings.rollup_bucket_s * 1000
         current = now - now % bucket
+        if not history.active and current != self._history_paused_at:
+            # Paused by a rate its memory could not span: try again once per bucket.
+            history.resume(self._require_state())
+            log.info("late-data correction resumed")
+        was_active = history.active
+        history.add(sensor, ts, seq, values, now_ms=now)
+        if was_active and not history.active:
+            self._history_paused_at = current
+            log.warning(
+                "late-data correction paused: %d readings span less than one %d s bucket "
+                "(raise PANTAU_LATE_HISTORY_READINGS to keep it at this rate)",
+                self.settings.late_history_readings,
+                self.settings.rollup_bucket_s,
+            )
         late = ts < current
         if not late.any():
             return

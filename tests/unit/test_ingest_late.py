@@ -100,3 +100,25 @@ def test_memory_is_bounded_and_what_is_folded_is_not_recomputed() -> None:
     history.add(*_cols([]), now_ms=2000)
     assert len(history) == 0
     assert history.cut == 1950
+
+
+def test_a_rate_its_memory_cannot_span_pauses_the_history_until_resumed() -> None:
+    """10 readings that span less than one bucket: keeping them could never rewrite a past
+    bucket, so the history drops them and takes nothing; resume() restarts it from a state."""
+    history = ReadingHistory(n_sensors=1, capacity=10, horizon_ms=10**9, min_span_ms=BUCKET)
+    history.add(*_cols([(0, 1000 + i % 3, i) for i in range(11)]), now_ms=1003)
+    assert not history.active
+    assert len(history) == 0
+    history.add(*_cols([(0, 1004, 1)]), now_ms=1004)
+    assert len(history) == 0
+    sensor, ts, _, _ = _cols([(0, 990, 1)])
+    assert history.affected_buckets(sensor, ts, bucket_ms=BUCKET, before=1000).tolist() == []
+    live = ReadingHistory(n_sensors=1, capacity=100, horizon_ms=10**9).floor
+    live.update(*_cols([(0, 1004, 7)]))
+    history.resume(live)
+    assert history.active
+    assert history.cut == 1005
+    history.add(*_cols([(0, 1020, 8)]), now_ms=1030)
+    assert len(history) == 1
+    states = {s: _state_dict(st) for s, st in history.states_at(np.array([1010]), bucket_ms=10)}
+    assert states == {1010: {0: (1004, 7)}}
