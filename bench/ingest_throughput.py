@@ -458,7 +458,10 @@ class Sampler:
         # The counter moves once per flush window: measure between the first and the last
         # step seen, so whole windows are counted over the time they took.
         steps = np.flatnonzero(np.diff(sw) > 0) + 1
-        a, b = (steps[0], steps[-1]) if len(steps) >= 2 else (0, len(sw) - 1)
+        if len(steps) < 2:
+            # not even two flush windows ended inside: no rate can be read off the counter
+            return float("nan"), None
+        a, b = steps[0], steps[-1]
         rate = (sw[b] - sw[a]) / (tw[b] - tw[a])
         if sw[-1] <= sw[0]:
             return rate, None
@@ -737,6 +740,8 @@ def describe(res: Result, bench: Bench) -> list[str]:
         writers = f", {bench.args.writers} writers" if bench.supports_parallel else ", 1 writer"
     cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in res.cpu.items())
     msgs = "" if math.isnan(res.msg_rate) else f" ({res.msg_rate:,.0f} msgs/s)"
+    if math.isnan(res.rate):
+        msgs += " (fewer than 2 flush windows ended in the measured window: run longer)"
     out.append(
         f"  saturated{writers}: {_fmt_rate(res.rate)} readings/s stored{msgs}; "
         f"lag p50/p99 {_fmt_lag(res.lag_sat)}{_fmt_hist(res.hist_lag_sat)} "
@@ -811,7 +816,7 @@ def main() -> None:
     """Run every mode and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases (~1 minute)")
-    parser.add_argument("--gateways", type=int, default=16)
+    parser.add_argument("--gateways", type=int, default=None, help="16 (--quick: 8)")
     parser.add_argument("--sensors-per-gateway", type=int, default=500)
     parser.add_argument("--json-batch", type=int, default=500, help="readings per JSON batch")
     parser.add_argument("--binary-batch", type=int, default=2000, help="readings per binary batch")
@@ -832,10 +837,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     timing = (
-        Timing(warmup=1.5, measure=2.5, paced_warmup=0, paced_measure=0, drain=5)
+        Timing(warmup=1.5, measure=2.5, paced_warmup=0, paced_measure=0, drain=4)
         if args.quick
         else Timing(warmup=3, measure=10, paced_warmup=2, paced_measure=6, drain=15)
     )
+    if args.gateways is None:
+        args.gateways = 8 if args.quick else 16
     modes = [m for m in MODES if not args.modes or m.key in args.modes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-ingest-"))
     doc = synthetic_province(gateways=args.gateways, sensors_per_gateway=args.sensors_per_gateway)
@@ -885,7 +892,7 @@ def main() -> None:
             flush=True,
         )
         if not args.no_ceiling:
-            seconds = 2.0 if args.quick else 4.0
+            seconds = 1.5 if args.quick else 4.0
             chunks = raw_chunks(bench, int(seconds * 300_000))
             one = store_ceiling(bench, 1, seconds, chunks[: len(chunks) // 2])
             more = store_ceiling(bench, args.writers, seconds, chunks[len(chunks) // 2 :])
