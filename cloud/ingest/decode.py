@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from pydantic import ValidationError
 
 from cloud.ingest.topology import KIND_BY_CODE, MAX_FIELDS, CityIndex
@@ -284,7 +285,9 @@ class _PlainJson:
 
     def __init__(self) -> None:
         self.n = 0
-        self.items: list[tuple[int, _Json]] = []
+        #: per message taken: (window index, gateway, readings); the parsed documents are not
+        #: kept (freeing each while it is hot is cheaper than freeing them all at the end)
+        self.items: list[tuple[int, int, int]] = []
         self.sensors: list[Any] = []
         self.ts = array("q")
         self.seq = array("q")
@@ -332,7 +335,7 @@ class _PlainJson:
         self.sensors += sensors
         self.ts += ts
         self.seq += seq
-        self.items.append((m, j))
+        self.items.append((m, j.gateway, k))
         self.n += k
         return True
 
@@ -637,6 +640,27 @@ class _Segment:
     source: Callable[[int], Any]
 
 
+def _plain_segment(plain: _PlainJson, messages: Sequence[Message], index: CityIndex) -> _Segment:
+    """The segment of the window's plain JSON batches."""
+    counts = np.array([k for _, _, k in plain.items], dtype=np.intp)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+
+    def source(row: int) -> Any:
+        # Only for refused readings: parse the payload again rather than keep every document.
+        at = int(np.searchsorted(ends, row, side="right"))
+        doc = orjson.loads(messages[plain.items[at][0]].payload)
+        return doc["readings"][row - int(starts[at])]
+
+    return _Segment(
+        cols=plain.columns(index),
+        message=np.repeat(np.array([m for m, _, _ in plain.items], dtype=np.int32), counts),
+        index=np.arange(plain.n, dtype=np.int32) - np.repeat(starts.astype(np.int32), counts),
+        gateway=np.repeat(np.array([g for _, g, _ in plain.items], dtype=np.int32), counts),
+        source=source,
+    )
+
+
 def _json_segment(
     items: list[tuple[int, _Json]], index: CityIndex, cols: _Columns | None = None
 ) -> _Segment:
@@ -802,7 +826,7 @@ def _decode(
     plain, general, binaries = adm.plain, adm.general, adm.binaries
     segments: list[_Segment] = []
     if plain.n:
-        segments.append(_json_segment(plain.items, index, plain.columns(index)))
+        segments.append(_plain_segment(plain, messages, index))
     if general:
         segments.append(_json_segment(general, index))
     if binaries:

@@ -403,3 +403,29 @@ def test_duplicate_batches_are_dropped_not_decoded(city: Registry) -> None:
     assert len(dedup) == 2
     out = decode_window([binary], index, NOW, dedup=dedup)
     assert out.duplicates == []
+
+
+def test_refused_readings_of_plain_and_binary_batches_say_why(city: Registry) -> None:
+    """Details of refused readings are the contract's words, whichever path decoded them."""
+    index = CityIndex.from_registry(city)
+    readings = [_bed(), _bed("bed-wongso-icu", seq=2), _bed(ts=NOW + MAX_FUTURE_SKEW_MS + 1)]
+    plain = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": readings}
+    for payload in (orjson.dumps(plain), _binary_of(readings)):
+        first = {**plain, "seq": 0, "readings": [_bed()]}  # so row != reading index
+        out = decode_window([_msg(TOPIC, first), _msg(TOPIC, payload)], index, NOW)
+        assert out.rejections[0].message == 1
+        got = [(r.message, r.index, r.reason, r.detail) for r in out.rejections if r.message]
+        assert got == [
+            (
+                1,
+                1,
+                RejectReason.UNKNOWN_SENSOR,
+                "sensor 'bed-wongso-icu' is not registered to this gateway",
+            ),
+            (
+                1,
+                2,
+                RejectReason.FUTURE_TIMESTAMP,
+                f"ts {NOW + MAX_FUTURE_SKEW_MS + 1} is {MAX_FUTURE_SKEW_MS + 1} ms ahead",
+            ),
+        ]
