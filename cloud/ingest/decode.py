@@ -302,15 +302,15 @@ class _PlainJson:
         try:
             lens = set(map(len, rs))
             if lens == {6}:
-                if not set(map(_G_CLOCK, rs)) <= _CLOCK_SET:
+                if not _CLOCK_SET.issuperset(map(_G_CLOCK, rs)):
                     return False
             elif lens != {5}:
                 return False
-            kinds = list(map(_G_KIND, rs))
+            names = set(map(_G_KIND, rs))
             vals = list(map(_G_VALUES, rs))
-            names = set(kinds)
             got: list[tuple[int, array[int], range | list[int]]] = []
             rows: range | list[int]
+            kinds = list(map(_G_KIND, rs)) if len(names) > 1 else []
             for name in names:
                 code = _KIND_BY_NAME[name]
                 if len(names) == 1:
