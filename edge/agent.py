@@ -220,7 +220,8 @@ class EdgeAgent:
             log.warning("no CONNACK in %.0fs", CONNECT_TIMEOUT_S)
             self._drop_client("no CONNACK")
         elif self._connected and self._watch is not None:
-            silent = self._watch.silent_for(now)
+            # A fresh reading of the clock: _collect() may have waited a tick since `now`.
+            silent = self._watch.silent_for(time.monotonic())
             if silent > SILENCE_KEEPALIVES * self.settings.keepalive_s:
                 # Half-open: TCP still looks fine, but nothing came back for 1.5x keepalive.
                 self._drop_client(f"no packet from the broker for {silent:.1f}s", stalled=True)
