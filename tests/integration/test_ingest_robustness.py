@@ -38,7 +38,8 @@ GATEWAYS = ["gw-kariadi", "gw-wongsonegoro", "gw-johar", "gw-simpanglima", "gw-m
 
 
 class IngestProcess:
-    """``python -m cloud.ingest run`` with its settings in the environment."""
+    """``pantau ingest run`` (the venv's console script) with its settings in the
+    environment, as an operator runs it."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
@@ -48,7 +49,7 @@ class IngestProcess:
     def start(self) -> None:
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cloud.ingest", "run"],
+                [str(Path(sys.executable).with_name("pantau")), "ingest", "run"],
                 env=self.env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 def init_db(influxdb: InfluxDB, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PANTAU_INFLUX_URL": influxdb.url, "PANTAU_INFLUX_DB": "pantau", **extra}
     return subprocess.run(
-        [sys.executable, "-m", "cloud.ingest", "init-db"],
+        [str(Path(sys.executable).with_name("pantau")), "ingest", "init-db"],
         env=env,
         cwd=ROOT,
         capture_output=True,
