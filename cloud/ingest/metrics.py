@@ -6,8 +6,6 @@ README and docs/schema.md ("Ingester metrics") list them for operators.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -145,29 +143,30 @@ class IngestMetrics:
             "State-delta messages refused (malformed, or from a member with another registry)",
             registry=r,
         )
-        self._held = 0
+        # One writer each: the MQTT thread counts in, the consumer counts out; the gauges read
+        # the difference at scrape time. No lock on the per-message path (~0.1 µs, not ~1 µs).
+        self._in = 0
+        self._out = 0
         self._held_max = 0
-        self._held_lock = threading.Lock()
+        self.unacked.set_function(lambda: self.held)
+        self.unacked_max.set_function(lambda: self._held_max)
 
     def observe_lag(self, lag_s: npt.NDArray[np.float64]) -> None:
         """One lag observation per reading (seconds), see :func:`observe_many`."""
         observe_many(self.lag, lag_s)
 
-    def received(self, n: int = 1) -> None:
-        """``n`` messages arrived from the broker and are now held unacknowledged."""
-        with self._held_lock:
-            self._held += n
-            self._held_max = max(self._held_max, self._held)
-            self.unacked.set(self._held)
-            self.unacked_max.set(self._held_max)
+    def received(self) -> None:
+        """A message arrived from the broker and is now held unacknowledged (MQTT thread)."""
+        self._in += 1
+        held = self._in - self._out
+        self._held_max = max(self._held_max, held)
 
     def released(self, n: int) -> None:
-        """``n`` held messages were acknowledged (or dropped with a lost connection)."""
-        with self._held_lock:
-            self._held -= n
-            self.unacked.set(self._held)
+        """``n`` held messages were acknowledged, or dropped with a lost connection
+        (consumer thread)."""
+        self._out += n
 
     @property
     def held(self) -> int:
         """Messages held unacknowledged right now."""
-        return self._held
+        return self._in - self._out
