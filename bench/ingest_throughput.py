@@ -37,6 +37,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import bisect
 import math
 import multiprocessing as mp
 import os
@@ -96,10 +97,13 @@ class BenchError(Exception):
     """A mode could not be measured (its ingester died or never subscribed)."""
 
 
-def scrape(url: str) -> dict[str, float]:
+def scrape(url: str, client: httpx.Client | None = None) -> dict[str, float]:
     """Prometheus text exposition as ``{'name{labels}': value}``."""
     out: dict[str, float] = {}
-    for line in httpx.get(url, timeout=5).text.splitlines():
+    text = (client.get(url) if client is not None else httpx.get(url, timeout=5)).text
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
         m = _METRIC.match(line)
         if m:
             out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
@@ -155,6 +159,13 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle or waiting for I/O) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / _CLK
 
 
 def vm_kb(pid: int, key: str) -> int:
@@ -377,6 +388,8 @@ class Sampler:
     t_sto: list[float] = field(default_factory=list)
     sto: list[float] = field(default_factory=list)
     last_metrics: dict[str, float] = field(default_factory=dict)
+    #: one keep-alive connection for every scrape (a new one each time costs the bench CPU)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
 
     def published(self) -> int:
         return sum(int(published.value) for _, published, _ in self.shared)
@@ -386,7 +399,7 @@ class Sampler:
             return float(self.naive_stored.value)
         if self.metrics_url is None:
             return 0.0
-        self.last_metrics = scrape(self.metrics_url)
+        self.last_metrics = scrape(self.metrics_url, self.http)
         return stored_of(self.last_metrics, raw=self.raw)
 
     def set_allowed(self, total: float) -> None:
@@ -397,7 +410,12 @@ class Sampler:
             allowed.value = count + share
 
     def cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        """CPU seconds of each process of the mode, the bench's coordinator and the whole
+        machine (``others`` is then what processes outside this benchmark took)."""
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out["bench"] = cpu_seconds(os.getpid())
+        out["others"] = machine_busy_seconds() - sum(out.values())
+        return out
 
     def run(self, seconds: float, *, floor: int, pace: float | None = None) -> None:
         """Feed the load for ``seconds``: by credit (``--backlog`` s of recent stored rate
@@ -421,7 +439,7 @@ class Sampler:
                 self.set_allowed(stored + max(floor, span * self.recent_rate(span)))
             else:
                 self.set_allowed(base + pace * (now - start))
-            time.sleep(0.005)
+            time.sleep(0.01)
 
     def drain(self, timeout: float) -> bool:
         """Offer nothing more until everything published is stored (True) or ``timeout``."""
@@ -444,7 +462,7 @@ class Sampler:
         if len(self.t_sto) < 2:
             return 0.0
         t1, s1 = self.t_sto[-1], self.sto[-1]
-        i = int(np.searchsorted(self.t_sto, t1 - span))
+        i = bisect.bisect_left(self.t_sto, t1 - span)
         t0, s0 = self.t_sto[i], self.sto[i]
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
@@ -620,6 +638,7 @@ def run_mode(bench: Bench, mode: Mode) -> Result:
         res.rss_mb = vm_kb(pid, "VmHWM") / 1024
         res.unacked_max = sampler.last_metrics.get("pantau_ingest_unacked_messages_max", math.nan)
     finally:
+        sampler.http.close()
         stop.set()
         for p in procs:
             p.join(5)
