@@ -671,12 +671,19 @@ def _pid(proc: subprocess.Popen[bytes] | None) -> int:
 
 
 # ---- what InfluxDB alone takes ---------------------------------------------------------------
-def raw_chunks(bench: Bench, lines_wanted: int, chunk: int = 5000) -> list[bytes]:
+def raw_chunks(
+    bench: Bench, lines_wanted: int, *, slim: bool = False, chunk: int = 5000
+) -> list[bytes]:
     """Bodies of ``chunk`` raw lines each, exactly as the ingester formats them (its own
-    decoder and PointBuilder), every point distinct."""
+    decoder and PointBuilder), every point distinct. ``slim``: the same points tagged with the
+    sensor id only (what the registry can add at query time is left out)."""
     loads = gateway_loads(bench.doc, bench.passwords)
     index = CityIndex.from_registry(bench.registry)
     builder = PointBuilder(index=index)
+    if slim:
+        builder.raw_keys = [
+            series_key(s.kind.value, {"sensor": s.id}) for s in bench.registry.doc.sensors
+        ]
     tmpls = [json_batch_templates(ld, bench.args.json_batch)[0] for ld in loads]
     now = time.time_ns() // 1_000_000
     base = now - 600_000  # ten minutes ago: inside any retention, never "future"
@@ -692,10 +699,11 @@ def raw_chunks(bench: Bench, lines_wanted: int, chunk: int = 5000) -> list[bytes
     return ["\n".join(lines[i : i + chunk]).encode() for i in range(0, len(lines), chunk)]
 
 
-def store_ceiling(bench: Bench, writers: int, seconds: float, chunks: list[bytes]) -> float:
+def store_ceiling(
+    bench: Bench, writers: int, seconds: float, chunks: list[bytes], db: str = "bench_ceiling"
+) -> float:
     """Points/s InfluxDB stores from ``writers`` threads sending pre-formatted raw chunks
     (nothing else running): the ceiling of any raw mode."""
-    db = "bench_ceiling"
     clients = [InfluxHTTP(url=bench.influx.url, database=db, timeout=60) for _ in range(writers)]
     for c in clients:
         c.start()
@@ -915,12 +923,17 @@ def main() -> None:
             chunks = raw_chunks(bench, int(seconds * 300_000))
             one = store_ceiling(bench, 1, seconds, chunks[: len(chunks) // 2])
             more = store_ceiling(bench, args.writers, seconds, chunks[len(chunks) // 2 :])
+            slim = raw_chunks(bench, int(seconds * 300_000), slim=True)
+            slim_rate = store_ceiling(bench, args.writers, seconds, slim, db="bench_ceiling_slim")
             print(
                 f"InfluxDB alone, raw points as the ingester formats them "
                 f"({len(chunks[0]) // 5000} bytes/line, 5,000 lines/write): "
-                f"{one:,.0f} points/s from 1 writer, {more:,.0f} from {args.writers}\n",
+                f"{one:,.0f} points/s from 1 writer, {more:,.0f} from {args.writers}; "
+                f"the same points tagged by sensor only ({len(slim[0]) // 5000} bytes/line): "
+                f"{slim_rate:,.0f} from {args.writers}\n",
                 flush=True,
             )
+            del chunks, slim
         for mode in modes:
             try:
                 res = run_mode(bench, mode)
