@@ -2,7 +2,7 @@
 format, aggregates-only and with every raw reading stored, against a naive baseline.
 
     .venv/bin/python -m bench.ingest_throughput            # about 5 minutes
-    .venv/bin/python -m bench.ingest_throughput --quick    # about 1 minute, smoke run
+    .venv/bin/python -m bench.ingest_throughput --quick    # about 90 s, smoke run
 
 Everything is real and runs on this machine: Mosquitto and InfluxDB (``pantau.services``, free
 ports, temp dirs), the ingester as its own process (``python -m cloud.ingest run`` with
@@ -12,20 +12,26 @@ province (registry written to a temp file; ``--gateways`` x ``--sensors-per-gate
 
 Each mode runs a fresh ingester (own client id, session expiry 0, own database) in two phases:
 
-1. saturated: the load is kept ahead of what the ingester has stored by one second of its
-   recent stored rate (credit), so the ingester never waits for input and the backlog stays
-   bounded; the stored rate in steady state (after warm-up) is its capacity.
+1. saturated: the load is kept ahead of what the ingester has stored by what it stored in the
+   last ``--backlog`` seconds (credit), so the ingester never waits for input and the backlog
+   stays bounded; the stored rate in steady state (after warm-up) is its capacity.
 2. paced: an open-loop offered rate of ``--paced-fraction`` of that capacity; the lag here is
    what a healthy, not overloaded ingester adds.
 
-Readings/s come from the ingester's own Prometheus counter of readings stored (incremented
-after InfluxDB accepted them, before the acks). Lag is ``storage time - observation time``:
+Readings/s come from the ingester's own Prometheus counters: readings stored raw (incremented
+after InfluxDB accepted them, before the acks), or in aggregates-only mode the lag histogram's
+count (one observation per reading folded into the state whose rollups are then written and
+acknowledged), read between the first and last step of the counter in the measured window. Lag is ``storage time - observation time``:
 publishers stamp ``ts`` = send time; the time reading k was stored is read off the stored
 counter's curve and its send time off the published curve (messages are handled in order), so
 every reading of the window counts, with the scrape period (``--scrape``) as resolution. The
 ingester's own lag histogram is printed beside it. Raw modes end by draining and counting the
 points in InfluxDB, which must equal the stored counter. RSS peak is the ingester's VmHWM; CPU
-is from /proc/<pid>/stat over the measured window (100 % = one core).
+is from /proc/<pid>/stat over the measured window (100 % = one core), for every process of the
+mode, the bench itself, and ``others``: what processes outside the benchmark took of the
+machine meanwhile (a busy machine lowers every figure). Before the modes, the bench measures
+what InfluxDB alone stores of raw lines as the ingester formats them (1 and ``--writers``
+writers), and of the same points tagged by sensor only: the ceiling of the raw modes.
 
 The naive baseline (``run_naive``) is what one would write first: a paho callback per message
 that formats each reading's line (``cloud.influx`` helpers) and does one InfluxDB write per
