@@ -21,10 +21,11 @@ Each mode runs a fresh ingester (own client id, session expiry 0, own database) 
 Readings/s come from the ingester's own Prometheus counters: readings stored raw (incremented
 after InfluxDB accepted them, before the acks), or in aggregates-only mode the lag histogram's
 count (one observation per reading folded into the state whose rollups are then written and
-acknowledged), read between the first and last step of the counter in the measured window. Lag is ``storage time - observation time``:
-publishers stamp ``ts`` = send time; the time reading k was stored is read off the stored
-counter's curve and its send time off the published curve (messages are handled in order), so
-every reading of the window counts, with the scrape period (``--scrape``) as resolution. The
+acknowledged), read between the first and last step of the counter in the measured window.
+Lag is ``storage time - observation time``: publishers stamp ``ts`` = send time; the time
+reading k was stored is read off the stored counter's curve and its send time off the published
+curve (messages are handled in order), so every reading of the window counts, with the scrape
+period (``--scrape``) as resolution. The
 ingester's own lag histogram is printed beside it. Raw modes end by draining and counting the
 points in InfluxDB, which must equal the stored counter. RSS peak is the ingester's VmHWM; CPU
 is from /proc/<pid>/stat over the measured window (100 % = one core), for every process of the
