@@ -873,7 +873,7 @@ def main() -> None:
     timing = (
         Timing(warmup=1.5, measure=2.5, paced_warmup=0, paced_measure=0, drain=4)
         if args.quick
-        else Timing(warmup=3, measure=10, paced_warmup=2, paced_measure=6, drain=15)
+        else Timing(warmup=3, measure=8, paced_warmup=2, paced_measure=5, drain=15)
     )
     if args.gateways is None:
         args.gateways = 8 if args.quick else 16
@@ -927,10 +927,10 @@ def main() -> None:
         )
         if not args.no_ceiling:
             seconds = 1.5 if args.quick else 4.0
-            chunks = raw_chunks(bench, int(seconds * 300_000))
+            chunks = raw_chunks(bench, int(seconds * 200_000))
             one = store_ceiling(bench, 1, seconds, chunks[: len(chunks) // 2])
             more = store_ceiling(bench, args.writers, seconds, chunks[len(chunks) // 2 :])
-            slim = raw_chunks(bench, int(seconds * 300_000), slim=True)
+            slim = raw_chunks(bench, int(seconds * 150_000), slim=True)
             slim_rate = store_ceiling(bench, args.writers, seconds, slim, db="bench_ceiling_slim")
             print(
                 f"InfluxDB alone, raw points as the ingester formats them "
