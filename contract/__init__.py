@@ -10,6 +10,7 @@ from contract.binary import (
     decode_binary_batch,
     encode_binary_batch,
     is_binary,
+    readings_section,
 )
 from contract.cluster import StateDelta, decode_state_delta, encode_state_delta
 from contract.errors import (
@@ -102,4 +103,5 @@ __all__ = [
     "is_binary",
     "load_json",
     "parse_frame",
+    "readings_section",
 ]

@@ -63,6 +63,15 @@ def _bad(detail: str) -> PayloadError:
     return PayloadError(RejectReason.INVALID_BINARY, detail)
 
 
+def readings_section(raw: bytes) -> bytes:
+    """The bytes of a binary batch from its reading count on (offset 28 + G): the readings,
+    without the envelope a gateway restamps on every resend (``sent``, ``clock_offset_ms``).
+    For a payload too short to have one, the whole payload."""
+    if len(raw) < 8:
+        return raw
+    return raw[28 + raw[6] :]
+
+
 def is_binary(raw: bytes) -> bool:
     """True if ``raw`` claims to be a binary batch (starts with the magic)."""
     return raw[:4] == MAGIC

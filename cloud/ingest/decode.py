@@ -51,6 +51,7 @@ from contract import (
     decode_binary_batch,
     is_binary,
     load_json,
+    readings_section,
     topics,
 )
 from contract.payload import MAX_COUNT, MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
@@ -513,17 +514,30 @@ def _batch_fault(doc: dict[str, Any], gateway: str) -> Rejection | None:
     return None
 
 
+def content_fingerprint(payload: bytes) -> int:
+    """A hash of a batch's readings, leaving out the envelope fields a gateway stamps anew on
+    every resend (``sent``, ``clock_offset_ms``): a resent batch must count as a duplicate.
+
+    JSON: everything from the ``"readings"`` key on (Pantau's encoders put it last; a producer
+    that orders keys differently only makes dedup stricter, never wrong). Binary:
+    :func:`contract.readings_section`."""
+    if is_binary(payload):
+        return hash(readings_section(payload))
+    at = payload.find(b'"readings"')
+    return hash(payload[at:] if at >= 0 else payload)
+
+
 class BatchDedup:
     """Which (gateway, batch seq) this ingester has already stored and acknowledged, for the
     most recent ``per_gateway`` batches of each gateway (bounded memory: about 100 bytes per
     remembered batch).
 
-    A batch is a duplicate only if its payload is identical too (a fingerprint is kept with
-    the seq): a gateway that lost its spool and restarted its seq at 0 sends new data under old
-    numbers, and that must not be dropped. What this memory does not cover (batches older
-    than the last ``per_gateway``, everything before an ingester restart) is still stored only
-    once: raw points are idempotent (same series and time), so a redelivered batch overwrites
-    itself."""
+    A batch is a duplicate only if its readings are identical too (a
+    :func:`content_fingerprint` is kept with the seq): a gateway that lost its spool and
+    restarted its seq at 0 sends new data under old numbers, and that must not be dropped.
+    What this memory does not cover (batches older than the last ``per_gateway``, everything
+    before an ingester restart) is still stored only once: raw points are idempotent (same
+    series and time), so a redelivered batch overwrites itself."""
 
     def __init__(self, *, per_gateway: int = 1024) -> None:
         self.per_gateway = per_gateway
@@ -783,7 +797,7 @@ def _admit_all(
             continue
         if isinstance(got, _Binary) or got.is_batch:
             seq = got.batch.seq if isinstance(got, _Binary) else got.seq
-            key = (got.gateway, seq, hash(msg.payload))
+            key = (got.gateway, seq, content_fingerprint(msg.payload))
             if key in in_window or (dedup is not None and dedup.seen(*key)):
                 out.duplicates.append(m)
                 continue

@@ -15,10 +15,12 @@ from cloud.ingest.decode import BatchDedup
 from contract import (
     KIND_CODES,
     KIND_FIELDS,
+    Batch,
     RejectReason,
     SensorKind,
     check_timestamp,
     check_values,
+    encode,
     encode_binary_batch,
 )
 from contract.payload import MAX_COUNT, MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
@@ -267,12 +269,14 @@ def test_fast_json_path_judges_like_the_general_path(
     assert out.readings.sensor.tolist() == cols.sensor[ok].tolist()
 
 
-def _binary_of(readings: list[dict[str, Any]], gw: str = "gw-kariadi", seq: int = 1) -> bytes:
+def _binary_of(
+    readings: list[dict[str, Any]], gw: str = "gw-kariadi", seq: int = 1, sent: int = NOW
+) -> bytes:
     sensors = sorted({r["sensor"] for r in readings})
     return encode_binary_batch(
         gw=gw,
         seq=seq,
-        sent=NOW,
+        sent=sent,
         sensors=sensors,
         kinds=[KIND_CODES[SensorKind(r_kind)] for r_kind in _kind_of_sensor(readings, sensors)],
         sensor=[sensors.index(r["sensor"]) for r in readings],
@@ -381,19 +385,25 @@ def test_mixed_forms_keep_arrival_order(city: Registry) -> None:
 
 
 def test_duplicate_batches_are_dropped_not_decoded(city: Registry) -> None:
-    """A batch already stored, or seen earlier in the window, is a duplicate; the same seq
-    with other content (a gateway that restarted its numbering) is not."""
+    """A batch already stored, or seen earlier in the window, is a duplicate, also when the
+    gateway restamped ``sent`` on the resend; the same seq with other readings (a gateway that
+    restarted its numbering) is not."""
     index = CityIndex.from_registry(city)
     dedup = BatchDedup(per_gateway=2)
     b1 = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": [_bed()]}
-    b1_again = _msg(TOPIC, b1)
-    b1_new_content = _msg(TOPIC, {**b1, "sent": NOW + 1})
+    # as the edge re-encodes it: readings last, the envelope restamped
+    b1_again = _msg(
+        TOPIC, encode(Batch.model_validate({**b1, "sent": NOW + 1, "clock_offset_ms": 3}))
+    )
+    b1_new_content = _msg(TOPIC, {**b1, "readings": [_bed(ts=NOW - 1)]})
     binary = _msg(TOPIC, _binary_of([_bed()], seq=9))
-    out = decode_window([_msg(TOPIC, b1), b1_again, binary, binary], index, NOW, dedup=dedup)
+    first = _msg(TOPIC, encode(Batch.model_validate(b1)))
+    out = decode_window([first, b1_again, binary, binary], index, NOW, dedup=dedup)
     assert out.duplicates == [1, 3]
     assert len(out.readings) == 2
     dedup.remember(out.batch_keys)
-    out = decode_window([b1_again, b1_new_content, binary], index, NOW, dedup=dedup)
+    binary_resent = _msg(TOPIC, _binary_of([_bed()], seq=9, sent=NOW + 5))
+    out = decode_window([b1_again, b1_new_content, binary_resent], index, NOW, dedup=dedup)
     assert out.duplicates == [0, 2]
     assert out.readings.message.tolist() == [1]
     dedup.remember(out.batch_keys)
