@@ -238,7 +238,7 @@ def run_naive(
 
 
 # ---- modes ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Mode:
     """One row of the result table."""
 
@@ -258,18 +258,18 @@ class Mode:
 
 
 MODES = (
-    Mode("a-agg", "reading", False),
-    Mode("a-raw", "reading", True),
-    Mode("a-naive", "reading", True, naive=True),
-    Mode("b-agg", "json", False),
-    Mode("b-raw", "json", True),
-    Mode("b-naive", "json", True, naive=True),
-    Mode("c-agg", "binary", False),
-    Mode("c-raw", "binary", True),
+    Mode(key="a-agg", channel="reading", store_raw=False),
+    Mode(key="a-raw", channel="reading", store_raw=True),
+    Mode(key="a-naive", channel="reading", store_raw=True, naive=True),
+    Mode(key="b-agg", channel="json", store_raw=False),
+    Mode(key="b-raw", channel="json", store_raw=True),
+    Mode(key="b-naive", channel="json", store_raw=True, naive=True),
+    Mode(key="c-agg", channel="binary", store_raw=False),
+    Mode(key="c-raw", channel="binary", store_raw=True),
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Result:
     """What one mode measured."""
 
@@ -292,8 +292,10 @@ class Result:
     lines: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Timing:
+    """Seconds of each phase of a mode."""
+
     warmup: float
     measure: float
     paced_warmup: float
@@ -301,7 +303,7 @@ class Timing:
     drain: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Bench:
     """Services and load shared by every mode."""
 
@@ -380,7 +382,7 @@ class Bench:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Sampler:
     """Keeps the load's credit and records the published and stored curves."""
 
@@ -534,7 +536,7 @@ def _floor(mode: Mode, bench: Bench) -> int:
 
 def run_mode(bench: Bench, mode: Mode) -> Result:
     """Start an ingester (or the naive consumer), load it, measure, tear down."""
-    res = Result(mode)
+    res = Result(mode=mode)
     if mode.channel == "binary" and not bench.binary_ok:
         res.note = "n/a: contract/binary.py not present"
         return res
@@ -950,7 +952,7 @@ def main() -> None:
             try:
                 res = run_mode(bench, mode)
             except BenchError as exc:
-                res = Result(mode, note=f"failed: {exc}")
+                res = Result(mode=mode, note=f"failed: {exc}")
             results.append(res)
             print("\n".join(describe(res, bench)), flush=True)
         print()
