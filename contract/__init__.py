@@ -3,16 +3,12 @@
 Edge, ingester, simulator and tests all import this package; nothing else defines the wire.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from contract.beds import BED_GROUPS, BED_TYPES, BorBand, bor_band, bor_percent
-from contract.binary import (
-    MAX_BINARY_READINGS_PER_BATCH,
-    BinaryBatch,
-    decode_binary_batch,
-    encode_binary_batch,
-    is_binary,
-    readings_section,
-)
-from contract.cluster import StateDelta, decode_state_delta, encode_state_delta
 from contract.errors import (
     ConfigError,
     ConfigFileError,
@@ -50,6 +46,44 @@ from contract.payload import (
 )
 from contract.serial_frame import FrameDecoder, FrameStats, SerialFrame, encode_frame, parse_frame
 from contract.topics import Channel, Topic
+
+if TYPE_CHECKING:
+    from contract.binary import (
+        MAX_BINARY_READINGS_PER_BATCH,
+        BinaryBatch,
+        decode_binary_batch,
+        encode_binary_batch,
+        is_binary,
+        readings_section,
+    )
+    from contract.cluster import StateDelta, decode_state_delta, encode_state_delta
+
+#: The numpy-backed formats load on first use: a gateway agent that only speaks JSON then never
+#: imports numpy (about 12 MB of its RSS on a small device).
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "MAX_BINARY_READINGS_PER_BATCH",
+            "BinaryBatch",
+            "decode_binary_batch",
+            "encode_binary_batch",
+            "is_binary",
+            "readings_section",
+        ),
+        "contract.binary",
+    ),
+    **dict.fromkeys(("StateDelta", "decode_state_delta", "encode_state_delta"), "contract.cluster"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'contract' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BED_GROUPS",
