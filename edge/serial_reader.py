@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import serial
-from pydantic import ValidationError
 
 from contract.backoff import backoff_delay
-from contract.payload import ClockSource, Reading
+from contract.payload import ClockSource, Reading, check_values
 from contract.serial_frame import FrameDecoder, SerialFrame
 from edge.outbox import wall_ms
 
@@ -131,7 +130,12 @@ def _read_some(port: SerialPort) -> bytes:
     (and frames are handed on as they arrive, not up to a timeout later). A ``socket://`` port
     cannot say how much is waiting, so it reads in chunks."""
     if isinstance(port, serial.Serial):
-        return port.read(max(1, min(port.in_waiting, READ_CHUNK)))
+        data = port.read(max(1, min(port.in_waiting, READ_CHUNK)))
+        if len(data) == 1 and port.in_waiting:
+            # We waited for the first byte of a burst; take the rest of it in the same wakeup
+            # (one decoder pass per frame instead of two).
+            data += port.read(min(port.in_waiting, READ_CHUNK))
+        return data
     return port.read(READ_CHUNK)
 
 
@@ -273,24 +277,29 @@ class PortReader:
 
     def _to_reading(self, frame: SerialFrame, now_ms: int) -> Reading | None:
         clock = ClockSource.SENSOR if frame.ts_ms is not None else ClockSource.GATEWAY
-        try:
-            return Reading(
-                sensor=frame.sensor,
-                kind=frame.kind,
-                ts=frame.ts_ms if frame.ts_ms is not None else now_ms,
-                seq=frame.seq,
-                values=frame.values_dict(),
-                clock=clock,
-            )
-        except ValidationError as exc:
+        values = frame.values_dict()
+        broken = check_values(frame.kind, values)
+        if broken is not None:
             # A well-framed reading that breaks a value rule (occupied > capacity...): the
             # ingester would refuse the whole reading anyway; count it here where it is seen.
             self.rejected += 1
             log.warning(
-                "port %s: sensor %s seq %d refused: %s",
+                "port %s: sensor %s seq %d refused: %s: %s",
                 self.label,
                 frame.sensor,
                 frame.seq,
-                exc.errors()[0]["msg"],
+                broken[0].value,
+                broken[1],
             )
             return None
+        # parse_frame already checked the id, kind, integer types and seq sign, and
+        # check_values the value rules: constructing without re-validating halves the
+        # reader's cost per frame on a 2000 readings/s gateway.
+        return Reading.model_construct(
+            sensor=frame.sensor,
+            kind=frame.kind,
+            ts=frame.ts_ms if frame.ts_ms is not None else now_ms,
+            seq=frame.seq,
+            values=values,
+            clock=clock,
+        )
