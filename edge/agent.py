@@ -590,6 +590,8 @@ class EdgeAgent:
             "oldest_age_s": round(age, 3) if age is not None else None,
             "in_flight": len(self._in_flight),
             "current_batch": len(self._current),
+            # per-lane depth, drops by lane and reason, high-water mark
+            **self._spool.stats(),
         }
 
     def _cmd_set_interval(self, args: dict[str, Any]) -> dict[str, Any]:

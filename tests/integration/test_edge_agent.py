@@ -449,6 +449,9 @@ def test_each_command_gets_an_ack_and_bad_commands_get_error_acks(
             return ack.result
 
         wait_for(lambda: ask_spool()["current_batch"] == 3, "3 readings in the open batch")
+        state = ask_spool()
+        assert (state["spool_dropped_total"], state["spool_depth_bed"]) == (0, 0)
+        assert state["spool_high_water"] >= 0
         start = len(watcher.acks())
         watcher.command(b'{"v":1,"id":"c-now","name":"read_now"}')
         wait_for(lambda: len(watcher.readings()) == 3, "flushed batch")
