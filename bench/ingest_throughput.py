@@ -774,7 +774,8 @@ def describe(res: Result, bench: Bench) -> list[str]:
     writers = ""
     if m.store_raw and not m.naive:
         writers = f", {bench.args.writers} writers" if bench.supports_parallel else ", 1 writer"
-    cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in res.cpu.items())
+    # 'others' is a difference of counters read microseconds apart: a tiny negative is 0
+    cpu = ", ".join(f"{k} {max(v, 0.0) * 100:.0f}%" for k, v in res.cpu.items())
     msgs = "" if math.isnan(res.msg_rate) else f" ({res.msg_rate:,.0f} msgs/s)"
     if math.isnan(res.rate):
         msgs += " (fewer than 2 flush windows ended in the measured window: run longer)"
