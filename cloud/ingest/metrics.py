@@ -107,6 +107,11 @@ class IngestMetrics:
             "Highest pantau_ingest_unacked_messages since start (bounded by Receive Maximum)",
             registry=r,
         )
+        self.held_bytes = Gauge(
+            "pantau_ingest_held_bytes",
+            "Payload bytes received and not yet through a window (bounded by held_max_bytes)",
+            registry=r,
+        )
         self.subscribed = Gauge(
             "pantau_ingest_subscribed",
             "1 while connected to the broker with every subscription granted",

@@ -12,8 +12,9 @@ redelivers it. Redelivered readings overwrite themselves (same series, same time
 
 Backpressure: while a write is being retried the consumer stops taking messages; the broker may
 have at most ``mqtt_receive_maximum`` unacknowledged messages in flight to us (MQTT v5 Receive
-Maximum), so the buffer and memory stay bounded and the backlog waits at the broker
-(``pantau_ingest_unacked_messages`` shows how many we hold).
+Maximum), and we hold at most ``held_max_bytes`` of payload (past it the network thread stops
+reading the socket until a window is done), so the buffer and memory stay bounded and the
+backlog waits at the broker (``pantau_ingest_unacked_messages`` shows how many we hold).
 
 Scale-out (``mqtt_shared_group``): members share the gateway topics through an MQTT v5 shared
 subscription and, before acknowledging a window, publish their sensor-state changes to the
@@ -172,6 +173,10 @@ class Ingester:
         #: set once InfluxDB is ready, state is bootstrapped and the subscriptions are granted
         self.ready = threading.Event()
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_receive_maximum)
+        #: payload bytes received and not yet through a window (see held_max_bytes)
+        self._held_bytes = 0
+        self._held_cond = threading.Condition()
+        self.metrics.held_bytes.set_function(lambda: self._held_bytes)
         self._gen = 0
         self._connected = threading.Event()
         self._lost = threading.Event()
@@ -312,6 +317,14 @@ class Ingester:
             self.metrics.windows.inc()
         if peers:
             self._merge_peers(peers)
+        self._release(sum(len(m.payload) for m in window))
+
+    def _release(self, size: int) -> None:
+        """A window is done (acknowledged, or left for redelivery): its bytes no longer count
+        against ``held_max_bytes``."""
+        with self._held_cond:
+            self._held_bytes -= size
+            self._held_cond.notify_all()
 
     # ---- MQTT --------------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -399,6 +412,18 @@ class Ingester:
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
         self.metrics.received()
+        size = len(msg.payload)
+        with self._held_cond:
+            # Past the byte budget, wait for the consumer to finish a window (it always
+            # can: whatever we hold is queued or being processed). Blocking this thread
+            # stops reads from the socket, which is the backpressure we want.
+            while (
+                self._held_bytes
+                and self._held_bytes + size > self.settings.held_max_bytes
+                and not self._stop.is_set()
+            ):
+                self._held_cond.wait(0.5)
+            self._held_bytes += size
         # Blocks only if the broker ignores our Receive Maximum: last-resort backpressure.
         self._queue.put(
             Message(
@@ -431,21 +456,23 @@ class Ingester:
     # ---- windows -----------------------------------------------------------------------
     def _collect(self, *, wait: bool = True) -> list[Message]:
         limit = self.settings.window_max_messages
+        max_bytes = self.settings.window_max_bytes
         window: list[Message] = []
+        size = 0
         deadline = time.monotonic() + (self.settings.flush_interval_s if wait else 0)
-        while len(window) < limit:
+        while len(window) < limit and size < max_bytes:
             try:
-                window.append(self._queue.get_nowait())
-                continue
+                msg = self._queue.get_nowait()
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self._stop.is_set() and wait):
-                break
-            try:
-                window.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._stop.is_set() and wait):
+                    break
+                try:
+                    msg = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            window.append(msg)
+            size += len(msg.payload)
         return window
 
     def _dead_letter(

@@ -219,3 +219,52 @@ def test_broker_restart_mid_stream_loses_nothing(
     assert subscribed == 1
     assert len(rows) == len(sent)
     assert sorted(rows) == sorted(sent)
+
+
+def test_influxdb_outage_holds_at_most_held_max_bytes_of_payload(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Receive Maximum counts messages, not bytes (10 000 x 256 KiB would be 2.5 GiB): while
+    InfluxDB is down the ingester also stops reading the socket once it holds
+    ``held_max_bytes`` of payload, and stores everything when InfluxDB is back."""
+    held_max = 600 * 1024
+    gateways = ["gw-kariadi", "gw-johar"]
+    stream = make_stream(city, gateways, batches=40, t0=now_ms() - 900_000, pad_readings=1000)
+    biggest = max(len(m.payload) for m in stream.messages)
+    assert 100_000 < biggest < held_max / 2  # so the budget holds a few messages, not one
+    warmup, rest = stream.messages[:2], stream.messages[2:]
+    with (
+        ingest_process(
+            mosquitto,
+            influxdb,
+            tmp_path,
+            PANTAU_MQTT_RECEIVE_MAXIMUM="1000",
+            PANTAU_HELD_MAX_BYTES=str(held_max),
+            PANTAU_WINDOW_MAX_BYTES=str(256 * 1024),
+        ) as ing,
+        publishing(mosquitto, gateways) as pub,
+        InfluxHTTP(url=influxdb.url, database="pantau") as influx,
+    ):
+        for msg in warmup:
+            pub.publish(msg)
+        wait_for(lambda: raw_count(influx) == 2000, "warm-up stored")
+        influxdb.stop()
+        flow = StreamThread(pub, type(stream)(messages=rest))
+        flow.start()
+        wait_for(
+            lambda: ing.metric("pantau_ingest_held_bytes") + biggest > held_max,
+            "the ingester to fill its byte budget",
+        )
+        flow.finish()  # the whole backlog is at the broker now
+        held: list[float] = []
+        for _ in range(10):
+            time.sleep(0.1)
+            held.append(ing.metric("pantau_ingest_held_bytes"))
+        unacked = ing.metric("pantau_ingest_unacked_messages")
+        influxdb.start()
+        wait_for(lambda: raw_count(influx) >= len(stream.rows), "every reading stored", timeout=40)
+        rows = stored_rows(influx)
+    assert max(held) <= held_max
+    assert min(held) + biggest > held_max  # still full: the rest waited at the broker
+    assert unacked <= held_max // 100_000 + 1  # far below Receive Maximum
+    assert sorted(rows) == sorted(stream.rows)
