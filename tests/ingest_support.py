@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -30,7 +31,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """Poll ``cond`` until truthy; a deadline that expires fails the test, naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,6 +40,33 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def publisher(broker: Mosquitto, gateway: str) -> Iterator[mqtt.Client]:
+    """A connected MQTT v5 client with ``gateway``'s own account (created on the broker)."""
+    broker.add_user(gateway, f"{gateway}-pw")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"pub-{gateway}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(gateway, f"{gateway}-pw")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish(client: mqtt.Client, topic: str, payload: Any) -> None:
+    """Publish at QoS 1 (``payload`` as bytes, or a document to JSON) and wait for the PUBACK."""
+    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    info = client.publish(topic, data, qos=1)
+    info.wait_for_publish(10)
+    assert info.is_published()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,16 +4,12 @@ batches, duplicate batches, aggregates-only mode, partial writes, and late data.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from city import Registry
 from cloud.influx import InfluxHTTP
@@ -21,6 +17,7 @@ from cloud.ingest import CityIndex, DeadLetterStore, Ingester, IngestSettings
 from cloud.ingest.writer import PRECISION
 from contract import KIND_CODES, RejectReason, SensorKind, encode_binary_batch
 from pantau.services import InfluxDB, Mosquitto
+from tests.ingest_support import now_ms, publish, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,45 +26,6 @@ WONGSO = "pantau/v1/rsud-wongsonegoro/gw-wongsonegoro/readings"
 WONGSO_BEDS = ["bed-wongso-icu", "bed-wongso-hcu", "bed-wongso-iso", "bed-wongso-k2"]
 KARIADI_BEDS = ["bed-kariadi-icu", "bed-kariadi-icu-np", "bed-kariadi-hcu", "bed-kariadi-iso"]
 MINUTE = 60_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextmanager
-def publisher(broker: Mosquitto, gateway: str) -> Iterator[mqtt.Client]:
-    broker.add_user(gateway, f"{gateway}-pw")
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"pub-{gateway}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set(gateway, f"{gateway}-pw")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def publish(client: mqtt.Client, topic: str, payload: Any) -> None:
-    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    info = client.publish(topic, data, qos=1)
-    info.wait_for_publish(10)
-    assert info.is_published()
 
 
 @contextmanager

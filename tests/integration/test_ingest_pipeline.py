@@ -8,16 +8,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from city import Registry
 from cloud.influx import InfluxHTTP
@@ -25,49 +23,11 @@ from cloud.ingest import DeadLetterStore, Ingester, IngestSettings
 from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
+from tests.ingest_support import now_ms, publish, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
 KARIADI = "pantau/v1/rs-kariadi/gw-kariadi/readings"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextmanager
-def publisher(broker: Mosquitto, gateway: str) -> Iterator[mqtt.Client]:
-    broker.add_user(gateway, f"{gateway}-pw")
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"pub-{gateway}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set(gateway, f"{gateway}-pw")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def publish(client: mqtt.Client, topic: str, payload: Any) -> None:
-    data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    info = client.publish(topic, data, qos=1)
-    info.wait_for_publish(10)
-    assert info.is_published()
 
 
 def bed(sensor: str, ts: int, cap: int, occ: int, **over: Any) -> dict[str, Any]:
