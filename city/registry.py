@@ -287,6 +287,9 @@ def _check_references(doc: RegistryDoc, source: str) -> None:
             fail(f"{where}.counters", "a queue kiosk needs the number of counters it serves")
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: str | Path, error: type[ConfigFileError]) -> Any:
     """Parse a YAML file; an unreadable file or bad syntax raises ``error`` naming the file
     and, for syntax, the line and column."""
@@ -296,7 +299,8 @@ def read_yaml(path: str | Path, error: type[ConfigFileError]) -> Any:
     except OSError as exc:
         raise error(source, "", f"cannot read: {exc.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's loader when present: 3-4x faster on a province-sized registry.
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         location = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -580,10 +580,12 @@ class Ingester:
         kept = readings.take(ok_rows)
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))
-        m.observe_lag((now - kept.ts) / 1000.0)
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
             self._write_rollups(now)
         self._correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
+        # Lag is observation -> stored: read the clock now that the window is written, not
+        # at its start (a slow write would otherwise hide from the histogram).
+        m.observe_lag((self._clock_ms() - kept.ts) / 1000.0)
         self._ack(window)
         if not self._lost.is_set():  # acknowledged: from now on a redelivery is a duplicate
             self._dedup.remember(decoded.batch_keys)
