@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from city import Registry
 from cloud.influx import InfluxHTTP, ident
+from cloud.ingest import Ingester, IngestSettings
 from contract import KIND_FIELDS, Batch, Channel, Reading, SensorKind, encode, topics
 from pantau.services import Mosquitto
 
@@ -40,6 +41,28 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def running(ing: Ingester) -> Iterator[Ingester]:
+    """Run an ingester in a daemon thread until its subscriptions are granted; stop it (and
+    check it stopped) afterwards."""
+    thread = threading.Thread(target=ing.run, name=ing.settings.mqtt_client_id, daemon=True)
+    thread.start()
+    try:
+        assert ing.ready.wait(20), f"{ing.settings.mqtt_client_id} did not subscribe"
+        yield ing
+    finally:
+        ing.stop()
+        thread.join(20)
+        assert not thread.is_alive()
+
+
+@contextmanager
+def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingester]:
+    """:func:`running` for a new ingester of ``settings`` on ``city``."""
+    with running(Ingester(settings=settings, registry=city)) as ing:
+        yield ing
 
 
 @contextmanager

@@ -3,9 +3,6 @@ batches, duplicate batches, aggregates-only mode, partial writes, and late data.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +10,11 @@ import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP
-from cloud.ingest import CityIndex, DeadLetterStore, Ingester, IngestSettings
+from cloud.ingest import CityIndex, DeadLetterStore, IngestSettings
 from cloud.ingest.writer import PRECISION
 from contract import KIND_CODES, RejectReason, SensorKind, encode_binary_batch
 from pantau.services import InfluxDB, Mosquitto
-from tests.ingest_support import now_ms, publish, publisher, wait_for
+from tests.ingest_support import ingester_thread, now_ms, publish, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,20 +23,6 @@ WONGSO = "pantau/v1/rsud-wongsonegoro/gw-wongsonegoro/readings"
 WONGSO_BEDS = ["bed-wongso-icu", "bed-wongso-hcu", "bed-wongso-iso", "bed-wongso-k2"]
 KARIADI_BEDS = ["bed-kariadi-icu", "bed-kariadi-icu-np", "bed-kariadi-hcu", "bed-kariadi-iso"]
 MINUTE = 60_000
-
-
-@contextmanager
-def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingester]:
-    ing = Ingester(settings=settings, registry=city)
-    thread = threading.Thread(target=ing.run, name="ingester", daemon=True)
-    thread.start()
-    try:
-        assert ing.ready.wait(20), "ingester did not subscribe"
-        yield ing
-    finally:
-        ing.stop()
-        thread.join(20)
-        assert not thread.is_alive()
 
 
 def settings_for(

@@ -6,10 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +16,11 @@ import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP
-from cloud.ingest import DeadLetterStore, Ingester, IngestSettings
+from cloud.ingest import DeadLetterStore, IngestSettings
 from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
-from tests.ingest_support import now_ms, publish, publisher, wait_for
+from tests.ingest_support import ingester_thread, now_ms, publish, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,20 +46,6 @@ def batch(gw: str, *readings: dict[str, Any], seq: int = 1) -> dict[str, Any]:
 
 def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:
     return [r for s in influx.query(q) for r in s.rows()]
-
-
-@contextmanager
-def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingester]:
-    ing = Ingester(settings=settings, registry=city)
-    thread = threading.Thread(target=ing.run, name="ingester", daemon=True)
-    thread.start()
-    try:
-        assert ing.ready.wait(20), "ingester did not subscribe"
-        yield ing
-    finally:
-        ing.stop()
-        thread.join(20)
-        assert not thread.is_alive()
 
 
 def settings_for(mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path) -> IngestSettings:

@@ -3,9 +3,7 @@ ingester writes (docs/adr/0006-ingester-scale-out.md), against a real Mosquitto 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
@@ -24,6 +22,7 @@ from tests.ingest_support import (
     now_ms,
     publishing,
     raw_count,
+    running,
     scrape,
     stored_rows,
     wait_for,
@@ -38,19 +37,6 @@ GATEWAYS = [
     "gw-iso-tegalsari", "gw-iso-kauman", "gw-iso-tembalang",
     "gw-johar", "gw-simpanglima", "gw-peterongan", "gw-kotalama", "gw-mpp",
 ]  # fmt: skip
-
-
-@contextmanager
-def running(ing: Ingester) -> Iterator[Ingester]:
-    thread = threading.Thread(target=ing.run, name=ing.settings.mqtt_client_id, daemon=True)
-    thread.start()
-    try:
-        assert ing.ready.wait(20), f"{ing.settings.mqtt_client_id} did not subscribe"
-        yield ing
-    finally:
-        ing.stop()
-        thread.join(20)
-        assert not thread.is_alive()
 
 
 def settings(
