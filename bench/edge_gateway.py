@@ -15,10 +15,8 @@ Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s ==
 writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
 benchmark's. Printed, never asserted.
 
-Measured 2026-11-23 14:18 UTC on the 2-core development machine while other test suites ran
-(load average 2-3): 8 PTYs 7.3 % of a core, 4 PTYs 6.7 %, 2 PTYs 6.2 %; RSS 58 MB, of which
-about 14 MB is numpy, which ``contract/__init__`` imports (``contract.binary``) although the
-agent never uses it; delivered == offered (2000 readings/s).
+Measured 2026-11-23 on the quiet 2-core development machine, 8 PTYs: 7.7 % of a core, RSS
+46 MB, delivered == offered (2000 readings/s). Where the CPU goes: docs/performance.md.
 """
 
 from __future__ import annotations
