@@ -239,19 +239,7 @@ def decode_binary_batch(raw: bytes) -> BinaryBatch:
         )
     if n_sensors > MAX_BINARY_SENSORS:
         raise _bad(f"sensor table of {n_sensors} entries exceeds {MAX_BINARY_SENSORS}")
-    ids: list[str] = []
-    kinds = bytearray()
-    for _ in range(n_sensors):
-        if off + _ENTRY.size > len(raw):
-            raise _bad("truncated in the sensor table")
-        kind, id_len = _ENTRY.unpack_from(raw, off)
-        off += _ENTRY.size
-        if off + id_len > len(raw):
-            raise _bad("truncated in the sensor table")
-        ids.append(_utf8(raw[off : off + id_len], "sensor id"))
-        kinds.append(kind)
-        off += id_len
-    off += _pad8(off)
+    ids, sensor_kinds, off = _sensor_table(raw, off, gw, n_sensors)
     sensor, off = _column(raw, off, "<u4" if flags & FLAG_SENSOR_U32 else "<u2", n, "sensor")
     ts, off = _column(raw, off, "<i8", n, "ts")
     seq_col, off = _column(raw, off, "<i8" if flags & FLAG_SEQ_I64 else "<u4", n, "seq")
@@ -268,14 +256,50 @@ def decode_binary_batch(raw: bytes) -> BinaryBatch:
         seq=seq,
         sent=sent,
         clock_offset_ms=offset_ms if flags & FLAG_CLOCK_OFFSET else None,
-        sensor_ids=tuple(ids),
-        sensor_kinds=np.frombuffer(bytes(kinds), dtype=np.uint8),
+        sensor_ids=ids,
+        sensor_kinds=sensor_kinds,
         sensor=sensor,  # type: ignore[arg-type]
         ts=ts,  # type: ignore[arg-type]
         seq_col=seq_col,  # type: ignore[arg-type]
         clock=clock,  # type: ignore[arg-type]
         values=values.reshape(n, VALUE_WIDTH),  # type: ignore[arg-type]
     )
+
+
+#: gateway id -> its last sensor table (the raw bytes, the ids, the kinds). A gateway sends the
+#: same table in every batch; parsing it in Python was most of a batch's decode time.
+_TABLES: dict[str, tuple[bytes, tuple[str, ...], npt.NDArray[np.uint8]]] = {}
+_MAX_CACHED_TABLES = 20_000
+
+
+def _sensor_table(
+    raw: bytes, off: int, gw: str, n_sensors: int
+) -> tuple[tuple[str, ...], npt.NDArray[np.uint8], int]:
+    """The sensor table at ``off`` (ids, kind codes) and the offset of the first column."""
+    cached = _TABLES.get(gw)
+    if cached is not None and len(cached[1]) == n_sensors and raw.startswith(cached[0], off):
+        return cached[1], cached[2], off + len(cached[0])
+    start = off
+    ids: list[str] = []
+    kinds = bytearray()
+    for _ in range(n_sensors):
+        if off + _ENTRY.size > len(raw):
+            raise _bad("truncated in the sensor table")
+        kind, id_len = _ENTRY.unpack_from(raw, off)
+        off += _ENTRY.size
+        if off + id_len > len(raw):
+            raise _bad("truncated in the sensor table")
+        ids.append(_utf8(raw[off : off + id_len], "sensor id"))
+        kinds.append(kind)
+        off += id_len
+    off += _pad8(off)
+    if off > len(raw):
+        raise _bad("truncated in the sensor table")
+    table = (tuple(ids), np.frombuffer(bytes(kinds), dtype=np.uint8))
+    if len(_TABLES) >= _MAX_CACHED_TABLES:
+        _TABLES.clear()  # more gateways than any city has: a spoofing flood, not a city
+    _TABLES[gw] = (raw[start:off], *table)
+    return (*table, off)
 
 
 def _utf8(data: bytes, what: str) -> str:

@@ -173,3 +173,24 @@ def test_bit_flips_only_ever_raise_payload_error(
     assert len(got.sensor) == len(got.seq_col) == len(got.clock) == n
     assert got.values.shape == (n, VALUE_WIDTH)
     assert int(got.sensor.max()) < len(got.sensor_ids)
+
+
+def test_a_gateways_sensor_table_is_reused_only_while_it_is_byte_identical() -> None:
+    """The decoder keeps each gateway's last sensor table: the same table is not parsed again
+    (the very same ids come back), and a changed table of the same size is read afresh."""
+
+    def batch(sensors: list[str], kinds: list[int]) -> bytes:
+        return encode_binary_batch(
+            gw="gw-cache", seq=1, sent=1_764_000_000_000, sensors=sensors, kinds=kinds,
+            sensor=[0, 1], ts=[1_764_000_000_000] * 2, reading_seq=[1, 2],
+            values=[[10, 5, 1, 1, 0], [10, 5, 1, 1, 0]],
+        )  # fmt: skip
+
+    first = decode_binary_batch(batch(["bed-a", "bed-b"], [1, 1]))
+    again = decode_binary_batch(batch(["bed-a", "bed-b"], [1, 1]))
+    assert again.sensor_ids is first.sensor_ids
+    renamed = decode_binary_batch(batch(["bed-a", "bed-c"], [1, 1]))
+    assert renamed.sensor_ids == ("bed-a", "bed-c")
+    rekinded = decode_binary_batch(batch(["bed-a", "bed-c"], [1, 3]))
+    assert rekinded.sensor_kinds.tolist() == [1, 3]
+    assert decode_binary_batch(batch(["bed-a", "bed-b"], [1, 1])).sensor_ids == ("bed-a", "bed-b")
