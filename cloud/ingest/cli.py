@@ -13,10 +13,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from cloud.influx import InfluxHTTP
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.schema import apply_schema
-from cloud.ingest.service import Ingester
+from cloud.ingest.service import Ingester, influx_of
 from cloud.ingest.settings import IngestSettings
 from contract import StorageError
 
@@ -61,18 +60,10 @@ def init_db() -> None:
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
-    schema = Ingester(settings=settings).storage_schema
-    influx = InfluxHTTP(
-        url=settings.influx_url,
-        database=settings.influx_db,
-        username=settings.influx_username,
-        password=settings.influx_password,
-        token=settings.influx_token,
-    )
     try:
-        with influx:
+        with influx_of(settings) as influx:
             influx.ensure_database()
-            ran = apply_schema(influx, schema)
+            ran = apply_schema(influx, settings.storage_schema)
     except StorageError as exc:
         typer.echo(f"InfluxDB: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -63,7 +63,7 @@ from cloud.ingest.cluster import (
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.schema import StorageSchema, apply_schema
+from cloud.ingest.schema import apply_schema
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import Lines, PointBuilder, PointWriter, WriteAbortedError
@@ -153,6 +153,20 @@ class MeteredInflux(InfluxHTTP):
             self.on_points(n)
 
 
+def influx_of(
+    settings: IngestSettings, *, on_points: Callable[[int], None] | None = None
+) -> MeteredInflux:
+    """The InfluxDB client ``settings`` describe (no I/O until used)."""
+    return MeteredInflux(
+        url=settings.influx_url,
+        database=settings.influx_db,
+        username=settings.influx_username,
+        password=settings.influx_password,
+        token=settings.influx_token,
+        on_points=on_points,
+    )
+
+
 class Ingester:
     """The ``pantau ingest run`` process. Construction does no I/O; :meth:`run` blocks until
     :meth:`stop`, then flushes what it holds and returns."""
@@ -219,14 +233,7 @@ class Ingester:
         server = None
         if s.metrics_port is not None:
             server, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
-        influx = MeteredInflux(
-            url=s.influx_url,
-            database=s.influx_db,
-            username=s.influx_username,
-            password=s.influx_password,
-            token=s.influx_token,
-            on_points=self.metrics.points_written.inc,
-        )
+        influx = influx_of(s, on_points=self.metrics.points_written.inc)
         try:
             with influx:
                 self.writer = PointWriter(
@@ -251,7 +258,7 @@ class Ingester:
         while not self._stop.is_set():
             try:
                 influx.ensure_database()
-                for statement in apply_schema(influx, self.storage_schema):
+                for statement in apply_schema(influx, self.settings.storage_schema):
                     log.info("storage schema: %s", statement)
                 loaded = bootstrap_state(influx, self.index, self._require_state())
             except StorageError as exc:
@@ -267,17 +274,6 @@ class Ingester:
             self._digest = registry_digest(self.index.sensor_ids)
             return True
         return False
-
-    @property
-    def storage_schema(self) -> StorageSchema:
-        """Retention policies and continuous queries this ingester applies at start."""
-        s = self.settings
-        return StorageSchema(
-            database=s.influx_db,
-            retention=s.influx_retention,
-            downsampled_retention=s.influx_downsampled_retention,
-            every=s.influx_downsample_every,
-        )
 
     def _consume(self) -> None:
         attempt = 0
@@ -310,8 +306,10 @@ class Ingester:
         """Process a window: gateway messages first, then the other members' state deltas."""
         if not window:
             return
-        peers = [m for m in window if topics.is_internal(m.topic)]
-        data = [m for m in window if not topics.is_internal(m.topic)] if peers else window
+        peers: list[Message] = []
+        data: list[Message] = []
+        for m in window:
+            (peers if topics.is_internal(m.topic) else data).append(m)
         if data:
             self._process(data)
             self.metrics.windows.inc()

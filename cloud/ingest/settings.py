@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
+from cloud.ingest.schema import StorageSchema
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
 _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
@@ -103,6 +104,16 @@ class IngestSettings(BaseSettings):
                     "PANTAU_INFLUX_PASSWORD"
                 )
         return self
+
+    @property
+    def storage_schema(self) -> StorageSchema:
+        """Retention policies and continuous queries the ingester (and ``init-db``) applies."""
+        return StorageSchema(
+            database=self.influx_db,
+            retention=self.influx_retention,
+            downsampled_retention=self.influx_downsampled_retention,
+            every=self.influx_downsample_every,
+        )
 
     @property
     def mqtt_host_port_tls(self) -> tuple[str, int, bool]:
