@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from city import Registry
 from cloud.influx import InfluxHTTP, ident
 from cloud.ingest import Ingester, IngestSettings
 from contract import KIND_FIELDS, Batch, Channel, Reading, SensorKind, encode, topics
-from pantau.services import Mosquitto
+from pantau.services import InfluxDB, Mosquitto
 
 #: (sensor, observation ms, seq, values in KIND_FIELDS order): one reading, as stored.
 Row = tuple[str, int, int, tuple[int, ...]]
@@ -41,6 +42,22 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def settings_for(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **over: Any
+) -> IngestSettings:
+    """Ingester settings for the test broker and InfluxDB, with fast windows; ``over``
+    replaces any field."""
+    fields: dict[str, Any] = {
+        "mqtt_url": mosquitto.url,
+        "influx_url": influxdb.url,
+        "influx_db": "pantau",
+        "dead_letter_dir": tmp_path / "dead",
+        "flush_interval_s": 0.05,
+        "mqtt_client_id": "pantau-ingest-test",
+    }
+    return IngestSettings.model_validate({**fields, **over})
 
 
 @contextmanager

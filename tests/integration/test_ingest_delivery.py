@@ -10,11 +10,11 @@ import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP
-from cloud.ingest import CityIndex, DeadLetterStore, IngestSettings
+from cloud.ingest import CityIndex, DeadLetterStore
 from cloud.ingest.writer import PRECISION
 from contract import KIND_CODES, RejectReason, SensorKind, encode_binary_batch
 from pantau.services import InfluxDB, Mosquitto
-from tests.ingest_support import ingester_thread, now_ms, publish, publisher, wait_for
+from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +23,6 @@ WONGSO = "pantau/v1/rsud-wongsonegoro/gw-wongsonegoro/readings"
 WONGSO_BEDS = ["bed-wongso-icu", "bed-wongso-hcu", "bed-wongso-iso", "bed-wongso-k2"]
 KARIADI_BEDS = ["bed-kariadi-icu", "bed-kariadi-icu-np", "bed-kariadi-hcu", "bed-kariadi-iso"]
 MINUTE = 60_000
-
-
-def settings_for(
-    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **over: Any
-) -> IngestSettings:
-    return IngestSettings(
-        mqtt_url=mosquitto.url,
-        influx_url=influxdb.url,
-        influx_db="pantau",
-        dead_letter_dir=tmp_path / "dead",
-        flush_interval_s=0.05,
-        mqtt_client_id="pantau-ingest-test",
-        **over,
-    )
 
 
 def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:

@@ -16,11 +16,11 @@ import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP
-from cloud.ingest import DeadLetterStore, IngestSettings
+from cloud.ingest import DeadLetterStore
 from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
-from tests.ingest_support import ingester_thread, now_ms, publish, publisher, wait_for
+from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,6 @@ def batch(gw: str, *readings: dict[str, Any], seq: int = 1) -> dict[str, Any]:
 
 def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:
     return [r for s in influx.query(q) for r in s.rows()]
-
-
-def settings_for(mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path) -> IngestSettings:
-    return IngestSettings(
-        mqtt_url=mosquitto.url,
-        influx_url=influxdb.url,
-        influx_db="pantau",
-        dead_letter_dir=tmp_path / "dead",
-        flush_interval_s=0.05,
-        mqtt_client_id="pantau-ingest-test",
-    )
 
 
 def test_valid_data_is_stored_and_each_bad_input_is_dead_lettered_once(

@@ -24,6 +24,7 @@ from tests.ingest_support import (
     raw_count,
     running,
     scrape,
+    settings_for,
     stored_rows,
     wait_for,
 )
@@ -50,19 +51,11 @@ def settings(
     metrics_port: int,
     store_raw: bool = True,
 ) -> IngestSettings:
-    return IngestSettings.model_validate(
-        {
-            "mqtt_url": mosquitto.url,
-            "influx_url": influxdb.url,
-            "influx_db": db,
-            "dead_letter_dir": tmp_path / f"dead-{client_id}",
-            "flush_interval_s": 0.05,
-            "mqtt_client_id": client_id,
-            "mqtt_shared_group": group,
-            "metrics_port": metrics_port,
-            "store_raw": store_raw,
-        }
-    )
+    return settings_for(
+        mosquitto, influxdb, tmp_path, influx_db=db, dead_letter_dir=tmp_path / f"dead-{client_id}",
+        mqtt_client_id=client_id, mqtt_shared_group=group, metrics_port=metrics_port,
+        store_raw=store_raw,
+    )  # fmt: skip
 
 
 def same_state(a: Ingester, b: Ingester) -> bool:
