@@ -188,6 +188,16 @@ class _Tally:
     def note_depth(self) -> None:
         self.high_water = max(self.high_water, self.depth)
 
+    def admit(self, limits: SpoolLimits, lane: int, n: int) -> tuple[int, int]:
+        """Count ``n`` new readings of ``lane`` in (ids are used even for readings a
+        REFUSE_NEW spool drops); returns how many are kept and the first id."""
+        keep = _fits(limits, self, n)
+        self.lane_depth[lane] += n
+        self.drop(DropReason.FULL, lane, n - keep)
+        first = self.next_id
+        self.next_id += n
+        return keep, first
+
     def persisted(self) -> dict[str, int]:
         """The counters stored with a durable spool, by meta key."""
         out = {"next_seq": self.next_seq, "next_id": self.next_id, "high_water": self.high_water}
@@ -285,11 +295,8 @@ class MemoryOutbox:
         if not readings:
             return seq
         lane = _batch_lane(readings)
-        keep = _fits(self._limits, t, len(readings))
-        t.drop(DropReason.FULL, lane, len(readings) - keep)
-        t.lane_depth[lane] += len(readings)  # drop() above took the refused ones off again
-        ids = tuple(range(t.next_id, t.next_id + keep))
-        t.next_id += len(readings)
+        keep, first = t.admit(self._limits, lane, len(readings))
+        ids = tuple(range(first, first + keep))
         if keep:
             self._lanes[lane][seq] = PendingBatch(seq, ids, tuple(readings[:keep]), now)
             self._lane_of_seq[seq] = lane
@@ -636,11 +643,7 @@ class SqliteOutbox:
             if not readings:
                 return seq
             lane = _batch_lane(readings)
-            keep = _fits(self._limits, t, len(readings))
-            t.drop(DropReason.FULL, lane, len(readings) - keep)
-            t.lane_depth[lane] += len(readings)
-            first = t.next_id
-            t.next_id += len(readings)
+            keep, first = t.admit(self._limits, lane, len(readings))
             if keep:
                 db.execute(
                     "INSERT INTO batches (seq, lane, created_ms, n, ids, body) "
