@@ -259,18 +259,6 @@ def _json_columns(raw: Sequence[Any], index: CityIndex) -> _Columns:
     )
 
 
-def _int_column(col: Sequence[Any]) -> I64 | None:
-    """``col`` as int64 if every item is a JSON integer in int64 range, else None. Callers
-    make sure no JSON ``true``/``false`` is in the payload (numpy would take them as 1/0)."""
-    try:
-        arr = np.array(col)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if arr.dtype != np.int64 or arr.ndim != 1:
-        return None
-    return arr
-
-
 class _PlainJson:
     """Columns of the window's plain JSON batches, pulled out message by message with C-level
     ``map``/``itemgetter`` into ``array('q')`` buffers (no per-reading Python code) while each
