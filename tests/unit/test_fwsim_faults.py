@@ -76,6 +76,26 @@ def test_unplug_loses_the_reading_and_asks_for_its_duration() -> None:
     ]
 
 
+def _open_reader(url: str, out: queue.Queue[Reading]) -> PortReader:
+    """A started reader of ``url`` with fast reopens, once it has the port open."""
+    reader = PortReader(
+        label="bus1",
+        url=url,
+        opener=serial_opener(baudrate=115200),
+        out=out,
+        backoff_base_s=0.05,
+        backoff_cap_s=0.1,
+    )
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not reader.is_open:
+        if time.monotonic() >= deadline:
+            reader.stop()
+            raise AssertionError(f"reader never opened {url}")
+        time.sleep(0.02)
+    return reader
+
+
 def test_an_unplugged_pty_comes_back_behind_its_link_and_a_reader_resumes(
     city: Registry, tmp_path: Path
 ) -> None:
@@ -109,21 +129,9 @@ def test_an_unplugged_pty_comes_back_behind_its_link_and_a_reader_resumes(
     assert ports == {"gw-kariadi": {"bus1": str(link)}}
     assert str(link.readlink()).startswith("/dev/pts/")
     out: queue.Queue[Reading] = queue.Queue()
-    reader = PortReader(
-        label="bus1",
-        url=str(link),
-        opener=serial_opener(baudrate=115200),
-        out=out,
-        backoff_base_s=0.05,
-        backoff_cap_s=0.1,
-    )
-    reader.start()
+    reader = _open_reader(str(link), out)
     runner = threading.Thread(target=sim.run, name="sim", daemon=True)
     try:
-        deadline = time.monotonic() + 10
-        while not reader.is_open:
-            assert time.monotonic() < deadline, "reader never opened the link"
-            time.sleep(0.02)
         runner.start()
         sim.begin()
         deadline = time.monotonic() + 10
@@ -214,21 +222,9 @@ def test_an_unplugged_socket_line_comes_back_on_its_port_and_a_reader_resumes(
     sim = Simulation(registry=city, scenario=scenario, transport="socket", hold=True)
     url = sim.start()["gw-kariadi"]["bus1"]
     out: queue.Queue[Reading] = queue.Queue()
-    reader = PortReader(
-        label="bus1",
-        url=url,
-        opener=serial_opener(baudrate=115200),
-        out=out,
-        backoff_base_s=0.05,
-        backoff_cap_s=0.1,
-    )
-    reader.start()
+    reader = _open_reader(url, out)
     runner = threading.Thread(target=sim.run, name="sim", daemon=True)
     try:
-        deadline = time.monotonic() + 10
-        while not reader.is_open:
-            assert time.monotonic() < deadline, "reader never connected"
-            time.sleep(0.02)
         runner.start()
         sim.begin()
         runner.join(30)
