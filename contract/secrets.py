@@ -135,7 +135,9 @@ def secret_or_none(secret: SecretStr | None) -> str | None:
     return None if secret is None else secret.get_secret_value()
 
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+#: Greedy up to the last ``@`` of the authority, as ``urlsplit`` reads it: a password may hold
+#: an unescaped ``@`` too.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
 def redact_url(text: str) -> str:

@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud.api import ApiSettings, create_app
-from cloud.api.errors import STORAGE_UNAVAILABLE
 from pantau.services import InfluxDB
 
 pytestmark = pytest.mark.integration
 
+STORAGE_UNAVAILABLE = "the time-series store is unavailable; try again shortly"
 #: A password that must never appear in a response or a log line.
 WRONG_PASSWORD = "not-the-password-7f3Kq9"  # noqa: S105 - a test value
 ADMIN_PASSWORD = "admin-password-Zx81mQ0p"  # noqa: S105 - a test value

@@ -114,7 +114,7 @@ def test_no_serial_port_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read: No such file or directory"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read: No such file or directory"):
         load_settings(tmp_path / "nope.yaml")
 
 
