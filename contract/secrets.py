@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -144,6 +145,17 @@ def redact_url(text: str) -> str:
     """``text`` with the credentials of every URL in it (``scheme://user:pass@``) replaced by
     ``***@``, so a URL can be logged or shown."""
     return _URL_USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def refuse_url_credentials(url: str, *, setting: str) -> None:
+    """Raise ``ValueError`` if ``url`` holds ``user:pass@``: a URL is logged and shown freely,
+    so credentials belong in their own (secret) setting."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{setting} must not hold credentials ({redact_url(url)!r}); set the username and"
+            " password settings instead"
+        )
 
 
 #: How much of a refused input a client error may quote back.

@@ -18,7 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from city.yamlfile import read_yaml
 from contract.errors import ConfigError, ConfigFileError
 from contract.payload import MAX_READINGS_PER_BATCH
-from contract.secrets import describe_settings_error, redact_url, require_secret
+from contract.secrets import (
+    describe_settings_error,
+    redact_url,
+    refuse_url_credentials,
+    require_secret,
+)
 from contract.topics import ID_PATTERN, is_valid_id
 from edge.outbox import FullPolicy, SpoolLimits
 
@@ -89,6 +94,8 @@ class EdgeSettings(BaseSettings):
                 f"expected mqtt://host:port or mqtts://host:port, got {redact_url(value)!r}"
             )
         parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
+        refuse_url_credentials(value, setting="PANTAU_MQTT_URL")
         return value
 
     @field_validator("serial_ports")

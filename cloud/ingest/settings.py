@@ -11,7 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
-from contract.secrets import DEV_INGEST_MQTT_PASSWORD, redact_url, require_secret
+from contract.secrets import (
+    DEV_INGEST_MQTT_PASSWORD,
+    redact_url,
+    refuse_url_credentials,
+    require_secret,
+)
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
 _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
@@ -95,6 +100,8 @@ class IngestSettings(BaseSettings):
                 "PANTAU_MQTT_URL must be mqtt://host:port or mqtts://, "
                 f"not {redact_url(self.mqtt_url)!r}"
             )
+        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
+        refuse_url_credentials(self.mqtt_url, setting="PANTAU_MQTT_URL")
         if self.mode == "production":
             require_secret(
                 self.mqtt_password,

@@ -227,3 +227,30 @@ def test_redact_url_removes_credentials(text: str, redacted: str) -> None:
 def test_bounded_echo_cuts_long_input_and_says_how_long() -> None:
     assert bounded_echo("short") == "'short'"
     assert bounded_echo("y" * 1000) == "'" + "y" * 63 + "... (1000 characters)"
+
+
+def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The MQTT URL is logged on every reconnect, so it may not carry the password."""
+    url = f"mqtt://pantau-ingest:{GOOD}@broker:1883"
+    with pytest.raises(ValidationError) as caught:
+        IngestSettings(mqtt_url=url)
+    assert describe_settings_error(caught.value, what="ingest settings", source="env") == (
+        "invalid ingest settings (env): PANTAU_MQTT_URL must not hold credentials"
+        " ('mqtt://***@broker:1883'); set the username and password settings instead"
+    )
+    for name, value in {
+        "PANTAU_GATEWAY_ID": "gw-kariadi",
+        "PANTAU_SITE_ID": "rs-kariadi",
+        "PANTAU_SERIAL_PORTS": '{"bus0": "/dev/ttyUSB0"}',
+        "PANTAU_MQTT_URL": url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as edge_error:
+        load_settings()
+    assert str(edge_error.value) == (
+        "invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL): PANTAU_MQTT_URL must"
+        " not hold credentials ('mqtt://***@broker:1883'); set the username and password"
+        " settings instead"
+    )
