@@ -18,6 +18,8 @@ from yaml.nodes import MappingNode, ScalarNode
 
 from contract.errors import ConfigFileError
 
+__all__ = ["read_yaml"]
+
 # libyaml's parser when present: 3-4x faster on a province-sized registry. The constructor
 # (where keys are checked) is Python in both.
 _BASE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -28,6 +28,22 @@ from pydantic import SecretStr, ValidationError
 
 from contract.errors import ConfigError
 
+__all__ = [
+    "DEV_INGEST_MQTT_PASSWORD",
+    "ECHO_MAX_CHARS",
+    "MIN_SECRET_LENGTH",
+    "WELL_KNOWN_SECRETS",
+    "SecretProblem",
+    "bounded_echo",
+    "describe_settings_error",
+    "normalise",
+    "redact_url",
+    "refuse_url_credentials",
+    "require_secret",
+    "secret_problem",
+    "settings_or_config_error",
+]
+
 _T = TypeVar("_T")
 
 #: Shortest acceptable production secret. ``pantau broker passwd`` makes 24 characters.
@@ -129,11 +145,6 @@ def require_secret(
     problem = secret_problem(secret, identities=identities)
     if problem is not None:
         raise ValueError(f"production mode: {setting} {problem.value}; refusing to start")
-
-
-def secret_or_none(secret: SecretStr | None) -> str | None:
-    """The plain value for a client library that needs it, at the last moment."""
-    return None if secret is None else secret.get_secret_value()
 
 
 #: Greedy up to the last ``@`` of the authority, as ``urlsplit`` reads it: a password may hold
