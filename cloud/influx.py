@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -230,10 +231,14 @@ class InfluxHTTP:
 
     def start(self) -> Self:
         token, password = _plain(self.token), _plain(self.password)
+        username = self.username
+        base_url, url_user, url_password = _split_credentials(self.url)
+        if username is None and url_user is not None:
+            username, password = url_user, url_password
         headers = {"Authorization": f"Token {token}"} if token else {}
-        auth = (self.username, password or "") if self.username else None
+        auth = (username, password or "") if username else None
         self._client = httpx.Client(
-            base_url=self.url,
+            base_url=base_url,
             timeout=self.timeout,
             headers=headers,
             auth=auth,
@@ -312,6 +317,16 @@ class InfluxHTTP:
         """Run management statements (CREATE RETENTION POLICY, CONTINUOUS QUERY...) via POST."""
         for q in statements:
             self._post_query(q)
+
+
+def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without ``user:pass@``, and the user and password it held. httpx logs every
+    request's URL at INFO, so credentials must travel as auth, never in the URL."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "")
 
 
 def _plain(secret: SecretStr | str | None) -> str | None:

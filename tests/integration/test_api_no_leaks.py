@@ -48,7 +48,7 @@ def test_a_503_names_no_url_credentials_query_or_influxdb_error_and_logs_them_un
     id has InfluxDB's reason and the query, and no password."""
     host = influxdb_with_auth.url.removeprefix("http://")
     settings = ApiSettings(influx_url=f"http://reader:{WRONG_PASSWORD}@{host}")
-    caplog.set_level(logging.WARNING, logger="cloud.api")
+    caplog.set_level(logging.INFO)  # httpx logs every request URL at INFO
     with TestClient(create_app(settings)) as client:
         resp = client.get("/v1/beds")
     assert resp.status_code == 503
@@ -65,6 +65,21 @@ def test_a_503_names_no_url_credentials_query_or_influxdb_error_and_logs_them_un
     assert "authorization failed" in logged[0]
     assert "SELECT * FROM" in logged[0]
     assert all(WRONG_PASSWORD not in r.getMessage() for r in caplog.records)
+    assert any("HTTP Request: GET http://127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+def test_credentials_in_the_influxdb_url_authenticate_and_are_never_logged(
+    influxdb_with_auth: InfluxDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = influxdb_with_auth.url.removeprefix("http://")
+    settings = ApiSettings(influx_url=f"http://admin:{ADMIN_PASSWORD}@{host}")
+    caplog.set_level(logging.INFO)
+    with TestClient(create_app(settings)) as client:
+        resp = client.get("/v1/beds")
+    assert resp.status_code == 200
+    assert len(resp.json()["items"]) == 21
+    assert any(f"GET http://{host}/query" in r.getMessage() for r in caplog.records)
+    assert all(ADMIN_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
 def test_a_stopped_influxdb_is_a_503_without_its_url(influxdb: InfluxDB) -> None:
