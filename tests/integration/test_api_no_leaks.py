@@ -122,3 +122,25 @@ def test_a_4xx_quotes_at_most_64_characters_of_a_60_kb_input(influxdb: InfluxDB)
     assert no_site.json()["detail"] == f"no site {cut} in Kota Semarang"
     for resp in (invalid, unknown, no_site):
         assert len(resp.content) < 4000
+
+
+def test_a_bug_is_a_500_with_a_request_id_and_the_traceback_only_in_the_log(
+    influxdb: InfluxDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(ApiSettings(influx_url=influxdb.url))
+
+    def broken() -> None:
+        raise KeyError(WRONG_PASSWORD)
+
+    app.add_api_route("/v1/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/v1/broken")
+    rid = resp.headers["x-request-id"]
+    assert (resp.status_code, resp.json()) == (
+        500,
+        {"detail": "internal error; quote the request id when reporting it", "request_id": rid},
+    )
+    assert WRONG_PASSWORD not in resp.text
+    failed = [r for r in caplog.records if r.getMessage() == f"request {rid} /v1/broken failed"]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None
