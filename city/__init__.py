@@ -10,8 +10,8 @@ from city.registry import (
     Site,
     SiteKind,
     load_registry,
-    read_yaml,
 )
+from city.yamlfile import read_yaml
 
 __all__ = [
     "DEMO_CITY",

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from city.yamlfile import read_yaml
 from contract.beds import BED_TYPES
-from contract.errors import ConfigFileError, RegistryError
+from contract.errors import RegistryError
 from contract.payload import SensorKind
 from contract.topics import ID_PATTERN
 
@@ -287,27 +287,8 @@ def _check_references(doc: RegistryDoc, source: str) -> None:
             fail(f"{where}.counters", "a queue kiosk needs the number of counters it serves")
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def read_yaml(path: str | Path, error: type[ConfigFileError]) -> Any:
-    """Parse a YAML file; an unreadable file or bad syntax raises ``error`` naming the file
-    and, for syntax, the line and column."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(source, "", f"cannot read: {exc.strerror}") from None
-    try:
-        # libyaml's loader when present: 3-4x faster on a province-sized registry.
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        location = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise error(source, location, f"not valid YAML: {exc}") from None
-
-
 def load_registry(path: str | Path) -> Registry:
     """Read and validate a registry file. Every failure is a :class:`RegistryError` that names
-    the file, the place in it and the problem."""
+    the file, the place in it and the problem (a non-UTF-8 file, bad YAML syntax and a repeated
+    key included, see :mod:`city.yamlfile`)."""
     return Registry.from_doc(read_yaml(path, RegistryError), source=str(path))

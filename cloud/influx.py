@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+from pydantic import SecretStr
 
 from contract.errors import PantauError, StorageError
+from contract.secrets import redact_url
 
 FieldValue = int | float | bool | str
 
@@ -33,6 +36,36 @@ _TAG_FORBIDDEN = re.compile(r"[\n\r\\]")
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 507})
 #: A Retry-After longer than this is not honoured in full (a bad proxy must not stall us).
 MAX_RETRY_AFTER_S = 300.0
+#: How much of InfluxDB's own error text an error message carries.
+_UPSTREAM_CHARS = 300
+
+
+class QueryError(StorageError):
+    """A ``/query`` that failed. The message names the operation, the status and InfluxDB's
+    reason; the statement itself is in :attr:`query`, for the server log only: a caller
+    must not show it (it tells a client the schema), nor the message, to a client."""
+
+    def __init__(
+        self, detail: str, *, query: str, status: int | None = None, retryable: bool
+    ) -> None:
+        self.query = query
+        super().__init__(detail, status=status, retryable=retryable)
+
+
+def _upstream(text: str) -> str:
+    """InfluxDB's (or a proxy's) error text as one line, bounded, URL credentials removed."""
+    one_line = " ".join(text.split())
+    if len(one_line) > _UPSTREAM_CHARS:
+        one_line = one_line[:_UPSTREAM_CHARS] + "..."
+    return redact_url(one_line)
+
+
+def _unreachable(exc: httpx.TransportError) -> StorageError:
+    # The class name says what failed (ConnectError, ReadTimeout); httpx's text can carry the
+    # request URL, and with it credentials, so it is cleaned.
+    return StorageError(
+        f"InfluxDB unreachable: {type(exc).__name__}: {_upstream(str(exc))}", retryable=True
+    )
 
 
 def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -184,22 +217,28 @@ class InfluxHTTP:
     """A small client for the InfluxDB 1.x HTTP API. Build it freely; it connects on ``start``.
 
     ``token`` is sent as ``Authorization: Token ...`` (InfluxDB 2.x/3.x compatibility API);
-    ``username``/``password`` as 1.x credentials."""
+    ``username``/``password`` as 1.x credentials. Secrets are kept out of ``repr`` and out of
+    every error message."""
 
     url: str
     database: str = "pantau"
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: SecretStr | str | None = field(default=None, repr=False)
+    token: SecretStr | str | None = field(default=None, repr=False)
     timeout: float = 10.0
     transport: httpx.BaseTransport | None = None
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Self:
-        headers = {"Authorization": f"Token {self.token}"} if self.token else {}
-        auth = (self.username, self.password or "") if self.username else None
+        token, password = _plain(self.token), _plain(self.password)
+        username = self.username
+        base_url, url_user, url_password = _split_credentials(self.url)
+        if username is None and url_user is not None:
+            username, password = url_user, url_password
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        auth = (username, password or "") if username else None
         self._client = httpx.Client(
-            base_url=self.url,
+            base_url=base_url,
             timeout=self.timeout,
             headers=headers,
             auth=auth,
@@ -249,11 +288,11 @@ class InfluxHTTP:
                 "/write", params={"db": self.database, "precision": precision}, content=body
             )
         except httpx.TransportError as exc:
-            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+            raise _unreachable(exc) from exc
         if resp.status_code == 204:
             return
         raise StorageError(
-            f"InfluxDB /write {resp.status_code}: {resp.text[:500]}",
+            f"InfluxDB /write {resp.status_code}: {_upstream(resp.text)}",
             status=resp.status_code,
             retryable=resp.status_code in RETRYABLE_STATUSES,
             retry_after_s=retry_after_s(resp.headers.get("retry-after")),
@@ -264,14 +303,14 @@ class InfluxHTTP:
         try:
             resp = self.client.get("/query", params={"db": self.database, "q": q, "epoch": epoch})
         except httpx.TransportError as exc:
-            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+            raise _unreachable(exc) from exc
         return _series_of(resp, q)
 
     def _post_query(self, q: str) -> list[Series]:
         try:
             resp = self.client.post("/query", params={"db": self.database}, data={"q": q})
         except httpx.TransportError as exc:
-            raise StorageError(f"InfluxDB unreachable: {exc!r}", retryable=True) from exc
+            raise _unreachable(exc) from exc
         return _series_of(resp, q)
 
     def execute(self, statements: Sequence[str]) -> None:
@@ -280,17 +319,40 @@ class InfluxHTTP:
             self._post_query(q)
 
 
+def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without ``user:pass@``, and the user and password it held. httpx logs every
+    request's URL at INFO, so credentials must travel as auth, never in the URL."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def _plain(secret: SecretStr | str | None) -> str | None:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
 def _series_of(resp: httpx.Response, q: str) -> list[Series]:
     if resp.status_code != 200:
-        raise StorageError(
-            f"InfluxDB /query {resp.status_code} for {q!r}: {resp.text[:300]}",
+        raise QueryError(
+            f"InfluxDB /query {resp.status_code}: {_upstream(resp.text)}",
+            query=q,
             status=resp.status_code,
             retryable=resp.status_code in RETRYABLE_STATUSES,
         )
-    results = resp.json().get("results", [{}])
+    try:
+        results = resp.json().get("results", [{}])
+    except (ValueError, AttributeError):
+        # A proxy's HTML page with a 200: the store is not really there.
+        raise QueryError(
+            "InfluxDB /query 200 with a body that is not InfluxDB's JSON", query=q, retryable=True
+        ) from None
     first = results[0] if results else {}
     if "error" in first:
-        raise StorageError(f"InfluxQL error for {q!r}: {first['error']}", retryable=False)
+        raise QueryError(
+            f"InfluxQL error: {_upstream(str(first['error']))}", query=q, retryable=False
+        )
     return [
         Series(
             name=s.get("name", ""),

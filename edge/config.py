@@ -12,19 +12,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.errors import ConfigError
+from city.yamlfile import read_yaml
+from contract.errors import ConfigError, ConfigFileError
 from contract.payload import MAX_READINGS_PER_BATCH
+from contract.secrets import (
+    describe_settings_error,
+    redact_url,
+    refuse_url_credentials,
+    require_secret,
+)
 from contract.topics import ID_PATTERN, is_valid_id
 from edge.outbox import FullPolicy, SpoolLimits
 
 ENV_PREFIX = "PANTAU_"
-
-#: Passwords that ship in examples; a production gateway must never run with one of them.
-_DEFAULT_PASSWORDS = frozenset({"", "changeme", "change-me", "password", "secret", "pantau"})
 
 
 class EdgeSettings(BaseSettings):
@@ -87,8 +90,12 @@ class EdgeSettings(BaseSettings):
     def _url_is_mqtt(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+            raise ValueError(
+                f"expected mqtt://host:port or mqtts://host:port, got {redact_url(value)!r}"
+            )
         parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
+        refuse_url_credentials(value, setting="PANTAU_MQTT_URL")
         return value
 
     @field_validator("serial_ports")
@@ -111,13 +118,13 @@ class EdgeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_secret(self) -> EdgeSettings:
+        """Production needs this gateway's own broker password (contract/secrets.py policy)."""
         if self.mode == "production":
-            password = self.mqtt_password.get_secret_value() if self.mqtt_password else ""
-            if password.strip().lower() in _DEFAULT_PASSWORDS:
-                raise ValueError(
-                    "PANTAU_MQTT_PASSWORD is missing or a default value; production mode "
-                    "refuses to start without this gateway's own broker password"
-                )
+            require_secret(
+                self.mqtt_password,
+                setting="PANTAU_MQTT_PASSWORD",
+                identities=(self.username, self.gateway_id, self.site_id, self.client_id),
+            )
         return self
 
     @property
@@ -164,32 +171,19 @@ class EdgeSettings(BaseSettings):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    doc = read_yaml(path, ConfigFileError)
     if doc is None:
         return {}
     if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):
-        raise ConfigError(f"config file {path} must be a mapping of setting names to values")
+        raise ConfigFileError(str(path), "", "must be a mapping of setting names to values")
     return doc
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid edge settings ({source}):"]
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        env = f" (PANTAU_{field.split('.')[0].upper()})" if err["loc"] else ""
-        lines.append(f"  {field}{env}: {err['msg']}")
-    return "\n".join(lines)
 
 
 def load_settings(config_file: Path | None = None) -> EdgeSettings:
     """Settings from the environment over ``config_file`` (if given) over the defaults.
 
-    Raises :class:`ConfigError` with one line per problem, naming the env variable."""
+    Raises :class:`ConfigError`: one line naming each bad setting's env variable and problem,
+    never its value."""
     file_values = _read_yaml(config_file) if config_file is not None else {}
     env_names = {name.upper() for name in os.environ}
     # Values set in the environment are left out of the init arguments so that the env
@@ -202,5 +196,7 @@ def load_settings(config_file: Path | None = None) -> EdgeSettings:
     source = f"environment and {config_file}" if config_file is not None else "environment"
     try:
         return EdgeSettings(**from_file)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+    except ValueError as exc:  # pydantic's ValidationError and pydantic-settings' SettingsError
+        raise ConfigError(
+            describe_settings_error(exc, what="edge settings", source=source)
+        ) from None

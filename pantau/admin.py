@@ -21,12 +21,14 @@ console = Console()
 
 @city_app.command("check")
 def city_check(path: Annotated[Path, typer.Argument()] = DEMO_CITY) -> None:
-    """Validate a registry file; exit 1 naming the file, place and problem if it is wrong."""
+    """Validate a registry file; exit 2 with one line naming the file, place and problem if it
+    is wrong."""
     try:
         reg = load_registry(path)
     except RegistryError as exc:
-        console.print(f"[red]invalid:[/] {exc}")
-        raise typer.Exit(1) from None
+        # typer.echo, not rich: rich would wrap a long message into several lines.
+        typer.echo(f"invalid: {exc}", err=True)
+        raise typer.Exit(2) from None
     console.print(
         f"[green]ok[/] {reg.city.name}: {len(reg.city.kecamatan)} kecamatan, "
         f"{len(reg.kelurahan)} kelurahan, {len(reg.sites)} sites, "

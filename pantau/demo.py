@@ -16,7 +16,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from city import DEMO_CITY
+from city import DEMO_CITY, load_registry
+from contract.errors import ConfigError
+from firmware_sim.scenario import load_scenario
 from pantau.paths import ROOT
 from pantau.stack import LocalStack, StackError
 
@@ -45,6 +47,13 @@ def demo(
     gateway, Mosquitto, the ingester, InfluxDB and the API, with a live view of the city.
     Ctrl-C stops every process and removes the temporary data."""
     logging.basicConfig(level=logging.WARNING)
+    try:
+        # Checked before anything starts: one line and status 2, not a traceback from a child.
+        load_registry(city)
+        load_scenario(scenario)
+    except ConfigError as exc:
+        typer.echo(f"pantau demo: {exc}", err=True)
+        raise typer.Exit(2) from None
     stop = _stop_on_signals()
     stack = LocalStack(
         city_file=city,

@@ -11,10 +11,12 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
+from city import load_registry
 from cloud.api.config import ApiSettings
 from cloud.api.main import create_app
+from contract.errors import ConfigError
+from contract.secrets import settings_or_config_error
 
 app = typer.Typer(no_args_is_help=True, help="The read API (beds, BOR, crowds, queues).")
 
@@ -48,14 +50,17 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve the API (settings from PANTAU_* environment variables; docs at /docs).
-    SIGTERM or Ctrl-C finishes open requests and exits 0."""
+    SIGTERM or Ctrl-C finishes open requests and exits 0. Bad settings or a bad city file:
+    one line on stderr, exit 2."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = ApiSettings()
-    except ValidationError as exc:
-        typer.echo(f"pantau api: invalid settings: {exc}", err=True)
+        settings = settings_or_config_error(ApiSettings, what="API settings")
+        # Read before uvicorn starts: a bad file is one line here, a traceback in a lifespan.
+        registry = load_registry(settings.city_file)
+    except ConfigError as exc:
+        typer.echo(f"pantau api: {exc}", err=True)
         raise typer.Exit(2) from None
     updates: dict[str, object] = {}
     if host is not None:
@@ -64,7 +69,7 @@ def run(
         updates["api_port"] = port
     settings = settings.model_copy(update=updates)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, registry=registry),
         host=settings.api_host,
         port=settings.api_port,
         log_level=log_level.lower(),
@@ -74,5 +79,5 @@ def run(
     server = _Server(config)
     server.run()
     if not server.started:
-        # Start-up failed (bad registry file, port in use...): uvicorn has logged why.
+        # Start-up failed (port in use...): uvicorn has logged why.
         raise typer.Exit(1)

@@ -9,9 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
-
-#: Passwords that ship in examples and test fixtures; never acceptable in production.
-DEFAULT_PASSWORDS = frozenset({"", "changeme", "password", "admin", "pantau", "secret", "root"})
+from contract.secrets import require_secret
 
 
 class ApiSettings(BaseSettings):
@@ -37,16 +35,27 @@ class ApiSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:
-        """In production InfluxDB must be reached with real credentials."""
+        """In production InfluxDB must be reached with real credentials, and every secret that
+        is set must pass the one secret policy (contract/secrets.py)."""
         if self.mode != "production":
             return self
-        token = self.influx_token.get_secret_value() if self.influx_token else ""
-        password = self.influx_password.get_secret_value() if self.influx_password else ""
-        if token and token not in DEFAULT_PASSWORDS:
-            return self
-        if not self.influx_username or password in DEFAULT_PASSWORDS:
+        if self.influx_token is None and not self.influx_username:
             raise ValueError(
-                "PANTAU_MODE=production needs InfluxDB credentials: set PANTAU_INFLUX_TOKEN, or "
-                "PANTAU_INFLUX_USERNAME and a non-default PANTAU_INFLUX_PASSWORD"
+                "production mode needs InfluxDB credentials: set PANTAU_INFLUX_TOKEN, or "
+                "PANTAU_INFLUX_USERNAME and PANTAU_INFLUX_PASSWORD"
+            )
+        if self.influx_token is not None:
+            require_secret(self.influx_token, setting="PANTAU_INFLUX_TOKEN")
+        if self.influx_username:
+            require_secret(
+                self.influx_password,
+                setting="PANTAU_INFLUX_PASSWORD",
+                identities=(self.influx_username,),
+            )
+        if self.mqtt_password is not None:
+            require_secret(
+                self.mqtt_password,
+                setting="PANTAU_MQTT_PASSWORD",
+                identities=(self.mqtt_username,),
             )
         return self

@@ -12,6 +12,7 @@ from cloud.api.config import ApiSettings
 from cloud.api.models import BedGroup
 from cloud.influx import InfluxHTTP
 from contract.beds import BED_GROUPS, BED_TYPES
+from contract.secrets import bounded_echo
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -56,7 +57,7 @@ def parse_bed_type(raw: str | None, *, allow_all: bool) -> int | None:
         also = '"all" or ' if allow_all else ""
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"unknown bed type {raw!r}; use {also}a SIRANAP code: {valid_bed_types()}",
+            f"unknown bed type {bounded_echo(raw)}; use {also}a SIRANAP code: {valid_bed_types()}",
         )
     return code
 
@@ -86,10 +87,12 @@ def check_region(
     if kecamatan is not None and kecamatan not in {k.code for k in city.kecamatan}:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"no kecamatan {kecamatan!r} in {city.name} (see /v1/regions for the codes)",
+            f"no kecamatan {bounded_echo(kecamatan)} in {city.name}"
+            " (see /v1/regions for the codes)",
         )
     if kelurahan is not None and kelurahan not in registry.kelurahan:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"no kelurahan {kelurahan!r} in {city.name} (see /v1/regions for the codes)",
+            f"no kelurahan {bounded_echo(kelurahan)} in {city.name}"
+            " (see /v1/regions for the codes)",
         )

@@ -11,32 +11,44 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from city import load_registry
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester, influx_of
 from cloud.ingest.settings import IngestSettings
-from contract import StorageError
+from contract import ConfigError, StorageError
+from contract.secrets import settings_or_config_error
 
 app = typer.Typer(no_args_is_help=True, help="The ingester: MQTT -> InfluxDB.")
 log = logging.getLogger("cloud.ingest")
+
+
+def _settings() -> IngestSettings:
+    """Settings from PANTAU_*; bad ones are one line on stderr and exit status 2."""
+    try:
+        return settings_or_config_error(IngestSettings, what="ingest settings")
+    except ConfigError as exc:
+        typer.echo(f"pantau ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def run(
     log_level: Annotated[str, typer.Option(help="Python logging level")] = "INFO",
 ) -> None:
-    """Run the ingester with settings from PANTAU_* environment variables (see README)."""
+    """Run the ingester with settings from PANTAU_* environment variables (see README). Bad
+    settings or a bad city file: one line on stderr, exit 2."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    settings = _settings()
     try:
-        settings = IngestSettings()
-    except ValidationError as exc:
-        typer.echo(f"invalid settings: {exc}", err=True)
+        registry = load_registry(settings.city_file)
+    except ConfigError as exc:
+        typer.echo(f"pantau ingest: {exc}", err=True)
         raise typer.Exit(2) from None
-    ingester = Ingester(settings=settings)
+    ingester = Ingester(settings=settings, registry=registry)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: flushing and stopping", signum)
@@ -55,11 +67,7 @@ def run(
 def init_db() -> None:
     """Create the database, its retention policies and downsampling continuous queries
     (docs/schema.md) from PANTAU_* settings; idempotent. ``run`` does the same at start."""
-    try:
-        settings = IngestSettings()
-    except ValidationError as exc:
-        typer.echo(f"invalid settings: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = _settings()
     try:
         with influx_of(settings) as influx:
             influx.ensure_database()

@@ -339,7 +339,7 @@ class Ingester:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
-        client.username_pw_set(s.mqtt_username, s.mqtt_password)
+        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
         if tls:
             client.tls_set()
         # We reconnect with a fresh client ourselves; paho's own retry must not race us.

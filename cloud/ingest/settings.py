@@ -6,17 +6,23 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
+from contract.secrets import (
+    DEV_INGEST_MQTT_PASSWORD,
+    redact_url,
+    refuse_url_credentials,
+    require_secret,
+)
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
 _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
 #: Development password of the ``pantau-ingest`` account (the test broker and the demo use it);
-#: refused in production.
-DEV_MQTT_PASSWORD = "pantau-ingest-secret"  # noqa: S105 - a development default, refused in production
+#: refused in production like every well-known secret (contract/secrets.py).
+DEV_MQTT_PASSWORD = DEV_INGEST_MQTT_PASSWORD
 
 
 class IngestSettings(BaseSettings):
@@ -28,7 +34,7 @@ class IngestSettings(BaseSettings):
     mode: Literal["production", "development"] = "development"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str = "pantau-ingest"
-    mqtt_password: str = DEV_MQTT_PASSWORD
+    mqtt_password: SecretStr = SecretStr(DEV_MQTT_PASSWORD)
     mqtt_client_id: str = "pantau-ingest-1"
     #: How long the broker keeps the session (and queues QoS 1 messages) while we are away.
     mqtt_session_expiry_s: int = Field(default=14 * 24 * 3600, ge=0)
@@ -45,8 +51,8 @@ class IngestSettings(BaseSettings):
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "pantau"
     influx_username: str | None = None
-    influx_password: str | None = None
-    influx_token: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
     city_file: Path = DEMO_CITY
     dead_letter_dir: Path = Path("./var/dead-letter")
     flush_interval_s: float = Field(default=0.2, gt=0)
@@ -87,21 +93,33 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> IngestSettings:
+        """A non-MQTT URL is refused; production refuses weak secrets (contract/secrets.py)."""
         scheme = urlsplit(self.mqtt_url).scheme
         if scheme not in ("mqtt", "mqtts"):
             raise ValueError(
-                f"PANTAU_MQTT_URL must be mqtt://host:port or mqtts://, not {self.mqtt_url!r}"
+                "PANTAU_MQTT_URL must be mqtt://host:port or mqtts://, "
+                f"not {redact_url(self.mqtt_url)!r}"
             )
+        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
+        refuse_url_credentials(self.mqtt_url, setting="PANTAU_MQTT_URL")
         if self.mode == "production":
-            if not self.mqtt_password or self.mqtt_password == DEV_MQTT_PASSWORD:
-                raise ValueError(
-                    "production mode: set PANTAU_MQTT_PASSWORD to the pantau-ingest account's "
-                    "real password (the development default is refused)"
-                )
-            if not self.influx_token and not (self.influx_username and self.influx_password):
+            require_secret(
+                self.mqtt_password,
+                setting="PANTAU_MQTT_PASSWORD",
+                identities=(self.mqtt_username, self.mqtt_client_id),
+            )
+            if self.influx_token is not None:
+                require_secret(self.influx_token, setting="PANTAU_INFLUX_TOKEN")
+            elif not self.influx_username:
                 raise ValueError(
                     "production mode: set PANTAU_INFLUX_TOKEN or PANTAU_INFLUX_USERNAME and "
                     "PANTAU_INFLUX_PASSWORD"
+                )
+            if self.influx_username:
+                require_secret(
+                    self.influx_password,
+                    setting="PANTAU_INFLUX_PASSWORD",
+                    identities=(self.influx_username,),
                 )
         return self
 

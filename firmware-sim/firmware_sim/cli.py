@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from city import load_registry
-from contract.errors import PantauError
+from contract.errors import ConfigFileError, PantauError
 from firmware_sim.models import MODELS
 from firmware_sim.scenario import FAULT_HELP, load_scenario
 from firmware_sim.simulation import Simulation, Transport
@@ -38,6 +38,26 @@ def faults() -> None:
         "\nevery rule: {type, sensors?, probability=1, from_step=0, steps?} + its field;"
         " examples: firmware-sim/scenarios/faults.yaml"
     )
+
+
+def _read_passwords(path: Path) -> dict[str, str]:
+    """``{gateway id: password}`` from a JSON file; every way it can be wrong is one
+    :class:`ConfigFileError` naming the file (and never a password)."""
+    source = str(path)
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigFileError(source, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(source, "", "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ConfigFileError(source, where, f"not valid JSON: {exc.msg}") from None
+    if not isinstance(doc, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in doc.items()
+    ):
+        raise ConfigFileError(source, "", "must be a JSON object {gateway id: password}")
+    return doc
 
 
 @app.command()
@@ -83,7 +103,7 @@ def run(
 ) -> None:
     """Open one line per gateway port, print where a gateway should attach, and emit the
     scenario's readings. Ctrl-C/SIGTERM (or the end of a finite scenario) writes the ground
-    truth and exits 0."""
+    truth and exits 0. A bad city, scenario or passwords file: one line, exit 2."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -94,9 +114,7 @@ def run(
     try:
         registry = load_registry(city)
         plan = load_scenario(scenario)
-        passwords: dict[str, str] = {}
-        if mqtt_passwords is not None:
-            passwords = json.loads(mqtt_passwords.read_text(encoding="utf-8"))
+        passwords = _read_passwords(mqtt_passwords) if mqtt_passwords is not None else {}
         kind: Transport = "socket" if transport == "socket" else "pty"
         sim = Simulation(
             registry=registry,

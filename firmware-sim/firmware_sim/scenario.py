@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from city.registry import read_yaml
+from city.yamlfile import read_yaml
 from contract import ConfigFileError
 from contract.topics import ID_PATTERN
 

@@ -483,7 +483,7 @@ def test_spool_settings_become_the_outbox_limits_and_a_bad_policy_is_refused(
 
 
 def test_the_sample_config_sets_the_spool_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PANTAU_MQTT_PASSWORD", "k8#Qz-unique")
+    monkeypatch.setenv("PANTAU_MQTT_PASSWORD", "k8#Qz-unique-0f3a9c")
     for name in ("PANTAU_SPOOL_MAX_READINGS", "PANTAU_SPOOL_MAX_AGE_S", "PANTAU_SPOOL_FULL_POLICY"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings(Path(__file__).parents[2] / "edge" / "sample-config.yaml")

@@ -32,6 +32,7 @@ from cloud.api.queries import as_int, is_stale, iso_ms, latest_rows, now_iso, no
 from cloud.influx import InfluxHTTP
 from contract.beds import BED_TYPES, bed_group, bor_band, bor_percent
 from contract.payload import SensorKind
+from contract.secrets import bounded_echo
 
 router = APIRouter(tags=["beds"])
 
@@ -50,7 +51,7 @@ def bed_site(registry: Registry, site_id: str) -> Site:
     site = registry.sites.get(site_id)
     if site is None:
         raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"no site {site_id!r} in {registry.city.name}"
+            status.HTTP_404_NOT_FOUND, f"no site {bounded_echo(site_id)} in {registry.city.name}"
         )
     if site.kind not in BED_SITE_KINDS:
         raise HTTPException(
