@@ -11,7 +11,7 @@ from city.registry import (
     SiteKind,
     load_registry,
 )
-from city.yamlfile import read_yaml
+from contract.yamlfile import read_yaml
 
 __all__ = [
     "DEMO_CITY",

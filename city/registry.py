@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from city.yamlfile import read_yaml
 from contract.beds import BED_TYPES
 from contract.errors import RegistryError
 from contract.payload import SensorKind
 from contract.topics import ID_PATTERN
+from contract.yamlfile import read_yaml
 
 DEMO_CITY = Path(__file__).resolve().parent / "cities" / "semarang.yaml"
 
@@ -290,5 +290,5 @@ def _check_references(doc: RegistryDoc, source: str) -> None:
 def load_registry(path: str | Path) -> Registry:
     """Read and validate a registry file. Every failure is a :class:`RegistryError` that names
     the file, the place in it and the problem (a non-UTF-8 file, bad YAML syntax and a repeated
-    key included, see :mod:`city.yamlfile`)."""
+    key included, see :mod:`contract.yamlfile`)."""
     return Registry.from_doc(read_yaml(path, RegistryError), source=str(path))

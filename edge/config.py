@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from city.yamlfile import read_yaml
 from contract.errors import ConfigError, ConfigFileError
 from contract.payload import MAX_READINGS_PER_BATCH
 from contract.secrets import (
@@ -25,6 +24,7 @@ from contract.secrets import (
     require_secret,
 )
 from contract.topics import ID_PATTERN, is_valid_id
+from contract.yamlfile import read_yaml
 from edge.outbox import FullPolicy, SpoolLimits
 
 ENV_PREFIX = "PANTAU_"

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from city.yamlfile import read_yaml
 from contract import ConfigFileError
 from contract.topics import ID_PATTERN
+from contract.yamlfile import read_yaml
 
 SensorId = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 
