@@ -50,6 +50,7 @@ from contract import (
     check_version,
     decode_binary_batch,
     is_binary,
+    known_stats,
     load_json,
     readings_section,
     topics,
@@ -134,6 +135,8 @@ class StatusUpdate:
     message: int
     gateway: int
     status: GatewayStatus
+    #: stat names not in contract.STAT_TYPES, dropped from ``status`` (counted, never stored)
+    dropped_stats: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -603,11 +606,18 @@ def _admit(
         try:
             status = GatewayStatus.model_validate(doc)
         except ValidationError as exc:
-            return Rejection(m, RejectReason.SCHEMA_VIOLATION, str(exc.errors()[0]["msg"]))
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"][:2]))
+            return Rejection(m, RejectReason.SCHEMA_VIOLATION, f"{where}: {first['msg']}"[:200])
         if status.gw != topic.gateway:
             detail = f"payload gw {status.gw!r} != topic {topic.gateway!r}"
             return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
-        return StatusUpdate(m, gw, status)
+        return StatusUpdate(m, gw, status, known_stats(doc.get("stats", {}))[1])
+    if topic.channel is Channel.READING and not index.registry.doc.gateways[gw].direct:
+        # The single-reading topic is for direct devices (registry ``direct: true``); a batch
+        # gateway there is misconfigured or impersonating a simple device.
+        detail = f"gateway {topic.gateway} is not a direct device: publish batches on readings"
+        return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
     if topic.channel is Channel.READINGS:
         fault = _batch_fault(doc, topic.gateway)
         if fault is not None:
