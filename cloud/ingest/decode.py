@@ -350,7 +350,15 @@ class _PlainJson:
             kind[rows] = code
             values[rows, :width] = np.frombuffer(flat, dtype=np.int64).reshape(-1, width)
         pos = index.sensor_pos
-        sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
+        try:
+            sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
+        except TypeError:
+            # An id that is a JSON array or object cannot even be looked up (found by the fuzz
+            # test: it used to fail the whole window). Rare: only then, the per-id path.
+            ids = self.sensors
+            sensor = np.fromiter(
+                (pos.get(s, -1) if type(s) is str else -2 for s in ids), np.int32, n
+            )
         unknown = np.flatnonzero(sensor == -1)
         if len(unknown):  # an id that is not a string is a schema fault, not an unknown sensor
             is_str = [type(self.sensors[i]) is str for i in unknown.tolist()]
@@ -477,7 +485,8 @@ def _reading_detail(raw: Any, reason: RejectReason, now_ms: int) -> str:
     if reason in (RejectReason.FUTURE_TIMESTAMP, RejectReason.ANCIENT_TIMESTAMP):
         broken = check_timestamp(int(raw["ts"]), now_ms)
         return broken[1] if broken else reason.value
-    if kind_name in _KIND_BY_NAME and isinstance(values, dict):
+    # type first: a kind that is a JSON array or object is unhashable (used to fail the window)
+    if type(kind_name) is str and kind_name in _KIND_BY_NAME and isinstance(values, dict):
         broken = check_values(SensorKind(kind_name), values)
         if broken is not None and broken[0] is reason:
             return broken[1]

@@ -186,3 +186,21 @@ def test_only_a_direct_device_may_publish_on_the_single_reading_topic(city: Regi
         )
     ]
     assert out.readings.message.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "over",
+    [{"sensor": ["crowd-johar-utara"]}, {"sensor": {"a": 1}}, {"kind": ["crowd"]}, {"kind": {}}],
+    ids=repr,
+)
+def test_a_reading_whose_id_or_kind_is_an_array_or_object_is_refused_alone(
+    city: Registry, over: dict[str, Any]
+) -> None:
+    """Found by the fuzz test: unhashable ids and kinds raised TypeError out of the window."""
+    index = CityIndex.from_registry(city)
+    good = {"sensor": "crowd-johar-utara", "kind": "crowd", "ts": NOW - 9, "seq": 1}
+    good["values"] = {"entries": 5, "exits": 1, "occupancy": 4}
+    batch = {"v": 1, "gw": "gw-johar", "seq": 3, "sent": NOW, "readings": [good | over, good]}
+    out = decode_window([_msg("pantau/v1/pasar-johar/gw-johar/readings", batch)], index, NOW)
+    assert [(r.reason, r.index) for r in out.rejections] == [(RejectReason.SCHEMA_VIOLATION, 0)]
+    assert out.readings.index.tolist() == [1]
