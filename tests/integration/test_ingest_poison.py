@@ -24,7 +24,7 @@ from cloud.influx import InfluxHTTP
 from cloud.ingest import CityIndex
 from cloud.ingest.decode import BatchDedup, decode_window
 from cloud.ingest.decode import Message as Received
-from contract import STAT_TYPES, RejectReason, StatType
+from contract import KIND_CODES, STAT_TYPES, RejectReason, StatType, encode_binary_batch
 from pantau.services import InfluxDB, Mosquitto
 from tests.ingest_support import (
     Message,
@@ -247,6 +247,22 @@ def _valid(city: Registry, gw: str, channel: str, t: int) -> dict[str, Any]:
     return _status(gw, stats=stats, sensors_last_seen={sensors[0].id: t})
 
 
+def _binary(city: Registry, gw: str, t: int) -> bytes:
+    """A valid binary batch of every sensor of ``gw``, to be mutated."""
+    sensors = city.sensors_of(gateway=gw)
+    return encode_binary_batch(
+        gw=gw,
+        seq=t % 100_000,
+        sent=t,
+        sensors=[s.id for s in sensors],
+        kinds=[KIND_CODES[s.kind] for s in sensors],
+        sensor=list(range(len(sensors))),
+        ts=[t - 10 * i for i in range(len(sensors))],
+        reading_seq=list(range(len(sensors))),
+        values=[[9, 4, 2] for _ in sensors],  # crowd (entries, exits, occupancy) / queue
+    )
+
+
 def _slots(doc: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     """Every (container, key) of a document, for mutations."""
     if isinstance(doc, dict):
@@ -269,9 +285,23 @@ def device_messages(draw: st.DrawFn, city: Registry) -> tuple[str, str, bytes]:
     channel = draw(st.sampled_from(["readings", "reading", "status"]))
     site = draw(st.sampled_from([None, None, None, "rs-kariadi"]))
     topic = _topic(city, gw, channel, site=site)
-    form = draw(st.sampled_from(["bytes", "json", "mutated", "mutated", "valid"]))
+    form = draw(st.sampled_from(["bytes", "json", "mutated", "mutated", "valid", "binary"]))
     if form == "bytes":
         return gw, topic, draw(st.binary(max_size=300))
+    if form == "binary":  # a valid binary batch with bytes flipped, cut or added
+        raw = bytearray(_binary(city, gw, now_ms() - 2_000))
+        for _ in range(draw(st.integers(1, 4))):
+            at = draw(st.integers(0, len(raw) - 1))
+            op = draw(st.sampled_from(["flip", "flip", "cut", "insert"]))
+            if op == "flip":
+                raw[at] = draw(st.integers(0, 255))
+            elif op == "cut":
+                del raw[at:]
+            else:
+                raw[at:at] = draw(st.binary(min_size=1, max_size=8))
+            if not raw:
+                break
+        return gw, topic, bytes(raw)
     if form == "json":
         return gw, topic, json.dumps(draw(json_values)).encode()
     doc = _valid(city, gw, channel, now_ms() - 2_000)
@@ -364,7 +394,7 @@ def test_fuzzed_device_messages_never_stop_ingestion_and_each_is_accounted_for(
         ours = {s.id for s in city.sensors_of(gateway=GOOD)}
         rows = {r for r in stored_rows(influx) if r[0] in ours}
         at_broker = _nothing_left_at_the_broker(ing, mosquitto, influxdb, tmp_path, pub, marker)
-    assert published[0] >= 84  # 80 drawn + 4 explicit examples
+    assert published[0] == 86  # 80 drawn + 6 explicit examples (derandomized: always these)
     assert dead == expected
     assert dead[RejectReason.INTERNAL_ERROR.value] == 0
     assert sum(dead.values()) > published[0] // 2  # mostly garbage, as intended
