@@ -187,8 +187,6 @@ def test_poison_messages_are_dead_lettered_and_ingestion_goes_on(
             for series in influx.query("SHOW FIELD KEYS FROM gateway_status")
             for row in series.rows()
         }
-        metrics_address = _listening_address(ing.port)
-        log = ing.log.read_text()
         at_broker = _nothing_left_at_the_broker(
             ing, mosquitto, influxdb, tmp_path, pub, stream.messages[-1]
         )
@@ -198,11 +196,29 @@ def test_poison_messages_are_dead_lettered_and_ingestion_goes_on(
     assert dropped == 5002  # 2 unwritable names + 5 000 made-up ones
     assert field_keys == {"online": "integer", "state": "string", "frames": "integer"}
     assert at_broker == 1  # nothing was left unacknowledged in the session
-    # the metrics endpoint is not open to the network unless the operator says so
-    assert metrics_address == "127.0.0.1"
-    # routine InfluxDB writes are not logged at INFO; no message cost a traceback
+
+
+def test_metrics_listen_on_loopback_and_routine_writes_are_not_logged_at_info(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Issue 9's smalls: the metrics endpoint listened on 0.0.0.0 and every InfluxDB write was
+    an INFO line (httpx's request log). Now loopback unless PANTAU_METRICS_HOST says otherwise,
+    and an INFO log of 10 stored batches holds no per-write line."""
+    stream = make_stream(city, [GOOD], batches=10, t0=now_ms() - 60_000)
+    with (
+        _ingester(mosquitto, influxdb, tmp_path) as ing,
+        publishing(mosquitto, [GOOD]) as pub,
+    ):
+        for msg in stream.messages:
+            pub.publish(msg)
+        wait_for(lambda: _settled(ing, 10), "10 batches through a window")
+        writes = ing.metric("pantau_ingest_write_seconds_count")
+        address = _listening_address(ing.port)
+        log = ing.log.read_text()
+    assert address == "127.0.0.1"
+    assert writes > 0  # InfluxDB was written to (how many times depends on the windows)
     assert "HTTP Request" not in log
-    assert "Traceback" not in log
+    assert "/write" not in log
 
 
 # ---- fuzz ---------------------------------------------------------------------------------
