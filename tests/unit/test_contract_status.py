@@ -4,17 +4,19 @@ field as strict as a reading's, and the edge agent's own status fully inside it.
 from __future__ import annotations
 
 import queue
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from contract import STAT_TYPES, Batch, GatewayStatus, SingleReading, known_stats
+from contract import STAT_TYPES, Batch, GatewayStatus, SingleReading, StatType, known_stats
 from contract.serial_frame import FrameStats
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from edge.outbox import MemoryOutbox
+from edge.outbox import LANES, DropReason, MemoryOutbox
 from edge.serial_reader import PortReader, serial_opener
+from pantau.paths import ROOT
 
 BASE: dict[str, Any] = {"v": 1, "gw": "gw-kariadi", "state": "online", "ts": 1_764_000_000_000}
 
@@ -103,3 +105,23 @@ def test_version_one_is_the_integer_one_only_in_every_message(version: object) -
         assert model.model_validate({**doc, "v": 1}).v == 1
         with pytest.raises(ValidationError):
             model.model_validate({**doc, "v": version})
+
+
+def test_the_protocol_document_lists_exactly_the_known_stats_with_their_types() -> None:
+    """docs/protocol.md's stats table names every stat (``<lane>``/``<why>`` stand for the
+    spool's lanes and drop reasons) under its type, and nothing else."""
+    text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    lanes = [kind.value for kind in LANES]
+    whys = [why.value for why in DropReason]
+    start = text.index("| stats | type |")
+    rows = text[start : text.index("\n\n", start)].splitlines()[2:]
+    documented: dict[str, StatType] = {}
+    for row in rows:
+        names, kind = row.strip("|").split("|")
+        stat_type = next(t for t in StatType if kind.strip().startswith(t.value))
+        for token in re.findall(r"`([^`]+)`", names):
+            expanded = [token]
+            for slot, choices in (("<lane>", lanes), ("<why>", whys)):
+                expanded = [e.replace(slot, c) for e in expanded for c in choices]
+            documented.update(dict.fromkeys(expanded, stat_type))
+    assert documented == dict(STAT_TYPES)
