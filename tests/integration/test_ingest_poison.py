@@ -122,9 +122,15 @@ def _nothing_left_at_the_broker(
         InfluxHTTP(url=influxdb.url, database="pantau") as influx,
     ):
         pub.publish(marker)
-        want = set(marker.rows)
-        wait_for(lambda: want <= set(stored_rows(influx)), "the marker batch stored")
-        wait_for(lambda: again.metric("pantau_ingest_unacked_messages") == 0, "marker acked")
+
+        def marker_done() -> bool:
+            # Acknowledged means stored; rows are read only then (a query racing a write may
+            # see a point with some of its fields).
+            stored = again.metric("pantau_ingest_readings_stored_total") >= len(marker.rows)
+            return stored and again.metric("pantau_ingest_unacked_messages") == 0
+
+        wait_for(marker_done, "the marker batch stored and acknowledged")
+        assert set(marker.rows) <= set(stored_rows(influx))
         return again.metric("pantau_ingest_messages_total")
 
 
