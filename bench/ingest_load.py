@@ -83,7 +83,9 @@ def synthetic_province(*, gateways: int, sensors_per_gateway: int) -> dict[str, 
             site["capacity"] = 50 * sensors_per_gateway
         sites.append(site)
         gw = f"gw{g:03d}"
-        gws.append({"id": gw, "site": site["id"]})
+        # direct: mode (a) publishes single readings from these gateways, which the ingester
+        # takes only from direct devices; batches (modes b, c) are taken from any gateway.
+        gws.append({"id": gw, "site": site["id"], "direct": True})
         for i in range(sensors_per_gateway):
             sid = f"g{g:03d}s{i:04d}"
             base = {"id": sid, "site": site["id"], "gateway": gw}

@@ -33,8 +33,6 @@ from contract.payload import (
     Command,
     CommandAck,
     CommandName,
-    GatewayState,
-    GatewayStatus,
     Reading,
     SensorKind,
     SingleReading,
@@ -45,6 +43,7 @@ from contract.payload import (
     load_json,
 )
 from contract.serial_frame import FrameDecoder, FrameStats, SerialFrame, encode_frame, parse_frame
+from contract.status import STAT_TYPES, GatewayState, GatewayStatus, StatType, known_stats
 from contract.topics import Channel, Topic
 
 if TYPE_CHECKING:
@@ -68,6 +67,7 @@ _LAZY = {
             "decode_binary_batch",
             "encode_binary_batch",
             "is_binary",
+            "known_stats",
             "readings_section",
         ),
         "contract.binary",
@@ -95,6 +95,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_READINGS_PER_BATCH",
     "SCHEMA_VERSION",
+    "STAT_TYPES",
     "Batch",
     "BinaryBatch",
     "BorBand",
@@ -119,6 +120,7 @@ __all__ = [
     "SensorKind",
     "SerialFrame",
     "SingleReading",
+    "StatType",
     "StateDelta",
     "StorageError",
     "Topic",
@@ -135,6 +137,7 @@ __all__ = [
     "encode_frame",
     "encode_state_delta",
     "is_binary",
+    "known_stats",
     "load_json",
     "parse_frame",
     "readings_section",

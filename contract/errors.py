@@ -25,6 +25,9 @@ class RejectReason(StrEnum):
     BAD_TOPIC = "bad_topic"
     STORAGE_REJECTED = "storage_rejected"
     INVALID_BINARY = "invalid_binary"
+    #: The ingester failed on this message (a bug, not the device's fault); the traceback is
+    #: in the ingester's log once. Stored, so the message can be replayed once fixed.
+    INTERNAL_ERROR = "internal_error"
 
 
 class PantauError(Exception):

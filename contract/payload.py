@@ -12,11 +12,20 @@ whole flush window (``cloud.ingest.decode``); a property test proves both agree.
 from __future__ import annotations
 
 import json
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from contract.errors import PayloadError, RejectReason
 from contract.topics import ID_PATTERN
@@ -34,6 +43,18 @@ MIN_TIMESTAMP_MS = 1_577_836_800_000
 MAX_COUNT = 10_000_000
 
 Identifier = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
+
+
+def _exact_version(value: Any) -> Any:
+    # JSON true and 1.0 compare equal to 1 in Python (and pass pydantic's Literal[1]); only
+    # the integer 1 is version 1.
+    if type(value) is not int:
+        raise ValueError("v must be the integer 1")
+    return value
+
+
+#: The schema version field of every message: exactly the JSON integer 1.
+Version = Annotated[Literal[1], BeforeValidator(_exact_version)]
 
 
 class SensorKind(StrEnum):
@@ -135,7 +156,7 @@ class Reading(_Strict):
 class Batch(_Strict):
     """What a gateway publishes on ``.../readings``."""
 
-    v: Literal[1] = 1
+    v: Version = 1
     gw: Identifier
     seq: StrictInt = Field(ge=0, description="per-gateway batch sequence, for dedup")
     sent: StrictInt = Field(description="gateway send time, ms since epoch UTC")
@@ -148,7 +169,7 @@ class Batch(_Strict):
 class SingleReading(_Strict):
     """What a simple device publishes on ``.../reading`` (the gateway id is the topic's)."""
 
-    v: Literal[1] = 1
+    v: Version = 1
     sensor: Identifier
     kind: SensorKind
     ts: StrictInt | None = Field(default=None, description="omit if the device has no clock")
@@ -163,32 +184,6 @@ class SingleReading(_Strict):
         return self
 
 
-class GatewayState(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
-
-
-class GatewayStatus(_Strict):
-    """Retained on ``.../status``; the broker publishes the offline form as the last-will."""
-
-    v: Literal[1] = 1
-    gw: Identifier
-    state: GatewayState
-    ts: int
-    stats: dict[str, int | float | str] = Field(default_factory=dict)
-    #: sensor id -> last time (ms) the gateway decoded a frame from it
-    sensors_last_seen: dict[str, int] = Field(default_factory=dict)
-    #: gateway clock minus NTP time (ms); absent when the gateway cannot tell
-    clock_offset_ms: StrictInt | None = None
-    #: sensor id -> that sensor's clock minus the gateway's (ms), from its last stamped frame
-    sensor_skew_ms: dict[str, int] = Field(default_factory=dict)
-    #: sensors heard before (or configured) whose last frame is too old
-    sensors_silent: list[str] = Field(default_factory=list)
-    #: sensor id -> readings missing from its sequence, and times its sequence restarted
-    sensor_seq_gaps: dict[str, int] = Field(default_factory=dict)
-    sensor_resets: dict[str, int] = Field(default_factory=dict)
-
-
 class CommandName(StrEnum):
     SET_INTERVAL = "set_interval"
     READ_NOW = "read_now"
@@ -199,7 +194,7 @@ class CommandName(StrEnum):
 class Command(_Strict):
     """Sent by ops on ``.../cmd``."""
 
-    v: Literal[1] = 1
+    v: Version = 1
     id: Identifier
     name: CommandName
     args: dict[str, Any] = Field(default_factory=dict)
@@ -208,7 +203,7 @@ class Command(_Strict):
 class CommandAck(_Strict):
     """The gateway's answer on ``.../ack``; ``id`` is the command's, or ``unknown``."""
 
-    v: Literal[1] = 1
+    v: Version = 1
     id: str
     ok: bool
     result: dict[str, Any] | None = None
@@ -219,30 +214,59 @@ def _refuse_constant(token: str) -> Any:
     raise PayloadError(RejectReason.NON_FINITE, f"{token} is not a number Pantau accepts")
 
 
+def _refuse_infinite(token: str) -> None:
+    # ``1e400`` (or a 400-digit integer) is a valid JSON number that no double holds: orjson
+    # refuses it as "infinity", so it is a non-finite number, not broken JSON. The parsed value
+    # is never used (this parse only finds the reason), hence None.
+    if math.isinf(float(token)):
+        raise PayloadError(RejectReason.NON_FINITE, f"{token[:32]} is beyond a double's range")
+
+
+def _refusal_reason(raw: bytes) -> RejectReason:
+    """Why orjson refused ``raw``: a number Pantau does not accept (NaN, Infinity, beyond a
+    double) or broken JSON. Runs only for refused payloads."""
+    try:
+        json.loads(
+            raw,
+            parse_constant=_refuse_constant,
+            parse_float=_refuse_infinite,
+            parse_int=_refuse_infinite,
+        )
+    except PayloadError as exc:
+        return exc.reason
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than Python's recursion limit (orjson stops at 1024
+        # levels; ``json`` recurses until the interpreter refuses). That is broken JSON for us,
+        # never a crash: the payload comes from a device.
+        pass
+    return RejectReason.INVALID_JSON
+
+
 def load_json(raw: bytes) -> Any:
-    """Parse a JSON payload within the size limit. NaN/Infinity (which strict JSON parsers call
-    a syntax error) are told apart so operators see *why* a device's data was refused."""
+    """Parse a JSON payload within the size limit. Never raises anything but
+    :class:`PayloadError`: NaN, Infinity and numbers beyond a double (which strict JSON parsers
+    call a syntax error) are told apart as ``non_finite`` so operators see *why* a device's
+    data was refused; everything else unparseable (including nesting deeper than 1024 levels)
+    is ``invalid_json``."""
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(RejectReason.OVERSIZE, f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        try:  # slow path only for refused payloads: find out whether NaN/Infinity was the cause
-            json.loads(raw, parse_constant=_refuse_constant)
-        except PayloadError:
-            raise
-        except (ValueError, UnicodeDecodeError):
-            pass
-        raise PayloadError(RejectReason.INVALID_JSON, str(exc)) from None
+        raise PayloadError(_refusal_reason(raw), str(exc)) from None
 
 
 def check_version(doc: Any) -> None:
-    """Refuse documents that are not JSON objects of a schema version this code speaks."""
+    """Refuse documents that are not JSON objects of a schema version this code speaks (the
+    integer 1: not ``true``, not ``1.0``)."""
     if not isinstance(doc, dict):
         raise PayloadError(RejectReason.SCHEMA_VIOLATION, "payload must be a JSON object")
     version = doc.get("v")
-    if version != SCHEMA_VERSION:
-        raise PayloadError(RejectReason.UNSUPPORTED_VERSION, f"v={version!r}, this speaks v=1")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        # Only scalars are echoed: a device's 200 KB string or 1000-deep list is not a detail.
+        scalar = version is None or type(version) in (int, float, bool)
+        shown = repr(version) if scalar else type(version).__name__
+        raise PayloadError(RejectReason.UNSUPPORTED_VERSION, f"v={shown}, this speaks v=1")
 
 
 def encode(message: BaseModel) -> bytes:

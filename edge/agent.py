@@ -28,13 +28,12 @@ from contract.payload import (
     Command,
     CommandAck,
     CommandName,
-    GatewayState,
-    GatewayStatus,
     Reading,
     check_version,
     encode,
     load_json,
 )
+from contract.status import GatewayState, GatewayStatus
 from contract.topics import Channel, build
 from edge.clock import ClockProbe, ClockWatch, probe_for
 from edge.config import EdgeSettings, load_settings

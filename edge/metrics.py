@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from contract.payload import GatewayStatus
+from contract.status import GatewayStatus
 
 
 class StatusCollector(Collector):

@@ -17,6 +17,7 @@ from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester, influx_of
 from cloud.ingest.settings import IngestSettings
+from cloud.ingest.writer import quiet_routine_requests
 from contract import ConfigError, StorageError
 from contract.secrets import settings_or_config_error
 
@@ -42,6 +43,7 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    quiet_routine_requests(logging.getLogger().level)
     settings = _settings()
     try:
         registry = load_registry(settings.city_file)

@@ -50,6 +50,7 @@ from contract import (
     check_version,
     decode_binary_batch,
     is_binary,
+    known_stats,
     load_json,
     readings_section,
     topics,
@@ -134,6 +135,8 @@ class StatusUpdate:
     message: int
     gateway: int
     status: GatewayStatus
+    #: stat names not in contract.STAT_TYPES, dropped from ``status`` (counted, never stored)
+    dropped_stats: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,7 +350,15 @@ class _PlainJson:
             kind[rows] = code
             values[rows, :width] = np.frombuffer(flat, dtype=np.int64).reshape(-1, width)
         pos = index.sensor_pos
-        sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
+        try:
+            sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
+        except TypeError:
+            # An id that is a JSON array or object cannot even be looked up (found by the fuzz
+            # test: it used to fail the whole window). Rare: only then, the per-id path.
+            ids = self.sensors
+            sensor = np.fromiter(
+                (pos.get(s, -1) if type(s) is str else -2 for s in ids), np.int32, n
+            )
         unknown = np.flatnonzero(sensor == -1)
         if len(unknown):  # an id that is not a string is a schema fault, not an unknown sensor
             is_str = [type(self.sensors[i]) is str for i in unknown.tolist()]
@@ -474,7 +485,8 @@ def _reading_detail(raw: Any, reason: RejectReason, now_ms: int) -> str:
     if reason in (RejectReason.FUTURE_TIMESTAMP, RejectReason.ANCIENT_TIMESTAMP):
         broken = check_timestamp(int(raw["ts"]), now_ms)
         return broken[1] if broken else reason.value
-    if kind_name in _KIND_BY_NAME and isinstance(values, dict):
+    # type first: a kind that is a JSON array or object is unhashable (used to fail the window)
+    if type(kind_name) is str and kind_name in _KIND_BY_NAME and isinstance(values, dict):
         broken = check_values(SensorKind(kind_name), values)
         if broken is not None and broken[0] is reason:
             return broken[1]
@@ -603,11 +615,18 @@ def _admit(
         try:
             status = GatewayStatus.model_validate(doc)
         except ValidationError as exc:
-            return Rejection(m, RejectReason.SCHEMA_VIOLATION, str(exc.errors()[0]["msg"]))
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"][:2]))
+            return Rejection(m, RejectReason.SCHEMA_VIOLATION, f"{where}: {first['msg']}"[:200])
         if status.gw != topic.gateway:
             detail = f"payload gw {status.gw!r} != topic {topic.gateway!r}"
             return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
-        return StatusUpdate(m, gw, status)
+        return StatusUpdate(m, gw, status, known_stats(doc.get("stats", {}))[1])
+    if topic.channel is Channel.READING and not index.registry.doc.gateways[gw].direct:
+        # The single-reading topic is for direct devices (registry ``direct: true``); a batch
+        # gateway there is misconfigured or impersonating a simple device.
+        detail = f"gateway {topic.gateway} is not a direct device: publish batches on readings"
+        return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
     if topic.channel is Channel.READINGS:
         fault = _batch_fault(doc, topic.gateway)
         if fault is not None:

@@ -66,6 +66,11 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.status_stats_dropped = Counter(
+            "pantau_ingest_status_stats_dropped",
+            "Status stats dropped because their name is not in contract.STAT_TYPES (not stored)",
+            registry=r,
+        )
         self.duplicates = Counter(
             "pantau_ingest_duplicates_dropped",
             "Batches dropped because their (gateway, batch seq) was already stored",

@@ -51,6 +51,7 @@ from cloud.ingest.aggregate import (
     crowd_sites,
     queue_sites,
 )
+from cloud.ingest.boundary import decode_isolating, status_lines
 from cloud.ingest.cluster import (
     apply_rows,
     changed_sensors,
@@ -232,7 +233,9 @@ class Ingester:
         self.dead = DeadLetterStore(directory=s.dead_letter_dir)
         server = None
         if s.metrics_port is not None:
-            server, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
+            server, _ = start_http_server(
+                s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry
+            )
         influx = influx_of(s, on_points=self.metrics.points_written.inc)
         try:
             with influx:
@@ -536,23 +539,28 @@ class Ingester:
         m = self.metrics
         m.messages_in.inc(len(window))
         m.window_messages.observe(len(window))
-        decoded: DecodedWindow = decode_window(window, self.index, now, dedup=self._dedup)
+        # Nothing one message contains may fail the window (cloud.ingest.boundary).
+        decoded: DecodedWindow = decode_isolating(
+            window, lambda part: decode_window(part, self.index, now, dedup=self._dedup)
+        )
         m.duplicates.inc(len(decoded.duplicates))
+        m.status_stats_dropped.inc(sum(st.dropped_stats for st in decoded.statuses))
         readings = decoded.readings
         n_bad_readings = sum(1 for r in decoded.rejections if r.index is not None)
         m.readings_in.inc(len(readings) + n_bad_readings)
+        st_lines, st_refused = status_lines(
+            decoded.statuses,
+            lambda st: self.builder.gateway_status(st, window[st.message].received_ms),
+        )
         self._record_dead(
-            [self._dead_letter(window[r.message], r) for r in decoded.rejections], now
+            [self._dead_letter(window[r.message], r) for r in [*decoded.rejections, *st_refused]],
+            now,
         )
 
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
-        for st in decoded.statuses:
-            lines.add(
-                [self.builder.gateway_status(st, window[st.message].received_ms)],
-                [st.message],
-                [-1],
-            )
+        for msg_i, line in st_lines:
+            lines.add([line], [msg_i], [-1])
         refused = self.writer.write(lines.lines)
         stored = np.ones(len(readings), dtype=bool)
         if refused:

@@ -83,6 +83,9 @@ class IngestSettings(BaseSettings):
     #: How far back late data still corrects rollups (bounded by late_history_readings too).
     late_horizon_s: int = Field(default=6 * 3600, ge=0)
     metrics_port: int | None = None
+    #: Address the metrics endpoint listens on: loopback unless the operator opens it (in a
+    #: container, 0.0.0.0 for a scraper on another host); the counters describe every device.
+    metrics_host: str = "127.0.0.1"
     #: How long raw readings and per-flush aggregates are kept (the default retention policy
     #: ``autogen``), and how long their downsampled copies (``downsampled``); InfluxQL
     #: durations, ``INF`` for ever. See docs/schema.md.

@@ -33,7 +33,7 @@ from cloud.influx import FieldValue, InfluxHTTP, format_int_rows, format_line, s
 from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
 from cloud.ingest.topology import FACILITIES, CityIndex
-from contract import KIND_CODES, PantauError, SensorKind, StorageError
+from contract import KIND_CODES, STAT_TYPES, PantauError, SensorKind, StatType, StorageError
 from contract.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,15 @@ _QUEUE = KIND_CODES[SensorKind.QUEUE]
 BED_FIELDS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "seq")
 CROWD_FIELDS = ("entries", "exits", "occupancy", "seq")
 QUEUE_FIELDS = ("issued", "served", "waiting", "counters_open", "seq")
+_NUMERIC_STATS = (StatType.COUNT, StatType.SECONDS)
+
+
+def quiet_routine_requests(level: int) -> None:
+    """httpx logs every request at INFO: at the ingester's INFO level that was one line per
+    InfluxDB write, several a second. Above DEBUG they are left out (failures are logged by
+    this module at WARNING); at DEBUG they stay, beside this module's own per-write line."""
+    if level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class WriteAbortedError(PantauError):
@@ -212,8 +221,10 @@ class PointBuilder:
             "state": st.state.value,
         }
         for name, value in st.stats.items():
-            finite = not isinstance(value, float) or math.isfinite(value)
-            if name not in fields and not isinstance(value, str) and finite and name:
+            # Only the contract's numeric stats become fields: a fixed set of plain names, so a
+            # device can neither add field keys nor break line protocol (text stats are for
+            # `pantau edge status`, not for the database).
+            if STAT_TYPES.get(name) in _NUMERIC_STATS:
                 fields[name] = value
         return format_line(key, fields, ts_ms * 1000)
 
@@ -347,8 +358,12 @@ class PointWriter:
                     if self.stopping.wait(delay):
                         raise WriteAbortedError("stopping while InfluxDB is unavailable") from exc
                     continue
+                elapsed = time.perf_counter() - started
                 if self.on_latency is not None:
-                    self.on_latency(time.perf_counter() - started)
+                    self.on_latency(elapsed)
+                # DEBUG: several writes a second is the normal state, not news (failures and
+                # retries above are WARNING).
+                log.debug("stored %d lines in %.3f s", len(chunk), elapsed)
                 return
         finally:
             if attempt:

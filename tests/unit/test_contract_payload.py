@@ -157,7 +157,16 @@ def test_single_reading_may_omit_time() -> None:
         (b'{"v": 1, "x": -Infinity}', RejectReason.NON_FINITE),
         (b"\xff\xfe", RejectReason.INVALID_JSON),
         (b" " * (MAX_PAYLOAD_BYTES + 1), RejectReason.OVERSIZE),
+        # a valid JSON number no double holds is a non-finite number, not broken JSON
+        (b'{"v": 1, "x": 1e400}', RejectReason.NON_FINITE),
+        (b'{"v": 1, "x": -1e400}', RejectReason.NON_FINITE),
+        (b'{"v": 1, "x": ' + b"9" * 400 + b"}", RejectReason.NON_FINITE),
+        # 1 100 levels: orjson stops at 1 024, and json's fallback parse used to raise
+        # RecursionError (which killed the ingester)
+        (b"[" * 1100 + b"]" * 1100, RejectReason.INVALID_JSON),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, RejectReason.INVALID_JSON),
     ],
+    ids=lambda v: repr(v)[:40],
 )
 def test_load_json_names_the_reason(raw: bytes, reason: RejectReason) -> None:
     with pytest.raises(PayloadError) as err:
@@ -167,9 +176,18 @@ def test_load_json_names_the_reason(raw: bytes, reason: RejectReason) -> None:
 
 @pytest.mark.parametrize(
     ("doc", "reason"),
-    [({"v": 2}, RejectReason.UNSUPPORTED_VERSION), ([1], RejectReason.SCHEMA_VIOLATION)],
+    [
+        ({"v": 2}, RejectReason.UNSUPPORTED_VERSION),
+        ([1], RejectReason.SCHEMA_VIOLATION),
+        # equal to 1 in Python, but not the integer 1
+        ({"v": True}, RejectReason.UNSUPPORTED_VERSION),
+        ({"v": 1.0}, RejectReason.UNSUPPORTED_VERSION),
+        ({"v": "1"}, RejectReason.UNSUPPORTED_VERSION),
+        ({"v": [[[1]]]}, RejectReason.UNSUPPORTED_VERSION),
+    ],
 )
 def test_check_version(doc: object, reason: RejectReason) -> None:
     with pytest.raises(PayloadError) as err:
         check_version(orjson.loads(orjson.dumps(doc)))
     assert err.value.reason is reason
+    assert len(err.value.detail) < 60  # a device's value is echoed only if it is a scalar
