@@ -11,25 +11,9 @@ import pytest
 
 import contract
 from contract import KIND_CODES, KIND_FIELDS, decode_binary_batch, encode_binary_batch
-from pantau.paths import ROOT
+from tests.doc_support import PROTOCOL, dump, dump_names
 
-PROTOCOL = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-_DUMP = re.compile(r"<!-- binary: (\w+) -->\n```text\n(.*?)\n```", re.DOTALL)
-#: one dump line: decimal offset, up to 8 hex bytes, then the note
-_LINE = re.compile(r"^\s*(\d+)  ((?:[0-9A-F]{2} ?){1,8})(?:\s+.*)?$")
 _JSON_BATCH = re.compile(r"<!-- contract: Batch -->\n```json\n(.*?)\n```", re.DOTALL)
-
-
-def dump(name: str) -> bytes:
-    """The bytes of the dump ``name``, checking that every line's offset is where it starts."""
-    text = dict(_DUMP.findall(PROTOCOL))[name]
-    out = bytearray()
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        assert match is not None, f"not a dump line: {line!r}"
-        assert int(match[1]) == len(out), f"offset {match[1]} but the line starts at {len(out)}"
-        out += bytes.fromhex(match[2])
-    return bytes(out)
 
 
 def reencode(raw: bytes, *, wide: bool = False) -> bytes:
@@ -51,7 +35,7 @@ def reencode(raw: bytes, *, wide: bool = False) -> bytes:
 
 
 def test_the_doc_has_exactly_the_two_worked_dumps() -> None:
-    assert [name for name, _ in _DUMP.findall(PROTOCOL)] == ["narrow", "wide"]
+    assert dump_names() == ["narrow", "wide"]
 
 
 def test_the_narrow_dump_is_the_json_batch_example_byte_for_byte() -> None:
