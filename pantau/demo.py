@@ -155,7 +155,7 @@ def _view(api: httpx.Client, city_name: str) -> Group:
     crowd = Table(title="Crowds vs health-protocol capacity", expand=True)
     for col in ("site", "people", "capacity", "load"):
         crowd.add_column(col, justify="right" if col != "site" else "left")
-    for row in conditions.get("crowd", []):
+    for row in _items(conditions.get("crowd")):
         ratio = row.get("ratio")
         style = "green" if ratio is None or ratio < 0.8 else ("yellow" if ratio < 1 else "bold red")
         crowd.add_row(
@@ -167,7 +167,7 @@ def _view(api: httpx.Client, city_name: str) -> Group:
     queues = Table(title="Queues", expand=True)
     for col in ("site", "waiting", "counters", "est. wait"):
         queues.add_column(col, justify="right" if col != "site" else "left")
-    for row in conditions.get("queues", conditions.get("queue", [])):
+    for row in _items(conditions.get("queues")):
         wait = row.get("wait_s")
         queues.add_row(
             str(row.get("site_name", row.get("site"))),

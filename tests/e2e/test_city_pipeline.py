@@ -148,13 +148,13 @@ def test_crowds_and_queues_equal_ground_truth(city_run: LocalStack) -> None:
 
     def check() -> None:
         cond = _get(city_run, "/v1/conditions")
-        got_crowd = {c["site"]: c for c in cond["crowd"]}
+        got_crowd = {c["site"]: c for c in cond["crowd"]["items"]}
         for site, occupancy in crowd.items():
             assert got_crowd[site]["occupancy"] == occupancy, site
             capacity = reg.sites[site].capacity
             assert capacity is not None
             assert got_crowd[site]["ratio"] == pytest.approx(occupancy / capacity)
-        got_queue = {q["site"]: q["waiting"] for q in cond["queues"]}
+        got_queue = {q["site"]: q["waiting"] for q in cond["queues"]["items"]}
         for site, waiting in queue.items():
             assert got_queue[site] == waiting, site
 
@@ -210,7 +210,7 @@ def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
     _mosquitto_pub(city_run, payload)
 
     def check() -> None:
-        queues = {q["site"]: q for q in _get(city_run, "/v1/conditions")["queues"]}
+        queues = {q["site"]: q for q in _get(city_run, "/v1/conditions/queues")["items"]}
         assert queues["kec-candisari"]["waiting"] == 412 - 377
         assert queues["kec-candisari"]["counters_open"] == 2
 
