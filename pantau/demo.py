@@ -40,6 +40,13 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="keep data and logs here (default: temp, removed)")
     ] = None,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="leave this gateway's simulated agent (or this direct device) out, so yours"
+            " can take its place; repeatable. Credentials: device-access.env in the data dir"
+        ),
+    ] = None,
 ) -> None:
     """Run a whole demo city: simulated sensors on pseudo-terminals, one edge agent per
     gateway, Mosquitto, the ingester, InfluxDB and the API, with a live view of the city.
@@ -53,6 +60,7 @@ def demo(
         api_port=api_port,
         influx_url=influx_url,
         keep_workdir=workdir is not None,
+        without=frozenset(without or ()),
     )
     with console.status("starting Mosquitto, InfluxDB, ingester, API, simulator, gateways..."):
         try:
@@ -67,7 +75,11 @@ def demo(
         f"  MQTT       {stack.mqtt_url}\n"
         f"  InfluxDB   {stack.influx}  (database pantau)\n"
         f"  data, logs {stack.dir}\n"
-        "Ctrl-C to stop."
+        f"  devices    {stack.device_access_path}  (passwords, addresses: docs/protocol.md)\n"
+        + "".join(
+            f"  left out   {gw}: attach yours (see that file)\n" for gw in sorted(stack.without)
+        )
+        + "Ctrl-C to stop."
     )
     deadline = None if duration is None else time.monotonic() + duration
     failed = None
