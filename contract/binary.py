@@ -32,7 +32,7 @@ BINARY_VERSION = 1
 #: zero-padded (a non-zero pad is a schema violation, like an unknown JSON key).
 VALUE_WIDTH = max(len(f) for f in KIND_FIELDS.values())
 #: Readings per binary batch. Larger than the JSON limit (2 000) because a binary reading is
-#: 35-56 bytes instead of ~150: 7 000 of the narrowest fit in MAX_PAYLOAD_BYTES, and fewer,
+#: 35-61 bytes instead of ~150: 7 000 of the narrowest fit in MAX_PAYLOAD_BYTES, and fewer,
 #: larger messages are what lets one ingester reach millions of readings/s.
 MAX_BINARY_READINGS_PER_BATCH = 7000
 #: Sensor table entries per batch (each reading refers to one by index).
@@ -121,11 +121,13 @@ def encode_binary_batch(
     values: Sequence[Sequence[int]] | npt.NDArray[np.integer],
     clock: Sequence[int] | npt.NDArray[np.integer] | None = None,
     clock_offset_ms: int | None = None,
+    wide: bool = False,
 ) -> bytes:
     """Encode a binary batch. ``sensors``/``kinds`` is the sensor table (kind codes from
     ``contract.KIND_CODES``); per reading ``sensor`` indexes that table, ``values`` holds the
     kind's fields in ``KIND_FIELDS`` order (rows may be shorter than ``VALUE_WIDTH``; they are
-    zero-padded). The narrowest column widths that hold the data are chosen.
+    zero-padded). The narrowest column widths that hold the data are chosen; ``wide`` forces
+    the widest (flags ``0x0E``), as a firmware that does not choose widths per batch sends.
 
     Encodes what it is given, even readings the ingester will refuse (that is how tests build
     bad data); it only refuses what the format cannot express (raises ``ValueError``)."""
@@ -159,11 +161,11 @@ def encode_binary_batch(
     flags = 0
     if clock_offset_ms is not None:
         flags |= FLAG_CLOCK_OFFSET
-    if len(sensors) > 0xFFFF:
+    if wide or len(sensors) > 0xFFFF:
         flags |= FLAG_SENSOR_U32
-    if n and (sq.min() < 0 or sq.max() > _U32_MAX):
+    if wide or (n and (sq.min() < 0 or sq.max() > _U32_MAX)):
         flags |= FLAG_SEQ_I64
-    if n and (vals.min() < _I32_MIN or vals.max() > _I32_MAX):
+    if wide or (n and (vals.min() < _I32_MIN or vals.max() > _I32_MAX)):
         flags |= FLAG_VALUES_I64
     parts = [
         _HEAD.pack(MAGIC, BINARY_VERSION, flags, len(gw_b)),

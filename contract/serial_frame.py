@@ -54,16 +54,21 @@ def encode_frame(frame: SerialFrame) -> bytes:
     return b"$" + body + b"*" + f"{crc16(body):04X}".encode("ascii") + b"\r\n"
 
 
+_HEX_DIGITS = b"0123456789ABCDEFabcdef"
+
+
 def parse_frame(line: bytes) -> SerialFrame:
     """Parse one line that starts with ``$`` (line end already removed)."""
     star = line.rfind(b"*")
     if not line.startswith(b"$") or star < 0 or len(line) - star - 1 != 4:
         raise FrameError("no '$...*XXXX' envelope", raw=line)
     body = line[1:star]
-    try:
-        sent_crc = int(line[star + 1 :], 16)
-    except ValueError:
-        raise FrameError("checksum is not hex", raw=line) from None
+    crc_text = line[star + 1 :]
+    # int(_, 16) alone would also take "+E50", " E50" and "E_50": exactly 4 hex digits, either
+    # case, is what docs/serial-protocol.md promises.
+    if crc_text.strip(_HEX_DIGITS):
+        raise FrameError("checksum is not 4 hex digits", raw=line)
+    sent_crc = int(crc_text, 16)
     if crc16(body) != sent_crc:
         raise FrameError("checksum mismatch", raw=line)
     try:

@@ -42,6 +42,13 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="keep data and logs here (default: temp, removed)")
     ] = None,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="leave this gateway's simulated agent (or this direct device) out, so yours"
+            " can take its place; repeatable. Credentials: device-access.env in the data dir"
+        ),
+    ] = None,
 ) -> None:
     """Run a whole demo city: simulated sensors on pseudo-terminals, one edge agent per
     gateway, Mosquitto, the ingester, InfluxDB and the API, with a live view of the city.
@@ -62,6 +69,7 @@ def demo(
         api_port=api_port,
         influx_url=influx_url,
         keep_workdir=workdir is not None,
+        without=frozenset(without or ()),
     )
     with console.status("starting Mosquitto, InfluxDB, ingester, API, simulator, gateways..."):
         try:
@@ -76,7 +84,11 @@ def demo(
         f"  MQTT       {stack.mqtt_url}\n"
         f"  InfluxDB   {stack.influx}  (database pantau)\n"
         f"  data, logs {stack.dir}\n"
-        "Ctrl-C to stop."
+        f"  devices    {stack.device_access_path}  (passwords, addresses: docs/protocol.md)\n"
+        + "".join(
+            f"  left out   {gw}: attach yours (see that file)\n" for gw in sorted(stack.without)
+        )
+        + "Ctrl-C to stop."
     )
     deadline = None if duration is None else time.monotonic() + duration
     failed = None
@@ -164,7 +176,7 @@ def _view(api: httpx.Client, city_name: str) -> Group:
     crowd = Table(title="Crowds vs health-protocol capacity", expand=True)
     for col in ("site", "people", "capacity", "load"):
         crowd.add_column(col, justify="right" if col != "site" else "left")
-    for row in conditions.get("crowd", []):
+    for row in _items(conditions.get("crowd")):
         ratio = row.get("ratio")
         style = "green" if ratio is None or ratio < 0.8 else ("yellow" if ratio < 1 else "bold red")
         crowd.add_row(
@@ -176,7 +188,7 @@ def _view(api: httpx.Client, city_name: str) -> Group:
     queues = Table(title="Queues", expand=True)
     for col in ("site", "waiting", "counters", "est. wait"):
         queues.add_column(col, justify="right" if col != "site" else "left")
-    for row in conditions.get("queues", conditions.get("queue", [])):
+    for row in _items(conditions.get("queues")):
         wait = row.get("wait_s")
         queues.add_row(
             str(row.get("site_name", row.get("site"))),

@@ -23,6 +23,7 @@ import httpx
 
 from city import Registry, load_registry
 from contract.errors import PantauError
+from pantau.device_access import device_access
 from pantau.services import InfluxDB, Mosquitto, free_port
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,15 @@ class LocalStack:
     api_port: int = 0
     influx_url: str | None = None
     keep_workdir: bool = False
+    #: Gateways (or direct devices) whose simulated device is not started, so an outside
+    #: gateway or firmware can take its place with the credentials in device-access.env.
+    without: frozenset[str] = frozenset()
     python: str = sys.executable
     registry: Registry = field(init=False)
     children: list[Child] = field(default_factory=list, init=False)
     passwords: dict[str, str] = field(default_factory=dict, init=False)
+    #: gateway id -> {port label: serial URL} of its simulated sensors
+    serial_ports: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
     mosquitto: Mosquitto | None = field(default=None, init=False)
     influxdb: InfluxDB | None = field(default=None, init=False)
     _own_workdir: bool = field(default=False, init=False)
@@ -109,6 +115,12 @@ class LocalStack:
     def start(self) -> Self:
         """Start every part, in dependency order, and wait until the API answers."""
         self.registry = load_registry(self.city_file)
+        unknown = sorted(self.without - self.registry.gateways.keys())
+        if unknown:
+            raise StackError(
+                f"--without {', '.join(unknown)}: no such gateway in {self.registry.city.name}"
+                f" (gateways: {', '.join(sorted(self.registry.gateways))})"
+            )
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="pantau-demo-"))
             self._own_workdir = True
@@ -123,9 +135,34 @@ class LocalStack:
         self.api_port = self.api_port or free_port()
         self._start_ingester()
         self._start_api()
-        ports = self._start_simulator()
-        self._start_gateways(ports)
+        self.serial_ports = self._start_simulator()
+        self._start_gateways(self.serial_ports)
+        self._write_device_access()
         return self
+
+    @property
+    def device_access_path(self) -> Path:
+        """The one file with what a device maker needs (docs/protocol.md, "Trying it
+        against the demo")."""
+        return self.dir / "device-access.env"
+
+    def _write_device_access(self) -> None:
+        if self.mosquitto is None or self.mosquitto.proc is None:
+            raise StackError("stack not started")
+        text = device_access(
+            path=self.device_access_path,
+            registry=self.registry,
+            passwords=self.passwords,
+            mqtt_host=self.mosquitto.host,
+            mqtt_port=self.mosquitto.port,
+            api_url=self.api_url,
+            serial_ports=self.serial_ports,
+            without=self.without,
+            passwd_file=self.mosquitto.workdir / "passwd",
+            broker_pid=self.mosquitto.proc.pid,
+        )
+        self.device_access_path.write_text(text, encoding="utf-8")
+        self.device_access_path.chmod(0o600)
 
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
@@ -206,6 +243,7 @@ class LocalStack:
                 self.mqtt_url,
                 "--mqtt-passwords",
                 str(self._direct_passwords_file()),
+                *self._simulated_gateways(),
             ],
             self._env(),
         )
@@ -218,6 +256,15 @@ class LocalStack:
             time.sleep(0.05)
         raise StackError("simulator did not publish its port map in 30 s")
 
+    def _simulated_gateways(self) -> list[str]:
+        """fwsim's ``--gateway`` options: none (all) unless a direct device is left out. A left-out
+        gateway's sensors stay simulated: its replacement reads their lines."""
+        direct_out = {g for g in self.without if self.registry.gateways[g].direct}
+        if not direct_out:
+            return []
+        keep = sorted(self.registry.gateways.keys() - direct_out)
+        return [arg for gw in keep for arg in ("--gateway", gw)]
+
     def _direct_passwords_file(self) -> Path:
         path = self.dir / "direct-devices.json"
         direct = {g.id: self.passwords[g.id] for g in self.registry.gateways.values() if g.direct}
@@ -227,7 +274,7 @@ class LocalStack:
 
     def _start_gateways(self, ports: dict[str, dict[str, str]]) -> None:
         for gw in self.registry.gateways.values():
-            if gw.direct:
+            if gw.direct or gw.id in self.without:
                 continue
             self._spawn(
                 f"edge-{gw.id}",

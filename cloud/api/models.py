@@ -1,10 +1,18 @@
-"""Response models of the read API; their examples appear in the OpenAPI docs at ``/docs``."""
+"""Response models of the read API; their examples appear in the OpenAPI docs at ``/docs``.
+
+One list envelope (docs/api.md): every list of things is ``items`` with its ``count`` beside it,
+and every response made from stored readings says when it was made (``generated_at``) and what
+counts as stale (``stale_after_s``). A list holds every entity of the city that matches the
+filters (a city has hundreds of sensors, not millions), so there is no pagination.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from contract.beds import BorBand
 
@@ -48,6 +56,19 @@ class CrowdStatus(StrEnum):
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class _List(_Out):
+    """The list envelope: ``items`` and their ``count`` (derived, so it cannot disagree).
+    Each subclass declares ``items`` where it belongs among its own fields."""
+
+    if TYPE_CHECKING:
+        items: Sequence[_Out]
+
+    @computed_field(description="number of items")  # type: ignore[prop-decorator]
+    @property
+    def count(self) -> int:
+        return len(self.items)
 
 
 class BedWard(_Out):
@@ -117,7 +138,7 @@ class BedTotals(_Out):
     band: BorBand | None
 
 
-class BedList(_Out):
+class BedList(_List):
     """Bed sensors matching the filters, one row per ward and bed type."""
 
     stale_after_s: float
@@ -125,8 +146,8 @@ class BedList(_Out):
     items: list[BedWard]
 
 
-class SiteBeds(_Out):
-    """One hospital or isolation centre with its wards."""
+class SiteBeds(_List):
+    """One hospital or isolation centre with its wards (``items``)."""
 
     site: str
     site_name: str
@@ -136,7 +157,7 @@ class SiteBeds(_Out):
     stale_after_s: float
     generated_at: str
     totals: BedTotals
-    wards: list[BedWard]
+    items: list[BedWard]
 
 
 class BedSummaryRow(_Out):
@@ -186,7 +207,7 @@ class BedSummaryRow(_Out):
     stale: bool = Field(description="no rollup yet, or its oldest reading is stale")
 
 
-class BedSummary(_Out):
+class BedSummary(_List):
     """A BOR rollup at one level."""
 
     level: SummaryLevel
@@ -297,13 +318,30 @@ class QueueSite(_Out):
     stale: bool
 
 
-class Conditions(_Out):
-    """Crowds and queues, per site."""
+class CrowdList(_List):
+    """Every crowd site of the city."""
 
     stale_after_s: float
     generated_at: str
-    crowd: list[CrowdSite]
-    queues: list[QueueSite]
+    items: list[CrowdSite]
+
+
+class QueueList(_List):
+    """Every queue (kiosk) site of the city."""
+
+    stale_after_s: float
+    generated_at: str
+    items: list[QueueSite]
+
+
+class Conditions(_Out):
+    """Crowds and queues in one response: the two lists of ``/v1/conditions/crowd`` and
+    ``/v1/conditions/queues``, each in the list envelope."""
+
+    stale_after_s: float
+    generated_at: str
+    crowd: CrowdList
+    queues: QueueList
 
 
 class Health(_Out):

@@ -33,7 +33,8 @@ import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
-from cloud.ingest.topology import KIND_BY_CODE, MAX_FIELDS, CityIndex
+from cloud.ingest.binary_detail import BinaryRow, binary_detail
+from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from contract import (
     KIND_CODES,
     KIND_FIELDS,
@@ -453,28 +454,11 @@ def _binary_columns(b: BinaryBatch, index: CityIndex) -> _Columns:
     )
 
 
-def _binary_reading(b: BinaryBatch, i: int) -> dict[str, Any]:
-    """Reading ``i`` of a binary batch as its JSON twin, for dead-letter details only."""
-    kind_code = int(b.sensor_kinds[int(b.sensor[i])])
-    kind = KIND_BY_CODE.get(kind_code)
-    width = len(KIND_FIELDS[kind]) if kind is not None else MAX_FIELDS
-    row = b.values[i].tolist()
-    names = KIND_FIELDS[kind] if kind is not None else tuple(f"v{j}" for j in range(width))
-    values = dict(zip(names, row[:width], strict=True))
-    values.update({f"pad{j}": v for j, v in enumerate(row[width:], start=width) if v})
-    return {
-        "sensor": b.sensor_ids[int(b.sensor[i])],
-        "kind": kind.value if kind is not None else kind_code,
-        "ts": int(b.ts[i]),
-        "seq": int(b.seq_col[i]),
-        "values": values,
-        "clock": _CLOCKS[int(b.clock[i])] if int(b.clock[i]) < len(_CLOCKS) else int(b.clock[i]),
-    }
-
-
 def _reading_detail(raw: Any, reason: RejectReason, now_ms: int) -> str:
     """Human detail for one refused reading; uses the contract's own words where it has some.
     Runs only for refused readings."""
+    if isinstance(raw, BinaryRow):
+        return binary_detail(raw, reason, now_ms)
     if not isinstance(raw, dict):
         return "a reading must be a JSON object"
     kind_name, values = raw.get("kind"), raw.get("values")
@@ -657,7 +641,7 @@ class _Segment:
     message: I32
     index: I32
     gateway: I32
-    #: row -> the reading as parsed JSON (for dead-letter details of refused rows)
+    #: row -> the reading as parsed JSON, or a BinaryRow (for dead-letter details of refused rows)
     source: Callable[[int], Any]
 
 
@@ -721,7 +705,7 @@ def _binary_segment(items: list[tuple[int, _Binary]], index: CityIndex) -> _Segm
 
     def source(row: int) -> Any:
         k = int(np.searchsorted(starts, row, side="right")) - 1
-        return _binary_reading(items[k][1].batch, row - int(starts[k]))
+        return BinaryRow(items[k][1].batch, row - int(starts[k]))
 
     return _Segment(
         cols=_concat(parts),

@@ -4,6 +4,8 @@ at ward, RW, kelurahan, kecamatan, city and province level."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import time
 from collections import defaultdict
@@ -17,7 +19,7 @@ from city import Level, Registry
 from cloud.influx import InfluxHTTP
 from contract import BED_GROUPS, SensorKind
 from pantau.stack import LocalStack
-from tests.e2e.conftest import ground_truth
+from tests.e2e.conftest import OUTSIDE_GATEWAY, PROTOCOL, ground_truth
 from tests.grafana_support import alert_queries, dashboard_queries, grafana_to_influxql
 
 pytestmark = pytest.mark.e2e
@@ -148,13 +150,13 @@ def test_crowds_and_queues_equal_ground_truth(city_run: LocalStack) -> None:
 
     def check() -> None:
         cond = _get(city_run, "/v1/conditions")
-        got_crowd = {c["site"]: c for c in cond["crowd"]}
+        got_crowd = {c["site"]: c for c in cond["crowd"]["items"]}
         for site, occupancy in crowd.items():
             assert got_crowd[site]["occupancy"] == occupancy, site
             capacity = reg.sites[site].capacity
             assert capacity is not None
             assert got_crowd[site]["ratio"] == pytest.approx(occupancy / capacity)
-        got_queue = {q["site"]: q["waiting"] for q in cond["queues"]}
+        got_queue = {q["site"]: q["waiting"] for q in cond["queues"]["items"]}
         for site, waiting in queue.items():
             assert got_queue[site] == waiting, site
 
@@ -200,18 +202,21 @@ def _mosquitto_pub(stack: LocalStack, payload: str) -> None:
 
 
 def test_documented_mosquitto_pub_reaches_the_api(city_run: LocalStack) -> None:
-    """A simple kiosk publishing the documented single-reading form with mosquitto_pub shows
-    up in the API (docs/protocol.md)."""
-    assert city_run.mosquitto is not None
-    payload = (
-        '{"v":1,"sensor":"q-candisari","kind":"queue","seq":90001,'
-        '"values":{"issued":412,"served":377,"counters_open":2}}'
+    """The single-reading example of docs/protocol.md, run as written after loading the demo's
+    device-access.env, shows up in the API: 12 issued, 9 served, 2 counters open."""
+    (command,) = re.findall(r"^mosquitto_pub .*$", PROTOCOL, re.MULTILINE)
+    done = subprocess.run(
+        ["bash", "-c", f". {shlex.quote(str(city_run.device_access_path))} && {command}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
-    _mosquitto_pub(city_run, payload)
+    assert (done.returncode, done.stderr) == (0, "")
 
     def check() -> None:
-        queues = {q["site"]: q for q in _get(city_run, "/v1/conditions")["queues"]}
-        assert queues["kec-candisari"]["waiting"] == 412 - 377
+        queues = {q["site"]: q for q in _get(city_run, "/v1/conditions/queues")["items"]}
+        assert queues["kec-candisari"]["waiting"] == 12 - 9
         assert queues["kec-candisari"]["counters_open"] == 2
 
     eventually(check)
@@ -241,3 +246,19 @@ def test_every_grafana_panel_and_alert_query_returns_rows_from_the_pipeline(
         assert empty == []
 
     eventually(check, timeout=30)
+
+
+def test_the_outside_gateway_took_the_left_out_gateways_place(city_run: LocalStack) -> None:
+    """The stack started no agent for the left-out gateway; the one attached from outside with
+    only device-access.env delivered each of its sensors' last frames."""
+    assert f"edge-{OUTSIDE_GATEWAY}" not in {c.name for c in city_run.children}
+    truth = ground_truth(city_run)["sensors"]
+    mine = [s.id for s in city_run.registry if s.gateway == OUTSIDE_GATEWAY]
+    assert mine == ["bed-iso-kauman"]
+
+    def check() -> None:
+        ward = _get(city_run, "/v1/beds/iso-kauman-rw05")["items"][0]
+        assert (ward["sensor"], ward["observed_at_ms"]) == (mine[0], truth[mine[0]]["ts"])
+        assert ward["occupied"] == truth[mine[0]]["values"]["occupied"]
+
+    eventually(check)

@@ -262,7 +262,7 @@ def test_names_with_commas_quotes_and_equals_survive(api: TestClient) -> None:
     ]
     kauman = _get(api, "/v1/beds/iso-kauman-rw05")
     assert kauman["site_name"] == 'Rumah Isolasi "Kauman Sehat" RW 05'
-    assert [(w["ward"], w["site_name"]) for w in kauman["wards"]] == [
+    assert [(w["ward"], w["site_name"]) for w in kauman["items"]] == [
         ('Ruang "Sehat" = 1', 'Rumah Isolasi "Kauman Sehat" RW 05')
     ]
     sites = _by(
@@ -283,7 +283,7 @@ def test_one_site_lists_its_wards_with_totals_over_reported_wards(api: TestClien
         "hospital",
     )
     assert (body["kelurahan"], body["kecamatan"]) == ("33.74.07.1001", "33.74.07")
-    assert len(body["wards"]) == 5
+    assert len(body["items"]) == 5
     # Reported: ICU 24/18, ICU-NP 10/9, HCU 16/4 -> 50 beds, 31 occupied, 19 free, 62 %.
     assert body["totals"] == {
         "capacity": 50,

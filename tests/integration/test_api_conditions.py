@@ -108,7 +108,7 @@ def conditions(influxdb: InfluxDB, city: Registry) -> dict[str, Any]:
 def test_crowd_status_is_high_from_80_percent_and_over_at_capacity(
     conditions: dict[str, Any],
 ) -> None:
-    crowd = {c["site"]: c for c in conditions["crowd"]}
+    crowd = {c["site"]: c for c in conditions["crowd"]["items"]}
     assert list(crowd) == ["pasar-johar", "simpang-lima", "pasar-peterongan", "kota-lama"]
     johar = crowd["pasar-johar"]
     assert (johar["occupancy"], johar["capacity"], johar["ratio"], johar["percent"]) == (
@@ -131,7 +131,7 @@ def test_crowd_status_is_high_from_80_percent_and_over_at_capacity(
 def test_a_crowd_site_without_data_is_listed_with_its_capacity_and_stale(
     conditions: dict[str, Any],
 ) -> None:
-    kota_lama = next(c for c in conditions["crowd"] if c["site"] == "kota-lama")
+    kota_lama = next(c for c in conditions["crowd"]["items"] if c["site"] == "kota-lama")
     assert kota_lama["site_name"] == "Kawasan Kota Lama, Tanjung Mas"
     assert (kota_lama["capacity"], kota_lama["occupancy"], kota_lama["status"]) == (
         1200,
@@ -142,7 +142,7 @@ def test_a_crowd_site_without_data_is_listed_with_its_capacity_and_stale(
 
 
 def test_queues_show_waiting_counters_and_estimated_wait(conditions: dict[str, Any]) -> None:
-    queues = {q["site"]: q for q in conditions["queues"]}
+    queues = {q["site"]: q for q in conditions["queues"]["items"]}
     assert list(queues) == ["rs-kariadi", "mpp-semarang", "kec-candisari"]
     mpp = queues["mpp-semarang"]
     assert (mpp["waiting"], mpp["issued"], mpp["served"]) == (42, 310, 268)

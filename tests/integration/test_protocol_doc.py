@@ -4,6 +4,7 @@ run as written, delivers a valid reading through the real broker with Pantau's p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -18,7 +19,11 @@ from pydantic import BaseModel
 import contract
 from city import Registry
 from contract import topics
-from contract.serial_frame import FRAME_TAG, crc16, parse_frame
+from contract.errors import FrameError
+from contract.serial_frame import FRAME_TAG, FrameStats, crc16, parse_frame
+from edge.agent import EdgeAgent
+from edge.config import EdgeSettings
+from edge.outbox import MemoryOutbox
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 
@@ -71,7 +76,10 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
 ) -> None:
     (command,) = _COMMAND.findall(PROTOCOL)
     argv = shlex.split(command)
-    user, topic, payload = (argv[argv.index(flag) + 1] for flag in ("-u", "-t", "-m"))
+    user, client_id, topic, payload = (
+        argv[argv.index(flag) + 1] for flag in ("-u", "-i", "-t", "-m")
+    )
+    assert client_id == user  # a device's client id is its own id
     # The example is for the demo city's direct kiosk, and its message is valid there.
     parsed = topics.parse(topic)
     assert parsed.channel is contract.Channel.READING
@@ -97,12 +105,8 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        # Run the documented line through a shell exactly as written; only the port differs.
-        line = command.replace("-p 1883", f"-p {mosquitto.port}")
-        env = {**os.environ, "KIOSK_PASSWORD": "kiosk-pw-for-test"}
-        done = subprocess.run(
-            ["bash", "-c", line], check=False, env=env, capture_output=True, text=True, timeout=20
-        )
+        # Run the documented line through a shell exactly as written.
+        done = _run(command, mosquitto, "kiosk-pw-for-test")
         assert done.returncode == 0, done.stderr
         assert arrived.wait(10)
     finally:
@@ -111,18 +115,75 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
     assert received == [(topic, payload.encode())]
 
 
-def test_the_documented_wrong_password_message_is_what_mosquitto_pub_prints(
-    mosquitto: Mosquitto,
-) -> None:
-    (command,) = _COMMAND.findall(PROTOCOL)
-    line = command.replace("-p 1883", f"-p {mosquitto.port}")
-    env = {**os.environ, "KIOSK_PASSWORD": "wrong"}
-    done = subprocess.run(
+def _run(line: str, broker: Mosquitto, password: str) -> subprocess.CompletedProcess[str]:
+    """``line`` through a shell, with the environment docs/protocol.md says to set."""
+    env = {
+        **os.environ,
+        "PANTAU_MQTT_HOST": broker.host,
+        "PANTAU_MQTT_PORT": str(broker.port),
+        "KIOSK_CANDISARI_PASSWORD": password,
+    }
+    return subprocess.run(
         ["bash", "-c", line], check=False, env=env, capture_output=True, text=True, timeout=20
     )
-    assert done.returncode != 0
-    assert "Connection Refused: not authorised" in PROTOCOL
-    assert "Connection Refused: not authorised" in done.stderr
+
+
+_REFUSED = re.compile(r"<!-- mosquitto_pub: refused -->\n```text\n(.*?)\n```", re.DOTALL)
+
+
+def test_mosquitto_pub_refusals_print_and_exit_as_documented(mosquitto: Mosquitto) -> None:
+    """A wrong password: the documented two lines and exit status 5 (MQTT 3.1.1), or
+    ``Not authorized`` and 135 with -V mqttv5. A topic of another device: nothing and exit 0,
+    or the documented warning with -V mqttv5."""
+    (command,) = _COMMAND.findall(PROTOCOL)
+    mosquitto.add_user("kiosk-candisari", "kiosk-pw-for-test")
+    (refused,) = _REFUSED.findall(PROTOCOL)
+    text = PROTOCOL.replace("\n", " ")
+
+    done = _run(command, mosquitto, "wrong")
+    assert (done.returncode, done.stderr) == (5, refused + "\n")
+    assert "exits with status **5**" in text
+
+    done = _run(command + " -V mqttv5", mosquitto, "wrong")
+    assert done.returncode == 135
+    assert done.stderr.splitlines()[0] == "Connection error: Not authorized"
+    assert "prints `Connection error: Not authorized` and exits with status 135" in text
+
+    other = command.replace("kiosk-candisari/reading", "gw-kariadi/reading")
+    done = _run(other, mosquitto, "kiosk-pw-for-test")
+    assert (done.returncode, done.stderr) == (0, "")
+    done = _run(other + " -V mqttv5", mosquitto, "kiosk-pw-for-test")
+    assert (done.returncode, done.stderr) == (0, "Warning: Publish 1 failed: Not authorized.\n")
+    assert "prints `Warning: Publish 1 failed: Not authorized.` (still exit 0)" in text
+
+
+def _table(marker: str) -> list[str]:
+    """The first cells of the table after ``<!-- marker -->``."""
+    rest = PROTOCOL.split(f"<!-- {marker} -->\n", 1)[1]
+    rows = []
+    for line in rest.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1])
+    return rows
+
+
+def test_the_status_tables_list_every_field_and_every_stat_the_edge_publishes() -> None:
+    """The status field table is contract.GatewayStatus; the stats table names every key the
+    edge agent puts in ``stats`` (its decoder, spool, link and session counters)."""
+    fields = [cell.strip().strip("`") for cell in _table("status fields")]
+    assert fields == list(contract.GatewayStatus.model_fields)
+
+    agent = EdgeAgent(
+        settings=EdgeSettings(
+            gateway_id="gw-kariadi", site_id="rs-kariadi", serial_ports={"bus0": "/dev/null"}
+        ),
+        outbox=MemoryOutbox().open(),
+    )
+    published = set(agent.status().stats)
+    per_port = {*(f.name for f in dataclasses.fields(FrameStats)), "rejected", "opens"}
+    documented = {key for cell in _table("status stats") for key in re.findall(r"`(\w+)`", cell)}
+    assert documented == published | per_port
 
 
 # --- docs/serial-protocol.md -------------------------------------------------------------------
@@ -144,3 +205,26 @@ def test_serial_doc_frames_parse_and_the_worked_crc_is_right() -> None:
     assert f"${body}*{crc}" in frames
     assert "`0x29B1`" in SERIAL
     assert crc16(b"123456789") == 0x29B1
+
+
+def test_the_crc_is_accepted_in_either_case_and_only_as_4_hex_digits() -> None:
+    """The documented frame with its CRC in lower case parses; a CRC written with a sign, a
+    space or an underscore does not, even where its value is right."""
+    frame = "$PNT1,q-candisari,queue,7,,12,9,2*E504"
+    assert frame in SERIAL
+    assert "the gateway also accepts lower case (`e504`)" in SERIAL
+    assert parse_frame(frame.lower().replace("$pnt1,", "$PNT1,").encode()) == parse_frame(
+        frame.encode()
+    )
+    # a body whose CRC has a leading zero digit, so a 3-digit spelling with a prefix would
+    # carry the right value
+    body = next(
+        b
+        for i in range(10_000)
+        if crc16(b := f"PNT1,q-candisari,queue,{i},,12,9,2".encode()) < 0x1000
+    )
+    crc = f"{crc16(body):04X}"
+    assert parse_frame(b"$" + body + b"*" + crc.encode()).sensor == "q-candisari"
+    for spelling in (f"+{crc[1:]}", f" {crc[1:]}", f"{crc[1]}_{crc[2:]}"):
+        with pytest.raises(FrameError):
+            parse_frame(b"$" + body + b"*" + spelling.encode())

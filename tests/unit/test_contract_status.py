@@ -108,16 +108,16 @@ def test_version_one_is_the_integer_one_only_in_every_message(version: object) -
 
 
 def test_the_protocol_document_lists_exactly_the_known_stats_with_their_types() -> None:
-    """docs/protocol.md's stats table names every stat (``<lane>``/``<why>`` stand for the
-    spool's lanes and drop reasons) under its type, and nothing else."""
+    """docs/protocol.md's stats table names every stat (``<lane>``/``<why>``, where used, stand
+    for the spool's lanes and drop reasons) under its type, and nothing else."""
     text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     lanes = [kind.value for kind in LANES]
     whys = [why.value for why in DropReason]
-    start = text.index("| stats | type |")
+    start = text.index("| stats | type | meaning |")
     rows = text[start : text.index("\n\n", start)].splitlines()[2:]
     documented: dict[str, StatType] = {}
     for row in rows:
-        names, kind = row.strip("|").split("|")
+        names, kind, _meaning = row.strip("|").split("|")
         stat_type = next(t for t in StatType if kind.strip().startswith(t.value))
         for token in re.findall(r"`([^`]+)`", names):
             expanded = [token]

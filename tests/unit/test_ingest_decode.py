@@ -416,26 +416,26 @@ def test_duplicate_batches_are_dropped_not_decoded(city: Registry) -> None:
 
 
 def test_refused_readings_of_plain_and_binary_batches_say_why(city: Registry) -> None:
-    """Details of refused readings are the contract's words, whichever path decoded them."""
+    """Details of refused readings are the contract's words, whichever path decoded them; a
+    binary reading's detail also names the reading and the byte offset of the refused value."""
     index = CityIndex.from_registry(city)
     readings = [_bed(), _bed("bed-wongso-icu", seq=2), _bed(ts=NOW + MAX_FUTURE_SKEW_MS + 1)]
     plain = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": readings}
-    for payload in (orjson.dumps(plain), _binary_of(readings)):
+    words = [
+        "sensor 'bed-wongso-icu' is not registered to this gateway",
+        f"ts {NOW + MAX_FUTURE_SKEW_MS + 1} is {MAX_FUTURE_SKEW_MS + 1} ms ahead",
+    ]
+    binary_words = [
+        "reading 1: sensor 'bed-wongso-icu' (table entry 1, index at byte 82)"
+        " is not registered to this gateway",
+        f"reading 2: ts at byte 104: {words[1]}",
+    ]
+    for payload, expected in ((orjson.dumps(plain), words), (_binary_of(readings), binary_words)):
         first = {**plain, "seq": 0, "readings": [_bed()]}  # so row != reading index
         out = decode_window([_msg(TOPIC, first), _msg(TOPIC, payload)], index, NOW)
         assert out.rejections[0].message == 1
         got = [(r.message, r.index, r.reason, r.detail) for r in out.rejections if r.message]
         assert got == [
-            (
-                1,
-                1,
-                RejectReason.UNKNOWN_SENSOR,
-                "sensor 'bed-wongso-icu' is not registered to this gateway",
-            ),
-            (
-                1,
-                2,
-                RejectReason.FUTURE_TIMESTAMP,
-                f"ts {NOW + MAX_FUTURE_SKEW_MS + 1} is {MAX_FUTURE_SKEW_MS + 1} ms ahead",
-            ),
+            (1, 1, RejectReason.UNKNOWN_SENSOR, expected[0]),
+            (1, 2, RejectReason.FUTURE_TIMESTAMP, expected[1]),
         ]

@@ -67,7 +67,7 @@ def test_truncated_frame_then_good_frame() -> None:
     ("line", "detail"),
     [
         (b"$PNT1,a,bed,1,,1,2,3,4,5", "no '$...*XXXX' envelope"),
-        (b"$PNT1,a,bed,1,,1,2,3,4,5*ZZZZ", "checksum is not hex"),
+        (b"$PNT1,a,bed,1,,1,2,3,4,5*ZZZZ", "checksum is not 4 hex digits"),
     ],
 )
 def test_parse_frame_says_what_is_wrong(line: bytes, detail: str) -> None:

@@ -322,5 +322,5 @@ def site_beds(
             bor=bor,
             band=bor_band(bor),
         ),
-        wards=wards,
+        items=wards,
     )

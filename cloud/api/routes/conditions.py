@@ -1,4 +1,5 @@
-"""Crowds and queues per site (``/v1/conditions``), from ``crowd_site`` and ``queue_site``."""
+"""Crowds and queues per site (``/v1/conditions``, ``/v1/conditions/crowd``,
+``/v1/conditions/queues``), from ``crowd_site`` and ``queue_site``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from typing import Any
 from fastapi import APIRouter
 
 from city import Registry, Site
+from cloud.api.config import ApiSettings
 from cloud.api.deps import InfluxDep, RegistryDep, SettingsDep
-from cloud.api.models import Conditions, CrowdSite, CrowdStatus, ErrorBody, QueueSite
+from cloud.api.models import (
+    Conditions,
+    CrowdList,
+    CrowdSite,
+    CrowdStatus,
+    ErrorBody,
+    QueueList,
+    QueueSite,
+)
 from cloud.api.queries import as_float, as_int, is_stale, iso_ms, latest_rows, now_iso, now_ms
+from cloud.influx import InfluxHTTP
 from contract.payload import SensorKind
 
 router = APIRouter(tags=["conditions"])
@@ -94,21 +105,54 @@ def _queue(
     )
 
 
-@router.get("/v1/conditions", response_model=Conditions, responses={503: {"model": ErrorBody}})
-def conditions(settings: SettingsDep, registry: RegistryDep, influx: InfluxDep) -> Conditions:
-    """Crowd against health-protocol capacity at every crowd site, and the queue at every
-    kiosk site, from the latest per-site aggregates. Sites without data are listed with nulls
-    and ``stale: true``; ``stale`` means the oldest contributing reading is too old."""
+_ERRORS: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody}}
+
+
+def crowd_list(settings: ApiSettings, registry: Registry, influx: InfluxHTTP) -> CrowdList:
+    """Every crowd site, from the latest ``crowd_site`` point of each."""
     after = settings.stale_after_s
-    crowd_rows = {str(r["site"]): r for r in latest_rows(influx, "crowd_site", group_by=["site"])}
-    queue_rows = {str(r["site"]): r for r in latest_rows(influx, "queue_site", group_by=["site"])}
+    rows = {str(r["site"]): r for r in latest_rows(influx, "crowd_site", group_by=["site"])}
     now = now_ms()
-    crowd = [
-        _crowd(registry, site, crowd_rows.get(site.id, {}), now, after)
+    items = [
+        _crowd(registry, site, rows.get(site.id, {}), now, after)
         for site in _sites_with(registry, SensorKind.CROWD)
     ]
-    queues = [
-        _queue(registry, site, queue_rows.get(site.id, {}), now, after)
+    return CrowdList(stale_after_s=after, generated_at=now_iso(), items=items)
+
+
+def queue_list(settings: ApiSettings, registry: Registry, influx: InfluxHTTP) -> QueueList:
+    """Every queue site, from the latest ``queue_site`` point of each."""
+    after = settings.stale_after_s
+    rows = {str(r["site"]): r for r in latest_rows(influx, "queue_site", group_by=["site"])}
+    now = now_ms()
+    items = [
+        _queue(registry, site, rows.get(site.id, {}), now, after)
         for site in _sites_with(registry, SensorKind.QUEUE)
     ]
-    return Conditions(stale_after_s=after, generated_at=now_iso(), crowd=crowd, queues=queues)
+    return QueueList(stale_after_s=after, generated_at=now_iso(), items=items)
+
+
+@router.get("/v1/conditions", response_model=Conditions, responses=_ERRORS)
+def conditions(settings: SettingsDep, registry: RegistryDep, influx: InfluxDep) -> Conditions:
+    """Crowd against health-protocol capacity at every crowd site, and the queue at every
+    kiosk site, from the latest per-site aggregates: the lists of ``/v1/conditions/crowd``
+    and ``/v1/conditions/queues`` in one response. Sites without data are listed with nulls
+    and ``stale: true``; ``stale`` means the oldest contributing reading is too old."""
+    return Conditions(
+        stale_after_s=settings.stale_after_s,
+        generated_at=now_iso(),
+        crowd=crowd_list(settings, registry, influx),
+        queues=queue_list(settings, registry, influx),
+    )
+
+
+@router.get("/v1/conditions/crowd", response_model=CrowdList, responses=_ERRORS)
+def crowd(settings: SettingsDep, registry: RegistryDep, influx: InfluxDep) -> CrowdList:
+    """People at every crowd site against its health-protocol capacity."""
+    return crowd_list(settings, registry, influx)
+
+
+@router.get("/v1/conditions/queues", response_model=QueueList, responses=_ERRORS)
+def queues(settings: SettingsDep, registry: RegistryDep, influx: InfluxDep) -> QueueList:
+    """The queue at every kiosk site, with its estimated wait."""
+    return queue_list(settings, registry, influx)
