@@ -25,6 +25,8 @@ class RejectReason(StrEnum):
     BAD_TOPIC = "bad_topic"
     STORAGE_REJECTED = "storage_rejected"
     INVALID_BINARY = "invalid_binary"
+    #: The ingester died while processing this message too often (crash-loop guard).
+    POISON = "poison"
 
 
 class PantauError(Exception):
