@@ -24,11 +24,9 @@ directory for a new one), and the ingester acknowledges a message only after tha
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -36,96 +34,32 @@ from typing import Self
 import orjson
 
 from cloud.ingest.deadindex import DeadIndex, Rotated
-from contract import RejectReason
+from cloud.ingest.deadrecords import (
+    PAYLOAD_TAG,
+    SEGMENT_PREFIX,
+    Appended,
+    DeadLetter,
+    Problem,
+    Refusal,
+    entry_lines,
+    fingerprint,
+    list_segments,
+)
+
+__all__ = [
+    "Appended",
+    "DeadLetter",
+    "DeadLetterStore",
+    "Problem",
+    "Refusal",
+    "fingerprint",
+    "list_segments",
+]
 
 log = logging.getLogger(__name__)
 
-SEGMENT_PREFIX = "segment-"
 INDEX_FILE = "index.sqlite"
-#: A record's detail is cut to this many characters: a detail may quote device input, and
-#: 2 000 records must not each carry a copy of a long string (bounded memory and disk).
-DETAIL_MAX = 200
 DEFAULT_MAX_BYTES = 1024**3
-_PAYLOAD_TAG = b'{"p":'
-
-
-def fingerprint(topic: str, payload: bytes) -> bytes:
-    """16 bytes that identify a message (topic and payload): equal for a redelivery or a
-    replay of the same message, different for anything else."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(topic.encode("utf-8", "surrogatepass"))
-    h.update(b"\0")
-    h.update(payload)
-    return h.digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Why a message (``index`` None) or one reading of it (``index``) was refused."""
-
-    reason: RejectReason
-    detail: str
-    index: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refusal:
-    """A refused message with its problems, as the ingester hands it to the store."""
-
-    topic: str
-    payload: bytes
-    received_at: int  # ms since epoch UTC
-    gateway: str | None
-    problems: tuple[Problem, ...]
-
-    @property
-    def fingerprint(self) -> bytes:
-        """See :func:`fingerprint`."""
-        return fingerprint(self.topic, self.payload)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One stored record: a refused message (``index`` None) or one refused reading of it.
-    Its payload is read with :meth:`DeadLetterStore.payloads` (by ``fingerprint``)."""
-
-    received_at: int  # ms since epoch UTC
-    reason: str  # a contract.errors.RejectReason value
-    detail: str
-    topic: str
-    gateway: str | None
-    index: int | None
-    fingerprint: str  # hex
-    segment: int
-
-
-@dataclass(slots=True)
-class Appended:
-    """What one :meth:`DeadLetterStore.append` did."""
-
-    #: the refusals written, each with only the problems that were new to the store
-    written: list[Refusal] = field(default_factory=list)
-    #: problems not written because the same (payload, reason) was already stored
-    duplicates: int = 0
-    #: records dropped by rotation during this append
-    rotated: int = 0
-
-
-def segment_number(path: Path) -> int | None:
-    """The number of a segment file, None for any other file."""
-    name = path.name
-    if not (name.startswith(SEGMENT_PREFIX) and name.endswith(".jsonl")):
-        return None
-    digits = name[len(SEGMENT_PREFIX) : -len(".jsonl")]
-    return int(digits) if digits.isdigit() else None
-
-
-def list_segments(directory: Path) -> list[tuple[int, Path]]:
-    """(number, path) of every segment in ``directory``, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = ((segment_number(p), p) for p in directory.iterdir())
-    return sorted((n, p) for n, p in found if n is not None)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -134,33 +68,6 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _lines_of(ref: Refusal, fp: bytes, problems: Sequence[Problem]) -> bytes:
-    hexfp = fp.hex()
-    head = orjson.dumps(
-        {
-            "p": hexfp,
-            "topic": ref.topic,
-            "received_at": ref.received_at,
-            "payload_b64": base64.b64encode(ref.payload).decode("ascii"),
-        }
-    )
-    records = [
-        orjson.dumps(
-            {
-                "r": hexfp,
-                "received_at": ref.received_at,
-                "reason": p.reason.value,
-                "detail": p.detail[:DETAIL_MAX],
-                "topic": ref.topic,
-                "gateway": ref.gateway,
-                "index": p.index,
-            }
-        )
-        for p in problems
-    ]
-    return b"\n".join([head, *records]) + b"\n"
 
 
 class DeadLetterStore:
@@ -228,7 +135,7 @@ class DeadLetterStore:
         self._index.reset_segment(seq)
         pairs: list[tuple[bytes, str]] = []
         for line in data[:end].splitlines():
-            if line.startswith(_PAYLOAD_TAG):
+            if line.startswith(PAYLOAD_TAG):
                 continue
             try:
                 doc = orjson.loads(line)
@@ -258,7 +165,7 @@ class DeadLetterStore:
                 out.duplicates += len(problems) - len(new)
                 if not new:
                     continue
-                data = _lines_of(ref, fp, new)
+                data = entry_lines(ref, fp, new)
                 if self._seg_size and self._seg_size + len(data) > self.segment_bytes:
                     self._seal(fd)
                     fd = None
@@ -373,7 +280,7 @@ class DeadLetterStore:
         unparsed, so this holds only the records (about 300 bytes each) in memory."""
         out: list[DeadLetter] = []
         for seq, line in self._lines():
-            if line.startswith(_PAYLOAD_TAG):
+            if line.startswith(PAYLOAD_TAG):
                 continue
             try:
                 doc = orjson.loads(line)
@@ -403,7 +310,7 @@ class DeadLetterStore:
         """fingerprint (hex) -> (topic, raw payload) for those still in the store."""
         out: dict[str, tuple[str, bytes]] = {}
         for _, line in self._lines():
-            if not line.startswith(_PAYLOAD_TAG) or line[6:38].decode() not in fingerprints:
+            if not line.startswith(PAYLOAD_TAG) or line[6:38].decode() not in fingerprints:
                 continue
             doc = orjson.loads(line)
             out[doc["p"]] = (doc["topic"], base64.b64decode(doc["payload_b64"]))
