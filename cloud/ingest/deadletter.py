@@ -125,24 +125,29 @@ class DeadLetterStore:
         self.close()
 
     def _reindex(self, seq: int, path: Path) -> None:
-        data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
+        # Line by line: a segment may be an eighth of the bound (128 MiB by default).
+        self._index.reset_segment(seq)
+        pairs: dict[tuple[bytes, str], None] = {}
+        records = end = 0
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # torn: cut below
+                end += len(line)
+                if line.startswith(PAYLOAD_TAG):
+                    continue
+                try:
+                    doc = orjson.loads(line)
+                    pairs[(bytes.fromhex(doc["r"]), str(doc["reason"]))] = None
+                    records += 1
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    log.warning("dead letters: skipping an unreadable line in %s", path.name)
+        if end < path.stat().st_size:
             log.warning("dead letters: cutting a torn last line of %s", path.name)
             with path.open("r+b") as fh:
                 fh.truncate(end)
                 os.fsync(fh.fileno())
-        self._index.reset_segment(seq)
-        pairs: list[tuple[bytes, str]] = []
-        for line in data[:end].splitlines():
-            if line.startswith(PAYLOAD_TAG):
-                continue
-            try:
-                doc = orjson.loads(line)
-                pairs.append((bytes.fromhex(doc["r"]), str(doc["reason"])))
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
-                log.warning("dead letters: skipping an unreadable line in %s", path.name)
-        self._index.add(seq, pairs, len(pairs), end)
+        self._index.add(seq, list(pairs), records, end)
 
     def append(self, refusals: Sequence[Refusal]) -> Appended:
         """Store refusals durably (fsync), each payload once; refusals of the same message
