@@ -35,6 +35,7 @@ import orjson
 
 from cloud.ingest.deadindex import DeadIndex, Rotated
 from cloud.ingest.deadrecords import (
+    DETAIL_MAX,
     PAYLOAD_TAG,
     SEGMENT_PREFIX,
     Appended,
@@ -47,6 +48,7 @@ from cloud.ingest.deadrecords import (
 )
 
 __all__ = [
+    "DETAIL_MAX",
     "Appended",
     "DeadLetter",
     "DeadLetterStore",

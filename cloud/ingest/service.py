@@ -60,7 +60,7 @@ from cloud.ingest.cluster import (
     mark_shared,
     merge_rows,
 )
-from cloud.ingest.deadletter import DeadLetterStore, Problem, Refusal
+from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
 from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.metrics import IngestMetrics
@@ -525,7 +525,7 @@ class Ingester:
                         reason=reason.value,
                         gateway=ref.gateway or "unknown",
                         topic=ref.topic,
-                        detail=problems[0].detail[:200],
+                        detail=problems[0].detail[:DETAIL_MAX],
                         ts_ms=ref.received_at,
                         count=len(problems),
                     )
