@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from city import DEMO_CITY, Registry, read_yaml
 from cloud.influx import InfluxHTTP
-from cloud.ingest import DeadLetterStore
+from cloud.ingest import DeadLetterStore, Problem, Refusal
 from cloud.ingest.cli import app
 from cloud.ingest.guard import CRASH_EXIT_CODE
-from contract import MAX_PAYLOAD_BYTES, ConfigFileError
+from contract import MAX_PAYLOAD_BYTES, ConfigFileError, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import (
@@ -233,14 +233,33 @@ def test_replay_after_a_registry_fix_stores_the_readings_and_does_not_duplicate_
 def test_unknown_reason_is_one_sentence_and_the_default_dir_is_the_ingesters(
     tmp_path: Path,
 ) -> None:
-    env = {"PANTAU_DEAD_LETTER_DIR": str(tmp_path / "nowhere")}
-    typo = CliRunner().invoke(app, ["dead-letters", "--reason", "unknown_sensors"], env=env)
+    """A mistyped reason is refused in one sentence that lists the known ones (exit 2), not
+    answered with an empty list; without ``--dir`` the ingester's PANTAU_DEAD_LETTER_DIR is
+    read."""
+    with DeadLetterStore(directory=tmp_path / "dead") as store:
+        store.append(
+            [
+                Refusal(
+                    topic=KARIADI,
+                    payload=b"{",
+                    received_at=1_795_000_000_000,
+                    gateway="gw-kariadi",
+                    problems=(Problem(RejectReason.INVALID_JSON, "truncated"),),
+                )
+            ]
+        )
+    env = {"PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead")}
+    typo = CliRunner().invoke(app, ["dead-letters", "--reason", "invalid-json"], env=env)
     assert typo.exit_code == 2
-    assert typo.stderr.startswith("--reason 'unknown_sensors' is not a known RejectReason (known:")
+    assert typo.stdout == ""
+    assert typo.stderr.startswith("--reason 'invalid-json' is not a known RejectReason (known:")
     assert len(typo.stderr.strip().splitlines()) == 1
-    empty = CliRunner().invoke(app, ["dead-letters"], env=env)
-    assert empty.exit_code == 0
-    assert empty.stderr.startswith("0 dead letter(s) in 0 message(s), oldest first; 0 older")
+    listed = CliRunner().invoke(app, ["dead-letters"], env=env)
+    assert listed.exit_code == 0
+    assert listed.stdout.splitlines() == [
+        f"2026-11-18T11:06:40+00:00 invalid_json gw-kariadi {KARIADI}: truncated"
+    ]
+    assert listed.stderr.startswith("1 dead letter(s) in 1 message(s), oldest first; 0 older")
 
 
 def test_a_message_that_kills_the_process_is_quarantined_after_3_attempts(

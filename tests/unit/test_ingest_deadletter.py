@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from cloud.ingest.cli import app
 from cloud.ingest.deadletter import DeadLetterStore, Problem, Refusal, list_segments
 from cloud.ingest.decode import Message
 from cloud.ingest.guard import PoisonGuard
@@ -143,3 +147,42 @@ def test_guard_counts_attempts_durably_and_names_suspects_and_poison(tmp_path: P
     assert seen == [([0], []), ([], [0]), ([], [0])]
     assert (plan.fresh, plan.suspects, plan.poison) == ([1, 2, 3], [], [(0, 3)])
     assert (again.fresh, again.suspects, again.poison) == ([1, 2, 3], [], [(0, 3)])
+
+
+def test_dead_letters_cli_filters_by_gateway_and_time_and_lists_oldest_first(
+    tmp_path: Path,
+) -> None:
+    """Two gateways, records stored out of time order: ``--gateway`` and ``--since``/``--until``
+    (ISO 8601, UTC; until exclusive) select, and the listing is by received time."""
+    with DeadLetterStore(directory=tmp_path) as store:
+        for i, (gw, second) in enumerate([("gw-a", 30), ("gw-b", 10), ("gw-a", 20), ("gw-a", 40)]):
+            store.append(
+                [
+                    Refusal(
+                        topic=f"pantau/v1/s/{gw}/readings",
+                        payload=b"%d" % i,
+                        received_at=T0 + second * 1000,
+                        gateway=gw,
+                        problems=(Problem(RejectReason.INVALID_JSON, f"m{i}"),),
+                    )
+                ]
+            )
+    since = datetime.fromtimestamp((T0 + 20_000) / 1000, tz=UTC).replace(tzinfo=None).isoformat()
+    until = datetime.fromtimestamp((T0 + 40_000) / 1000, tz=UTC).isoformat()
+    result = CliRunner().invoke(
+        app,
+        [
+            "dead-letters",
+            "--dir",
+            str(tmp_path),
+            "--gateway",
+            "gw-a",
+            "--since",
+            since,
+            "--until",
+            until,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert [line.rsplit(": ", 1)[1] for line in result.stdout.splitlines()] == ["m2", "m0"]
+    assert result.stderr.startswith("2 dead letter(s) in 2 message(s), oldest first; 0 older")
