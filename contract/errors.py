@@ -28,6 +28,8 @@ class RejectReason(StrEnum):
     #: The ingester failed on this message (a bug, not the device's fault); the traceback is
     #: in the ingester's log once. Stored, so the message can be replayed once fixed.
     INTERNAL_ERROR = "internal_error"
+    #: The ingester died while processing this message too often (crash-loop guard).
+    POISON = "poison"
 
 
 class PantauError(Exception):

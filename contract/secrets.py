@@ -52,9 +52,11 @@ MIN_SECRET_LENGTH = 16
 #: Passwords of the development accounts: the test broker, ``pantau demo`` and the ingester's
 #: default use these, so they are public by construction.
 DEV_INGEST_MQTT_PASSWORD = "pantau-ingest-secret"  # noqa: S105 - a public development default
+DEV_REPLAY_MQTT_PASSWORD = "pantau-replay-secret"  # noqa: S105 - a public development default
 
 _DEV_SECRETS = (
     DEV_INGEST_MQTT_PASSWORD,
+    DEV_REPLAY_MQTT_PASSWORD,
     "pantau-api-secret",
     "pantau-ops-secret",
 )

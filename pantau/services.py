@@ -28,7 +28,7 @@ from pantau.paths import MOSQUITTO_DIR
 log = logging.getLogger(__name__)
 
 #: Service accounts every deployment has (see mosquitto/acl).
-SERVICE_USERS = ("pantau-ingest", "pantau-api", "pantau-ops")
+SERVICE_USERS = ("pantau-ingest", "pantau-api", "pantau-ops", "pantau-replay")
 
 
 class ServiceError(PantauError):

@@ -9,7 +9,7 @@ from cloud.ingest.aggregate import (
     crowd_sites,
     queue_sites,
 )
-from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
+from cloud.ingest.deadletter import DeadLetter, DeadLetterStore, Problem, Refusal
 from cloud.ingest.decode import (
     REASONS,
     DecodedWindow,
@@ -20,6 +20,7 @@ from cloud.ingest.decode import (
     check_readings,
     decode_window,
 )
+from cloud.ingest.guard import PoisonGuard
 from cloud.ingest.metrics import IngestMetrics, observe_many
 from cloud.ingest.schema import StorageSchema, apply_schema, series_budget
 from cloud.ingest.service import Ingester, bootstrap_state
@@ -41,8 +42,11 @@ __all__ = [
     "Message",
     "PointBuilder",
     "PointWriter",
+    "PoisonGuard",
+    "Problem",
     "QueueSites",
     "Readings",
+    "Refusal",
     "Rejection",
     "SensorState",
     "StatusUpdate",

@@ -1,4 +1,4 @@
-"""``pantau ingest``: run the ingester, inspect its dead letters."""
+"""``pantau ingest``: run the ingester, inspect and replay its dead letters."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 from city import load_registry
 from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.replay import Broker, ReplayError, Selection, publish_all, select
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester, influx_of
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.writer import quiet_routine_requests
-from contract import ConfigError, StorageError
-from contract.secrets import settings_or_config_error
+from contract import ConfigError, RejectReason, StorageError
+from contract.secrets import DEV_REPLAY_MQTT_PASSWORD, settings_or_config_error
+
+KNOWN_REASONS = tuple(r.value for r in RejectReason)
 
 app = typer.Typer(no_args_is_help=True, help="The ingester: MQTT -> InfluxDB.")
 log = logging.getLogger("cloud.ingest")
@@ -82,24 +86,128 @@ def init_db() -> None:
     typer.echo(f"{settings.influx_db}: {len(ran)} statement(s) applied", err=True)
 
 
+def _store_of(directory: Path | None) -> DeadLetterStore:
+    """The store ``--dir`` names, else the one the ingester's settings use."""
+    if directory is not None:
+        return DeadLetterStore(directory=directory)
+    settings = _settings()
+    return DeadLetterStore(
+        directory=settings.dead_letter_dir, max_bytes=settings.dead_letter_max_bytes
+    )
+
+
+def _check_reason(reason: str | None) -> None:
+    if reason is not None and reason not in KNOWN_REASONS:
+        typer.echo(
+            f"--reason {reason!r} is not a known RejectReason (known: "
+            f"{', '.join(KNOWN_REASONS)}), so it matches no dead letter.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _ms(value: str | None, option: str) -> int | None:
+    """ISO 8601 date or date-time (UTC unless it has an offset) -> ms since the epoch."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+Dir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="dead-letter dir (default: the ingester's, PANTAU_DEAD_LETTER_DIR)"),
+]
+Reason = Annotated[str | None, typer.Option(help="only this RejectReason value")]
+Gateway = Annotated[str | None, typer.Option(help="only this gateway id")]
+Since = Annotated[str | None, typer.Option(help="received at or after (ISO 8601, UTC default)")]
+Until = Annotated[str | None, typer.Option(help="received before (ISO 8601, UTC default)")]
+
+
 @app.command("dead-letters")
 def dead_letters(
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="dead-letter dir (default PANTAU_DEAD_LETTER_DIR)")
-    ] = None,
-    reason: Annotated[str | None, typer.Option(help="only this RejectReason value")] = None,
+    directory: Dir = None,
+    reason: Reason = None,
+    gateway: Gateway = None,
+    since: Since = None,
+    until: Until = None,
     show_payload: Annotated[bool, typer.Option("--payload", help="print raw payloads")] = False,
 ) -> None:
-    """List dead-lettered messages and readings, oldest first."""
-    if directory is None:
-        directory = IngestSettings().dead_letter_dir
-    count = 0
-    for rec in DeadLetterStore(directory=directory).read(reason=reason):
+    """List dead-lettered messages and readings, oldest received first, then a summary
+    (including what rotation dropped) on stderr."""
+    _check_reason(reason)
+    store = _store_of(directory)
+    records = store.read(
+        reason=reason,
+        gateway=gateway,
+        since_ms=_ms(since, "--since"),
+        until_ms=_ms(until, "--until"),
+    )
+    payloads = store.payloads({r.fingerprint for r in records}) if show_payload else {}
+    for rec in records:
         when = datetime.fromtimestamp(rec.received_at / 1000, tz=UTC).isoformat()
         at = "" if rec.index is None else f" reading {rec.index}"
         typer.echo(f"{when} {rec.reason} {rec.gateway or '-'} {rec.topic}{at}: {rec.detail}")
-        if show_payload:
-            typer.echo("  " + rec.payload.decode("utf-8", errors="backslashreplace"))
-        count += 1
-    typer.echo(f"{count} dead letter(s)", err=True)
+        if show_payload and rec.fingerprint in payloads:
+            raw = payloads[rec.fingerprint][1]
+            typer.echo("  " + raw.decode("utf-8", errors="backslashreplace"))
     sys.stdout.flush()
+    rotated = store.rotated()
+    messages = len({r.fingerprint for r in records})
+    typer.echo(
+        f"{len(records)} dead letter(s) in {messages} message(s), oldest first; "
+        f"{rotated.records} older record(s) dropped by rotation "
+        f"({store.size_bytes()} of {store.max_bytes} bytes used)",
+        err=True,
+    )
+
+
+@app.command()
+def replay(
+    directory: Dir = None,
+    reason: Reason = None,
+    gateway: Gateway = None,
+    since: Since = None,
+    until: Until = None,
+    dry_run: Annotated[bool, typer.Option(help="only say what would be replayed")] = False,
+) -> None:
+    """Re-publish the selected dead-lettered messages (each once) to their original topics,
+    so they go through the ingester again: e.g. after a sensor was added to the registry and
+    the ingester restarted. Publishes as PANTAU_REPLAY_MQTT_USERNAME to PANTAU_MQTT_URL."""
+    _check_reason(reason)
+    store = _store_of(directory)
+    selection = Selection(
+        reason=reason,
+        gateway=gateway,
+        since_ms=_ms(since, "--since"),
+        until_ms=_ms(until, "--until"),
+    )
+    messages = select(store, selection)
+    if dry_run:
+        for topic, payload in messages:
+            typer.echo(f"{topic} ({len(payload)} bytes)")
+        typer.echo(f"{len(messages)} message(s) would be replayed", err=True)
+        return
+    settings = _settings()
+    password = settings.replay_mqtt_password
+    if password is None:
+        if settings.mode == "production":
+            typer.echo("set PANTAU_REPLAY_MQTT_PASSWORD (the replay account's password)", err=True)
+            raise typer.Exit(2)
+        # The test broker's and the demo's account; production requires the setting.
+        password = SecretStr(DEV_REPLAY_MQTT_PASSWORD)
+    host, port, tls = settings.mqtt_host_port_tls
+    broker = Broker(
+        host=host, port=port, tls=tls, username=settings.replay_mqtt_username, password=password
+    )
+    try:
+        sent = publish_all(broker, messages)
+    except ReplayError as exc:
+        typer.echo(f"replay failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"replayed {sent} message(s)", err=True)

@@ -71,6 +71,24 @@ class IngestMetrics:
             "Status stats dropped because their name is not in contract.STAT_TYPES (not stored)",
             registry=r,
         )
+        # Dead-letter store (cloud/ingest/deadletter.py): bounded, each payload once.
+        self.dead_letters_rotated = Counter(
+            "pantau_ingest_dead_letters_rotated",
+            "Dead-letter records dropped by rotation (oldest first) to keep the store within "
+            "PANTAU_DEAD_LETTER_MAX_BYTES, since the store was created (survives restarts)",
+            registry=r,
+        )
+        self.dead_letters_duplicate = Counter(
+            "pantau_ingest_dead_letters_duplicate",
+            "Refusals not stored again: the same payload was already dead-lettered for the "
+            "same reason (a replay refused again, a redelivery)",
+            registry=r,
+        )
+        self.dead_letter_bytes = Gauge(
+            "pantau_ingest_dead_letter_bytes",
+            "Bytes the dead-letter segments hold on disk",
+            registry=r,
+        )
         self.duplicates = Counter(
             "pantau_ingest_duplicates_dropped",
             "Batches dropped because their (gateway, batch seq) was already stored",

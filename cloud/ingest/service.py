@@ -61,8 +61,9 @@ from cloud.ingest.cluster import (
     mark_shared,
     merge_rows,
 )
-from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
+from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
 from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
+from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.settings import IngestSettings
@@ -230,7 +231,16 @@ class Ingester:
         self.index = CityIndex.from_registry(registry)
         self.builder = PointBuilder(index=self.index)
         self.state = SensorState(n_sensors=self.index.n_sensors)
-        self.dead = DeadLetterStore(directory=s.dead_letter_dir)
+        self.dead = DeadLetterStore(directory=s.dead_letter_dir, max_bytes=s.dead_letter_max_bytes)
+        # Rotation's count survives restarts: the metric starts from it.
+        self.metrics.dead_letters_rotated.inc(self.dead.open().records)
+        self.metrics.dead_letter_bytes.set_function(self.dead.size_bytes)
+        self.guard = PoisonGuard(
+            path=s.dead_letter_dir / GUARD_FILE,
+            max_attempts=s.poison_max_attempts,
+            crash_marker=crash_marker_from_env(),
+        )
+        self.guard.open()
         server = None
         if s.metrics_port is not None:
             server, _ = start_http_server(
@@ -255,6 +265,8 @@ class Ingester:
         finally:
             if server is not None:
                 server.shutdown()
+            self.guard.close()
+            self.dead.close()
 
     def _prepare_storage(self, influx: InfluxHTTP) -> bool:
         attempt = 0
@@ -314,7 +326,7 @@ class Ingester:
         for m in window:
             (peers if topics.is_internal(m.topic) else data).append(m)
         if data:
-            self._process(data)
+            run_guarded(self.guard, data, process=self._process, quarantine=self._quarantine)
             self.metrics.windows.inc()
         if peers:
             self._merge_peers(peers)
@@ -483,40 +495,67 @@ class Ingester:
         *,
         reason: RejectReason | None = None,
         detail: str | None = None,
-    ) -> DeadLetter:
+    ) -> Refusal:
         try:
             gateway: str | None = topics.parse(msg.topic).gateway
         except TopicError:
             gateway = None
-        return DeadLetter.of(
-            received_at=msg.received_ms,
-            reason=reason or rej.reason,
-            detail=detail or rej.detail,
+        return Refusal(
             topic=msg.topic,
-            gateway=gateway,
-            index=rej.index,
             payload=msg.payload,
+            received_at=msg.received_ms,
+            gateway=gateway,
+            problems=(Problem(reason or rej.reason, detail or rej.detail, rej.index),),
         )
 
-    def _record_dead(self, records: list[DeadLetter], now: int) -> None:
-        """Durably store dead letters, then write their points and count them."""
+    def _record_dead(self, records: list[Refusal], now: int) -> None:
+        """Durably store dead letters (each payload once, nothing already stored), then
+        write their points (one per message and reason) and count them."""
         if not records:
             return
-        self.dead.append(records)
-        points = [
-            self.builder.dead_letter(
-                reason=r.reason,
-                gateway=r.gateway or "unknown",
-                topic=r.topic,
-                detail=r.detail,
-                ts_ms=r.received_at,
-            )
-            for r in records
-        ]
+        done = self.dead.append(records)
+        m = self.metrics
+        m.dead_letters_duplicate.inc(done.duplicates)
+        m.dead_letters_rotated.inc(done.rotated)
+        points: list[str] = []
+        for ref in done.written:
+            by_reason: dict[RejectReason, list[Problem]] = {}
+            for p in ref.problems:
+                by_reason.setdefault(p.reason, []).append(p)
+            for reason, problems in by_reason.items():
+                points.append(
+                    self.builder.dead_letter(
+                        reason=reason.value,
+                        gateway=ref.gateway or "unknown",
+                        topic=ref.topic,
+                        detail=problems[0].detail[:DETAIL_MAX],
+                        ts_ms=ref.received_at,
+                        count=len(problems),
+                    )
+                )
+                m.dead_letters.labels(reason=reason.value).inc(len(problems))
         for refused in self.writer.write(points):
             log.error("dead_letter point refused by InfluxDB: %s", refused.detail)
-        for r in records:
-            self.metrics.dead_letters.labels(reason=r.reason).inc()
+
+    def _quarantine(self, poison: list[tuple[Message, int]]) -> None:
+        """The crash-loop guard's verdict (cloud/ingest/guard.py): dead-letter these messages
+        as poison without processing them, then acknowledge them."""
+        for msg, attempts in poison:
+            log.error(
+                "quarantined a message on %s: the ingester died on it %d times", msg.topic, attempts
+            )
+        now = self._clock_ms()
+        self._record_dead(
+            [
+                self._dead_letter(
+                    msg,
+                    Rejection(0, RejectReason.POISON, f"the ingester died processing it {n} times"),
+                )
+                for msg, n in poison
+            ],
+            now,
+        )
+        self._ack([msg for msg, _ in poison])
 
     def _start_history(self) -> None:
         """Late-data memory, starting from the bootstrapped state (nothing before it can be
@@ -564,7 +603,7 @@ class Ingester:
         refused = self.writer.write(lines.lines)
         stored = np.ones(len(readings), dtype=bool)
         if refused:
-            late: list[DeadLetter] = []
+            late: list[Refusal] = []
             n_raw = len(readings)
             for r in refused:
                 msg_i, at = lines.message[r.line], lines.reading[r.line]

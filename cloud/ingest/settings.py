@@ -55,6 +55,16 @@ class IngestSettings(BaseSettings):
     influx_token: SecretStr | None = None
     city_file: Path = DEMO_CITY
     dead_letter_dir: Path = Path("./var/dead-letter")
+    #: Bound of the dead-letter store on disk; past it the oldest records are dropped (and
+    #: counted). See cloud/ingest/deadletter.py and docs/adr/0008.
+    dead_letter_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
+    #: Crash-loop guard: a message the ingester died on this many times is dead-lettered as
+    #: ``poison`` instead of being processed again (cloud/ingest/guard.py).
+    poison_max_attempts: int = Field(default=3, ge=1, le=100)
+    #: ``pantau ingest replay`` publishes as this broker account (mosquitto/acl: it may write
+    #: every gateway's data topics, so only operators hold its password).
+    replay_mqtt_username: str = "pantau-replay"
+    replay_mqtt_password: SecretStr | None = None
     flush_interval_s: float = Field(default=0.2, gt=0)
     window_max_messages: int = Field(default=5000, ge=1)
     #: A window also closes at this many payload bytes: a window's numpy columns and parsed
@@ -123,6 +133,12 @@ class IngestSettings(BaseSettings):
                     self.influx_password,
                     setting="PANTAU_INFLUX_PASSWORD",
                     identities=(self.influx_username,),
+                )
+            if self.replay_mqtt_password is not None:
+                require_secret(
+                    self.replay_mqtt_password,
+                    setting="PANTAU_REPLAY_MQTT_PASSWORD",
+                    identities=(self.replay_mqtt_username,),
                 )
         return self
 

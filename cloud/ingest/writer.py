@@ -206,10 +206,12 @@ class PointBuilder:
             out.append(format_line(self._site_key(measurement, site), fields, now_ms * 1000))
         return out
 
-    def dead_letter(self, *, reason: str, gateway: str, topic: str, detail: str, ts_ms: int) -> str:
-        """One ``dead_letter`` point."""
+    def dead_letter(
+        self, *, reason: str, gateway: str, topic: str, detail: str, ts_ms: int, count: int = 1
+    ) -> str:
+        """One ``dead_letter`` point: ``count`` refusals of one reason in one message."""
         key = series_key("dead_letter", {"reason": reason, "gateway": gateway or "unknown"})
-        return format_line(key, {"count": 1, "topic": topic, "detail": detail}, ts_ms * 1000)
+        return format_line(key, {"count": count, "topic": topic, "detail": detail}, ts_ms * 1000)
 
     def gateway_status(self, update: StatusUpdate, ts_ms: int) -> str:
         """One ``gateway_status`` point; numeric stats become fields of their own."""

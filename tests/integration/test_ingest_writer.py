@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cloud.influx import MAX_RETRY_AFTER_S, InfluxHTTP, retry_after_s
-from cloud.ingest import DeadLetter, DeadLetterStore, PointWriter
+from cloud.ingest import DeadLetterStore, PointWriter, Problem, Refusal
 from cloud.ingest.cli import app
 from cloud.ingest.writer import PRECISION
 from contract import RejectReason, StorageError
@@ -42,21 +42,21 @@ def test_a_field_type_conflict_refuses_only_the_conflicting_lines(influxdb: Infl
 
 
 def test_dead_letters_cli_lists_by_reason(tmp_path: Path) -> None:
-    store = DeadLetterStore(directory=tmp_path)
-    store.append(
-        [
-            DeadLetter.of(
-                received_at=1_795_000_000_000,
-                reason=r,
-                detail="d",
-                topic="t",
-                gateway="gw-x",
-                index=i,
-                payload=b'{"v": 9}',
-            )
-            for i, r in enumerate([RejectReason.INVALID_JSON, RejectReason.NEGATIVE_COUNT])
-        ]
-    )
+    with DeadLetterStore(directory=tmp_path) as store:
+        store.append(
+            [
+                Refusal(
+                    topic="t",
+                    payload=b'{"v": 9}',
+                    received_at=1_795_000_000_000,
+                    gateway="gw-x",
+                    problems=(
+                        Problem(RejectReason.INVALID_JSON, "d", 0),
+                        Problem(RejectReason.NEGATIVE_COUNT, "d", 1),
+                    ),
+                )
+            ]
+        )
     result = CliRunner().invoke(
         app, ["dead-letters", "--dir", str(tmp_path), "--reason", "negative_count", "--payload"]
     )

@@ -1,0 +1,180 @@
+"""The crash-loop guard: a message that kills the ingester is quarantined, not retried forever.
+
+If the process dies while handling a message (out of memory, a fault below Python), the message
+was never acknowledged, so the broker delivers it again after the restart, and again. To stop
+that loop, every attempt to process a message is counted by its fingerprint (topic + payload)
+in ``guard.sqlite`` in the dead-letter directory, committed with fsync *before* processing
+starts, and the count is removed once processing finished (the process survived it).
+
+So a count that is still there when a message arrives means processing it once began and the
+process never came back from it. Such *suspects* are then processed one at a time, each with
+its own committed attempt, so an innocent message that merely shared the fatal window is
+cleared on its next attempt, and only the message that really kills the process accumulates
+attempts. After ``max_attempts`` (``PANTAU_POISON_MAX_ATTEMPTS``, default 3) it is
+dead-lettered as ``poison`` without being processed again, then acknowledged.
+
+Cost: one SQLite commit (WAL, ``synchronous=FULL``: one fsync) per window, plus one per
+suspect after a crash (``bench/deadletter_guard.py`` measures it). Rows exist only for
+messages in flight, so the file stays small.
+
+Test hook (off unless set): ``PANTAU_TEST_CRASH_MARKER=<text>`` makes the ingester call
+``os._exit`` on any message whose payload contains that text, after its attempt is counted,
+standing in for a crash below Python. Only the crash-loop test sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloud.ingest.deadindex import connect
+from cloud.ingest.deadletter import fingerprint
+from cloud.ingest.decode import Message
+
+log = logging.getLogger(__name__)
+
+GUARD_FILE = "guard.sqlite"
+CRASH_MARKER_ENV = "PANTAU_TEST_CRASH_MARKER"
+#: Exit status of the test hook's simulated crash.
+CRASH_EXIT_CODE = 86
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    fp BLOB PRIMARY KEY, count INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(slots=True)
+class Plan:
+    """How to handle a window (positions into it)."""
+
+    #: never attempted: processed together, as one window
+    fresh: list[int] = field(default_factory=list)
+    #: attempted before by a process that died: processed one at a time
+    suspects: list[int] = field(default_factory=list)
+    #: attempted ``max_attempts`` times already: dead-lettered as poison, not processed
+    poison: list[tuple[int, int]] = field(default_factory=list)  # (position, attempts)
+
+
+class PoisonGuard:
+    """Durable attempt counts in ``path``. Construction does no I/O; :meth:`open` does."""
+
+    def __init__(self, *, path: Path, max_attempts: int, crash_marker: bytes = b"") -> None:
+        self.path = path
+        self.max_attempts = max_attempts
+        self.crash_marker = crash_marker
+        self._db: sqlite3.Connection | None = None
+        self._finished: list[bytes] = []
+
+    def open(self) -> None:
+        """Open (and create) the counts file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = connect(self.path)
+        db.executescript(_SCHEMA)
+        db.commit()
+        self._db = db
+
+    def close(self) -> None:
+        """Forget finished messages durably and close (idempotent)."""
+        if self._db is not None:
+            self._forget_finished()
+            self._db.commit()
+            self._db.close()
+            self._db = None
+
+    def plan(self, window: Sequence[Message]) -> tuple[Plan, list[bytes]]:
+        """Sort a window into fresh, suspect and poison messages; also their fingerprints."""
+        fps = [fingerprint(m.topic, m.payload) for m in window]
+        counts = self._counts(fps)
+        plan = Plan()
+        for i, fp in enumerate(fps):
+            n = counts.get(fp, 0)
+            if n >= self.max_attempts:
+                plan.poison.append((i, n))
+            elif n:
+                plan.suspects.append(i)
+            else:
+                plan.fresh.append(i)
+        return plan, fps
+
+    def attempt(self, fps: Sequence[bytes]) -> None:
+        """Count one attempt of each message, durably, before it is processed (the
+        previous window's finished messages are forgotten in the same commit)."""
+        db = self._require()
+        self._forget_finished()
+        db.executemany(
+            "INSERT INTO attempts VALUES (?, 1) ON CONFLICT (fp) DO UPDATE SET count = count + 1",
+            [(fp,) for fp in fps],
+        )
+        db.commit()
+
+    def finished(self, fps: Sequence[bytes]) -> None:
+        """The process survived these messages: forget them with the next commit."""
+        self._finished.extend(fps)
+
+    def crash_hook(self, window: Sequence[Message]) -> None:
+        """The test-only simulated crash (see the module docstring); nothing unless set."""
+        if self.crash_marker and any(self.crash_marker in m.payload for m in window):
+            log.critical("%s found: exiting as a crash would", CRASH_MARKER_ENV)
+            os._exit(CRASH_EXIT_CODE)
+
+    def _forget_finished(self) -> None:
+        if self._finished:
+            self._require().executemany(
+                "DELETE FROM attempts WHERE fp = ?", [(fp,) for fp in self._finished]
+            )
+            self._finished.clear()
+
+    def _counts(self, fps: Sequence[bytes]) -> dict[bytes, int]:
+        db = self._require()
+        out: dict[bytes, int] = {}
+        for start in range(0, len(fps), 500):  # SQLite's bound-parameter limit
+            chunk = fps[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT fp, count FROM attempts WHERE fp IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+            out.update(rows)
+        return out
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("PoisonGuard used before open()")
+        return self._db
+
+
+def crash_marker_from_env() -> bytes:
+    """The test hook's marker from the environment (empty: the hook is off)."""
+    return os.environ.get(CRASH_MARKER_ENV, "").encode()
+
+
+def run_guarded(
+    guard: PoisonGuard,
+    window: Sequence[Message],
+    *,
+    process: Callable[[list[Message]], None],
+    quarantine: Callable[[list[tuple[Message, int]]], None],
+) -> None:
+    """Handle a window under the guard: ``quarantine`` the poison messages (with their
+    attempt counts; it dead-letters and acknowledges them), ``process`` the fresh ones as one
+    window, then each suspect alone. An attempt is counted durably before ``process`` runs
+    and forgotten once it returns or raises: only a death of the process leaves it."""
+    plan, fps = guard.plan(window)
+    if plan.poison:
+        quarantine([(window[i], n) for i, n in plan.poison])
+        guard.finished([fps[i] for i, _ in plan.poison])
+    parts = ([plan.fresh] if plan.fresh else []) + [[i] for i in plan.suspects]
+    for part in parts:
+        msgs, part_fps = [window[i] for i in part], [fps[i] for i in part]
+        guard.attempt(part_fps)
+        try:
+            guard.crash_hook(msgs)
+            process(msgs)
+        finally:
+            guard.finished(part_fps)
