@@ -78,7 +78,9 @@ class Watcher:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
-        self.client.username_pw_set("pantau-ops", "pantau-ops-secret")
+        # The broker binds every account to one client id: each watcher is an ops account.
+        broker.add_user(client_id, "watcher-pw", role="pantau-ops")
+        self.client.username_pw_set(client_id, "watcher-pw")
         # paho accepts float delays; its annotation says int.
         self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect

@@ -96,7 +96,7 @@ def ingest_process(
         "PANTAU_INFLUX_URL": influxdb.url,
         "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
-        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-robust",
+        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
         "PANTAU_METRICS_PORT": str(free_port()),
         "PANTAU_STORE_RAW": "true",
         **extra,

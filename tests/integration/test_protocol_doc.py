@@ -71,7 +71,11 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
 ) -> None:
     (command,) = _COMMAND.findall(PROTOCOL)
     argv = shlex.split(command)
-    user, topic, payload = (argv[argv.index(flag) + 1] for flag in ("-u", "-t", "-m"))
+    user, client_id, topic, payload = (
+        argv[argv.index(flag) + 1] for flag in ("-u", "-i", "-t", "-m")
+    )
+    # The broker refuses a device account any client id but the device's own.
+    assert client_id == user
     # The example is for the demo city's direct kiosk, and its message is valid there.
     parsed = topics.parse(topic)
     assert parsed.channel is contract.Channel.READING
@@ -88,7 +92,7 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
         received.append((msg.topic, bytes(msg.payload)))
         arrived.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="doc-test-ingest")
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pantau-ingest-1")
     sub.username_pw_set("pantau-ingest", "pantau-ingest-secret")
     sub.on_message = on_message
     sub.on_subscribe = lambda *_: subscribed.set()
