@@ -196,18 +196,24 @@ class Mosquitto(_Managed):
         kind: DeviceKind | None = None,
         role: ServiceRole | None = None,
     ) -> None:
-        """Add an account. ``role``: a service account named ``username`` (bound to client id
-        ``username``) with that service's rights; otherwise a device bound to its own id and
-        site. On a running broker this goes through ``$CONTROL``, with no restart."""
+        """Add an account, or give a known one a new password. ``role``: a service account
+        named ``username`` (bound to client id ``username``) with that service's rights;
+        otherwise a device bound to its own id and site. On a running broker this goes
+        through ``$CONTROL``, with no restart."""
         account, roles = self._account(username, site=site, kind=kind, role=role)
-        if self._accounts.get(username) == (account, password, roles):
+        known = self._accounts.get(username)
+        if known == (account, password, roles):
             return  # already there, e.g. a test's helper called twice for one account
         if not self.running and self.identity_file.exists():
             raise ServiceError("the broker keeps its own identity file now: start it, then add")
         self.users[username] = password
         self._accounts[username] = (account, password, roles)
-        if self.running:
-            with self.control() as ctl:
+        if not self.running:
+            return
+        with self.control() as ctl:
+            if known is not None and known[0] == account and known[2] == roles:
+                ctl.set_password(username, password)  # the same account, a new password
+            else:
                 ctl.add_account(account, password, roles=roles)
 
     def _account(
@@ -217,7 +223,9 @@ class Mosquitto(_Managed):
             return Account(username=name, client_id=name, roles=(role,)), []
         if name in SERVICE_ACCOUNTS:
             return SERVICE_ACCOUNTS[name], []
-        registry = self.registry or load_registry(DEMO_CITY)
+        if self.registry is None:
+            self.registry = load_registry(DEMO_CITY)
+        registry = self.registry
         gateway = registry.gateways.get(name)
         site = site or (gateway.site if gateway else None)
         if site is None:

@@ -359,3 +359,15 @@ def test_a_device_added_while_the_broker_runs_connects_and_a_deleted_one_is_cut_
         gw.wait_disconnected()
     with Peer(broker, "gw-new", "gw-new-pw") as again:
         assert not again.accepted
+
+
+def test_a_new_password_for_a_known_device_replaces_the_old_one_at_once(
+    broker: Mosquitto,
+) -> None:
+    with Peer(broker, "gw-a", "gw-a-pw") as gw:
+        broker.add_user("gw-a", "gw-a-new-pw", site="rs-a")
+        gw.wait_disconnected()
+    with Peer(broker, "gw-a", "gw-a-pw") as old:
+        assert not old.accepted
+    with Peer(broker, "gw-a", "gw-a-new-pw") as new:
+        assert new.accepted
