@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 
 from city import DEMO_CITY, Registry, load_registry
-from contract.errors import RegistryError
+from contract import topics
+from contract.errors import RegistryError, TopicError
+from contract.payload import GatewayStatus
 from contract.topics import Channel, build
 from pantau.broker_identity import (
     SERVICE_ACCOUNTS,
@@ -166,3 +170,41 @@ def broker_revoke(
                 typer.echo(f"{dev} revoked")
     except BrokerControlError as exc:
         raise _fail(exc) from None
+
+
+def _status_words(payload: bytes | None) -> str:
+    if not payload:
+        return "no status"
+    try:
+        status = GatewayStatus.model_validate_json(payload)
+    except ValidationError:
+        return "unreadable status"
+    seen = datetime.fromtimestamp(status.ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"{status.state} since {seen}"
+
+
+@broker_app.command("list")
+def broker_list(url: UrlOpt = "mqtt://127.0.0.1:1883") -> None:
+    """Every account on the running broker: username, bound client id, roles, and for a
+    device its last retained status (online/offline and when)."""
+    try:
+        with _control(url) as ctl:
+            accounts, statuses = ctl.accounts_and_statuses()
+    except BrokerControlError as exc:
+        raise _fail(exc) from None
+    by_device = {topics.parse(t).gateway: p for t, p in statuses.items() if _is_device(t)}
+    for acc in sorted(accounts, key=lambda a: str(a.get("username"))):
+        name = str(acc.get("username"))
+        roles = ",".join(str(r.get("rolename")) for r in acc.get("roles", []))
+        line = f"{name} client-id={acc.get('clientid', '-')} roles={roles}"
+        if name not in SERVICE_ACCOUNTS and not name.startswith("pantau-ingest-"):
+            line += f" {_status_words(by_device.get(name))}"
+        typer.echo(line)
+
+
+def _is_device(topic: str) -> bool:
+    try:
+        topics.parse(topic)
+    except TopicError:
+        return False
+    return True

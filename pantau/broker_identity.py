@@ -106,8 +106,10 @@ def service_roles() -> list[dict[str, Any]]:
         _acl("publishClientSend", CONTROL_TOPIC),
         _acl("subscribeLiteral", f"{CONTROL_TOPIC}/response"),
         _acl("publishClientReceive", f"{CONTROL_TOPIC}/response"),
-        # Revoking a device also clears its retained status (an empty retained message).
+        # Revoking a device also clears its retained status (an empty retained message), and
+        # listing accounts shows each device's last status.
         _acl("publishClientSend", topics.subscription(Channel.STATUS)),
+        *_read(topics.subscription(Channel.STATUS)),
     ]
     return [
         {"rolename": "pantau-ingest", "acls": ingest},

@@ -18,7 +18,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract import topics
 from contract.errors import PantauError
+from contract.topics import Channel
 from pantau.broker_identity import (
     CONTROL_TOPIC,
     SERVICE_ACCOUNTS,
@@ -56,6 +58,8 @@ class DynsecControl:
         self._admin, self._password = admin, password
         self._cond = threading.Condition()
         self._answers: dict[str, list[dict[str, Any]]] = {}
+        #: Retained status messages seen on this connection, by topic.
+        self.statuses: dict[str, bytes] = {}
         self._connack: ReasonCode | None = None
         self._subscribed = False
         self._client: mqtt.Client | None = None
@@ -125,6 +129,10 @@ class DynsecControl:
             self._cond.notify_all()
 
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+        if not msg.topic.startswith(CONTROL_TOPIC):
+            with self._cond:
+                self.statuses[msg.topic] = bytes(msg.payload)
+            return
         try:
             responses = json.loads(msg.payload)["responses"]
         except (ValueError, KeyError, TypeError):
@@ -201,3 +209,16 @@ class DynsecControl:
         """Every account's username."""
         answer = self.run({"command": "listClients", "verbose": False})[0]
         return [str(u) for u in answer.get("data", {}).get("clients", [])]
+
+    def accounts_and_statuses(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        """Every account (username, clientid, roles) and every retained device status.
+
+        The broker queues retained messages to a new subscription before it handles any later
+        packet of ours, so once the answer to the listing arrives, every status has too."""
+        if self._client is None:
+            raise BrokerControlError("list", "not connected")
+        self._client.subscribe(topics.subscription(Channel.STATUS), qos=1)
+        answer = self.run({"command": "listClients", "verbose": True})[0]
+        with self._cond:
+            statuses = dict(self.statuses)
+        return list(answer.get("data", {}).get("clients", [])), statuses

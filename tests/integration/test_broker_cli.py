@@ -1,4 +1,4 @@
-"""``pantau broker init|add-device|passwd|revoke`` against a real Mosquitto: identities are
+"""``pantau broker init|add-device|passwd|revoke|list`` against a real Mosquitto: identities are
 created, added, rotated and revoked on the running broker, with no restart, and only for
 names the registry knows."""
 
@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from city import Registry
+from contract.payload import GatewayState, GatewayStatus
 from pantau.broker_cli import ADMIN_PASSWORD_ENV, broker_app
 from pantau.services import Mosquitto
 from tests.integration.test_broker_acl import NOT_AUTHORIZED, Peer
@@ -111,3 +112,24 @@ def test_revoke_cuts_the_device_off_refuses_it_and_clears_its_retained_status(
         assert api.wait_for("pantau/v1/rs-kariadi/gw-kariadi/cmd", b"sentinel") == [
             ("pantau/v1/rs-kariadi/gw-kariadi/cmd", b"sentinel")
         ]
+
+
+def test_list_shows_every_account_its_client_id_and_each_devices_last_status(
+    mosquitto: Mosquitto,
+) -> None:
+    mosquitto.add_user("gw-kariadi", "gw-pw")
+    mosquitto.add_user("kiosk-candisari", "kiosk-pw")
+    status = GatewayStatus(gw="gw-kariadi", state=GatewayState.ONLINE, ts=1_764_000_000_000)
+    with Peer(mosquitto, "gw-kariadi", "gw-pw") as gw:
+        assert gw.publish(STATUS, status.model_dump_json().encode(), retain=True) == 16
+    code, out = _run(mosquitto, "list")
+    assert code == 0
+    assert out.splitlines() == [
+        "gw-kariadi client-id=gw-kariadi roles=device-gw-kariadi online since 2025-11-24 16:00:00Z",
+        "kiosk-candisari client-id=kiosk-candisari roles=device-kiosk-candisari no status",
+        "pantau-admin client-id=pantau-admin roles=pantau-admin",
+        "pantau-api client-id=pantau-api roles=pantau-api",
+        "pantau-health client-id=pantau-health roles=pantau-health",
+        "pantau-ingest client-id=pantau-ingest-1 roles=pantau-ingest",
+        "pantau-ops client-id=pantau-ops roles=pantau-ops",
+    ]
