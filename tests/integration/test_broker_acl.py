@@ -9,6 +9,8 @@ in order) must have routed the refused one first if it routed it at all."""
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,10 +19,12 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.payload import MAX_PAYLOAD_BYTES
+from pantau.paths import COMPOSE_FILE
 from pantau.services import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -371,3 +375,21 @@ def test_a_new_password_for_a_known_device_replaces_the_old_one_at_once(
         assert not old.accepted
     with Peer(broker, "gw-a", "gw-a-new-pw") as new:
         assert new.accepted
+
+
+def test_the_compose_healthcheck_passes_on_the_real_policy_and_fails_on_a_bad_password(
+    broker: Mosquitto,
+) -> None:
+    """The broker container's healthcheck, exactly as docker-compose.yml writes it (only the
+    port differs), logs in with its own account and reads one $SYS topic."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    kind, command = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    command = command.replace("$$", "$").replace("-p 1883", f"-p {broker.port}")
+
+    def check(password: str) -> int:
+        env = {**os.environ, "HEALTHCHECK_PASSWORD": password}
+        return subprocess.run(["sh", "-c", command], env=env, timeout=20, check=False).returncode
+
+    assert check(broker.users["pantau-health"]) == 0
+    assert check("wrong") != 0
