@@ -120,7 +120,7 @@ class Counter:
         self._ready = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id="bench-counter",
+            client_id="pantau-ops",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         self.client.username_pw_set("pantau-ops", broker.users["pantau-ops"])
@@ -154,7 +154,7 @@ class Counter:
 def agent_process(
     broker: Mosquitto, ports: dict[str, str], workdir: Path, profile: Path | None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    broker.add_user(GW, PASSWORD)
+    broker.add_user(GW, PASSWORD, site=SITE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
     env.update(
         PANTAU_GATEWAY_ID=GW,

@@ -178,7 +178,7 @@ def bench_broker(tmp: Path, readings: int) -> None:
     master, slave = os.openpty()
     try:
         with Mosquitto(workdir=tmp / "mosquitto") as broker:
-            broker.add_user("gw-bench", "gw-bench-pw")
+            broker.add_user("gw-bench", "gw-bench-pw", site="rs-bench")
             settings = EdgeSettings(
                 gateway_id="gw-bench",
                 site_id="rs-bench",

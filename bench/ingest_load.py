@@ -341,7 +341,7 @@ class Publisher:
         """CONNECT with the gateway's credentials; raise unless CONNACK accepts."""
         user, pw = self.load.gateway.encode(), self.load.password.encode()
         var = _mqtt_str(b"MQTT") + bytes([4, 0xC2]) + (600).to_bytes(2, "big")
-        body = var + _mqtt_str(f"bench-{self.load.gateway}".encode()) + _mqtt_str(user)
+        body = var + _mqtt_str(self.load.gateway.encode()) + _mqtt_str(user)
         body += _mqtt_str(pw)
         sock = socket.create_connection((self.host, self.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

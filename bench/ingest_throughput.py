@@ -224,7 +224,9 @@ def run_naive(
     def on_connect(client: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
         client.subscribe([("pantau/v1/+/+/reading", 1), ("pantau/v1/+/+/readings", 1)])
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-naive")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="pantau-ingest-1"
+    )
     client.username_pw_set("pantau-ingest", password)
     client.on_message = on_message
     client.on_connect = on_connect
@@ -354,7 +356,7 @@ class Bench:
             PANTAU_MQTT_URL=self.broker.url,
             PANTAU_MQTT_USERNAME="pantau-ingest",
             PANTAU_MQTT_PASSWORD=self.passwords["pantau-ingest"],
-            PANTAU_MQTT_CLIENT_ID=f"bench-{mode.key}",
+            PANTAU_MQTT_CLIENT_ID="pantau-ingest-1",  # the one id its account may use
             PANTAU_MQTT_SESSION_EXPIRY_S="0",
             PANTAU_INFLUX_URL=self.influx.url,
             PANTAU_INFLUX_DB=f"bench_{mode.key.replace('-', '_')}",
@@ -899,7 +901,7 @@ def main() -> None:
         binary_ok = True
     except ImportError:
         binary_ok = False
-    broker = Mosquitto(workdir=tmp / "mosquitto", users=dict(passwords))
+    broker = Mosquitto(workdir=tmp / "mosquitto", users=dict(passwords), registry=registry)
     influx = InfluxDB(workdir=tmp / "influxdb")
     results: list[Result] = []
     started = time.monotonic()

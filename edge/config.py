@@ -42,6 +42,9 @@ class EdgeSettings(BaseSettings):
     #: Defaults to the gateway id: the broker ACL lets a gateway speak only as itself.
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    #: Defaults to the gateway id. The broker binds every account to one client id (a device's
+    #: is its own id) and refuses any other, so no one can take this gateway's session.
+    mqtt_client_id: str | None = Field(default=None, pattern=f"^{ID_PATTERN}$")
     #: Port label -> serial URL (``/dev/ttyUSB0``, a PTY path, ``socket://host:port``).
     serial_ports: dict[str, str] = Field(min_length=1)
     serial_baudrate: int = Field(default=115200, gt=0)
@@ -134,8 +137,9 @@ class EdgeSettings(BaseSettings):
 
     @property
     def client_id(self) -> str:
-        """Stable MQTT client id, so the broker finds this gateway's persistent session."""
-        return f"pantau-gw-{self.gateway_id}"
+        """Stable MQTT client id, so the broker finds this gateway's persistent session:
+        explicit, else the gateway id (the one the broker binds its account to)."""
+        return self.mqtt_client_id or self.gateway_id
 
     @property
     def mqtt_host(self) -> str:

@@ -1,9 +1,7 @@
-"""Operator tooling: validate a city file, manage broker credentials."""
+"""Operator tooling: validate a city file; broker identities are in :mod:`pantau.broker_cli`."""
 
 from __future__ import annotations
 
-import secrets
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +10,10 @@ from rich.console import Console
 
 from city import DEMO_CITY, load_registry
 from contract.errors import RegistryError
-from pantau.services import SERVICE_USERS, require_binary
+from pantau.broker_cli import broker_app
 
 city_app = typer.Typer(help="Inspect and validate city registry files.", no_args_is_help=True)
-broker_app = typer.Typer(help="Broker credentials (mosquitto password file).", no_args_is_help=True)
+__all__ = ["broker_app", "city_app"]
 console = Console()
 
 
@@ -34,24 +32,3 @@ def city_check(path: Annotated[Path, typer.Argument()] = DEMO_CITY) -> None:
         f"{len(reg.kelurahan)} kelurahan, {len(reg.sites)} sites, "
         f"{len(reg.gateways)} gateways, {len(reg.sensors)} sensors"
     )
-
-
-@broker_app.command("passwd")
-def broker_passwd(
-    passwd_file: Annotated[Path, typer.Argument(help="mosquitto password file to create/update")],
-    city_file: Annotated[Path, typer.Option("--city")] = DEMO_CITY,
-    user: Annotated[list[str] | None, typer.Option(help="only these users")] = None,
-) -> None:
-    """Give every gateway of the city (and the service accounts) a fresh random password.
-
-    Prints ``user password`` lines once; store them in the gateways' settings and your vault."""
-    reg = load_registry(city_file)
-    users = user or [*SERVICE_USERS, *reg.gateways]
-    tool = require_binary("mosquitto_passwd")
-    for name in users:
-        password = secrets.token_urlsafe(18)
-        args = [tool, "-b", str(passwd_file), name, password]
-        if not passwd_file.exists():
-            args.insert(1, "-c")
-        subprocess.run(args, check=True)
-        typer.echo(f"{name} {password}")

@@ -18,17 +18,34 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
+from city import DEMO_CITY, Registry, load_registry
 from contract.errors import PantauError
+from pantau.broker_identity import (
+    SERVICE_ACCOUNTS,
+    SERVICE_USERS,
+    Account,
+    DeviceKind,
+    ServiceRole,
+    device_account,
+    device_role,
+    identity_document,
+    write_document,
+)
+from pantau.dynsec import DynsecControl
 from pantau.paths import MOSQUITTO_DIR
 
 log = logging.getLogger(__name__)
 
-#: Service accounts every deployment has (see mosquitto/acl).
-SERVICE_USERS = ("pantau-ingest", "pantau-api", "pantau-ops", "pantau-replay")
+#: Where Debian and the eclipse-mosquitto image install the dynamic security plugin.
+DYNSEC_PLUGINS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
 
 
 class ServiceError(PantauError):
@@ -51,6 +68,14 @@ def require_binary(name: str) -> str:
         package = {"influxd": "influxdb"}.get(name, "mosquitto")
         raise ServiceError(f"{name} not found: install the Debian package {package!r}")
     return path
+
+
+def dynsec_plugin() -> str:
+    """The path of Mosquitto's dynamic security plugin, or a clear error."""
+    found = next((p for p in DYNSEC_PLUGINS if Path(p).exists()), None)
+    if found is None:
+        raise ServiceError("mosquitto_dynamic_security.so not found: install Debian's mosquitto")
+    return found
 
 
 @dataclass(kw_only=True)
@@ -139,36 +164,94 @@ class _Managed:
 
 @dataclass(kw_only=True)
 class Mosquitto(_Managed):
-    """A Mosquitto broker with Pantau's policy (conf.d + acl) and a generated password file.
+    """A Mosquitto broker with Pantau's policy (conf.d) and identities (dynamic security).
 
-    ``users`` maps username -> password; every service account gets one by default."""
+    ``users`` maps username -> password. Service accounts (``pantau-ingest``, ...) get their
+    role and bound client id, every other name is a device whose site and kind come from
+    ``registry`` (the demo city unless given) or from :meth:`add_user`'s ``site``. Every
+    service account gets the password ``<name>-secret`` unless ``users`` says otherwise."""
 
     users: dict[str, str] = field(default_factory=dict)
+    registry: Registry | None = None
     config_dir: Path = MOSQUITTO_DIR
+    _accounts: dict[str, tuple[Account, str, list[dict[str, Any]]]] = field(
+        default_factory=dict, init=False
+    )
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
-    def add_user(self, username: str, password: str) -> None:
-        """Add or change a user; a running broker re-reads the file on SIGHUP."""
+    @property
+    def identity_file(self) -> Path:
+        """The dynamic-security state; the broker rewrites it on every change."""
+        return self.workdir / "dynamic-security.json"
+
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        site: str | None = None,
+        kind: DeviceKind | None = None,
+        role: ServiceRole | None = None,
+    ) -> None:
+        """Add an account, or give a known one a new password. ``role``: a service account
+        named ``username`` (bound to client id ``username``) with that service's rights;
+        otherwise a device bound to its own id and site. On a running broker this goes
+        through ``$CONTROL``, with no restart."""
+        account, roles = self._account(username, site=site, kind=kind, role=role)
+        known = self._accounts.get(username)
+        if known == (account, password, roles):
+            return  # already there, e.g. a test's helper called twice for one account
+        if not self.running and self.identity_file.exists():
+            raise ServiceError("the broker keeps its own identity file now: start it, then add")
         self.users[username] = password
-        passwd = self.workdir / "passwd"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [require_binary("mosquitto_passwd"), "-b", str(passwd), username, password]
-        if not passwd.exists():
-            args.insert(1, "-c")
-        subprocess.run(args, check=True, capture_output=True)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
+        self._accounts[username] = (account, password, roles)
+        if not self.running:
+            return
+        with self.control() as ctl:
+            if known is not None and known[0] == account and known[2] == roles:
+                ctl.set_password(username, password)  # the same account, a new password
+            else:
+                ctl.add_account(account, password, roles=roles)
+
+    def _account(
+        self, name: str, *, site: str | None, kind: DeviceKind | None, role: ServiceRole | None
+    ) -> tuple[Account, list[dict[str, Any]]]:
+        if role is not None:
+            return Account(username=name, client_id=name, roles=(role,)), []
+        if name in SERVICE_ACCOUNTS:
+            return SERVICE_ACCOUNTS[name], []
+        if self.registry is None:
+            self.registry = load_registry(DEMO_CITY)
+        registry = self.registry
+        gateway = registry.gateways.get(name)
+        site = site or (gateway.site if gateway else None)
+        if site is None:
+            raise ServiceError(f"{name} is not in the registry: give its site")
+        kind = kind or ("direct" if gateway is not None and gateway.direct else "gateway")
+        return device_account(name), [device_role(name, site, kind=kind)]
+
+    def control(self) -> DynsecControl:
+        """An admin session on the running broker's dynamic security plugin."""
+        return DynsecControl(host=self.host, port=self.port, password=self.users["pantau-admin"])
 
     def write_config(self) -> Path:
-        """The entry config: listener and paths here, policy from the shared files."""
+        """The entry config: listener and paths here, policy from the shared files. The
+        identity file is written on the first start only: later starts keep what the broker
+        saved (accounts added or revoked while it ran)."""
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         for name in SERVICE_USERS:
             self.users.setdefault(name, f"{name}-secret")
-        for name, password in list(self.users.items()):
-            self.add_user(name, password)
+        for name, password in self.users.items():
+            if name not in self._accounts:
+                account, roles = self._account(name, site=None, kind=None, role=None)
+                self._accounts[name] = (account, password, roles)
+        if not self.identity_file.exists():
+            accounts = [(a, pw) for a, pw, _ in self._accounts.values()]
+            roles = [r for _, _, rs in self._accounts.values() for r in rs]
+            write_document(self.identity_file, identity_document(accounts, roles))
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {self.host}\n"
@@ -177,8 +260,8 @@ class Mosquitto(_Managed):
             f"user {getpass.getuser()}\n"
             "persistence true\n"
             f"persistence_location {self.workdir / 'data'}/\n"
-            f"password_file {self.workdir / 'passwd'}\n"
-            f"acl_file {self.config_dir / 'acl'}\n"
+            f"plugin {dynsec_plugin()}\n"
+            f"plugin_opt_config_file {self.identity_file}\n"
             f"log_dest file {self.log_path}\n"
             f"include_dir {self.config_dir / 'conf.d'}\n"
         )

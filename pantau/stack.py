@@ -23,6 +23,7 @@ import httpx
 
 from city import Registry, load_registry
 from contract.errors import PantauError
+from pantau.broker_identity import SERVICE_USERS
 from pantau.device_access import device_access
 from pantau.services import InfluxDB, Mosquitto, free_port
 
@@ -125,9 +126,12 @@ class LocalStack:
             self.workdir = Path(tempfile.mkdtemp(prefix="pantau-demo-"))
             self._own_workdir = True
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        for user in ("pantau-ingest", "pantau-api", "pantau-ops", *self.registry.gateways):
+        for user in (*SERVICE_USERS, *self.registry.gateways):
             self.passwords[user] = secrets.token_urlsafe(12)
-        self.mosquitto = Mosquitto(workdir=self.dir / "mosquitto", users=dict(self.passwords))
+        # Every gateway and direct device gets its account bound to its id and its site.
+        self.mosquitto = Mosquitto(
+            workdir=self.dir / "mosquitto", users=dict(self.passwords), registry=self.registry
+        )
         self.mosquitto.start()
         if not self.influx_url:
             self.influxdb = InfluxDB(workdir=self.dir / "influxdb")

@@ -22,6 +22,7 @@ from city import Registry
 from cloud.influx import InfluxHTTP, ident
 from cloud.ingest import Ingester, IngestSettings
 from contract import KIND_FIELDS, Batch, Channel, Reading, SensorKind, encode, topics
+from pantau.broker_identity import SERVICE_ACCOUNTS, ServiceRole
 from pantau.services import InfluxDB, Mosquitto
 
 #: (sensor, observation ms, seq, values in KIND_FIELDS order): one reading, as stored.
@@ -48,15 +49,19 @@ def settings_for(
     mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **over: Any
 ) -> IngestSettings:
     """Ingester settings for the test broker and InfluxDB, with fast windows; ``over``
-    replaces any field."""
+    replaces any field. A ``mqtt_client_id`` of its own makes a scale-out member: the broker
+    binds every account to one client id, so it gets its own ingester account of that name."""
     fields: dict[str, Any] = {
         "mqtt_url": mosquitto.url,
         "influx_url": influxdb.url,
         "influx_db": "pantau",
         "dead_letter_dir": tmp_path / "dead",
         "flush_interval_s": 0.05,
-        "mqtt_client_id": "pantau-ingest-test",
     }
+    member = over.get("mqtt_client_id")
+    if member is not None and member != SERVICE_ACCOUNTS["pantau-ingest"].client_id:
+        mosquitto.add_user(member, f"{member}-pw", role="pantau-ingest")
+        fields |= {"mqtt_username": member, "mqtt_password": f"{member}-pw"}
     return IngestSettings.model_validate({**fields, **over})
 
 
@@ -83,12 +88,13 @@ def ingester_thread(settings: IngestSettings, city: Registry) -> Iterator[Ingest
 
 
 @contextmanager
-def publisher(broker: Mosquitto, gateway: str) -> Iterator[mqtt.Client]:
-    """A connected MQTT v5 client with ``gateway``'s own account (created on the broker)."""
-    broker.add_user(gateway, f"{gateway}-pw")
+def publisher(broker: Mosquitto, gateway: str, *, site: str | None = None) -> Iterator[mqtt.Client]:
+    """A connected MQTT v5 client with ``gateway``'s own account (created on the broker, for
+    its registry site unless ``site`` says otherwise) and its own id as client id."""
+    broker.add_user(gateway, f"{gateway}-pw", site=site)
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"pub-{gateway}",
+        client_id=gateway,
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set(gateway, f"{gateway}-pw")
@@ -204,13 +210,19 @@ class Publisher:
     message, retrying through disconnects (a broker restart): at least once, like a gateway's
     spool. A retried message may arrive twice; the ingester stores it once."""
 
-    def __init__(self, broker: Mosquitto, gateways: list[str]) -> None:
+    def __init__(
+        self, broker: Mosquitto, gateways: list[str], *, role: ServiceRole | None = None
+    ) -> None:
         self.clients: dict[str, mqtt.Client] = {}
         for gw in gateways:
-            broker.add_user(gw, f"{gw}-pw")
+            if role is None:
+                # It publishes batches, so even a direct device gets a gateway's channels here.
+                broker.add_user(gw, f"{gw}-pw", kind="gateway")
+            else:
+                broker.add_user(gw, f"{gw}-pw", role=role)
             client = mqtt.Client(
                 callback_api_version=CallbackAPIVersion.VERSION2,
-                client_id=f"test-pub-{gw}",
+                client_id=gw,
                 protocol=MQTTProtocolVersion.MQTTv5,
             )
             client.username_pw_set(gw, f"{gw}-pw")
@@ -243,9 +255,13 @@ class Publisher:
 
 
 @contextmanager
-def publishing(broker: Mosquitto, gateways: list[str]) -> Iterator[Publisher]:
-    """A :class:`Publisher`, closed on exit."""
-    pub = Publisher(broker, gateways)
+def publishing(
+    broker: Mosquitto, gateways: list[str], *, role: ServiceRole | None = None
+) -> Iterator[Publisher]:
+    """A :class:`Publisher`, closed on exit. ``role`` publishes with a service role's rights
+    instead of each device's own (e.g. ``pantau-replay``: any device's data topics), to test
+    what the ingester does with messages the broker would keep from a device."""
+    pub = Publisher(broker, gateways, role=role)
     try:
         for gw, client in pub.clients.items():
             wait_for(client.is_connected, f"{gw} connected")

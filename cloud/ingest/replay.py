@@ -11,7 +11,6 @@ same payload and reason is not stored twice (cloud/ingest/deadletter.py).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> int:
     the broker accepted. Raises :class:`ReplayError` if it refuses any."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"pantau-replay-{os.getpid()}",
+        client_id=broker.username,  # the broker binds each account to one client id
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set(broker.username, broker.password.get_secret_value())

@@ -65,7 +65,8 @@ class MqttBus(Bus):
     def _connect(self) -> mqtt.Client | None:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{self.gateway}-fwsim",
+            # The broker binds a device's account to its own id as client id.
+            client_id=self.gateway,
             protocol=mqtt.MQTTv311,
         )
         client.username_pw_set(self.gateway, self._password)

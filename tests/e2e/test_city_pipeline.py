@@ -187,6 +187,8 @@ def _mosquitto_pub(stack: LocalStack, payload: str) -> None:
             str(stack.mosquitto.port),
             "-u",
             "kiosk-candisari",
+            "-i",
+            "kiosk-candisari",
             "-P",
             stack.passwords["kiosk-candisari"],
             "-q",

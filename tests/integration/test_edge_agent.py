@@ -78,7 +78,9 @@ class Watcher:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
-        self.client.username_pw_set("pantau-ops", "pantau-ops-secret")
+        # The broker binds every account to one client id: each watcher is an ops account.
+        broker.add_user(client_id, "watcher-pw", role="pantau-ops")
+        self.client.username_pw_set(client_id, "watcher-pw")
         # paho accepts float delays; its annotation says int.
         self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
@@ -131,7 +133,7 @@ class Watcher:
 def make_settings(
     broker: Mosquitto, tmp_path: Path, ports: dict[str, str], **kw: Any
 ) -> EdgeSettings:
-    broker.add_user(GW, PASSWORD)
+    broker.add_user(GW, PASSWORD, site=SITE)
     values: dict[str, Any] = {
         "gateway_id": GW,
         "site_id": SITE,
@@ -432,7 +434,7 @@ def test_each_command_gets_an_ack_and_bad_commands_get_error_acks(
         "reconnect_base_s": 0.05,
     }
     config.write_text(orjson.dumps(base).decode())  # JSON is YAML
-    mosquitto.add_user(GW, PASSWORD)
+    mosquitto.add_user(GW, PASSWORD, site=SITE)
     agent = EdgeAgent(settings=load_settings(config), config_file=config)
     with Watcher(mosquitto) as watcher, running(agent):
         wait_for(lambda: len(watcher.statuses()) > 0, "online status")
@@ -491,7 +493,7 @@ def test_each_command_gets_an_ack_and_bad_commands_get_error_acks(
 
 
 def agent_env(broker: Mosquitto, tmp_path: Path, port: str) -> dict[str, str]:
-    broker.add_user(GW, PASSWORD)
+    broker.add_user(GW, PASSWORD, site=SITE)
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PANTAU_")}
     env.update(
         PANTAU_GATEWAY_ID=GW,

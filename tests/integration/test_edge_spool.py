@@ -102,7 +102,9 @@ class Recorder:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
-        self.client.username_pw_set("pantau-ops", "pantau-ops-secret")
+        # The broker binds every account to one client id: the recorder is an ops account.
+        broker.add_user(client_id, "recorder-pw", role="pantau-ops")
+        self.client.username_pw_set(client_id, "recorder-pw")
         self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # floats work
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

@@ -135,7 +135,7 @@ def test_models_lists_one_model_per_kind() -> None:
 def test_a_direct_kiosk_publishes_single_readings(mosquitto: Mosquitto, city: Registry) -> None:
     mosquitto.add_user("kiosk-candisari", "kiosk-pw")
     received: list[dict[str, Any]] = []
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-sub")
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pantau-ops")
     sub.username_pw_set("pantau-ops", "pantau-ops-secret")
     sub.on_message = lambda c, u, m: received.append(load_json(bytes(m.payload)))
     host, port = mosquitto.url.removeprefix("mqtt://").split(":")

@@ -279,13 +279,18 @@ def test_a_message_that_kills_the_process_is_quarantined_after_3_attempts(
     )
     dead_dir = tmp_path / "dead"
     port = free_port()
+    member = "pantau-ingest-crashloop"
+    mosquitto.add_user(member, f"{member}-pw", role="pantau-ingest")
     env = {
         **os.environ,
         "PANTAU_MQTT_URL": mosquitto.url,
         "PANTAU_INFLUX_URL": influxdb.url,
         "PANTAU_DEAD_LETTER_DIR": str(dead_dir),
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
-        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-crashloop",
+        # The broker binds each account to one client id: a member account of its own.
+        "PANTAU_MQTT_USERNAME": member,
+        "PANTAU_MQTT_PASSWORD": f"{member}-pw",
+        "PANTAU_MQTT_CLIENT_ID": member,
         "PANTAU_METRICS_PORT": str(port),
         "PANTAU_TEST_CRASH_MARKER": marker,
     }

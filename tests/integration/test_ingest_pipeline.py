@@ -121,7 +121,7 @@ def test_valid_data_is_stored_and_each_bad_input_is_dead_lettered_once(
     with (
         ingester_thread(settings, city) as ing,
         publisher(mosquitto, "gw-kariadi") as kariadi,
-        publisher(mosquitto, "gw-ghost") as ghost,
+        publisher(mosquitto, "gw-ghost", site="rs-kariadi") as ghost,
         publisher(mosquitto, "kiosk-candisari") as kiosk,
     ):
         publish(kariadi, KARIADI, good)
@@ -223,7 +223,7 @@ def test_messages_are_acked_only_after_storage_and_state_survives_restart(
         "PANTAU_INFLUX_URL": influxdb.url,
         "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
-        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-restart",
+        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
         "PANTAU_METRICS_PORT": str(port),
     }
     log = tmp_path / "ingest.log"

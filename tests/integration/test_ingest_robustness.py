@@ -96,11 +96,16 @@ def ingest_process(
         "PANTAU_INFLUX_URL": influxdb.url,
         "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
-        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-robust",
+        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
         "PANTAU_METRICS_PORT": str(free_port()),
         "PANTAU_STORE_RAW": "true",
         **extra,
     }
+    member = env["PANTAU_MQTT_CLIENT_ID"]
+    if member != "pantau-ingest-1" and "PANTAU_MQTT_USERNAME" not in extra:
+        # The broker binds each account to one client id: a member account of its own.
+        mosquitto.add_user(member, f"{member}-pw", role="pantau-ingest")
+        env |= {"PANTAU_MQTT_USERNAME": member, "PANTAU_MQTT_PASSWORD": f"{member}-pw"}
     proc = IngestProcess(env, tmp_path / "ingest.log")
     proc.start()
     try:

@@ -252,10 +252,12 @@ def test_only_the_ingester_account_may_publish_state_deltas(mosquitto: Mosquitto
     """A gateway must not be able to forge the state the members merge; members can publish
     deltas, receive each other's, and join the shared subscription."""
     topic = topics.ingest_state("pantau-ingest")
-    mosquitto.add_user("gw-a", "gw-a-pw")
+    mosquitto.add_user("gw-a", "gw-a-pw", site="rs-a")
+    # Each member has its own account, bound to its own client id, with the ingester's role.
+    mosquitto.add_user("pantau-ingest-2", "member-2-pw", role="pantau-ingest")
     with (
-        Peer(mosquitto, "pantau-ingest", "pantau-ingest-secret") as member_a,
-        Peer(mosquitto, "pantau-ingest", "pantau-ingest-secret") as member_b,
+        Peer(mosquitto, "pantau-ingest", "pantau-ingest-secret", "pantau-ingest-1") as member_a,
+        Peer(mosquitto, "pantau-ingest-2", "member-2-pw") as member_b,
         Peer(mosquitto, "gw-a", "gw-a-pw") as gw,
     ):
         assert member_b.subscribe(topic) == [1]

@@ -160,7 +160,6 @@ def test_the_demo_citys_series_count_is_the_budget_formulas(
             "influx_url": influxdb.url,
             "dead_letter_dir": tmp_path / "dead",
             "flush_interval_s": 0.05,
-            "mqtt_client_id": "ingest-budget",
             "store_raw": True,
         }
     )

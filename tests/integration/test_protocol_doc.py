@@ -79,7 +79,8 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
     user, client_id, topic, payload = (
         argv[argv.index(flag) + 1] for flag in ("-u", "-i", "-t", "-m")
     )
-    assert client_id == user  # a device's client id is its own id
+    # The broker refuses a device account any client id but the device's own.
+    assert client_id == user
     # The example is for the demo city's direct kiosk, and its message is valid there.
     parsed = topics.parse(topic)
     assert parsed.channel is contract.Channel.READING
@@ -96,7 +97,7 @@ def test_the_mosquitto_pub_example_delivers_a_valid_reading(
         received.append((msg.topic, bytes(msg.payload)))
         arrived.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="doc-test-ingest")
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pantau-ingest-1")
     sub.username_pw_set("pantau-ingest", "pantau-ingest-secret")
     sub.on_message = on_message
     sub.on_subscribe = lambda *_: subscribed.set()

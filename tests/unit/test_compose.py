@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from city import load_registry
+from pantau.broker_identity import SERVICE_ACCOUNTS
 from pantau.paths import COMPOSE_FILE, GRAFANA_DIR, MOSQUITTO_DIR, ROOT
 
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
@@ -130,12 +131,39 @@ def test_every_secret_is_required_from_env_and_listed_in_env_example() -> None:
 
 def test_the_broker_mounts_the_policy_folder_the_tests_use() -> None:
     binds = _binds(SERVICES["mosquitto"])
-    assert binds == {"./mosquitto": "/mosquitto/config"}
+    assert binds == {
+        "./mosquitto": "/mosquitto/config",
+        "./mosquitto/identity": "/mosquitto/identity",
+    }
     assert (ROOT / "mosquitto").resolve() == MOSQUITTO_DIR.resolve()
+    # Policy read-only; the identity folder writable (the plugin saves every change there).
+    assert "./mosquitto:/mosquitto/config:ro" in SERVICES["mosquitto"]["volumes"]
+    assert "./mosquitto/identity:/mosquitto/identity" in SERVICES["mosquitto"]["volumes"]
     conf = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
-    assert "acl_file /mosquitto/config/acl" in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf  # the eclipse image's path
+    assert "plugin_opt_config_file /mosquitto/identity/dynamic-security.json" in conf
     assert "include_dir /mosquitto/config/conf.d" in conf
     assert "listener 1883" in conf
+    # No second, file-based identity source beside the plugin.
+    assert "password_file" not in conf
+    assert "acl_file" not in conf
+    # The generated identity state is a secret: never committed.
+    ignore = (MOSQUITTO_DIR / "identity" / ".gitignore").read_text().split()
+    assert ignore == ["*", "!.gitignore"]
+
+
+def test_every_mqtt_client_uses_the_client_id_its_account_is_bound_to() -> None:
+    """The broker refuses an account any client id but its own (docs/adr/0010)."""
+    ingest = SERVICES["ingest"]["environment"]
+    assert ingest["PANTAU_MQTT_USERNAME"] == "pantau-ingest"
+    assert ingest["PANTAU_MQTT_CLIENT_ID"] == SERVICE_ACCOUNTS["pantau-ingest"].client_id
+    edge = SERVICES["edge"]["environment"]
+    assert (
+        edge["PANTAU_MQTT_USERNAME"] == edge["PANTAU_MQTT_CLIENT_ID"] == edge["PANTAU_GATEWAY_ID"]
+    )
+    health = SERVICES["mosquitto"]["healthcheck"]["test"][1]
+    account = SERVICE_ACCOUNTS["pantau-health"]
+    assert f"-u {account.username} -i {account.client_id} " in health
 
 
 def test_grafana_mounts_the_tested_provisioning_folders() -> None:

@@ -61,7 +61,7 @@ def test_env_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.mode == "development"
     assert settings.serial_ports == {"bus0": "/dev/ttyUSB0"}
     assert settings.username == "gw-kariadi"
-    assert settings.client_id == "pantau-gw-gw-kariadi"
+    assert settings.client_id == "gw-kariadi"
     assert (settings.mqtt_host, settings.mqtt_port, settings.mqtt_tls) == (
         "broker.example.go.id",
         8883,
