@@ -23,9 +23,13 @@ import httpx
 
 from city import Registry, load_registry
 from contract.errors import PantauError
+from pantau.lifecycle import child_preexec, claim, remove_stale
 from pantau.services import InfluxDB, Mosquitto, free_port
 
 log = logging.getLogger(__name__)
+
+#: Temp dirs of demos (``pantau demo`` without ``--workdir``) start with this.
+DEMO_DIR_PREFIX = "pantau-demo-"
 
 
 class StackError(PantauError):
@@ -110,7 +114,10 @@ class LocalStack:
         """Start every part, in dependency order, and wait until the API answers."""
         self.registry = load_registry(self.city_file)
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="pantau-demo-"))
+            # Dirs of demos that died without cleaning up (SIGKILL): their owner is gone.
+            remove_stale(Path(tempfile.gettempdir()), DEMO_DIR_PREFIX)
+            self.workdir = Path(tempfile.mkdtemp(prefix=DEMO_DIR_PREFIX))
+            claim(self.workdir)
             self._own_workdir = True
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         for user in ("pantau-ingest", "pantau-api", "pantau-ops", *self.registry.gateways):
@@ -141,6 +148,8 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, not each child
+                # ...but a demo killed outright takes its children with it (lifecycle.py).
+                preexec_fn=child_preexec(),  # noqa: PLW1509 - only prctl
             )
         child = Child(name=name, proc=proc, log_path=log_path)
         self.children.append(child)
