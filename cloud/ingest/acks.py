@@ -13,9 +13,12 @@ same blocked thread.
 So the consumer never waits. It publishes the delta, parks the window's messages here with the
 publications they wait for, and goes on taking windows (which is what unblocks the network
 thread). Between windows it calls :meth:`PendingAcks.settle`, which hands back, in order, the
-windows whose deltas the broker has acknowledged. A delta the broker has not acknowledged after
-``timeout_s`` is a lost connection (:meth:`overdue`): the member says so and reconnects, and the
-parked windows, never acknowledged, are redelivered.
+windows whose deltas the broker has acknowledged. The PUBACK legitimately waits behind every
+PUBLISH the broker wrote before it, however many (Mosquitto may send a group member far more
+than its Receive Maximum), so the wait alone proves nothing. A delta is given up
+(:meth:`overdue`) only when it has waited ``timeout_s`` *and* the broker has sent nothing for
+``timeout_s``: then the connection is dead, the member says so and reconnects, and the parked
+windows, never acknowledged, are redelivered.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 M = TypeVar("M")
+
+
+class Ack(NamedTuple):
+    """What acknowledging a message needs, without its payload: parked windows must not hold
+    payload bytes that ``held_max_bytes`` no longer counts."""
+
+    mid: int
+    qos: int
+    #: the MQTT connection that delivered the message (acks go only to that one)
+    generation: int
 
 
 class Publication(Protocol):
@@ -69,9 +82,15 @@ class PendingAcks(Generic[M]):
             out.extend(self._parked.popleft().messages)
         return out
 
-    def overdue(self) -> bool:
-        """True if the oldest parked publication has waited longer than ``timeout_s``."""
-        return bool(self._parked) and self._clock() - self._parked[0].since > self._timeout_s
+    def overdue(self, *, last_heard: float) -> bool:
+        """True if the oldest parked publication has waited longer than ``timeout_s`` and the
+        broker has sent nothing since ``last_heard`` (same clock) for as long."""
+        now = self._clock()
+        return (
+            bool(self._parked)
+            and now - self._parked[0].since > self._timeout_s
+            and now - last_heard > self._timeout_s
+        )
 
     def drop(self) -> int:
         """Forget everything parked (the connection is gone: those messages will be

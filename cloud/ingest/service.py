@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,7 @@ from prometheus_client import start_http_server
 
 from city import Registry, load_registry
 from cloud.influx import InfluxHTTP, latest_query
-from cloud.ingest.acks import PendingAcks
+from cloud.ingest.acks import Ack, PendingAcks
 from cloud.ingest.aggregate import (
     NO_TIME,
     ReadingHistory,
@@ -217,7 +217,9 @@ class Ingester:
         #: set once subscribed in a group: tell the group our whole state and ask for theirs
         self._hello_due = threading.Event()
         #: windows stored and waiting for the broker to take their state delta (acks.py)
-        self._pending: PendingAcks[Message] = PendingAcks(timeout_s=_DELTA_PUBLISH_TIMEOUT_S)
+        self._pending: PendingAcks[Ack] = PendingAcks(timeout_s=_DELTA_PUBLISH_TIMEOUT_S)
+        #: monotonic time of the last message from the broker (network thread)
+        self._last_heard = time.monotonic()
         #: monotonic time by which a stopping run() gives up what it has not finished
         self._stop_deadline = float("inf")
 
@@ -429,6 +431,8 @@ class Ingester:
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
         self.metrics.received()
+        # Read by _settle: a broker that still sends is alive, however late our PUBACK is.
+        self._last_heard = time.monotonic()
         size = len(msg.payload)
         with self._held_cond:
             # Past the byte budget, wait for the consumer to finish a window (it always
@@ -686,7 +690,7 @@ class Ingester:
             return
         self._park(self._publish_state(), window)
 
-    def _ack_messages(self, window: list[Message]) -> None:
+    def _ack_messages(self, window: Sequence[Message | Ack]) -> None:
         self.metrics.released(len(window))
         client = self._client
         for msg in window:
@@ -701,7 +705,7 @@ class Ingester:
         if infos is None:
             self.metrics.released(len(msgs))
             return
-        self._pending.park(infos, msgs)
+        self._pending.park(infos, [Ack(m.mid, m.qos, m.generation) for m in msgs])
         self._settle()
 
     def _settle(self) -> None:
@@ -717,10 +721,10 @@ class Ingester:
             return
         if done:
             self._ack_messages(done)
-        if self._pending.overdue():
+        if self._pending.overdue(last_heard=self._last_heard):
             log.error(
-                "state delta not acknowledged by the broker within %.0f s; reconnecting "
-                "(%d unacknowledged windows will be redelivered)",
+                "state delta not acknowledged, and nothing received from the broker, for "
+                "%.0f s; reconnecting (%d unacknowledged windows will be redelivered)",
                 _DELTA_PUBLISH_TIMEOUT_S,
                 len(self._pending),
             )

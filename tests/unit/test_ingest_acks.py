@@ -55,15 +55,18 @@ def test_a_window_split_over_several_deltas_waits_for_all_of_them() -> None:
     assert pending.settle() == [7]
 
 
-def test_a_delta_not_acknowledged_within_the_timeout_is_overdue() -> None:
+def test_a_delta_is_overdue_only_after_the_timeout_with_a_silent_broker() -> None:
     clock = Clock()
     pending: PendingAcks[int] = PendingAcks(timeout_s=10, clock=clock)
-    assert not pending.overdue()
+    assert not pending.overdue(last_heard=0.0)
     pending.park([Pub()], [1])
+    heard = clock.now
     clock.now += 10
-    assert not pending.overdue()
+    assert not pending.overdue(last_heard=heard)
     clock.now += 0.5
-    assert pending.overdue()
+    assert pending.overdue(last_heard=heard)
+    # Still receiving (the PUBACK is queued behind those messages): not overdue.
+    assert not pending.overdue(last_heard=clock.now - 1)
 
 
 def test_dropping_forgets_every_parked_message_unacknowledged() -> None:
@@ -72,7 +75,7 @@ def test_dropping_forgets_every_parked_message_unacknowledged() -> None:
     pending.park([], [4])
     assert pending.drop() == 4
     assert pending.settle() == []
-    assert not pending.overdue()
+    assert not pending.overdue(last_heard=0.0)
 
 
 def test_a_failed_publication_raises_like_paho() -> None:
