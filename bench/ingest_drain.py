@@ -251,9 +251,13 @@ def _result(
 def report(results: list[Result], args: argparse.Namespace) -> list[str]:
     """The table, and each case's rate as a share of the baseline's."""
     base = next((r.rate for r in results if r.name.startswith("paho")), None)
-    what = "single readings" if args.channel == "reading" else f"{args.channel} batches"
+    what = (
+        "single readings"
+        if args.channel == "reading"
+        else f"{args.channel} batches of {args.batch} readings"
+    )
     lines = [
-        f"backlog: {args.messages} {what} (batch {args.batch}), "
+        f"backlog: {args.messages} {what}, "
         f"{args.gateways} gateways x {args.sensors_per_gateway} sensors",
         f"{'consumer':<24} {'stored/sent':>17} {'in InfluxDB':>12} {'empty after':>12} "
         f"{'readings/s':>11} {'vs baseline':>11}",
