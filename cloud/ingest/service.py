@@ -92,8 +92,9 @@ _BACKOFF_BASE_S = 0.2
 _BACKOFF_CAP_S = 30.0
 
 
-#: How long a member lets the broker take to acknowledge its state delta before it treats
-#: the connection as lost (the windows waiting for it are not acknowledged and come back).
+#: A state delta not acknowledged for this long, while the broker has sent nothing for as
+#: long, means the connection is lost (the windows waiting for it are not acknowledged and
+#: come back). A long wait alone is not: the PUBACK queues behind the backlog (acks.py).
 _DELTA_PUBLISH_TIMEOUT_S = 10.0
 #: How often the consumer looks for acknowledged deltas while it has nothing else to do.
 _SETTLE_POLL_S = 0.01
@@ -456,8 +457,8 @@ class Ingester:
             qos=msg.qos,
             generation=gen,
         )
-        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0 does, to a
-        # session resumed with a backlog; ADR 0006): last-resort backpressure, which the
+        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 did, to
+        # group members resuming a backlog; ADR 0006): last-resort backpressure, which the
         # consumer always relieves because it never waits for this thread.
         while True:
             try:
