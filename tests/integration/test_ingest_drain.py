@@ -126,7 +126,7 @@ def unacked(m: Member) -> float:
 
 @pytest.mark.parametrize(
     ("channel", "messages"),
-    [("reading", 20_000), ("json", 1_000)],
+    [("reading", 10_000), ("json", 400)],
     ids=["single-readings", "json-batches"],
 )
 def test_two_members_drain_a_backlog_to_exactly_what_was_sent_with_a_lone_ingesters_rollups(
@@ -165,7 +165,7 @@ def test_a_member_killed_mid_backlog_loses_nothing_the_other_and_its_restart_sto
     members = [province.member(i, db="two") for i in (0, 1)]
     start(members, processes)
     stop(members)
-    sent = province.fill(channel="reading", messages=20_000)
+    sent = province.fill(channel="reading", messages=10_000)
 
     start(members, processes)
     wait_for(lambda: members[0].metrics().get("pantau_ingest_readings_stored_total", 0) > 0,
@@ -191,7 +191,7 @@ def test_sigterm_mid_backlog_every_member_exits_within_the_bound_and_a_restart_l
     members = [province.member(i, db="two") for i in (0, 1)]
     start(members, processes)
     stop(members)
-    sent = province.fill(channel="reading", messages=20_000)
+    sent = province.fill(channel="reading", messages=10_000)
 
     start(members, processes)
     wait_for(lambda: stored(members) > 0, "the members to start storing", 60)
