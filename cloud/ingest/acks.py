@@ -14,11 +14,11 @@ So the consumer never waits. It publishes the delta, parks the window's messages
 publications they wait for, and goes on taking windows (which is what unblocks the network
 thread). Between windows it calls :meth:`PendingAcks.settle`, which hands back, in order, the
 windows whose deltas the broker has acknowledged. The PUBACK legitimately waits behind every
-PUBLISH the broker wrote before it, however many (Mosquitto may send a group member far more
-than its Receive Maximum), so the wait alone proves nothing. A delta is given up
-(:meth:`overdue`) only when it has waited ``timeout_s`` *and* the broker has sent nothing for
-``timeout_s``: then the connection is dead, the member says so and reconnects, and the parked
-windows, never acknowledged, are redelivered.
+PUBLISH the broker wrote before it, however many (Mosquitto 2.0.11 sends a whole Receive
+Maximum more per PUBACK while a backlog is queued), so the wait alone proves nothing. A delta
+is given up (:meth:`overdue`) only when it has waited ``timeout_s`` *and* the broker has sent
+nothing for ``timeout_s``: then the connection is dead, the member says so and reconnects, and
+the parked windows, never acknowledged, are redelivered.
 """
 
 from __future__ import annotations

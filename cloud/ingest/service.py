@@ -457,9 +457,9 @@ class Ingester:
             qos=msg.qos,
             generation=gen,
         )
-        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 did, to
-        # group members resuming a backlog; ADR 0006): last-resort backpressure, which the
-        # consumer always relieves because it never waits for this thread.
+        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 sends a
+        # whole Receive Maximum more per PUBACK while a backlog is queued; ADR 0006):
+        # last-resort backpressure, which the consumer always relieves, never waiting for us.
         while True:
             try:
                 self._queue.put(message, timeout=0.5)
