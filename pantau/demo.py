@@ -78,21 +78,21 @@ def demo(
             stack.stop()
             console.print(f"[red]demo failed to start:[/] {exc}")
             raise typer.Exit(1) from None
-    console.print(
-        f"[bold]Pantau demo[/] — {stack.registry.city.name}\n"
-        f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)\n"
-        f"  MQTT       {stack.mqtt_url}\n"
-        f"  InfluxDB   {stack.influx}  (database pantau)\n"
-        f"  data, logs {stack.dir}\n"
-        f"  devices    {stack.device_access_path}  (passwords, addresses: docs/protocol.md)\n"
-        + "".join(
-            f"  left out   {gw}: attach yours (see that file)\n" for gw in sorted(stack.without)
-        )
-        + "Ctrl-C to stop."
-    )
     deadline = None if duration is None else time.monotonic() + duration
     failed = None
     try:
+        console.print(
+            f"[bold]Pantau demo[/] — {stack.registry.city.name}\n"
+            f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+            f"  MQTT       {stack.mqtt_url}\n"
+            f"  InfluxDB   {stack.influx}  (database pantau)\n"
+            f"  data, logs {stack.dir}\n"
+            f"  devices    {stack.device_access_path}  (passwords, addresses: docs/protocol.md)\n"
+            + "".join(
+                f"  left out   {gw}: attach yours (see that file)\n" for gw in sorted(stack.without)
+            )
+            + "Ctrl-C to stop."
+        )
         with (
             httpx.Client(base_url=stack.api_url, timeout=2.0) as api,
             Live(console=console, refresh_per_second=1, transient=False) as live,
@@ -103,9 +103,14 @@ def demo(
                 time.sleep(1.0)
     except StackError as exc:
         failed = exc
+    except OSError:
+        # The terminal went away under the live view (SIGHUP): stop quietly below.
+        if signal.SIGHUP not in stop:
+            raise
     finally:
-        with console.status("stopping every process..."):
-            stack.stop()
+        _stop_stack(stack, hung_up=signal.SIGHUP in stop)
+    if signal.SIGHUP in stop:
+        return  # nobody is left to read a message
     if failed is not None:
         console.print(f"[red]a part of the demo died:[/] {failed}")
         raise typer.Exit(1)
@@ -113,15 +118,27 @@ def demo(
 
 
 def _stop_on_signals() -> list[int]:
-    """A list that becomes non-empty on SIGINT/SIGTERM, so the loop ends and cleanup runs."""
+    """A list that becomes non-empty on SIGINT/SIGTERM/SIGHUP, so the loop ends and cleanup
+    runs. SIGHUP is a closed terminal (an SSH drop, a closed tmux window): the children live in
+    sessions of their own and would not hear of it, so it must stop them like SIGTERM."""
     received: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
     return received
+
+
+def _stop_stack(stack: LocalStack, *, hung_up: bool) -> None:
+    """Stop every process and remove the temp data; without a terminal, without a spinner
+    (writing to a hung-up terminal fails, and must not skip the cleanup)."""
+    if hung_up:
+        stack.stop()
+        return
+    with console.status("stopping every process..."):
+        stack.stop()
 
 
 def _get(api: httpx.Client, path: str, **params: str) -> Any:

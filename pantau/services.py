@@ -36,6 +36,7 @@ from pantau.broker_identity import (
     write_document,
 )
 from pantau.dynsec import DynsecControl
+from pantau.lifecycle import child_preexec
 from pantau.paths import MOSQUITTO_DIR
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,14 @@ class _Managed:
     def _spawn(self, argv: list[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as logf:
+            # Own session (a Ctrl-C is for the parent, which stops us in order), but we die
+            # with the parent even when it cannot stop us (pantau/lifecycle.py).
             self.proc = subprocess.Popen(
-                argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=child_preexec(),  # noqa: PLW1509 - only prctl, see lifecycle.py
             )
 
     def _wait_until(self, ready: Callable[[], bool], what: str, timeout: float) -> None:

@@ -25,9 +25,13 @@ from city import Registry, load_registry
 from contract.errors import PantauError
 from pantau.broker_identity import SERVICE_USERS
 from pantau.device_access import device_access
+from pantau.lifecycle import child_preexec, claim, remove_stale
 from pantau.services import InfluxDB, Mosquitto, free_port
 
 log = logging.getLogger(__name__)
+
+#: Temp dirs of demos (``pantau demo`` without ``--workdir``) start with this.
+DEMO_DIR_PREFIX = "pantau-demo-"
 
 
 class StackError(PantauError):
@@ -123,7 +127,10 @@ class LocalStack:
                 f" (gateways: {', '.join(sorted(self.registry.gateways))})"
             )
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="pantau-demo-"))
+            # Dirs of demos that died without cleaning up (SIGKILL): their owner is gone.
+            remove_stale(Path(tempfile.gettempdir()), DEMO_DIR_PREFIX)
+            self.workdir = Path(tempfile.mkdtemp(prefix=DEMO_DIR_PREFIX))
+            claim(self.workdir)
             self._own_workdir = True
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         for user in (*SERVICE_USERS, *self.registry.gateways):
@@ -182,6 +189,8 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, not each child
+                # ...but a demo killed outright takes its children with it (lifecycle.py).
+                preexec_fn=child_preexec(),  # noqa: PLW1509 - only prctl
             )
         child = Child(name=name, proc=proc, log_path=log_path)
         self.children.append(child)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -57,8 +60,11 @@ def run(
     ingester = Ingester(settings=settings, registry=registry)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: flushing and stopping", signum)
+        log.info(
+            "signal %d: flushing and stopping (at most %.0f s)", signum, settings.shutdown_timeout_s
+        )
         ingester.stop()
+        _exit_at(time.monotonic() + settings.shutdown_timeout_s)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -67,6 +73,20 @@ def run(
     except Exception:  # the process's outermost loop: log with traceback, exit non-zero
         log.exception("ingester failed")
         raise typer.Exit(1) from None
+
+
+def _exit_at(deadline: float) -> None:
+    """Whatever the ingester is waiting for (a hung InfluxDB request, a broker that stopped
+    answering), end the process at ``deadline``. Nothing unstored was acknowledged, so the
+    broker redelivers what was in hand: exiting hard loses nothing."""
+
+    def watchdog() -> None:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        log.error("still stopping at the shutdown deadline: exiting now")
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=watchdog, name="shutdown-watchdog", daemon=True).start()
 
 
 @app.command("init-db")

@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ from prometheus_client import start_http_server
 
 from city import Registry, load_registry
 from cloud.influx import InfluxHTTP, latest_query
+from cloud.ingest.acks import Ack, PendingAcks
 from cloud.ingest.aggregate import (
     NO_TIME,
     ReadingHistory,
@@ -93,9 +94,14 @@ _BACKOFF_BASE_S = 0.2
 _BACKOFF_CAP_S = 30.0
 
 
-#: How long a member waits for the broker to take its state delta before it treats the
-#: connection as lost (the window is then not acknowledged and comes back).
+#: A state delta not acknowledged for this long, while the broker has sent nothing for as
+#: long, means the connection is lost (the windows waiting for it are not acknowledged and
+#: come back). A long wait alone is not: the PUBACK queues behind the backlog (acks.py).
 _DELTA_PUBLISH_TIMEOUT_S = 10.0
+#: How often the consumer looks for acknowledged deltas while it has nothing else to do.
+_SETTLE_POLL_S = 0.01
+#: After a stop, how long the network thread may take to see the DISCONNECT through.
+_DISCONNECT_WAIT_S = 1.0
 
 
 def now_ms() -> int:
@@ -213,9 +219,22 @@ class Ingester:
         self._digest = b""
         #: set once subscribed in a group: tell the group our whole state and ask for theirs
         self._hello_due = threading.Event()
+        #: windows stored and waiting for the broker to take their state delta (acks.py)
+        self._pending: PendingAcks[Ack] = PendingAcks(timeout_s=_DELTA_PUBLISH_TIMEOUT_S)
+        #: monotonic time of the last message from the broker (network thread)
+        self._last_heard = time.monotonic()
+        #: monotonic time by which a stopping run() gives up what it has not finished
+        self._stop_deadline = float("inf")
 
     def stop(self) -> None:
-        """Ask :meth:`run` to flush and return (safe from signal handlers and other threads)."""
+        """Ask :meth:`run` to return within ``shutdown_timeout_s`` (safe from signal handlers
+        and other threads): it finishes the window in hand, then stores and acknowledges what
+        it already received only while time is left; the rest is abandoned unacknowledged, so
+        the broker redelivers it."""
+        if not self._stop.is_set():
+            # Keep a margin for the DISCONNECT and for closing the InfluxDB client.
+            grace = max(0.0, self.settings.shutdown_timeout_s - 2 * _DISCONNECT_WAIT_S)
+            self._stop_deadline = time.monotonic() + grace
         self._stop.set()
 
     def _require_state(self) -> SensorState:
@@ -303,12 +322,15 @@ class Ingester:
                     attempt = 0
                 self._greet()
                 self._handle(self._collect())
-            # Flush what was received before the stop.
-            while True:
+                self._settle()
+            # Flush what was received before the stop, while the deadline allows.
+            while time.monotonic() < self._stop_deadline and not self._lost.is_set():
                 window = self._collect(wait=False)
                 if not window:
                     break
                 self._handle(window)
+                self._settle()
+            self._await_pending()
         except WriteAbortedError:
             log.warning(
                 "stopped while InfluxDB was unavailable; unacknowledged messages stay "
@@ -425,6 +447,8 @@ class Ingester:
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
         self.metrics.received()
+        # Read by _settle: a broker that still sends is alive, however late our PUBACK is.
+        self._last_heard = time.monotonic()
         size = len(msg.payload)
         with self._held_cond:
             # Past the byte budget, wait for the consumer to finish a window (it always
@@ -433,21 +457,39 @@ class Ingester:
             while (
                 self._held_bytes
                 and self._held_bytes + size > self.settings.held_max_bytes
-                and not self._stop.is_set()
+                and not self._abandoned(gen)
             ):
                 self._held_cond.wait(0.5)
+            if self._abandoned(gen):
+                self.metrics.released(1)
+                return
             self._held_bytes += size
-        # Blocks only if the broker ignores our Receive Maximum: last-resort backpressure.
-        self._queue.put(
-            Message(
-                topic=msg.topic,
-                payload=bytes(msg.payload),
-                received_ms=self._clock_ms(),
-                mid=msg.mid,
-                qos=msg.qos,
-                generation=gen,
-            )
+        message = Message(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            received_ms=self._clock_ms(),
+            mid=msg.mid,
+            qos=msg.qos,
+            generation=gen,
         )
+        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 sends a
+        # whole Receive Maximum more per PUBACK while a backlog is queued; ADR 0006):
+        # last-resort backpressure, which the consumer always relieves, never waiting for us.
+        while True:
+            try:
+                self._queue.put(message, timeout=0.5)
+            except queue.Full:
+                if self._abandoned(gen):
+                    self._release(size)
+                    self.metrics.released(1)
+                    return
+                continue
+            return
+
+    def _abandoned(self, gen: int) -> bool:
+        """A message of connection ``gen`` is no longer wanted: we are stopping, or that
+        connection is being torn down. It stays unacknowledged, so the broker redelivers it."""
+        return self._stop.is_set() or gen != self._gen
 
     def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
         if gen == self._gen:
@@ -461,10 +503,14 @@ class Ingester:
             return
         if graceful and not self._lost.is_set():
             client.disconnect()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not self._lost.is_set():
-                time.sleep(0.02)
+            self._lost.wait(_DISCONNECT_WAIT_S)
+        # Retire the connection first: a network thread waiting in _on_message for room then
+        # gives up (the message stays unacknowledged), so loop_stop's join cannot hang.
+        self._gen += 1
+        with self._held_cond:
+            self._held_cond.notify_all()
         client.loop_stop()
+        self.metrics.released(self._pending.drop())
 
     # ---- windows -----------------------------------------------------------------------
     def _collect(self, *, wait: bool = True) -> list[Message]:
@@ -480,10 +526,15 @@ class Ingester:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self._stop.is_set() and wait):
                     break
+                if self._pending:
+                    # Acks that wait for a delta's PUBACK free Receive Maximum slots: send
+                    # them as soon as the PUBACK is in, not when this window closes.
+                    self._settle()
+                    remaining = min(remaining, _SETTLE_POLL_S)
                 try:
                     msg = self._queue.get(timeout=remaining)
                 except queue.Empty:
-                    break
+                    continue
             window.append(msg)
             size += len(msg.payload)
         return window
@@ -679,15 +730,15 @@ class Ingester:
         self.metrics.late_buckets.inc(len(starts))
 
     def _ack(self, window: list[Message]) -> None:
-        """Acknowledge a stored window; in a group, first hand our state changes to the other
-        members, so a crash after the ack cannot leave them without those readings."""
-        if not self._publish_state():
-            # Connection lost: the window comes back on the next connection.
-            self.metrics.released(len(window))
+        """Acknowledge a stored window; in a group, only once the broker has taken the delta
+        that hands our state changes to the other members, so a crash after the ack cannot
+        leave them without those readings. That wait is not done here (acks.py says why)."""
+        if self._state_topic is None:
+            self._ack_messages(window)
             return
-        self._ack_messages(window)
+        self._park(self._publish_state(), window)
 
-    def _ack_messages(self, window: list[Message]) -> None:
+    def _ack_messages(self, window: Sequence[Message | Ack]) -> None:
         self.metrics.released(len(window))
         client = self._client
         for msg in window:
@@ -696,14 +747,59 @@ class Ingester:
             if client is not None and msg.generation == self._gen and msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
 
+    def _park(self, infos: list[mqtt.MQTTMessageInfo] | None, msgs: list[Message]) -> None:
+        """Acknowledge ``msgs`` once the broker has ``infos`` (None: they could not be
+        published, the connection is lost and ``msgs`` come back)."""
+        if infos is None:
+            self.metrics.released(len(msgs))
+            return
+        self._pending.park(infos, [Ack(m.mid, m.qos, m.generation) for m in msgs])
+        self._settle()
+
+    def _settle(self) -> None:
+        """Acknowledge the parked windows whose deltas the broker took; a delta it has not
+        taken in time (or a failed publication) is a lost connection: say so and reconnect."""
+        if not self._pending:
+            return
+        try:
+            done = self._pending.settle()
+        except (RuntimeError, ValueError) as exc:
+            log.warning("state delta not published (%s); reconnecting", exc)
+            self._lost.set()
+            return
+        if done:
+            self._ack_messages(done)
+        if self._pending.overdue(last_heard=self._last_heard):
+            log.error(
+                "state delta not acknowledged, and nothing received from the broker, for "
+                "%.0f s; reconnecting (%d unacknowledged windows will be redelivered)",
+                _DELTA_PUBLISH_TIMEOUT_S,
+                len(self._pending),
+            )
+            self._lost.set()
+
+    def _await_pending(self) -> None:
+        """Stopping: give the broker until the stop deadline to take our last deltas, so the
+        windows they carry are acknowledged; what is left is redelivered later."""
+        while self._pending and not self._lost.is_set():
+            if time.monotonic() >= self._stop_deadline:
+                log.warning(
+                    "stopping before the broker took our last state delta: %d windows stay "
+                    "unacknowledged and will be redelivered",
+                    len(self._pending),
+                )
+                return
+            self._settle()
+            time.sleep(_SETTLE_POLL_S)
+
     # ---- scale-out: state deltas between members (docs/adr/0006-ingester-scale-out.md) ----
-    def _publish_state(self) -> bool:
-        """Publish the sensors whose state the other members do not know yet and wait until
-        the broker has them; False if that failed (the connection is then treated as lost)."""
-        if self._state_topic is None or self._shared is None:
-            return True
+    def _publish_state(self) -> list[mqtt.MQTTMessageInfo] | None:
+        """Publish the sensors whose state the other members do not know yet; the
+        publications to wait for before acknowledging (None: not connected)."""
+        if self._shared is None:
+            return []
         changed = changed_sensors(self._require_state(), self._shared)
-        return self._send(changed) if len(changed) else True
+        return self._send(changed) if len(changed) else []
 
     def _greet(self) -> None:
         """After (re)subscribing: send our whole state with HELLO, so every member answers
@@ -712,32 +808,27 @@ class Ingester:
         if self._shared is None or not self._hello_due.is_set():
             return
         self._hello_due.clear()
-        self._send(np.flatnonzero(self._require_state().known), hello=True)
+        # Nothing waits for the HELLO to be acknowledged, but a broker that never takes it
+        # is a lost connection like any other (PendingAcks.overdue).
+        self._park(self._send(np.flatnonzero(self._require_state().known), hello=True), [])
 
-    def _send(self, sensors: npt.NDArray[np.intp], *, hello: bool = False) -> bool:
+    def _send(
+        self, sensors: npt.NDArray[np.intp], *, hello: bool = False
+    ) -> list[mqtt.MQTTMessageInfo] | None:
+        """Publish the state of ``sensors`` (QoS 1) without waiting for the broker; None if
+        there is no connection. The peers are taken to know it from now on: if the connection
+        is lost before the PUBACK, the HELLO after the reconnect resends our whole state."""
         state, shared, client = self._require_state(), self._shared, self._client
-        if client is None or shared is None or self._state_topic is None:
-            return False
+        if client is None or shared is None or self._state_topic is None or self._lost.is_set():
+            return None
         infos = [
             client.publish(self._state_topic, encode_state_delta(delta), qos=1)
             for delta in deltas_of(state, sensors, self._digest, hello=hello)
         ]
-        deadline = time.monotonic() + _DELTA_PUBLISH_TIMEOUT_S
-        try:
-            for info in infos:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            published = all(info.is_published() for info in infos)
-        except (RuntimeError, ValueError) as exc:
-            log.warning("state delta not published: %s", exc)
-            published = False
-        if not published:
-            log.warning("state delta not accepted by the broker in time; reconnecting")
-            self._lost.set()
-            return False
         mark_shared(shared, state, sensors)
         self.metrics.deltas_published.inc(len(infos))
         self.metrics.delta_sensors_published.inc(len(sensors))
-        return True
+        return infos
 
     def _merge_peers(self, msgs: list[Message]) -> None:
         """Merge the other members' state deltas (last writer wins), rewrite the rollups if
@@ -774,11 +865,10 @@ class Ingester:
                 self._write_rollups(self._clock_ms())
             # A member (re)joined: answer with everything we know before acking its HELLO,
             # so a crash here makes the broker deliver the HELLO again.
-            hello = any(d.hello for d in deltas)
-            if hello and not self._send(np.flatnonzero(state.known)):
-                self.metrics.released(len(msgs))
+            if any(d.hello for d in deltas):
+                self._park(self._send(np.flatnonzero(state.known)), msgs)
                 return
-        self._ack_messages(msgs)
+        self._park([], msgs)
 
     def _write_rollups(self, now: int) -> None:
         """Write every aggregate of the current state, stamped at the start of ``now``'s

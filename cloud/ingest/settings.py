@@ -96,6 +96,11 @@ class IngestSettings(BaseSettings):
     #: Address the metrics endpoint listens on: loopback unless the operator opens it (in a
     #: container, 0.0.0.0 for a scraper on another host); the counters describe every device.
     metrics_host: str = "127.0.0.1"
+    #: SIGTERM/SIGINT: the process exits within this many seconds. It finishes the window in
+    #: hand, stores and acknowledges what it already received while time is left, and leaves
+    #: the rest unacknowledged at the broker (redelivered on the next start); a watchdog ends
+    #: the process at this bound whatever it is waiting for. docs/adr/0006.
+    shutdown_timeout_s: float = Field(default=10.0, ge=3.0)
     #: How long raw readings and per-flush aggregates are kept (the default retention policy
     #: ``autogen``), and how long their downsampled copies (``downsampled``); InfluxQL
     #: durations, ``INF`` for ever. See docs/schema.md.

@@ -1,0 +1,196 @@
+"""A pre-filled backlog and ingester members as real processes: shared by the drain bench
+(``bench.ingest_drain``) and the scale-out tests (tests/integration/test_ingest_drain.py).
+
+A backlog is what an outage leaves: every member's persistent session exists (the members
+subscribed once, then stopped), and the gateways published while no member was running, so
+the broker holds the messages queued in those sessions. :func:`fill_backlog` publishes
+pre-encoded payloads (``bench.ingest_load`` templates) at QoS 1 and returns once the broker
+acknowledged every one, so the backlog is complete before a member starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.ingest_load import GatewayLoad, Publisher, templates_for, topic_for
+from pantau.services import Mosquitto
+
+#: Members' MQTT client ids are this plus their index.
+MEMBER_PREFIX = "drain-member-"
+
+
+def fill_backlog(
+    host: str, port: int, loads: list[GatewayLoad], *, channel: str, messages: int, batch: int
+) -> int:
+    """Publish ``messages`` messages (``channel``: ``reading``, ``json`` or ``binary``; batches
+    of ``batch`` readings) round-robin over ``loads``; return the readings sent once the broker
+    acknowledged every message. Observation times are the send time, seqs grow per gateway."""
+    pubs = [Publisher(host=host, port=port, load=ld, window=1000) for ld in loads]
+    tmpls = [templates_for(channel, ld, batch) for ld in loads]
+    topics_b = [topic_for(channel, ld).encode() for ld in loads]
+    for p in pubs:
+        p.connect()
+    readings = 0
+    try:
+        for n in range(messages):
+            i = n % len(pubs)
+            p = pubs[i]
+            while p.sent - p.acked >= p.window:
+                p.drain_acks(0.05)
+            k = n // len(pubs)
+            t = tmpls[i][k % len(tmpls[i])]
+            p.send(p.packet(topics_b[i], t.fill(time.time_ns() // 1_000_000, k)))
+            readings += t.readings
+        deadline = time.monotonic() + 60
+        while any(p.acked < p.sent for p in pubs):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the broker did not acknowledge the whole backlog in 60 s")
+            for p in pubs:
+                p.drain_acks(0.01)
+    finally:
+        for p in pubs:
+            p.close()
+    return readings
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A member's /metrics (``name{labels}`` -> value); empty while it does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+@dataclass(kw_only=True)
+class Member:
+    """One ``python -m cloud.ingest run`` process of a shared group, with its own client id,
+    metrics port and log file; ``env`` holds its ``PANTAU_*`` settings."""
+
+    index: int
+    env: dict[str, str]
+    metrics_port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self.env["PANTAU_MQTT_CLIENT_ID"]
+
+    def start(self) -> None:
+        """Start the process (its log is appended to, so restarts keep one history)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")} | self.env
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cloud.ingest", "run"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics now (empty if it does not answer)."""
+        return scrape(self.metrics_port)
+
+    def subscribed(self) -> bool:
+        """It answers /metrics and its subscriptions are granted."""
+        return self.metrics().get("pantau_ingest_subscribed") == 1.0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process."""
+        if self.proc is not None:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit code, or None if it is still running after ``timeout`` s."""
+        if self.proc is None:
+            return 0
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL and reap (a no-op once it has exited)."""
+        if self.alive():
+            self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def member(
+    index: int,
+    *,
+    mqtt_url: str,
+    password: str,
+    influx_url: str,
+    db: str,
+    city_file: Path,
+    workdir: Path,
+    metrics_port: int,
+    group: str | None = "pantau-ingest",
+    **settings: str,
+) -> Member:
+    """A member of ``group`` (None: a lone ingester) writing to ``db``; ``settings`` are more
+    ``PANTAU_*`` variables, by field name (``store_raw="false"``)."""
+    env = {
+        "PANTAU_MODE": "development",
+        "PANTAU_MQTT_URL": mqtt_url,
+        # The broker binds every account to one client id: each member logs in as its own
+        # account (see open_accounts).
+        "PANTAU_MQTT_USERNAME": f"{MEMBER_PREFIX}{index}",
+        "PANTAU_MQTT_PASSWORD": password,
+        "PANTAU_MQTT_CLIENT_ID": f"{MEMBER_PREFIX}{index}",
+        "PANTAU_INFLUX_URL": influx_url,
+        "PANTAU_INFLUX_DB": db,
+        "PANTAU_CITY_FILE": str(city_file),
+        "PANTAU_DEAD_LETTER_DIR": str(workdir / f"dead-{index}"),
+        "PANTAU_METRICS_PORT": str(metrics_port),
+    }
+    if group is not None:
+        env["PANTAU_MQTT_SHARED_GROUP"] = group
+    env |= {f"PANTAU_{k.upper()}": v for k, v in settings.items()}
+    return Member(
+        index=index, env=env, metrics_port=metrics_port, log_path=workdir / f"member-{index}.log"
+    )
+
+
+def stored(members: list[Member], *, raw: bool = True) -> int:
+    """Readings the members stored (raw) or folded into acknowledged state (aggregates-only),
+    from their counters; a member that does not answer counts 0."""
+    name = "pantau_ingest_readings_stored_total" if raw else "pantau_ingest_lag_seconds_count"
+    return int(sum(m.metrics().get(name, 0.0) for m in members))
+
+
+def open_accounts(
+    broker: Mosquitto, doc: dict[str, Any], password: dict[str, str], consumers: Iterable[str]
+) -> None:
+    """Broker accounts for a drain: every synthetic gateway publishes with the replay role
+    (any device's data topics: the backlog's channel varies by case, while a device account
+    holds only its own kind's channels), and every consumer client id gets an ingester account
+    of its own with the ``pantau-ingest`` password."""
+    for gw in doc["gateways"]:
+        broker.add_user(gw["id"], password[gw["id"]], role="pantau-replay")
+    for consumer in consumers:
+        broker.add_user(consumer, password["pantau-ingest"], role="pantau-ingest")
