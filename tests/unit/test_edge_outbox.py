@@ -22,7 +22,8 @@ from contract.backoff import backoff_delay
 from contract.errors import StorageError
 from contract.payload import ClockSource, Reading, SensorKind
 from edge.config import EdgeSettings, load_settings
-from edge.outbox import (
+from edge.reading import encode_readings
+from edge.spool import (
     FullPolicy,
     MemoryOutbox,
     Outbox,
@@ -130,7 +131,7 @@ def test_batches_keep_their_seq_until_every_reading_is_acked(
     assert box.take(limit=1) == pending[:1]
     assert box.take(limit=10, skip={first, second}) == []
     # A batch acked in part (only its first reading) is re-sent with only what is missing.
-    first_part = PendingBatch(first, pending[0].ids[:1], pending[0].readings[:1], T0)
+    first_part = PendingBatch(first, pending[0].ids[:1], encode_readings([reading(0)]), T0)
     assert box.mark_acked(first_part) == 1
     again = box.take(limit=10)
     assert [(b.seq, b.readings) for b in again] == [(first, (reading(1),)), (second, (reading(2),))]
