@@ -43,7 +43,7 @@ from pathlib import Path
 from contract.payload import KIND_FIELDS, Reading, SensorKind
 from edge.agent import MAX_IN_FLIGHT, EdgeAgent
 from edge.config import EdgeSettings
-from edge.outbox import SpoolLimits, SqliteOutbox, split_lanes
+from edge.spool import SpoolLimits, SqliteOutbox, split_lanes
 from pantau.services import Mosquitto
 
 SENSORS = 200
