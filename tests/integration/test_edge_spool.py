@@ -27,9 +27,9 @@ from contract.payload import KIND_FIELDS, Reading
 from contract.topics import Channel, build
 from edge import EdgeAgent
 from edge.cli import app
-from edge.outbox import SpoolLimits, SqliteOutbox
+from edge.spool import SpoolLimits, SqliteOutbox
 from pantau.services import Mosquitto, free_port
-from tests.integration.test_edge_agent import (
+from tests.edge_support import (
     GW,
     SITE,
     T0,
