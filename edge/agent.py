@@ -3,10 +3,10 @@ commands.
 
 Threads: one serial hub reading every port (``edge.serial_hub``) and handing each burst's
 readings over as one list, the MQTT network thread (``edge.netloop``; paho's callbacks only
-enqueue events), and the publisher loop in :meth:`EdgeAgent.run`, which alone touches the
-spool, the batch window and the MQTT session state. The parts: ``edge.batcher`` (the window),
-``edge.spool`` (the durable outbox), ``edge.uplink`` (the session), ``edge.status`` and
-``edge.commands``.
+enqueue events, on the same queue), and the publisher loop in :meth:`EdgeAgent.run`, which
+alone touches the spool, the batch window and the MQTT session state. The parts:
+``edge.batcher`` (the window), ``edge.spool`` (the durable outbox), ``edge.uplink`` (the
+session), ``edge.status`` and ``edge.commands``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from edge.status import (
     silent_sensors,
     write_status_file,
 )
-from edge.uplink import DRAIN_TIMEOUT_S, MAX_IN_FLIGHT, Uplink
+from edge.uplink import DRAIN_TIMEOUT_S, MAX_IN_FLIGHT, Uplink, UplinkEvent
 
 __all__ = ["MAX_IN_FLIGHT", "CommandError", "EdgeAgent"]
 
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 #: Status "on change" is rate-limited to this, so a flapping port cannot flood the broker.
 MIN_STATUS_GAP_S = 1.0
 LOOP_TICK_S = 0.05
-#: The loop's tick while batches wait for their PUBACK: acks come back within a millisecond or
-#: two, and a backlog drains only as fast as the loop frees in-flight slots.
-ACK_TICK_S = 0.002
 
 
 class EdgeAgent:
@@ -75,7 +72,9 @@ class EdgeAgent:
         self._clock = clock
         self._stop = threading.Event()
         self._status_dirty = threading.Event()
-        self._inbox: queue.Queue[list[EdgeReading]] = queue.Queue()
+        # Bursts of readings from the hub and events from the network thread: one queue, so
+        # the loop sleeps until either has something.
+        self._inbox: queue.Queue[list[EdgeReading] | UplinkEvent] = queue.Queue()
         self._readers: list[PortReader] = []
         self._hub: SerialHub | None = None
         self._batcher = Batcher(
@@ -91,6 +90,7 @@ class EdgeAgent:
             link=self.link,
             on_change=self._status_dirty.set,
             on_up=self._publish_status,
+            events=self._inbox,
         )
         self._commands = Commands(
             config_file=config_file,
@@ -169,11 +169,9 @@ class EdgeAgent:
 
     def _tick(self) -> None:
         up = self._uplink
-        now = time.monotonic()
-        wait = ACK_TICK_S if up.in_flight else LOOP_TICK_S
         # Wake when the link would count as half-open, not up to a tick later.
-        self._collect(max(0.0, min(wait, up.seconds_to_stall(now))))
-        up.handle_events(self._spool, self._on_command)
+        wait = min(LOOP_TICK_S, up.seconds_to_stall(time.monotonic()))
+        self._collect(max(0.0, wait))
         up.check(time.monotonic(), self._will)
         if up.connected:
             up.send_pending(self._spool, self._clock_watch.offset_ms)
@@ -186,19 +184,26 @@ class EdgeAgent:
     # ------------------------------------------------------------------ batching
 
     def _collect(self, wait: float) -> None:
-        """Move readings from the hub into the batch window; close it when full or old."""
+        """Take what the hub and the network thread handed over (waiting up to ``wait``, or
+        until the batch window is due); close the window when full or old."""
         try:
-            burst = self._inbox.get(timeout=self._batcher.wait_s(wait))
+            item = self._inbox.get(timeout=self._batcher.wait_s(wait))
         except queue.Empty:
             pass
         else:
-            self._batcher.add(burst)
+            self._take(item)
             while True:
                 try:
-                    self._batcher.add(self._inbox.get_nowait())
+                    self._take(self._inbox.get_nowait())
                 except queue.Empty:
                     break
         self._batcher.close_if_due()
+
+    def _take(self, item: list[EdgeReading] | UplinkEvent) -> None:
+        if isinstance(item, list):
+            self._batcher.add(item)
+        else:
+            self._uplink.handle(item, self._spool, self._on_command)
 
     def _store(self, readings: Any) -> None:
         self._spool.put(readings)
@@ -279,21 +284,17 @@ class EdgeAgent:
         self._clock_watch.stop()
         if self._hub is not None:
             self._hub.stop()
-        if self._outbox is not None:
-            while True:
-                try:
-                    self._batcher.add(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self._batcher.close()
         up = self._uplink
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while up.connected and time.monotonic() < deadline:
-            up.handle_events(self._spool, self._on_command)
-            up.send_pending(self._spool, self._clock_watch.offset_ms)
-            if not up.in_flight and not up.maybe_pending:
-                break
-            time.sleep(0.01)
+        if self._outbox is not None:
+            self._collect(0.0)
+            self._batcher.close()
+            while up.connected and time.monotonic() < deadline:
+                up.send_pending(self._spool, self._clock_watch.offset_ms)
+                if not up.in_flight and not up.maybe_pending:
+                    break
+                self._collect(0.01)  # PUBACKs, as they come
+                self._batcher.close()
         offline = encode(self.status(GatewayState.OFFLINE))
         write_status_file(self.settings.status_file, offline)
         up.close(offline)

@@ -1,8 +1,10 @@
 """The MQTT session: connect, publish spooled batches at QoS 1, account PUBACKs, reconnect.
 
-paho's callbacks run in the network thread (``edge.netloop``) and only enqueue events; the
-publisher loop calls :meth:`Uplink.handle_events`, so the spool and the session state are
-touched from that one thread. A fresh client per attempt keeps no stale in-flight state.
+paho's callbacks run in the network thread (``edge.netloop``) and only enqueue events, on
+the same queue the serial hub hands readings over on, so the publisher loop sleeps until
+either has something and then calls :meth:`Uplink.handle`: the spool and the session state
+are touched from that one thread, and a PUBACK is handled as it arrives, not on a poll. A
+fresh client per attempt keeps no stale in-flight state.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ DRAIN_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Event:
+class UplinkEvent:
     """Something the network thread saw, handed to the publisher loop."""
 
     kind: str  # connect | disconnect | puback | message
@@ -65,6 +67,7 @@ class Uplink:
         link: LinkState,
         on_change: Callable[[], None],
         on_up: Callable[[], None],
+        events: queue.Queue[Any],
     ) -> None:
         self._s = settings
         self._factory = client_factory
@@ -72,7 +75,7 @@ class Uplink:
         self.link = link
         self._on_change = on_change
         self._on_up = on_up
-        self._events: queue.Queue[_Event] = queue.Queue()
+        self._events = events
         self._client: mqtt.Client | None = None
         self._net: NetworkLoop | None = None
         self._watch: LinkWatch | None = None
@@ -128,16 +131,16 @@ class Uplink:
         events = self._events
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("connect", c, rc=rc.value))
+            events.put(UplinkEvent("connect", c, rc=rc.value))
 
         def on_disconnect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("disconnect", c, rc=rc.value))
+            events.put(UplinkEvent("disconnect", c, rc=rc.value))
 
         def on_publish(c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("puback", c, rc=rc.value, mid=mid))
+            events.put(UplinkEvent("puback", c, rc=rc.value, mid=mid))
 
         def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            events.put(_Event("message", c, payload=bytes(msg.payload)))
+            events.put(UplinkEvent("message", c, payload=bytes(msg.payload)))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -190,25 +193,20 @@ class Uplink:
             net.stop()
         self._schedule_reconnect(reason)
 
-    def handle_events(self, spool: Outbox, on_command: Callable[[bytes], None]) -> None:
-        """Apply what the network thread saw since the last call."""
-        while True:
-            try:
-                ev = self._events.get_nowait()
-            except queue.Empty:
-                return
-            if ev.client is not self._client:
-                continue  # from a client already given up on
-            if ev.kind == "connect":
-                self._on_connack(ev.rc)
-            elif ev.kind == "disconnect":
-                log.warning("disconnected from broker (reason %d)", ev.rc)
-                self.drop(f"disconnected (reason {ev.rc})")
-            elif ev.kind == "puback":
-                self._on_puback(spool, ev.mid, ev.rc)
-            elif ev.kind == "message":
-                self.counters["commands"] += 1
-                on_command(ev.payload)
+    def handle(self, ev: UplinkEvent, spool: Outbox, on_command: Callable[[bytes], None]) -> None:
+        """Apply one thing the network thread saw."""
+        if ev.client is not self._client:
+            return  # from a client already given up on
+        if ev.kind == "connect":
+            self._on_connack(ev.rc)
+        elif ev.kind == "disconnect":
+            log.warning("disconnected from broker (reason %d)", ev.rc)
+            self.drop(f"disconnected (reason {ev.rc})")
+        elif ev.kind == "puback":
+            self._on_puback(spool, ev.mid, ev.rc)
+        elif ev.kind == "message":
+            self.counters["commands"] += 1
+            on_command(ev.payload)
 
     def _on_connack(self, rc: int) -> None:
         if rc != 0:
@@ -246,10 +244,12 @@ class Uplink:
         topic = self.topic(Channel.READINGS)
         gw = self._s.gateway_id
         while self.connected and self.maybe_pending and len(self.in_flight) < MAX_IN_FLIGHT:
-            batches = spool.take(limit=MAX_IN_FLIGHT - len(self.in_flight), skip=self._sent)
-            if not batches:
+            limit = MAX_IN_FLIGHT - len(self.in_flight)
+            batches = spool.take(limit=limit, skip=self._sent)
+            if len(batches) < limit:
+                # Fewer than asked for: nothing else waits until the next put or reconnect
+                # (saves a second take, and its expiry query, per live batch).
                 self.maybe_pending = False
-                return
             for pending in batches:
                 payload = batch_payload(
                     gw=gw,
