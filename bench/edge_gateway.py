@@ -15,8 +15,13 @@ Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s ==
 writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
 benchmark's. Printed, never asserted.
 
-Measured 2026-11-23 on the quiet 2-core development machine, 8 PTYs: 7.7 % of a core, RSS
-46 MB, delivered == offered (2000 readings/s). Where the CPU goes: docs/performance.md.
+Also printed: CPU per thread, and the limit beside the subject from the same run - the same
+byte stream decoded in this process by the frame decoder alone and by ``PortReader.feed`` -
+with the agent's CPU as a multiple of each.
+
+Measured 2026-11-29 (issue 14) on the shared 2-core machine (load average 15), 8 PTYs: 4.28 %
+of a core (hub 2.24 %, publisher loop 1.64 %, MQTT network 0.40 %), RSS 44.8 MB; decoder alone
+1.01 %, decoder + per-frame work 1.77 %. Issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
 """
 
 from __future__ import annotations
