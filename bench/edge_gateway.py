@@ -15,8 +15,13 @@ Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s ==
 writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
 benchmark's. Printed, never asserted.
 
-Measured 2026-11-23 on the quiet 2-core development machine, 8 PTYs: 7.7 % of a core, RSS
-46 MB, delivered == offered (2000 readings/s). Where the CPU goes: docs/performance.md.
+Also printed: CPU per thread, and the limit beside the subject from the same run - the same
+byte stream decoded in this process by the frame decoder alone and by ``PortReader.feed`` -
+with the agent's CPU as a multiple of each.
+
+Measured 2026-11-29 (issue 14) on the shared 2-core machine (load average 15), 8 PTYs: 4.28 %
+of a core (hub 2.24 %, publisher loop 1.64 %, MQTT network 0.40 %), RSS 44.8 MB; decoder alone
+1.01 %, decoder + per-frame work 1.77 %. Issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from contract import SensorKind, SerialFrame, encode_frame
+from contract.serial_frame import FrameDecoder
 from contract.topics import Channel, build
+from edge import PortReader, serial_opener
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 
@@ -54,12 +61,75 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each thread of ``pid``, by thread id (creation order)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out[int(task.name)] = cpu_seconds_of(task / "stat")
+    return out
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    """User + system CPU seconds in a ``/proc/.../stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of ``pid`` in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def bed_frame(i: int, step: int, now_ms: int) -> bytes:
+    """Sensor ``i``'s frame at ``step``: bed wards with clocks, the heaviest frame and value
+    rules there are."""
+    occupied = (step + i) % 40
+    frame = SerialFrame(
+        sensor=f"bed-{i:03d}",
+        kind=SensorKind.BED,
+        seq=step,
+        ts_ms=now_ms,
+        values=(40, occupied, occupied // 4, occupied // 8, 0),
+    )
+    return encode_frame(frame)
+
+
+def floor_pct(
+    n: int, ports: int, rate: float, *, seconds: float = 5.0, rounds: int = 3
+) -> tuple[float, float]:
+    """The limit beside the subject, on the same byte stream: % of one core that decoding
+    ``rate`` steps/s of ``n`` sensors over ``ports`` costs, (a) the frame decoder alone and (b)
+    the decoder plus the agent's per-frame work (``PortReader.feed``: health, value rules, the
+    reading). Thread CPU time in this process over ``seconds`` of traffic, best of ``rounds``
+    (the machine is shared: the least disturbed round is the closest to the cost)."""
+    steps = max(1, round(rate * seconds))
+    now_ms = time.time_ns() // 1_000_000
+    bursts = [
+        [b"".join(bed_frame(i, step, now_ms) for i in range(p, n, ports)) for p in range(ports)]
+        for step in range(steps)
+    ]
+    decode = feed = float("inf")
+    for _round in range(rounds):
+        decoders = [FrameDecoder() for _ in range(ports)]
+        t0 = time.thread_time()
+        for burst in bursts:
+            for decoder, chunk in zip(decoders, burst, strict=True):
+                decoder.feed(chunk)
+        decode = min(decode, time.thread_time() - t0)
+        readers = [
+            PortReader(label=f"bus{p}", url="", opener=serial_opener(baudrate=115200))
+            for p in range(ports)
+        ]
+        t0 = time.thread_time()
+        for burst in bursts:
+            for reader, chunk in zip(readers, burst, strict=True):
+                reader.feed(chunk)
+        feed = min(feed, time.thread_time() - t0)
+    return 100 * decode / seconds, 100 * feed / seconds
 
 
 class Sensors:
@@ -85,16 +155,7 @@ class Sensors:
             now_ms = time.time_ns() // 1_000_000
             wires: list[list[bytes]] = [[] for _ in range(ports)]
             for i in range(self.n):
-                # Bed wards with clocks: the heaviest frame and value rules there are.
-                occupied = (step + i) % 40
-                frame = SerialFrame(
-                    sensor=f"bed-{i:03d}",
-                    kind=SensorKind.BED,
-                    seq=step,
-                    ts_ms=now_ms,
-                    values=(40, occupied, occupied // 4, occupied // 8, 0),
-                )
-                wires[i % ports].append(encode_frame(frame))
+                wires[i % ports].append(bed_frame(i, step, now_ms))
             for (master, _slave), wire in zip(self.pairs, wires, strict=True):
                 os.write(master, b"".join(wire))  # blocks if the agent falls behind
             self.written += self.n
@@ -222,6 +283,7 @@ def main() -> None:
             sensors.start()
             time.sleep(args.warmup)
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            threads0 = thread_cpu(proc.pid)
             got0, batches0 = counter.snapshot()
             written0 = sensors.written
             rss: list[float] = []
@@ -229,6 +291,7 @@ def main() -> None:
                 rss.append(rss_mb(proc.pid))
                 time.sleep(1.0)
             cpu1, wall1 = cpu_seconds(proc.pid), time.monotonic()
+            threads1 = thread_cpu(proc.pid)
             got1, batches1 = counter.snapshot()
             written1 = sensors.written
             final = status(workdir)
@@ -240,7 +303,29 @@ def main() -> None:
         print(f"offered           {(written1 - written0) / wall:8.0f} readings/s")
         delivered, batches = (got1 - got0) / wall, (batches1 - batches0) / wall
         print(f"delivered         {delivered:8.0f} readings/s ({batches:.1f} batches/s)")
-        print(f"agent CPU         {cpu_pct:8.1f} % of one core (goal <= 5 %)")
+        print(f"agent CPU         {cpu_pct:8.2f} % of one core (goal <= 5 %)")
+        per_thread = sorted(
+            (
+                (tid, 100 * (threads1[tid] - threads0.get(tid, 0.0)) / wall)
+                for tid in threads1
+                if tid != proc.pid
+            ),
+        )
+        main_pct = 100 * (threads1.get(proc.pid, 0.0) - threads0.get(proc.pid, 0.0)) / wall
+        print(
+            f"  per thread      publisher loop (main) {main_pct:.2f} %; others, oldest first "
+            "(clock probe, serial hub, MQTT network): "
+            + ", ".join(f"{pct:.2f} %" for _tid, pct in per_thread)
+        )
+        decode_pct, feed_pct = floor_pct(args.sensors, args.ports, args.rate)
+        print(
+            f"limit, same bytes {decode_pct:8.2f} % frame decoder alone; "
+            f"{feed_pct:.2f} % decoder + per-frame work (health, rules, reading)"
+        )
+        print(
+            f"ratio             {cpu_pct / decode_pct:8.2f}x the decoder alone, "
+            f"{cpu_pct / feed_pct:.2f}x decoder + per-frame work"
+        )
         mean_rss = sum(rss) / len(rss)
         print(f"agent RSS         {max(rss):8.1f} MB max, {mean_rss:.1f} MB mean (goal <= 60 MB)")
         print(

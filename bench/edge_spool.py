@@ -40,10 +40,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from contract.payload import KIND_FIELDS, Reading, SensorKind
+from contract.payload import KIND_FIELDS, SensorKind
 from edge.agent import MAX_IN_FLIGHT, EdgeAgent
 from edge.config import EdgeSettings
-from edge.outbox import SpoolLimits, SqliteOutbox, split_lanes
+from edge.reading import EdgeReading
+from edge.spool import SpoolLimits, SqliteOutbox, split_lanes
 from pantau.services import Mosquitto
 
 SENSORS = 200
@@ -64,14 +65,15 @@ def _kind(sensor: int) -> SensorKind:
     ]
 
 
-def window(round_no: int) -> list[Reading]:
-    """One batch window: every sensor's reading of one 0.1 s slice (200 readings)."""
+def window(round_no: int) -> list[EdgeReading]:
+    """One batch window: every sensor's reading of one 0.1 s slice (200 readings), as the
+    serial reader makes them."""
     out = []
     for i in range(WINDOW):
         kind = _kind(i)
         values = dict(zip(KIND_FIELDS[kind], _VALUES[kind], strict=True))
         out.append(
-            Reading(
+            EdgeReading(
                 sensor=f"s-{i:03d}",
                 kind=kind,
                 ts=T0 + round_no * 100,

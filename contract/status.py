@@ -50,6 +50,7 @@ _COUNTS = (
     *(f.name for f in fields(FrameStats)),
     "rejected",
     "opens",
+    "open_failures",
     "ports",
     "ports_open",
     # publishing
@@ -90,6 +91,7 @@ STAT_TYPES: Mapping[str, StatType] = {
     **dict.fromkeys(_COUNTS, StatType.COUNT),
     "spool_oldest_age_s": StatType.SECONDS,
     "link_for_s": StatType.SECONDS,
+    "link_stall_silence_s": StatType.SECONDS,
     "link": StatType.TEXT,
     "link_reason": StatType.TEXT,
 }

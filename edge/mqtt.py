@@ -7,9 +7,9 @@ in-flight state), so paho's own reconnect is switched off.
 Half-open links: a TCP connection whose peer vanished without FIN/RST (a NAT box rebooted, a
 3G modem lost its bearer) accepts writes for minutes. paho notices only when a PINGREQ goes
 unanswered for a further keepalive, up to 2x keepalive after the last byte. The agent instead
-watches for any packet from the broker (:class:`LinkWatch`) and drops the link after 1.5x
-keepalive of silence; paho's network thread wakes every :data:`NETWORK_TICK_S` so its pings go
-out on time and a healthy idle link always answers inside that window.
+watches for anything from the broker (:class:`LinkWatch`, fed by the agent's own network
+thread, ``edge.netloop``) and drops the link after 1.5x keepalive of silence; that thread wakes
+every 0.1 s so pings go out on time and a healthy idle link always answers inside that window.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -34,28 +33,14 @@ from edge.config import EdgeSettings
 #: Builds an unconnected client with credentials, TLS and the last-will already set.
 ClientFactory = Callable[[EdgeSettings, bytes], mqtt.Client]
 
-#: How often paho's network thread wakes when idle. Keepalive pings are sent on a wake, so with
-#: paho's default (1 s) a ping could leave late enough to eat most of a 1.5x keepalive window.
-NETWORK_TICK_S = 0.1
 #: No packet from the broker for this many keepalives: the link is dead, even if TCP says not.
 SILENCE_KEEPALIVES = 1.5
-
-
-class _Client(mqtt.Client):
-    """paho's client with a shorter network-loop tick (see :data:`NETWORK_TICK_S`)."""
-
-    def _thread_main(self) -> None:
-        # paho 2.x runs loop_forever(timeout=1.0) here; the same, with a shorter select timeout.
-        try:
-            self.loop_forever(timeout=NETWORK_TICK_S, retry_first_connection=True)
-        finally:
-            self._thread = None
 
 
 def paho_client(settings: EdgeSettings, will_payload: bytes) -> mqtt.Client:
     """A paho 2.x MQTT v5 client for this gateway, with ``will_payload`` as the retained
     last-will on the status topic. No I/O happens here."""
-    client = _Client(
+    client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=settings.client_id,
         protocol=MQTTProtocolVersion.MQTTv5,
@@ -95,25 +80,22 @@ def abort_connection(client: mqtt.Client) -> None:
 
 
 class LinkWatch:
-    """Remembers when the last MQTT packet (of any kind) arrived from the broker on one client.
+    """Remembers when bytes last arrived from the broker on one connection.
 
-    paho has no public "packet received" hook; its debug log line for every inbound packet
-    ("Received PUBACK", "Received PINGRESP", ...) is a public callback, so it serves as one."""
+    The silence clock starts when the watch is built (before the connection attempt). The
+    network thread (``edge.netloop``) calls :meth:`heard` whenever the socket turns readable
+    with bytes from the broker; paho has no public "packet received" hook, and the agent needs
+    none: any byte from the broker proves the link is alive."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.last_inbound = clock()
-        self.inbound_packets = 0
+        self.inbound_reads = 0
 
-    def attach(self, client: mqtt.Client) -> None:
-        """Watch ``client`` (before it connects); the silence clock starts now."""
+    def heard(self) -> None:
+        """The broker just sent something."""
         self.last_inbound = self._clock()
-        client.on_log = self._on_log
-
-    def _on_log(self, _client: mqtt.Client, _userdata: Any, _level: int, buf: str) -> None:
-        if buf.startswith("Received "):
-            self.last_inbound = self._clock()
-            self.inbound_packets += 1
+        self.inbound_reads += 1
 
     def silent_for(self, now: float) -> float:
         """Seconds since the broker last sent anything."""
@@ -145,6 +127,8 @@ class LinkState:
     #: times a connected link was lost, and how many of those were half-open (silent) links
     losses: int = 0
     stalls: int = 0
+    #: the silence (s) the agent had seen when it last gave a link up as half-open
+    stall_silence_s: float = 0.0
     reason: str = ""
     _ever_up: bool = False
 
@@ -161,11 +145,14 @@ class LinkState:
         self.since_ms, self.since_mono = now_ms, now_mono
         self.reason = ""
 
-    def down(self, reason: str, now_ms: int, now_mono: float, *, stalled: bool = False) -> None:
-        """The link was lost or an attempt failed."""
+    def down(self, reason: str, now_ms: int, now_mono: float, *, silence_s: float = 0.0) -> None:
+        """The link was lost or an attempt failed; ``silence_s`` > 0: a connected link was
+        given up as half-open after that many seconds without a byte from the broker."""
         if self.state is Link.CONNECTED:
             self.losses += 1
-            self.stalls += stalled
+            if silence_s > 0:
+                self.stalls += 1
+                self.stall_silence_s = silence_s
             self.since_ms, self.since_mono = now_ms, now_mono
         self.state = Link.DOWN
         self.reason = reason
@@ -179,5 +166,6 @@ class LinkState:
             "link_reconnects": self.reconnects,
             "link_losses": self.losses,
             "link_stalls": self.stalls,
+            "link_stall_silence_s": round(self.stall_silence_s, 3),
             "link_reason": self.reason,
         }

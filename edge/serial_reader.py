@@ -1,9 +1,7 @@
-"""One thread per serial port: read bytes, decode frames, hand readings to the publisher.
+"""One serial port's decoding: bytes -> frames -> readings, with per-sensor stream health.
 
-A port that disappears (USB unplugged, PTY closed, TCP serial server gone) is closed and
-reopened with full-jitter backoff; the thread never exits until the agent stops. Configure a
-stable path (``/dev/serial/by-id/...``, or the symlink ``pantau fwsim run --link`` keeps) so
-the device that comes back is found under the same name.
+:class:`PortReader` holds a port's frame decoder, counters and sensor health; the reading of
+bytes off the port happens in :class:`edge.serial_hub.SerialHub`, one thread for all ports.
 
 Each reader also keeps per-sensor stream health (:class:`SensorHealth`): sequence gaps,
 sequence restarts, duplicates, the sensor's clock skew against the gateway's and clock jumps,
@@ -21,16 +19,14 @@ from typing import Protocol
 
 import serial
 
-from contract.backoff import backoff_delay
-from contract.payload import ClockSource, Reading, check_values
+from contract.payload import ClockSource, check_values
 from contract.serial_frame import FrameDecoder, SerialFrame
-from edge.outbox import wall_ms
+from edge.clock import wall_ms
+from edge.reading import EdgeReading
+from edge.serial_hub import SerialHub
 
 log = logging.getLogger(__name__)
 
-#: How long one read() may block; bounds how fast a reader notices the agent stopping.
-READ_TIMEOUT_S = 0.1
-READ_CHUNK = 4096
 #: A sensor clock that moves by more than this against the gateway's between two frames jumped.
 DEFAULT_CLOCK_JUMP_MS = 60_000
 #: Weight of the newest gap in the smoothed reporting interval.
@@ -89,10 +85,14 @@ class SensorHealth:
 
 
 class SerialPort(Protocol):
-    """The part of ``serial.Serial`` the reader uses."""
+    """The part of ``serial.Serial`` the hub uses."""
 
     def read(self, size: int = 1) -> bytes:
-        """Up to ``size`` bytes; fewer (or none) after the timeout."""
+        """Up to ``size`` bytes; with the hub's zero timeout, what is there now."""
+        ...
+
+    def fileno(self) -> int:
+        """The descriptor a selector waits on."""
         ...
 
     def close(self) -> None:
@@ -103,11 +103,12 @@ class SerialPort(Protocol):
 SerialOpener = Callable[[str], SerialPort]
 
 
-def serial_opener(*, baudrate: int, timeout: float = READ_TIMEOUT_S) -> SerialOpener:
+def serial_opener(*, baudrate: int, timeout: float = 0.0) -> SerialOpener:
     """An opener for device paths, PTY paths and ``socket://host:port`` (pyserial URLs).
 
-    Ports are opened exclusively where the platform supports it, so two agents cannot share a
-    port and split its frames between them."""
+    Ports are opened non-blocking (``timeout`` 0): the hub reads a port only when its selector
+    says bytes are there. They are opened exclusively where the platform supports it, so two
+    agents cannot share a port and split its frames between them."""
 
     def open_port(url: str) -> SerialPort:
         try:
@@ -121,26 +122,12 @@ def serial_opener(*, baudrate: int, timeout: float = READ_TIMEOUT_S) -> SerialOp
     return open_port
 
 
-def _read_some(port: SerialPort) -> bytes:
-    """What the port has now (waiting up to its timeout for the first byte).
-
-    pyserial's ``read(n)`` keeps collecting until it has ``n`` bytes or the timeout passes, and
-    throws away what it collected if the device vanishes meanwhile: asking a device port for
-    only what its driver already holds means an unplug loses no frame the gateway had received
-    (and frames are handed on as they arrive, not up to a timeout later). A ``socket://`` port
-    cannot say how much is waiting, so it reads in chunks."""
-    if isinstance(port, serial.Serial):
-        data = port.read(max(1, min(port.in_waiting, READ_CHUNK)))
-        if len(data) == 1 and port.in_waiting:
-            # We waited for the first byte of a burst; take the rest of it in the same wakeup
-            # (one decoder pass per frame instead of two).
-            data += port.read(min(port.in_waiting, READ_CHUNK))
-        return data
-    return port.read(READ_CHUNK)
-
-
 class PortReader:
-    """Reads one port in its own thread and puts :class:`Reading` objects on ``out``."""
+    """One port: its URL and opener, its frame decoder, counters and per-sensor health.
+
+    The agent's :class:`edge.serial_hub.SerialHub` reads all ports in one thread and calls
+    :meth:`feed`; :meth:`start` runs a hub for this port alone and puts each reading on
+    ``out`` (tools and tests)."""
 
     def __init__(
         self,
@@ -148,7 +135,7 @@ class PortReader:
         label: str,
         url: str,
         opener: SerialOpener,
-        out: queue.Queue[Reading],
+        out: queue.Queue[EdgeReading] | None = None,
         clock: Callable[[], int] = wall_ms,
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 5.0,
@@ -157,32 +144,39 @@ class PortReader:
     ) -> None:
         self.label = label
         self.url = url
-        self._opener = opener
+        self.opener = opener
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
         self._out = out
         self._clock = clock
-        self._base = backoff_base_s
-        self._cap = backoff_cap_s
         self._on_change = on_change
         self._jump_ms = clock_jump_ms
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._hub: SerialHub | None = None
         self.decoder = FrameDecoder()
         self.is_open = False
         self.opens = 0
+        self.open_failures = 0
         self.rejected = 0
         self.health: dict[str, SensorHealth] = {}
 
     def start(self) -> None:
-        """Start the reader thread."""
-        self._thread = threading.Thread(target=self._run, name=f"serial-{self.label}", daemon=True)
-        self._thread.start()
+        """Read this port alone in a thread of its own, putting readings on ``out``."""
+        out = self._out
+        if out is None:
+            raise ValueError("a reader started on its own needs out=")
+
+        def deliver(readings: list[EdgeReading]) -> None:
+            for reading in readings:
+                out.put(reading)
+
+        self._hub = SerialHub(readers=[self], deliver=deliver)
+        self._hub.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to stop and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop the thread :meth:`start` began, closing the port."""
+        if self._hub is not None:
+            self._hub.stop(timeout)
 
     def stats(self) -> dict[str, int]:
         """Decoder counters plus reopen and rejected-reading counts (a consistent copy)."""
@@ -190,6 +184,7 @@ class PortReader:
             out = asdict(self.decoder.stats)
             out["rejected"] = self.rejected
             out["opens"] = self.opens
+            out["open_failures"] = self.open_failures
             return out
 
     def sensors_last_seen(self) -> dict[str, int]:
@@ -202,81 +197,55 @@ class PortReader:
         with self._lock:
             return {sensor: replace(h) for sensor, h in self.health.items()}
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
+        """Tell the agent something a status should show changed (port state, a new sensor)."""
         if self._on_change is not None:
             self._on_change()
 
-    def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                port = self._opener(self.url)
-            except (serial.SerialException, OSError) as exc:
-                delay = backoff_delay(attempt, base=self._base, cap=self._cap)
-                attempt += 1
-                log.warning(
-                    "port %s (%s) cannot open: %s; retry in %.2fs", self.label, self.url, exc, delay
-                )
-                self._stop.wait(delay)
-                continue
-            attempt = 0
-            with self._lock:
-                self.opens += 1
-                self.is_open = True
-            log.info("port %s (%s) open", self.label, self.url)
-            self._changed()
-            try:
-                self._read_until_failure(port)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("port %s (%s) lost: %s", self.label, self.url, exc)
-            finally:
-                with self._lock:
-                    self.is_open = False
-                try:
-                    port.close()
-                except (serial.SerialException, OSError):
-                    log.debug("closing %s failed", self.label, exc_info=True)
-                self._changed()
-            if not self._stop.is_set():
-                self._stop.wait(backoff_delay(0, base=self._base, cap=self._cap))
+    def set_open(self, is_open: bool) -> None:
+        """Record that the hub opened (counted) or closed the port."""
+        with self._lock:
+            self.is_open = is_open
+            self.opens += is_open
+        self.changed()
 
-    def _read_until_failure(self, port: SerialPort) -> None:
-        while not self._stop.is_set():
-            data = _read_some(port)
-            if not data:
-                continue
-            changed = False
-            with self._lock:
-                frames = self.decoder.feed(data)
-                now = self._clock()
-                readings = []
-                health = self.health
-                for frame in frames:
-                    # A frame whose values break a rule still proves the sensor is alive and
-                    # advances its sequence: account for it before deciding on the reading.
-                    known = health.get(frame.sensor)
-                    if known is None:
-                        skew = None if frame.ts_ms is None else frame.ts_ms - now
-                        health[frame.sensor] = SensorHealth(now, frame.seq, skew_ms=skew)
-                        changed = True
-                    elif known.observe(frame.seq, frame.ts_ms, now, self._jump_ms):
-                        log.warning(
-                            "port %s: sensor %s clock jumped; now %+d ms from the gateway's",
-                            self.label,
-                            frame.sensor,
-                            known.skew_ms or 0,
-                        )
-                        changed = True
-                    reading = self._to_reading(frame, now)
-                    if reading is not None:
-                        readings.append(reading)
-            for reading in readings:
-                self._out.put(reading)
-            if changed:
-                self._changed()
+    def open_failed(self) -> None:
+        """Count an attempt to open the port that failed."""
+        with self._lock:
+            self.open_failures += 1
 
-    def _to_reading(self, frame: SerialFrame, now_ms: int) -> Reading | None:
-        clock = ClockSource.SENSOR if frame.ts_ms is not None else ClockSource.GATEWAY
+    def feed(self, data: bytes) -> list[EdgeReading]:
+        """Decode ``data`` (bytes as they came off the port); the readings it completed."""
+        changed = False
+        readings: list[EdgeReading] = []
+        with self._lock:
+            frames = self.decoder.feed(data)
+            now = self._clock()
+            health = self.health
+            for frame in frames:
+                # A frame whose values break a rule still proves the sensor is alive and
+                # advances its sequence: account for it before deciding on the reading.
+                known = health.get(frame.sensor)
+                if known is None:
+                    skew = None if frame.ts_ms is None else frame.ts_ms - now
+                    health[frame.sensor] = SensorHealth(now, frame.seq, skew_ms=skew)
+                    changed = True
+                elif known.observe(frame.seq, frame.ts_ms, now, self._jump_ms):
+                    log.warning(
+                        "port %s: sensor %s clock jumped; now %+d ms from the gateway's",
+                        self.label,
+                        frame.sensor,
+                        known.skew_ms or 0,
+                    )
+                    changed = True
+                reading = self._to_reading(frame, now)
+                if reading is not None:
+                    readings.append(reading)
+        if changed:
+            self.changed()
+        return readings
+
+    def _to_reading(self, frame: SerialFrame, now_ms: int) -> EdgeReading | None:
         values = frame.values_dict()
         broken = check_values(frame.kind, values)
         if broken is not None:
@@ -292,14 +261,12 @@ class PortReader:
                 broken[1],
             )
             return None
-        # parse_frame already checked the id, kind, integer types and seq sign, and
-        # check_values the value rules: constructing without re-validating halves the
-        # reader's cost per frame on a 2000 readings/s gateway.
-        return Reading.model_construct(
-            sensor=frame.sensor,
-            kind=frame.kind,
-            ts=frame.ts_ms if frame.ts_ms is not None else now_ms,
-            seq=frame.seq,
-            values=values,
-            clock=clock,
-        )
+        # parse_frame checked the id, kind, integer types and seq sign, check_values the
+        # value rules: this is the reading's one validation (edge.reading says why).
+        if frame.ts_ms is None:
+            return EdgeReading(frame.sensor, frame.kind, now_ms, frame.seq, values, _GATEWAY)
+        return EdgeReading(frame.sensor, frame.kind, frame.ts_ms, frame.seq, values, _SENSOR)
+
+
+_SENSOR = ClockSource.SENSOR
+_GATEWAY = ClockSource.GATEWAY

@@ -4,46 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from contract import (
-    Batch,
     ClockSource,
-    CommandAck,
-    GatewayState,
-    GatewayStatus,
-    SensorKind,
-    SerialFrame,
     encode_frame,
 )
 from contract.serial_frame import crc16
-from contract.topics import Channel, build
-from edge import EdgeAgent, EdgeSettings, load_settings
+from contract.topics import Channel
+from edge import EdgeAgent, load_settings
 from pantau.services import Mosquitto, free_port
+from tests.edge_support import (
+    GW,
+    PASSWORD,
+    SITE,
+    T0,
+    Watcher,
+    bed,
+    crowd,
+    make_settings,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-SITE = "rs-kariadi"
-GW = "gw-test"
-PASSWORD = "gw-test-pw"  # noqa: S105 - a throwaway broker user
-REPO = Path(__file__).resolve().parents[2]
-T0 = 1_700_000_000_000
 
 
 @pytest.fixture(autouse=True)
@@ -52,141 +43,6 @@ def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("PANTAU_"):
             monkeypatch.delenv(name)
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll ``cond`` until true or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Watcher:
-    """An ops client (pantau-ops) that records every message on the gateway's topics.
-
-    Its session is persistent, so messages published while the broker restarts still reach it.
-    """
-
-    def __init__(self, broker: Mosquitto, *, client_id: str = "test-watcher") -> None:
-        self.broker = broker
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        # The broker binds every account to one client id: each watcher is an ops account.
-        broker.add_user(client_id, "watcher-pw", role="pantau-ops")
-        self.client.username_pw_set(client_id, "watcher-pw")
-        # paho accepts float delays; its annotation says int.
-        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-
-    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        c.subscribe(f"pantau/v1/{SITE}/{GW}/#", qos=1)
-        self.subscribed.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def __enter__(self) -> Watcher:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 600
-        self.client.connect(self.broker.host, self.broker.port, clean_start=False, properties=props)
-        self.client.loop_start()
-        wait_for(self.subscribed.is_set, "watcher subscription")
-        time.sleep(0.1)  # SUBACK round trip
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def on(self, channel: Channel) -> list[bytes]:
-        topic = build(SITE, GW, channel)
-        with self.lock:
-            return [p for t, p, _r in self.messages if t == topic]
-
-    def batches(self) -> list[Batch]:
-        return [Batch.model_validate_json(p) for p in self.on(Channel.READINGS)]
-
-    def readings(self) -> list[Any]:
-        return [r for b in self.batches() for r in b.readings]
-
-    def statuses(self) -> list[GatewayStatus]:
-        return [GatewayStatus.model_validate_json(p) for p in self.on(Channel.STATUS)]
-
-    def acks(self) -> list[CommandAck]:
-        return [CommandAck.model_validate_json(p) for p in self.on(Channel.ACK)]
-
-    def command(self, payload: bytes) -> None:
-        info = self.client.publish(build(SITE, GW, Channel.CMD), payload, qos=1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS
-        info.wait_for_publish(5)
-
-
-def make_settings(
-    broker: Mosquitto, tmp_path: Path, ports: dict[str, str], **kw: Any
-) -> EdgeSettings:
-    broker.add_user(GW, PASSWORD, site=SITE)
-    values: dict[str, Any] = {
-        "gateway_id": GW,
-        "site_id": SITE,
-        "mqtt_url": broker.url,
-        "mqtt_password": PASSWORD,
-        "serial_ports": ports,
-        "spool_path": tmp_path / "edge" / "gw.spool",
-        "batch_max_delay_s": 0.1,
-        "reconnect_base_s": 0.05,
-        "reconnect_cap_s": 0.5,
-        "status_interval_s": 0.3,
-    }
-    values.update(kw)
-    return EdgeSettings(**values)
-
-
-@contextlib.contextmanager
-def running(agent: EdgeAgent) -> Iterator[EdgeAgent]:
-    """Run the agent's loop in a thread; stop it cleanly afterwards (and check it did)."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            agent.run()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="agent", daemon=True)
-    thread.start()
-    try:
-        # Opening a tty flushes its input: sensors in these tests talk once ports are open.
-        wait_for(
-            lambda: 0 < int(agent.status().stats["ports"]) == agent.status().stats["ports_open"],
-            "serial ports open",
-        )
-        yield agent
-    finally:
-        agent.request_stop()
-        thread.join(15)
-    assert not thread.is_alive(), "agent did not stop"
-    assert errors == []
-
-
-def bed(sensor: str, seq: int, ts: int | None, occupied: int = 10) -> SerialFrame:
-    return SerialFrame(
-        sensor=sensor, kind=SensorKind.BED, seq=seq, ts_ms=ts, values=(40, occupied, 2, 1, 3)
-    )
-
-
-def crowd(sensor: str, seq: int, ts: int | None) -> SerialFrame:
-    return SerialFrame(
-        sensor=sensor, kind=SensorKind.CROWD, seq=seq, ts_ms=ts, values=(100 + seq, seq, 100)
-    )
 
 
 def test_frames_on_a_pty_arrive_as_batches_with_exact_readings_in_order(
@@ -332,7 +188,7 @@ def test_a_socket_port_that_goes_away_is_reopened_and_readings_resume(
             wait_for(lambda: len(watcher.readings()) == 5, "first 5 readings")
             server.stop()  # the serial server goes away
             wait_for(lambda: agent.status().stats["ports_open"] == 0, "port seen closed")
-            time.sleep(0.3)  # a few failed reopen attempts
+            wait_for(lambda: agent.status().stats["open_failures"] >= 2, "failed reopen attempts")
             server.start()  # back on the same port
             server.accept()
             wait_for(lambda: agent.status().stats["ports_open"] == 1, "port reopened")
@@ -403,7 +259,8 @@ def test_every_reading_arrives_across_a_broker_restart(
         wait_for(lambda: int(agent.status().stats["spool_depth"]) >= 20, "readings spooled")
         mosquitto.start()
         wait_for(lambda: agent.status().stats["connects"] == 2, "agent reconnected")
-        time.sleep(0.3)
+        after = len(written)
+        wait_for(lambda: len(written) >= after + 20, "readings written after the reconnect")
         stop_writing.set()
         writer.join(5)
 
@@ -490,133 +347,3 @@ def test_each_command_gets_an_ack_and_bad_commands_get_error_acks(
     assert acks[4].error is not None
     assert "name" in acks[4].error
     assert acks[5].error == "schema_violation: set_interval needs args.seconds (a number)"
-
-
-def agent_env(broker: Mosquitto, tmp_path: Path, port: str) -> dict[str, str]:
-    broker.add_user(GW, PASSWORD, site=SITE)
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PANTAU_")}
-    env.update(
-        PANTAU_GATEWAY_ID=GW,
-        PANTAU_SITE_ID=SITE,
-        PANTAU_MQTT_URL=broker.url,
-        PANTAU_MQTT_PASSWORD=PASSWORD,
-        PANTAU_SERIAL_PORTS=orjson.dumps({"bus0": port}).decode(),
-        PANTAU_SPOOL_PATH=str(tmp_path / "proc" / "gw.spool"),
-        PANTAU_BATCH_MAX_DELAY_S="0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@contextlib.contextmanager
-def agent_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_online_status_is_retained_and_the_last_will_says_offline_after_sigkill(
-    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
-) -> None:
-    _master, path = pty_pair
-    log = tmp_path / "agent.log"
-    with (
-        Watcher(mosquitto) as watcher,
-        agent_process(agent_env(mosquitto, tmp_path, path), log) as proc,
-    ):
-        wait_for(lambda: len(watcher.statuses()) > 0, "online status")
-        assert watcher.statuses()[0].state is GatewayState.ONLINE
-        with Watcher(mosquitto, client_id="late-watcher") as late:
-            wait_for(lambda: len(late.statuses()) > 0, "retained status")
-            assert late.statuses()[0].state is GatewayState.ONLINE
-            assert late.messages[0][2] is True  # delivered as retained
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        wait_for(lambda: watcher.statuses()[-1].state is GatewayState.OFFLINE, "last-will offline")
-    with Watcher(mosquitto, client_id="after-watcher") as after:
-        wait_for(lambda: len(after.statuses()) > 0, "retained offline status")
-        assert [s.state for s in after.statuses()] == [GatewayState.OFFLINE]
-
-
-def test_sigterm_exits_0_after_publishing_offline_and_status_command_shows_it(
-    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
-) -> None:
-    master, path = pty_pair
-    env = agent_env(mosquitto, tmp_path, path)
-    metrics_port = free_port()
-    env["PANTAU_METRICS_PORT"] = str(metrics_port)
-    with Watcher(mosquitto) as watcher, agent_process(env, tmp_path / "agent.log") as proc:
-        wait_for(
-            lambda: any(st.stats["ports_open"] == 1 for st in watcher.statuses()),
-            "online status with the port open",
-        )
-        os.write(master, encode_frame(bed("icu-1", 0, T0)))
-        wait_for(lambda: len(watcher.readings()) == 1, "one reading")
-
-        def scraped() -> bool:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).text
-            except httpx.HTTPError:
-                return False
-            return 'pantau_edge_readings_acked{gateway="gw-test"} 1.0' in text
-
-        wait_for(scraped, "metrics with the acked reading")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-        wait_for(lambda: watcher.statuses()[-1].state is GatewayState.OFFLINE, "offline")
-    last = watcher.statuses()[-1]
-    assert last.stats["readings_acked"] == 1
-    assert last.stats["spool_depth"] == 0
-    shown = subprocess.run(
-        [sys.executable, "-m", "edge", "status"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    )
-    doc = orjson.loads(shown.stdout)
-    assert doc["state"] == "offline"
-    assert doc["gw"] == GW
-    assert doc["stats"]["frames"] == 1
-
-
-def test_the_spool_survives_sigkill_and_is_sent_after_restart_with_the_same_batch_seq(
-    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
-) -> None:
-    master, path = pty_pair
-    env = agent_env(mosquitto, tmp_path, path)
-    env["PANTAU_STATUS_INTERVAL_S"] = "0.2"
-    status_file = Path(env["PANTAU_SPOOL_PATH"] + ".status.json")
-
-    def stat(name: str) -> int:
-        try:
-            return int(orjson.loads(status_file.read_bytes())["stats"][name])
-        except (OSError, orjson.JSONDecodeError):
-            return -1
-
-    mosquitto.stop()  # the uplink is down: readings can only go to the spool
-    with agent_process(env, tmp_path / "agent1.log") as proc:
-        # Opening a tty flushes its input, so the sensor talks only once the port is open.
-        wait_for(lambda: stat("ports_open") == 1, "port open")
-        for i in range(6):
-            os.write(master, encode_frame(bed("icu-1", i, T0 + i)))
-        wait_for(lambda: stat("spool_depth") == 6, "6 readings in the spool")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    mosquitto.start()
-    with Watcher(mosquitto) as watcher, agent_process(env, tmp_path / "agent2.log"):
-        wait_for(lambda: len(watcher.readings()) == 6, "the spooled readings")
-    assert [r.seq for r in watcher.readings()] == list(range(6))
-    seqs = [b.seq for b in watcher.batches()]
-    assert seqs == sorted(set(seqs))

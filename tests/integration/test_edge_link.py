@@ -22,7 +22,7 @@ from edge import EdgeAgent
 from edge.cli import app, summary
 from edge.mqtt import SILENCE_KEEPALIVES, Link
 from pantau.services import Mosquitto, free_port
-from tests.integration.test_edge_agent import (
+from tests.edge_support import (
     GW,
     Watcher,
     bed,
@@ -43,8 +43,8 @@ def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 KEEPALIVE_S = 2
-#: The agent checks the link once per loop turn (50 ms, longer while a batch is being closed);
-#: detection may trail the 1.5x keepalive mark by about that much.
+#: The agent's loop wakes when the silence would reach 1.5x keepalive; its record of the silence
+#: may trail that mark by the loop's scheduling delay, well under this on a busy machine.
 LOOP_SLACK_S = 0.25
 
 
@@ -163,26 +163,35 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
             wait_for(lambda: agent.link.state is Link.CONNECTED, "link connected")
             writer.start()
             wait_for(lambda: len(watcher.readings()) >= 40, "readings before the freeze")
-            frozen_at = time.monotonic()
             proxy.freeze()
             window = SILENCE_KEEPALIVES * KEEPALIVE_S
             wait_for(
                 lambda: agent.link.state is not Link.CONNECTED,
                 "the agent to notice the half-open link",
-                timeout=window + LOOP_SLACK_S + 1.0,
+                timeout=window + 5.0,
             )
-            # The agent's own record of when it gave up on the link is the measurement.
-            detected_after = agent.link.since_mono - frozen_at
-            assert 0 < detected_after <= window + LOOP_SLACK_S, detected_after
+            # The agent's own record of the silence it saw when it gave up on the link: more
+            # than 1.5x keepalive (a healthy link is never dropped), and within one loop tick
+            # of it (the loop wakes when the silence would reach the window).
+            assert window < agent.link.stall_silence_s <= window + LOOP_SLACK_S
+            assert agent.status().stats["link_stall_silence_s"] == round(
+                agent.link.stall_silence_s, 3
+            )
             assert agent.link.stalls == 1
             assert agent.link.reason.startswith("no packet from the broker for")
-            time.sleep(0.5)  # a few refused reconnects while the link stays down
+            # Reconnect attempts through the frozen proxy fail (their CONNECT gets no CONNACK).
+            wait_for(
+                lambda: not agent.link.reason.startswith("no packet"),
+                "a failed reconnect attempt",
+                timeout=20,
+            )
             assert agent.link.state is not Link.CONNECTED
             proxy.heal()
-            wait_for(lambda: agent.link.state is Link.CONNECTED, "link back", timeout=10)
+            wait_for(lambda: agent.link.state is Link.CONNECTED, "link back", timeout=20)
             assert agent.link.reconnects == 1
             assert agent.link.losses == 1
-            time.sleep(0.3)
+            after = len(written)
+            wait_for(lambda: len(written) >= after + 20, "readings written after the reconnect")
             stop_writing.set()
             writer.join(5)
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from contract import FrameDecoder, Reading, SensorKind, SerialFrame, encode_frame
 from edge import EdgeAgent, PortReader, serial_opener
 from pantau.services import Mosquitto, free_port
-from tests.integration.test_edge_agent import Watcher, bed, make_settings, running, wait_for
+from tests.edge_support import Watcher, bed, make_settings, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,8 +156,8 @@ def test_a_port_reader_on_a_real_pty_survives_fault_streams(
     )
     try:
         reader.start()
+        # is_open turns true once the open returned, after pyserial's flush of the input.
         wait_for(lambda: reader.is_open, "port open")
-        time.sleep(0.05)  # pyserial flushes input right after opening
         for chunk in chunks:
             os.write(master, chunk)
         readings: list[Reading] = []
@@ -211,11 +211,11 @@ def test_a_pty_closed_and_recreated_behind_a_stable_symlink_is_reopened(
             fds = []
             link.unlink()
             wait_for(lambda: agent.status().stats["ports_open"] == 0, "port seen gone")
-            time.sleep(0.3)  # unplugged for a while: reopen attempts fail
+            wait_for(lambda: agent.status().stats["open_failures"] >= 2, "failed reopen attempts")
             m2, s2 = plug()
             fds = [m2, s2]
+            # Counted once the open returned, after pyserial's flush of the input.
             wait_for(lambda: agent.status().stats["opens"] == 2, "port reopened via the link")
-            time.sleep(0.05)  # pyserial flushes input right after opening
             for i in range(5, 10):
                 os.write(m2, encode_frame(bed("icu-1", i, T0 + i)))
             wait_for(lambda: len(watcher.readings()) == 10, "readings after the replug")
@@ -267,13 +267,12 @@ def test_silent_sensors_are_listed_counted_and_exposed_and_come_back(
     with Watcher(mosquitto) as watcher, running(agent):
         send("bed-a", "bed-b")
         wait_for(lambda: len(watcher.readings()) == 2, "both sensors heard")
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:  # bed-b stops; bed-a keeps reporting
-            send("bed-a")
-            time.sleep(0.05)
-        wait_for(
-            lambda: silent_in_status() == ["bed-b", "never-heard"], "bed-b and never-heard silent"
-        )
+
+        def bed_b_falls_silent() -> bool:
+            send("bed-a")  # bed-b stops; bed-a keeps reporting
+            return silent_in_status() == ["bed-b", "never-heard"]
+
+        wait_for(bed_b_falls_silent, "bed-b and never-heard silent")
         status = watcher.statuses()[-1]
         assert status.stats["sensors_silent"] == 2
         assert status.stats["sensors"] == 2

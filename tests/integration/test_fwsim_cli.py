@@ -138,12 +138,15 @@ def test_a_direct_kiosk_publishes_single_readings(mosquitto: Mosquitto, city: Re
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pantau-ops")
     sub.username_pw_set("pantau-ops", "pantau-ops-secret")
     sub.on_message = lambda c, u, m: received.append(load_json(bytes(m.payload)))
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_args: subscribed.set()
     host, port = mosquitto.url.removeprefix("mqtt://").split(":")
     sub.connect(host, int(port))
     sub.subscribe("pantau/v1/kec-candisari/kiosk-candisari/reading", qos=1)
     sub.loop_start()
     try:
-        time.sleep(0.3)  # let SUBSCRIBE complete before anything is published
+        # The SUBACK: from here on the broker delivers the kiosk's readings to us.
+        assert subscribed.wait(10), "no SUBACK"
         scenario = parse_scenario(
             {"seed": 1, "interval_s": 0.05, "steps": 5, "sensors": ["q-candisari"]}, source="t"
         )

@@ -41,7 +41,7 @@ def test_every_stat_the_edge_agent_reports_is_a_known_stat_and_survives_validati
     # 6 decoder counters + rejected/opens from each reader; 43 from the agent and its spool.
     assert len(reader.stats()) == len(FrameStats.__dataclass_fields__) + 2 == 8
     assert len(status.stats) == 43
-    assert len(STAT_TYPES) == 51
+    assert len(STAT_TYPES) == 53
     again = GatewayStatus.model_validate_json(status.model_dump_json())
     assert again.stats == status.stats
 

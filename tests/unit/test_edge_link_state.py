@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from edge.mqtt import Link, LinkState, LinkWatch
 
 
@@ -21,7 +18,7 @@ def test_down_since_is_when_the_link_was_lost_not_the_latest_attempt() -> None:
         0,
         "",
     )
-    link.down("no packet from the broker for 3.0s", 9_000, 9.0, stalled=True)
+    link.down("no packet from the broker for 3.02s", 9_000, 9.0, silence_s=3.02)
     link.connecting()
     link.down("refused", 10_000, 10.0)  # a failed retry does not move "down since"
     link.connecting()
@@ -32,20 +29,17 @@ def test_down_since_is_when_the_link_was_lost_not_the_latest_attempt() -> None:
         "link_reconnects": 0,
         "link_losses": 1,
         "link_stalls": 1,
+        "link_stall_silence_s": 3.02,
         "link_reason": "refused",
     }
     link.up(13_000, 13.0)
     assert (link.reconnects, link.since_ms, link.since_mono) == (1, 13_000, 13.0)
 
 
-def test_the_watch_counts_only_packets_received_from_the_broker() -> None:
+def test_the_watch_measures_silence_from_the_last_time_the_broker_was_heard() -> None:
     now = [100.0]
     watch = LinkWatch(clock=lambda: now[0])
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watch.attach(client)
-    assert client.on_log is not None
-    now[0] = 101.0
-    client.on_log(client, None, mqtt.MQTT_LOG_DEBUG, "Sending PUBLISH (d0, q1, r0, m1)")
-    assert watch.silent_for(102.0) == 2.0
-    client.on_log(client, None, mqtt.MQTT_LOG_DEBUG, "Received PINGRESP")
-    assert (watch.silent_for(102.0), watch.inbound_packets) == (1.0, 1)
+    now[0] = 101.5
+    assert watch.silent_for(102.0) == 2.0  # silent since the watch began (the attempt)
+    watch.heard()
+    assert (watch.silent_for(102.0), watch.inbound_reads) == (0.5, 1)

@@ -1,0 +1,47 @@
+"""The edge's reading: a plain frozen dataclass, validated once where it is made.
+
+A frame becomes a reading in the serial reader after :func:`contract.serial_frame.parse_frame`
+checked its id, kind, integer types and seq sign and :func:`contract.payload.check_values` its
+value rules: the contract's rules, applied once. From then on the reading is data, not a model
+to re-validate: building a pydantic ``Reading`` per frame (even with ``model_construct``) was a
+third of the serial reader's cost, and validating the spooled JSON back into models on every
+``take()`` the spool's biggest cost. :func:`encode_readings` gives exactly the bytes
+``contract.payload.encode`` gives for the same readings (a unit test holds them equal), and
+those bytes are what the spool stores and the agent publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from contract.payload import ClockSource, SensorKind
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeReading:
+    """One observation of one sensor; fields (and their order) as in ``contract.Reading``."""
+
+    sensor: str
+    kind: SensorKind
+    ts: int
+    seq: int
+    values: dict[str, int]
+    clock: ClockSource = ClockSource.SENSOR
+
+
+def _as_json(obj: Any) -> Any:
+    # Callers (tests, tools) may hand contract models; they serialise as encode() would.
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json", exclude_none=True)
+    raise TypeError(f"cannot encode {type(obj).__name__} as a reading")
+
+
+def encode_readings(readings: Iterable[object]) -> bytes:
+    """``readings`` (:class:`EdgeReading` or ``contract.Reading``) as one compact JSON array,
+    byte for byte what ``contract.payload.encode`` writes for each."""
+    return orjson.dumps(list(readings), default=_as_json)
