@@ -63,6 +63,7 @@ from cloud.ingest.cluster import (
 )
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
+from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.settings import IngestSettings
@@ -183,6 +184,8 @@ class Ingester:
         self.settings = settings
         self._registry = registry
         self.metrics = metrics if metrics is not None else IngestMetrics()
+        #: the ingest_health points Grafana reads (cloud.ingest.health)
+        self.health = IngestHealth(ingester=settings.mqtt_client_id)
         self._clock_ms = clock_ms
         self._stop = threading.Event()
         #: set once InfluxDB is ready, state is bootstrapped and the subscriptions are granted
@@ -503,6 +506,7 @@ class Ingester:
         if not records:
             return
         self.dead.append(records)
+        self.health.refused(len(records))
         points = [
             self.builder.dead_letter(
                 reason=r.reason,
@@ -591,7 +595,11 @@ class Ingester:
         self._correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
         # Lag is observation -> stored: read the clock now that the window is written, not
         # at its start (a slow write would otherwise hide from the histogram).
-        m.observe_lag((self._clock_ms() - kept.ts) / 1000.0)
+        lags_s = (self._clock_ms() - kept.ts) / 1000.0
+        m.observe_lag(lags_s)
+        self.health.observe(messages=len(window), lags_s=lags_s)
+        if (health := self.health.due_line(self._clock_ms(), unacked=m.held)) is not None:
+            self._write_aggregates([health])
         self._ack(window)
         if not self._lost.is_set():  # acknowledged: from now on a redelivery is a duplicate
             self._dedup.remember(decoded.batch_keys)
