@@ -95,7 +95,7 @@ def _rule(
     summary: str,
     description: str,
     labels: dict[str, str] | None = None,
-    no_data: Literal["Alerting", "NoData", "OK"] = "NoData",
+    no_data: Literal["Alerting", "NoData", "OK"],
 ) -> alerting.Rule:
     rule = (
         alerting.Rule(title)
@@ -146,6 +146,8 @@ def bor_rules() -> list[alerting.Rule]:
                     for_="5m",
                     severity="critical" if band is BorBand.CRITICAL else "warning",
                     labels={"bed_group": group, "band": band.value},
+                    # A region without beds of this group has no series: nothing to say.
+                    no_data="OK",
                     summary=f"BOR of {beds} in {{{{ $labels.name }}}} is "
                     "{{ humanize $values.B.Value }} %",
                     description=f"Occupied / capacity of {beds} in {{{{ $labels.level }}}} "
@@ -178,6 +180,7 @@ def crowd_rule() -> alerting.Rule:
         "of its capacity",
         description=f"People inside / people allowed above {CROWD_OVER:g} for 5 minutes; "
         f"resolves below {CROWD_RECOVERED:g}.",
+        no_data="OK",
     )
 
 
@@ -189,6 +192,28 @@ def operations_rules() -> list[alerting.Rule]:
         '$timeFilter GROUP BY "sensor", "kecamatan") WHERE {where} GROUP BY "kecamatan"'
     )
     return [
+        _rule(
+            "pantau-ingest-stalled",
+            "Ingest stalled",
+            [
+                _influx(
+                    "A",
+                    'SELECT sum("readings") AS "readings" FROM "ingest_health" WHERE $timeFilter '
+                    'GROUP BY "ingester"',
+                    600,
+                ),
+                _reduce("B", "A", "sum"),
+                _threshold("C", "B", "lt", 1),
+            ],
+            condition="C",
+            for_="5m",
+            severity="critical",
+            summary="Ingester {{ $labels.ingester }} stored no reading in 10 min",
+            description="The ingester runs but stores nothing (InfluxDB refusing, every message "
+            "dead-lettered); with no ingest_health point at all the rule is NoData -> "
+            "Alerting: the ingester is down or no gateway delivers.",
+            no_data="Alerting",
+        ),
         _rule(
             "pantau-gateway-offline",
             "Gateway offline",
@@ -208,6 +233,7 @@ def operations_rules() -> list[alerting.Rule]:
             summary="Gateway {{ $labels.gateway }} at {{ $labels.site }} is offline",
             description="The broker published the gateway's last-will or the gateway said it is "
             "going offline; its spool keeps readings until it is back.",
+            no_data="OK",
         ),
         _rule(
             "pantau-spool-growing",
@@ -229,6 +255,7 @@ def operations_rules() -> list[alerting.Rule]:
             "readings in 15 min",
             description=f"More than {SPOOL_GROWTH} readings joined the gateway's spool in 15 "
             "minutes: it reads sensors but cannot deliver (link, broker or credentials).",
+            no_data="OK",
         ),
         _rule(
             "pantau-spool-dropping",
@@ -320,7 +347,8 @@ def provisioning_document() -> dict[str, object]:
             doc = plain(rule.build())
             if not isinstance(doc, dict):
                 raise TypeError("an alert rule serialises to a JSON object")
-            built.append({k: v for k, v in doc.items() if k not in _API_ONLY})
+            kept = {k: v for k, v in doc.items() if k not in _API_ONLY}
+            built.append({"uid": kept.pop("uid"), "title": kept.pop("title"), **kept})
         groups.append(
             {"orgId": 1, "name": name, "folder": FOLDER_TITLE, "interval": "1m", "rules": built}
         )

@@ -150,6 +150,28 @@ def test_a_crowd_alerts_after_5_minutes_over_capacity_and_clears_only_below_reco
     assert {s["site=mall,site_name=Mall"] for s in states} == {"Normal"}
 
 
+def test_ingest_stalled_fires_when_an_ingester_stores_nothing_or_writes_no_health(
+    influx: InfluxHTTP,
+) -> None:
+    """An ingester whose windows store no reading for 10 minutes alerts after 5 more; with no
+    ingest_health point at all the rule has no data, which it treats as alerting."""
+    run = RuleRun(influx=influx, rule=rule("pantau-ingest-stalled"))
+    _, steps = evaluate_condition(influx, run.rule, now_ms=T0, loaded=set())
+    assert steps["C"] == {}
+    assert run.rule["noDataState"] == "Alerting"
+    lines = []
+    for i in range(16):
+        busy = {"ingester": "ing-1"}, {"readings": 5, "readings_per_s": 0.5}
+        idle = {"ingester": "ing-2"}, {"readings": 0, "readings_per_s": 0.0}
+        lines += [
+            point("ingest_health", *busy, T0 + i * MIN),
+            point("ingest_health", *idle, T0 + i * MIN),
+        ]
+    influx.write(lines)
+    run.evaluate(T0 + 10 * MIN)
+    assert run.evaluate(T0 + 15 * MIN) == {"ingester=ing-1": "Normal", "ingester=ing-2": "Alerting"}
+
+
 def test_gateway_offline_spool_growing_and_dropping(influx: InfluxHTTP) -> None:
     gw_a, gw_b = {"gateway": "gw-a", "site": "s-a"}, {"gateway": "gw-b", "site": "s-b"}
     influx.write(

@@ -273,8 +273,8 @@ def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> 
     """One server for all queries: starting InfluxDB per query would dominate the run time.
     The one alert query that counts stale sensors is empty when all are fresh (its rule's
     thresholds are tested in test_grafana_alerts.py)."""
-    queries = [(n, q) for n, q in dashboard_queries() + alert_queries()]
-    assert len(queries) == 39 + 19
+    queries = dashboard_queries() + alert_queries()
+    assert len(queries) == 39 + 20
     empty = [name for name, q in queries if not _rows(sample_influx, grafana_to_influxql(q))]
     assert empty == sorted(EMPTY_WHEN_HEALTHY)
 

@@ -173,6 +173,7 @@ def test_alert_rules_cover_the_policy_and_use_the_datasource() -> None:
     bor = {f"pantau-bor-{g}-{b}" for g in ("all", *BED_GROUPS) for b in ("high", "critical")}
     assert {r["uid"] for r in rules} == bor | {
         "pantau-crowd-over-capacity",
+        "pantau-ingest-stalled",
         "pantau-gateway-offline",
         "pantau-spool-growing",
         "pantau-spool-dropping",
@@ -265,7 +266,7 @@ def test_alert_group_payloads_are_the_provisioned_rules_in_the_api_shape() -> No
     assert [(g["title"], g["interval"], len(g["rules"])) for g in groups] == [
         ("pantau-beds", 60, 12),
         ("pantau-crowds", 60, 1),
-        ("pantau-operations", 60, 5),
+        ("pantau-operations", 60, 6),
     ]
     provisioned = {r["uid"]: r for r in _alert_rules()}
     for group in groups:
@@ -336,7 +337,7 @@ def test_push_creates_what_is_missing() -> None:
         *[("update_dashboard", uid) for uid in DASHBOARD_UIDS],
         ("update_rule_group", "pantau/pantau-beds:12"),
         ("update_rule_group", "pantau/pantau-crowds:1"),
-        ("update_rule_group", "pantau/pantau-operations:5"),
+        ("update_rule_group", "pantau/pantau-operations:6"),
     ]
     assert result.created == (DATASOURCE_UID,)
     assert result.alert_groups == ("pantau-beds", "pantau-crowds", "pantau-operations")
