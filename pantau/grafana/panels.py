@@ -107,6 +107,7 @@ def table_panel(
     *,
     description: str,
     steps: Steps = ((None, "text"),),
+    unit: str | None = None,
     width: int = 12,
     height: int = 9,
 ) -> table.Panel:
@@ -121,6 +122,8 @@ def table_panel(
         .span(width)
         .height(height)
     )
+    if unit is not None:
+        panel = panel.unit(unit)
     for target in targets:
         panel = panel.with_target(target)
     return panel

@@ -11,7 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as dm
 
 from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
-from pantau.grafana.panels import bar_panel, history_panel, row, stat_panel, table_panel
+from pantau.grafana.panels import history_panel, row, stat_panel, table_panel
 from pantau.grafana.variables import kecamatan_variable
 
 #: A sensor is fresh when it reported within this many minutes (the freshness alert's window).
@@ -212,16 +212,17 @@ def platform_health() -> dashboard.Dashboard:
             )
         )
         .with_panel(
-            bar_panel(
+            table_panel(
                 "Latest bed reading per kecamatan",
-                InfluxQL(
-                    'SELECT max("newest_ms") AS "newest_ms" FROM "bed_rollup" WHERE "level" = '
-                    "'kecamatan' AND \"bed_type\" = 'all' AND \"facility\" = 'all' AND "
-                    '"code" =~ /^$kecamatan$/ AND $timeFilter GROUP BY "name"',
-                    alias="$tag_name",
-                ),
-                description="Observation time of the newest reading in each kecamatan's rollup.",
-                steps=((None, "text"),),
+                [
+                    InfluxQL(
+                        'SELECT max("newest_ms") AS "newest" FROM "bed_rollup" WHERE "level" = '
+                        "'kecamatan' AND \"bed_type\" = 'all' AND \"facility\" = 'all' AND "
+                        '"code" =~ /^$kecamatan$/ AND $timeFilter GROUP BY "name"',
+                        result_format="table",
+                    )
+                ],
+                description="How long ago the newest reading in each kecamatan was observed.",
                 unit="dateTimeFromNow",
             )
         )
