@@ -598,12 +598,13 @@ class Ingester:
         lags_s = (self._clock_ms() - kept.ts) / 1000.0
         m.observe_lag(lags_s)
         self.health.observe(messages=len(window), lags_s=lags_s)
-        if (health := self.health.due_line(self._clock_ms(), unacked=m.held)) is not None:
-            self._write_aggregates([health])
         self._ack(window)
         if not self._lost.is_set():  # acknowledged: from now on a redelivery is a duplicate
             self._dedup.remember(decoded.batch_keys)
         self.windows += 1
+        # After the ack: self-monitoring must not delay acknowledgements.
+        if (health := self.health.due_line(self._clock_ms(), unacked=m.held)) is not None:
+            self._write_aggregates([health])
 
     def _correct_past(
         self,
