@@ -1,9 +1,13 @@
-"""Push Pantau's datasource and dashboards to a Grafana that already runs (no file mounts).
+"""Push Pantau's datasource, dashboards and alert rules to a Grafana that already runs (no file
+mounts).
 
 The files in ``grafana/`` stay the single source: the payloads are built from the same
 provisioning YAML and dashboard JSON that docker-compose mounts, so a pushed Grafana and a
 provisioned one show the same thing. Objects are created or updated by uid, so pushing twice is
-harmless. Wired into the CLI as ``pantau grafana push --url URL --token TOKEN``.
+harmless; alert rules go one rule group at a time (``PUT .../rule-groups/<group>``, which
+creates, updates and removes rules so the group equals the file). Wired into the CLI as
+``pantau grafana push --url URL --token TOKEN``; ``pantau grafana build`` regenerates the files
+from pantau/grafana/ (the boards and rules as code).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -91,6 +95,42 @@ def dashboard_payloads(grafana_dir: Path, *, folder_uid: str = FOLDER_UID) -> li
     return payloads
 
 
+_DURATION = re.compile(r"(\d+)([smh])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _seconds(duration: str) -> int:
+    match = _DURATION.fullmatch(duration)
+    if match is None:
+        raise ConfigError(f"rule group interval {duration!r} is not like 30s, 1m or 1h")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def alert_group_payloads(
+    grafana_dir: Path, *, folder_uid: str = FOLDER_UID
+) -> list[dict[str, Any]]:
+    """Bodies for ``PUT /api/v1/provisioning/folder/<folder>/rule-groups/<group>``, one per
+    group of ``provisioning/alerting/*.yaml``: the same rules Grafana would provision from the
+    file, in the API's shape (folder uid, group name and org on every rule)."""
+    payloads: list[dict[str, Any]] = []
+    for path in sorted((grafana_dir / "provisioning" / "alerting").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for group in doc.get("groups", []):
+            rules = [
+                {**rule, "folderUID": folder_uid, "ruleGroup": group["name"], "orgID": 1}
+                for rule in group["rules"]
+            ]
+            payloads.append(
+                {
+                    "title": group["name"],
+                    "folderUid": folder_uid,
+                    "interval": _seconds(group["interval"]),
+                    "rules": rules,
+                }
+            )
+    return payloads
+
+
 class GrafanaLike(Protocol):
     """The part of ``grafana_client.GrafanaApi`` this module uses."""
 
@@ -103,6 +143,9 @@ class GrafanaLike(Protocol):
     @property
     def folder(self) -> Any: ...
 
+    @property
+    def alertingprovisioning(self) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
@@ -111,6 +154,7 @@ class PushResult:
     created: tuple[str, ...]
     updated: tuple[str, ...]
     dashboards: tuple[str, ...]
+    alert_groups: tuple[str, ...] = ()
 
 
 def _not_found(exc: Exception) -> bool:
@@ -122,11 +166,13 @@ def push(
     *,
     datasources: list[dict[str, Any]],
     dashboards: list[dict[str, Any]],
+    alert_groups: Sequence[dict[str, Any]] = (),
     folder_uid: str = FOLDER_UID,
     folder_title: str = FOLDER_TITLE,
 ) -> PushResult:
     """Create or update each datasource by uid, make sure the folder exists, then upload the
-    dashboards. Errors other than "not found" propagate: a half-pushed Grafana must be loud."""
+    dashboards and put each alert rule group. Errors other than "not found" propagate: a
+    half-pushed Grafana must be loud."""
     from grafana_client.client import GrafanaClientError  # noqa: PLC0415 - optional at import
 
     created: list[str] = []
@@ -153,11 +199,29 @@ def push(
     for body in dashboards:
         api.dashboard.update_dashboard(body)
         pushed.append(body["dashboard"]["uid"])
-    log.info("grafana: datasources created %s updated %s; dashboards %s", created, updated, pushed)
-    return PushResult(created=tuple(created), updated=tuple(updated), dashboards=tuple(pushed))
+    groups: list[str] = []
+    for group in alert_groups:
+        api.alertingprovisioning.update_rule_group(folder_uid, group["title"], group)
+        groups.append(group["title"])
+    log.info(
+        "grafana: datasources created %s updated %s; dashboards %s; alert groups %s",
+        created,
+        updated,
+        pushed,
+        groups,
+    )
+    return PushResult(
+        created=tuple(created),
+        updated=tuple(updated),
+        dashboards=tuple(pushed),
+        alert_groups=tuple(groups),
+    )
 
 
-app = typer.Typer(help="Grafana: push Pantau's datasource and dashboards.", no_args_is_help=True)
+app = typer.Typer(
+    help="Grafana: build Pantau's boards and alert rules, push them to a Grafana.",
+    no_args_is_help=True,
+)
 
 
 @app.command("push")
@@ -175,7 +239,7 @@ def push_command(
         GRAFANA_DIR
     ),
 ) -> None:
-    """Create or update the Pantau datasource and dashboards in a running Grafana."""
+    """Create or update the Pantau datasource, dashboards and alert rules in a running Grafana."""
     from grafana_client.api import GrafanaApi  # noqa: PLC0415 - keeps `pantau --help` fast
 
     env = {
@@ -188,9 +252,30 @@ def push_command(
         api,
         datasources=datasource_payloads(grafana_dir, env),
         dashboards=dashboard_payloads(grafana_dir),
+        alert_groups=alert_group_payloads(grafana_dir),
     )
     typer.echo(
         f"datasources created: {', '.join(result.created) or '-'}; "
         f"updated: {', '.join(result.updated) or '-'}; "
-        f"dashboards: {', '.join(result.dashboards)}"
+        f"dashboards: {', '.join(result.dashboards)}; "
+        f"alert groups: {', '.join(result.alert_groups)}"
     )
+
+
+@app.command("build")
+def build_command(
+    check: Annotated[bool, typer.Option(help="only report files that differ; exit 1 if any")] = (
+        False
+    ),
+) -> None:
+    """Regenerate grafana/dashboards/*.json and the alert rules from pantau/grafana/."""
+    # The builders need the grafana-foundation-sdk (dev extra); push does not.
+    from pantau.grafana import stale_files, write_files  # noqa: PLC0415
+
+    if check:
+        stale = stale_files(GRAFANA_DIR)
+        for rel in stale:
+            typer.echo(f"stale: grafana/{rel}")
+        raise typer.Exit(1 if stale else 0)
+    for rel in write_files(GRAFANA_DIR):
+        typer.echo(f"wrote grafana/{rel}")

@@ -163,7 +163,11 @@ class DeadLetterStore:
         merged: dict[bytes, tuple[Refusal, dict[Problem, None]]] = {}
         for ref in refusals:
             entry = merged.setdefault(ref.fingerprint, (ref, {}))
+            before = len(entry[1])
             entry[1].update(dict.fromkeys(ref.problems))
+            # A problem already merged from the same message (a redelivery in this window) is
+            # a duplicate too, exactly as if it had come in a later window.
+            out.duplicates += len(ref.problems) - (len(entry[1]) - before)
         fd: int | None = None
         try:
             for fp, (ref, problems) in merged.items():

@@ -65,6 +65,7 @@ from cloud.ingest.cluster import (
 from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
 from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
+from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.settings import IngestSettings
@@ -190,6 +191,8 @@ class Ingester:
         self.settings = settings
         self._registry = registry
         self.metrics = metrics if metrics is not None else IngestMetrics()
+        #: the ingest_health points Grafana reads (cloud.ingest.health)
+        self.health = IngestHealth(ingester=settings.mqtt_client_id)
         self._clock_ms = clock_ms
         self._stop = threading.Event()
         #: set once InfluxDB is ready, state is bootstrapped and the subscriptions are granted
@@ -565,6 +568,7 @@ class Ingester:
         if not records:
             return
         done = self.dead.append(records)
+        self.health.refused(sum(len(r.problems) for r in records))
         m = self.metrics
         m.dead_letters_duplicate.inc(done.duplicates)
         m.dead_letters_rotated.inc(done.rotated)
@@ -681,11 +685,16 @@ class Ingester:
         self._correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
         # Lag is observation -> stored: read the clock now that the window is written, not
         # at its start (a slow write would otherwise hide from the histogram).
-        m.observe_lag((self._clock_ms() - kept.ts) / 1000.0)
+        lags_s = (self._clock_ms() - kept.ts) / 1000.0
+        m.observe_lag(lags_s)
+        self.health.observe(messages=len(window), lags_s=lags_s)
         self._ack(window)
         if not self._lost.is_set():  # acknowledged: from now on a redelivery is a duplicate
             self._dedup.remember(decoded.batch_keys)
         self.windows += 1
+        # After the ack: self-monitoring must not delay acknowledgements.
+        if (health := self.health.due_line(self._clock_ms(), unacked=m.held)) is not None:
+            self._write_aggregates([health])
 
     def _correct_past(
         self,

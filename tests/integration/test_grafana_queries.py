@@ -1,11 +1,12 @@
-"""Every InfluxQL query Grafana will run (panels, template variable, alert rules) works against
-data in exactly the docs/schema.md format, on a real InfluxDB 1.x.
+"""Every InfluxQL query Grafana will run (panels, template variables, alert rules) works against
+data in exactly the docs/schema.md format, on a real InfluxDB 1.x, and the panels compute the
+numbers an officer reads. tests/e2e/test_city_pipeline.py runs the same queries against what
+the real pipeline wrote.
 
-``feed_schema_sample`` writes that data; it can be swapped for the real pipeline's output."""
+``feed_schema_sample`` writes that data."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -14,9 +15,14 @@ from typing import Any
 import pytest
 
 from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
-from pantau.paths import GRAFANA_DIR
 from pantau.services import InfluxDB
-from tests.grafana_support import alert_queries, dashboard_queries, grafana_to_influxql
+from tests.grafana_support import (
+    EMPTY_WHEN_HEALTHY,
+    alert_queries,
+    dashboard_queries,
+    dashboards,
+    grafana_to_influxql,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +68,29 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
             _point(
                 "bed",
                 {
+                    "sensor": "bed-kariadi-hcu",
+                    "site": "rs-kariadi",
+                    "site_name": "RSUP Dr. Kariadi",
+                    "site_kind": "hospital",
+                    "ward": "HCU",
+                    "bed_type": "7",
+                    "kelurahan": "33.74.07.1001",
+                    "kecamatan": "33.74.07",
+                },
+                {
+                    "capacity": 6,
+                    "occupied": 6,
+                    "free": 0,
+                    "suspect": 0,
+                    "confirmed": 0,
+                    "waiting": 1,
+                    "seq": 40 + age_min,
+                },
+                ts,
+            ),
+            _point(
+                "bed",
+                {
                     "sensor": "bed-elisabeth-iso",
                     "site": "rs-elisabeth",
                     "site_name": "RS St. Elisabeth",
@@ -89,7 +118,12 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
             ("kota", "33.74", "Kota Semarang", "28", 8, 5),
             ("kecamatan", "33.74.07", "Semarang Selatan", "all", 24, 20),
             ("kecamatan", KECAMATAN_CANDISARI, "Candisari", "all", 8, 5),
-            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "all", 24, 20),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "all", 30, 26),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "26", 24, 20),
+            # Other bed groups (HCU, general, emergency) so every group's alert query has data.
+            ("kota", "33.74", "Kota Semarang", "7", 6, 6),
+            ("kota", "33.74", "Kota Semarang", "3", 10, 4),
+            ("kota", "33.74", "Kota Semarang", "32", 4, 1),
         ):
             lines.append(
                 _point(
@@ -160,15 +194,57 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 ts,
             ),
             _point(
+                "crowd",
+                {
+                    "sensor": "crowd-peterongan-1",
+                    "site": "pasar-peterongan",
+                    "site_name": "Pasar Peterongan",
+                    "gate": "Gerbang Utara",
+                    "kelurahan": "33.74.07.1003",
+                    "kecamatan": "33.74.07",
+                },
+                {"entries": 4100, "exits": 3470, "occupancy": 630, "seq": 30 + age_min},
+                ts,
+            ),
+            _point(
                 "gateway_status",
                 {"gateway": "gw-kariadi", "site": "rs-kariadi"},
-                {"online": 1, "state": "online", "spool_depth": 0},
+                {
+                    "online": 1,
+                    "state": "online",
+                    "spool_depth": 0,
+                    "spool_dropped_total": 0,
+                    "sensors": 1,
+                    "sensors_silent": 0,
+                },
                 ts,
             ),
             _point(
                 "gateway_status",
                 {"gateway": "gw-johar", "site": "pasar-johar"},
-                {"online": 0, "state": "offline", "spool_depth": 140},
+                {
+                    "online": 0,
+                    "state": "offline",
+                    "spool_depth": 140 - age_min,
+                    "spool_dropped_total": 7,
+                    "sensors": 3,
+                    "sensors_silent": 3,
+                },
+                ts,
+            ),
+            _point(
+                "ingest_health",
+                {"ingester": "pantau-ingest-1"},
+                {
+                    "readings": 120,
+                    "messages": 30,
+                    "dead_letters": 0,
+                    "unacked": 2,
+                    "readings_per_s": 12.0 / age_min,
+                    "lag_p50_s": 0.5,
+                    "lag_p99_s": 1.5 * age_min,
+                    "lag_max_s": 2.0 * age_min,
+                },
                 ts,
             ),
             _point(
@@ -194,11 +270,13 @@ def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
 
 
 def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> None:
-    """One server for all queries: starting InfluxDB per query would dominate the run time."""
+    """One server for all queries: starting InfluxDB per query would dominate the run time.
+    The one alert query that counts stale sensors is empty when all are fresh (its rule's
+    thresholds are tested in test_grafana_alerts.py)."""
     queries = dashboard_queries() + alert_queries()
-    assert len(queries) == 15
+    assert len(queries) == 39 + 20
     empty = [name for name, q in queries if not _rows(sample_influx, grafana_to_influxql(q))]
-    assert empty == []
+    assert empty == sorted(EMPTY_WHEN_HEALTHY)
 
 
 def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) -> None:
@@ -212,7 +290,7 @@ def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) 
     (online,) = rows("Gateways online A")
     assert online["online"] == 1
     free = {r["bed_type"]: r["free"] for r in rows("Free beds by bed type (city) A")}
-    assert free == {"26": 4, "28": 3}
+    assert free == {"26": 4, "28": 3, "7": 0, "3": 6, "32": 3}
     bor = {r["name"]: r["bor"] for r in rows("BOR by kecamatan A")}
     assert bor == {"Semarang Selatan": pytest.approx(83.333333), "Candisari": 62.5}
     icu = {
@@ -233,12 +311,58 @@ def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) 
     assert {r["reason"] for r in dead} == {"schema_violation"}
 
 
-def test_the_kecamatan_variable_lists_codes_and_filters_panels(sample_influx: InfluxHTTP) -> None:
-    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "city-now.json").read_text())
-    (variable,) = dashboard["templating"]["list"]
-    values = {r["value"] for r in _rows(sample_influx, variable["query"])}
+def test_platform_health_reads_ingest_gateways_and_freshness(sample_influx: InfluxHTTP) -> None:
+    queries = dict(dashboard_queries())
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return _rows(sample_influx, grafana_to_influxql(queries[f"platform-health: {name}"]))
+
+    (rate,) = rows("Ingest rate A")
+    assert rate["readings/s"] == 12.0
+    (lag,) = rows("Ingest lag p99 A")
+    assert lag["lag p99"] == 1.5
+    (offline,) = rows("Gateways offline A")
+    assert offline["offline"] == 1
+    gateways = {r["gateway"]: r for r in rows("Gateways now A")}
+    assert (gateways["gw-johar"]["spool_depth"], gateways["gw-johar"]["dropped"]) == (139, 7)
+    assert gateways["gw-johar"]["silent"] == 3
+    fresh = {r["kecamatan"]: r["fresh"] for r in rows("Bed sensors reporting within 10 min A")}
+    assert fresh == {"33.74.07": 2, KECAMATAN_CANDISARI: 1}
+
+
+def test_hospital_detail_shows_each_ward_and_bed_group(sample_influx: InfluxHTTP) -> None:
+    queries = dict(dashboard_queries())
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return _rows(sample_influx, grafana_to_influxql(queries[f"hospital-detail: {name}"]))
+
+    wards = {r["ward"]: (r["capacity"], r["occupied"], r["free"]) for r in rows("Wards now A")}
+    assert wards == {
+        "ICU Lt. 3": (24, 20, 4),
+        "HCU": (6, 6, 0),
+        'Ruang "Sehat" = 1, Lt. 2': (8, 5, 3),
+    }
+    (icu,) = rows("Free ICU, HCU and isolation beds A")
+    assert icu["icu"] == 4
+    (hcu,) = rows("Free ICU, HCU and isolation beds B")
+    assert hcu["hcu"] == 0
+    (iso,) = rows("Free ICU, HCU and isolation beds C")
+    assert iso["isolation"] == 3
+
+
+def test_the_variables_list_codes_and_filter_panels(sample_influx: InfluxHTTP) -> None:
+    boards = dashboards()
+    variables = {v["name"]: v for v in boards["hospital-detail"]["templating"]["list"]}
+    values = {r["value"] for r in _rows(sample_influx, variables["kecamatan"]["query"])}
     assert values == {"33.74.07", KECAMATAN_CANDISARI}
+    bed_types = {r["value"] for r in _rows(sample_influx, variables["bed_type"]["query"])}
+    assert bed_types == {"26", "28", "7"}
+    site_query = variables["site"]["query"].replace("$kecamatan", re.escape(KECAMATAN_CANDISARI))
+    assert {r["value"] for r in _rows(sample_influx, site_query)} == {"rs-elisabeth"}
     # Grafana regex-escapes a selected value before putting it in /^$kecamatan$/.
     query = dict(dashboard_queries())["city-now: BOR by kecamatan A"]
     selected = grafana_to_influxql(query.replace("$kecamatan", re.escape(KECAMATAN_CANDISARI)))
     assert [r["name"] for r in _rows(sample_influx, selected)] == ["Candisari"]
+    free = dict(dashboard_queries())["city-now: Free beds by bed type (city) A"]
+    only_28 = grafana_to_influxql(free.replace("$bed_type", "28"))
+    assert [r["bed_type"] for r in _rows(sample_influx, only_28)] == ["28"]
