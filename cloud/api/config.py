@@ -32,6 +32,9 @@ class ApiSettings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str = "pantau-api"
     mqtt_password: SecretStr | None = None
+    #: The ingesters' PANTAU_MQTT_SHARED_GROUP, whose state topic the API follows for its
+    #: current values (None: a lone ingester, contract.topics.LONE_INGEST_GROUP).
+    ingest_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:
