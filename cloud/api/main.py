@@ -14,6 +14,7 @@ from city import Registry, load_registry
 from cloud.api import errors
 from cloud.api.config import ApiSettings
 from cloud.api.routes import beds_router, conditions_router, health_router, regions_router
+from cloud.api.routes_now import NOW_ROUTERS
 from cloud.api.state import LiveState
 from cloud.api.state_follow import StateFollower
 from cloud.influx import InfluxHTTP
@@ -80,5 +81,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.state.settings = settings
     errors.install(app)
     for router in (health_router, regions_router, beds_router, conditions_router):
+        app.include_router(router)
+    for router in NOW_ROUTERS:
         app.include_router(router)
     return app

@@ -1,0 +1,10 @@
+"""The routers that answer from the in-memory state (cloud/api/state.py), added to the app in
+one place so main.py needs one line for all of them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cloud.api.routes.siranap import router as siranap_router
+
+NOW_ROUTERS: tuple[APIRouter, ...] = (siranap_router,)
