@@ -66,8 +66,8 @@ class Device(_Out):
     skew_ms: int | None = Field(description="sensor clock minus gateway clock")
 
 
-class GatewayView(_Out):
-    """A gateway's link and spool from its retained status, with its devices."""
+class GatewayView(_List):
+    """A gateway's link and spool from its retained status, with its devices (``items``)."""
 
     model_config = ConfigDict(
         frozen=True,
@@ -86,7 +86,7 @@ class GatewayView(_Out):
                     "clock_offset_ms": 12,
                     "silent": ["bed-kariadi-k3"],
                     "stats": {"batches_sent": 120, "spool_depth": 0},
-                    "devices": [],
+                    "items": [],
                     "count": 0,
                 }
             ]
@@ -105,7 +105,7 @@ class GatewayView(_Out):
     clock_offset_ms: int | None
     silent: list[str] = Field(description="sensors the gateway reports silent")
     stats: dict[str, int | float | str] = Field(description="every stat of contract.status")
-    devices: list[Device]
+    items: list[Device] = Field(description="the gateway's sensors")
 
 
 class GatewayList(_List):

@@ -6,7 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud.api.routes.freshness import router as freshness_router
+from cloud.api.routes.gateways import router as gateways_router
 from cloud.api.routes.hospitals import router as hospitals_router
 from cloud.api.routes.siranap import router as siranap_router
 
-NOW_ROUTERS: tuple[APIRouter, ...] = (hospitals_router, siranap_router, freshness_router)
+NOW_ROUTERS: tuple[APIRouter, ...] = (
+    hospitals_router,
+    siranap_router,
+    freshness_router,
+    gateways_router,
+)

@@ -29,6 +29,7 @@ from typing import Self
 import numpy as np
 
 from city import Registry
+from cloud.api.state_gateways import GatewayBook
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import (
     BedRollups,
@@ -60,13 +61,16 @@ def _now_ms() -> int:
 class Change:
     """The state changed. ``version`` counts changes (1, 2, ...; a gap means this listener
     missed events, see :meth:`LiveState.subscribe`); ``sensors`` are the ids whose latest or
-    previous reading changed; ``source`` is ``delta`` (an ingester's state delta) or ``seed``
-    (read from InfluxDB); ``at_ms`` is when the API applied it."""
+    previous reading changed; ``source`` is ``delta`` (an ingester's state delta), ``seed``
+    (read from InfluxDB) or ``status`` (a gateway's retained status, named in ``gateways``);
+    ``at_ms`` is when the API applied it."""
 
     version: int
     sensors: tuple[str, ...]
     source: str
     at_ms: int
+    #: with ``source`` ``status``: the gateways whose retained status changed
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +168,8 @@ class LiveState:
         self._listeners: list[Changes] = []
         #: deltas refused (not PSD1, or from an ingester with another registry)
         self.refused = 0
+        #: every gateway's latest retained status (cloud/api/state_gateways.py)
+        self.gateways = GatewayBook()
 
     @property
     def version(self) -> int:
@@ -268,13 +274,33 @@ class LiveState:
                 source=source,
                 at_ms=_now_ms(),
             )
+        self._announce(change)
+        return len(changed)
+
+    def offer_status(self, topic: str, payload: bytes) -> None:
+        """Take a gateway's retained status (from the follower) and announce the change."""
+        gateway = self.gateways.offer(topic, payload)
+        if gateway is None:
+            return
+        with self._lock:
+            self._version += 1
+            change = Change(
+                version=self._version,
+                sensors=(),
+                source="status",
+                at_ms=_now_ms(),
+                gateways=(gateway,),
+            )
+        self._announce(change)
+
+    def _announce(self, change: Change) -> None:
+        with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             try:
                 listener._loop.call_soon_threadsafe(listener._offer, change)
             except RuntimeError:  # its loop has closed: it will never read again
                 self._drop(listener)
-        return len(changed)
 
     def subscribe(self, *, maxsize: int = 1024) -> Changes:
         """Change events for the running event loop, from now on. Each :class:`Change` says

@@ -1,5 +1,6 @@
 """Keeping :class:`cloud.api.state.LiveState` fresh: a background thread that follows the
-ingesters' state topic over MQTT and re-seeds from InfluxDB after every (re)subscription.
+ingesters' state topic (and the gateways' retained status, cloud/api/state_gateways.py) over
+MQTT and re-seeds from InfluxDB after every (re)subscription.
 
 Why a thread with paho rather than aiomqtt in the event loop: merging a delta is numpy work
 that should not stall request handling, and the ingester already speaks paho, so both ends of
@@ -34,6 +35,7 @@ from contract import topics
 from contract.backoff import backoff_delay
 from contract.errors import StorageError
 from contract.secrets import redact_url
+from contract.topics import Channel
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class StateFollower:
         client.reconnect_delay_set(min_delay=3600, max_delay=3600)  # we reconnect ourselves
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(c, rc)
         client.on_subscribe = lambda c, u, mid, rcs, p: self._on_subscribe(rcs)
-        client.on_message = lambda c, u, msg: self._inbox.put(bytes(msg.payload))
+        client.on_message = lambda c, u, msg: self._on_message(msg)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_lost(rc)
         client.connect(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), 30)
         client.loop_start()
@@ -131,7 +133,18 @@ class StateFollower:
             log.error("state topic: broker refused the API's connection: %s", rc)
             self._on_lost(rc)
             return
-        client.subscribe([(self.topic, SubscribeOptions(qos=1))])
+        client.subscribe(
+            [
+                (self.topic, SubscribeOptions(qos=1)),
+                (topics.subscription(Channel.STATUS), SubscribeOptions(qos=1)),
+            ]
+        )
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        if topics.is_internal(msg.topic):
+            self._inbox.put(bytes(msg.payload))
+        else:  # a gateway's retained status: small, validated right here
+            self.live.offer_status(msg.topic, bytes(msg.payload))
 
     def _on_subscribe(self, reason_codes: list[ReasonCode]) -> None:
         if any(rc.is_failure for rc in reason_codes):
