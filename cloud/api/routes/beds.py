@@ -31,6 +31,7 @@ from cloud.api.models import (
     SummaryLevel,
 )
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.routes.beds_history import router as history_router
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.topology import FACILITIES
 from cloud.ingest.wards import bor_percent
@@ -274,6 +275,10 @@ async def beds_summary(
         generated_at=now_iso(),
         items=items,
     )
+
+
+# Before /v1/beds/{site_id}, which would otherwise take "history" for a site id.
+router.include_router(history_router)
 
 
 @router.get("/v1/beds/{site_id}", response_model=SiteBeds, responses=_ERRORS)
