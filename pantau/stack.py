@@ -23,6 +23,7 @@ import httpx
 
 from city import Registry, load_registry
 from contract.errors import PantauError
+from firmware_sim.scenario import load_scenario
 from pantau.device_access import device_access
 from pantau.services import InfluxDB, Mosquitto, free_port
 
@@ -218,6 +219,8 @@ class LocalStack:
                 # the API follows the ingester's state for its current values
                 PANTAU_MQTT_URL=self.mqtt_url,
                 PANTAU_MQTT_PASSWORD=self.passwords["pantau-api"],
+                # the simulator's queues live `speedup` times faster than its timestamps
+                PANTAU_QUEUE_TIME_SCALE=str(load_scenario(self.scenario_file).speedup),
             ),
         )
         deadline = time.monotonic() + 30

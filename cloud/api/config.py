@@ -35,6 +35,10 @@ class ApiSettings(BaseSettings):
     #: The ingesters' PANTAU_MQTT_SHARED_GROUP, whose state topic the API follows for its
     #: current values (None: a lone ingester, contract.topics.LONE_INGEST_GROUP).
     ingest_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    #: Seconds of the queues' world per second of the readings' timestamps: 1 for real kiosks;
+    #: a simulator that runs its models faster than its clock (the demo: 120) sets its speedup,
+    #: so an estimated wait is in the time the people in the simulated queue would wait.
+    queue_time_scale: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

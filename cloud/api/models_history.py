@@ -1,10 +1,11 @@
-"""Response models of bed history (``/v1/beds/history``)."""
+"""Response models of history (``/v1/beds/history``, ``/v1/crowds/history``) and of the
+queues now (``/v1/queues``)."""
 
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from cloud.api.models import BedGroup, Facility, SummaryLevel, _List, _Out
+from cloud.api.models import BedGroup, Facility, QueueSite, SummaryLevel, _List, _Out
 from contract.beds import BorBand
 
 
@@ -65,3 +66,46 @@ class BedHistory(_List):
     to_ms: int
     generated_at: str
     items: list[BedBucket]
+
+
+class CrowdBucket(_Out):
+    """A crowd site at the end of one bucket (the last ``crowd_site`` point) and its peak."""
+
+    start: str
+    start_ms: int
+    start_local: str
+    occupancy: int
+    occupancy_max: int = Field(description="most people at once in the bucket")
+    capacity: int = Field(description="health-protocol capacity (registry)")
+    ratio: float | None
+    ratio_max: float | None
+
+
+class CrowdHistory(_List):
+    """One crowd site over time; buckets without data are left out."""
+
+    site: str
+    site_name: str
+    interval: str
+    timezone: str
+    from_ms: int
+    to_ms: int
+    generated_at: str
+    items: list[CrowdBucket]
+
+
+class QueueNow(QueueSite):
+    """A queue site now, with the wait also in whole minutes."""
+
+    wait_min: int | None = Field(description="wait_s in whole minutes, rounded up")
+
+
+class QueueNowList(_List):
+    """Every queue site of the city."""
+
+    stale_after_s: float
+    time_scale: float = Field(
+        description="queue seconds per second of the readings' clock (1 unless simulated)"
+    )
+    generated_at: str
+    items: list[QueueNow]
