@@ -191,8 +191,8 @@ def test_conditions_holds_the_crowd_and_queue_lists_in_the_envelope(api_url: str
 
 def test_every_route_is_documented() -> None:
     paths = create_app(ApiSettings()).openapi()["paths"]
-    assert (
-        len(paths) == 8 + 9
-    )  # + apinow: history, hospitals (3), siranap (2), freshness, gateways (2)
+    # apinow added 12: beds history, hospitals (3), siranap (2), freshness, gateways (2),
+    # crowds (2), queues
+    assert len(paths) == 8 + 12
     for path in paths:
         assert f"`GET {path}`" in API_DOC, path
