@@ -654,6 +654,15 @@ class Ingester:
             client.publish(self._state_topic, encode_state_delta(delta), qos=1)
             for delta in deltas_of(state, sensors, self._digest, hello=hello)
         ]
+        if self.settings.mqtt_shared_group is None:
+            # A lone ingester publishes for the read API only, which re-reads InfluxDB after
+            # any gap: no member's state depends on it, so do not wait for the broker (that
+            # wait would deadlock against backpressure while InfluxDB is down: the network
+            # thread is held in _on_message until a window is released).
+            mark_shared(shared, state, sensors)
+            self.metrics.deltas_published.inc(len(infos))
+            self.metrics.delta_sensors_published.inc(len(sensors))
+            return True
         deadline = time.monotonic() + _DELTA_PUBLISH_TIMEOUT_S
         try:
             for info in infos:
