@@ -99,6 +99,11 @@ class Site(_Model):
     rw: RwNumber | None = None
     #: Crowd sites: people allowed at once under the health protocol.
     capacity: int | None = Field(default=None, gt=0)
+    #: Where to find it, for people looking for a bed (the API shows what is given).
+    address: Name | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^[0-9+() -]{3,32}$")] | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
 
 
 class Gateway(_Model):

@@ -88,6 +88,11 @@ INTERNAL_PREFIX = "pantau-internal/v1"
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+#: The group name a lone ingester (no ``mqtt_shared_group``) publishes its state deltas under,
+#: so the read API can follow one ingester exactly as it follows a group.
+LONE_INGEST_GROUP = "lone"
+
+
 def ingest_state(group: str) -> str:
     """The topic on which the members of ingester group ``group`` exchange sensor-state deltas
     (see docs/adr/0006-ingester-scale-out.md). Every member subscribes to it *non-shared*, so

@@ -119,7 +119,8 @@ def service_roles() -> list[dict[str, Any]]:
     ]
     return [
         {"rolename": "pantau-ingest", "acls": ingest},
-        {"rolename": "pantau-api", "acls": _read(everything)},
+        # The API follows the devices' statuses and the ingesters' state (cloud/api/state_follow).
+        {"rolename": "pantau-api", "acls": [*_read(everything), *_read(state)]},
         {
             "rolename": "pantau-ops",
             "acls": [

@@ -205,13 +205,15 @@ def _view(api: httpx.Client, city_name: str) -> Group:
     queues = Table(title="Queues", expand=True)
     for col in ("site", "waiting", "counters", "est. wait"):
         queues.add_column(col, justify="right" if col != "site" else "left")
-    for row in _items(conditions.get("queues")):
-        wait = row.get("wait_s")
+    # /v1/queues: the wait in the simulated queue's own time (the scenario's speedup), in
+    # whole minutes rounded up, so a queue that exists never shows "0 min".
+    for row in _items(_get(api, "/v1/queues")):
+        minutes = row.get("wait_min")
         queues.add_row(
             str(row.get("site_name", row.get("site"))),
             str(row.get("waiting")),
             str(row.get("counters_open")),
-            "—" if wait is None else f"{wait / 60:.0f} min",
+            "—" if minutes is None else f"{minutes} min",
         )
     stamp = time.strftime("%H:%M:%S")
     return Group(Panel(Group(beds, kec), title=f"Pantau — {stamp}"), crowd, queues)

@@ -23,6 +23,7 @@ import httpx
 
 from city import Registry, load_registry
 from contract.errors import PantauError
+from firmware_sim.scenario import load_scenario
 from pantau.broker_identity import SERVICE_USERS
 from pantau.device_access import device_access
 from pantau.lifecycle import child_preexec, claim, remove_stale
@@ -225,7 +226,15 @@ class LocalStack:
         self._spawn(
             "api",
             ["api", "run", "--host", "127.0.0.1", "--port", str(self.api_port)],
-            self._env(PANTAU_INFLUX_URL=self.influx, PANTAU_CITY_FILE=str(self.city_file)),
+            self._env(
+                PANTAU_INFLUX_URL=self.influx,
+                PANTAU_CITY_FILE=str(self.city_file),
+                # the API follows the ingester's state for its current values
+                PANTAU_MQTT_URL=self.mqtt_url,
+                PANTAU_MQTT_PASSWORD=self.passwords["pantau-api"],
+                # the simulator's queues live `speedup` times faster than its timestamps
+                PANTAU_QUEUE_TIME_SCALE=str(load_scenario(self.scenario_file).speedup),
+            ),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

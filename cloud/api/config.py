@@ -31,7 +31,17 @@ class ApiSettings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str = "pantau-api"
+    #: The broker binds every account to one client id (docs/adr/0010): the API's account is
+    #: bound to ``pantau-api``; a second API copy needs an account (and id) of its own.
+    mqtt_client_id: str = "pantau-api"
     mqtt_password: SecretStr | None = None
+    #: The ingesters' PANTAU_MQTT_SHARED_GROUP, whose state topic the API follows for its
+    #: current values (None: a lone ingester, contract.topics.LONE_INGEST_GROUP).
+    ingest_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    #: Seconds of the queues' world per second of the readings' timestamps: 1 for real kiosks;
+    #: a simulator that runs its models faster than its clock (the demo: 120) sets its speedup,
+    #: so an estimated wait is in the time the people in the simulated queue would wait.
+    queue_time_scale: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

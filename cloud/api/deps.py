@@ -3,6 +3,7 @@ and the parsing of parameters every bed route shares (bed type, group, region fi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -10,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, status
 from city import Registry
 from cloud.api.config import ApiSettings
 from cloud.api.models import BedGroup
+from cloud.api.state import LiveState, Snapshot
 from cloud.influx import InfluxHTTP
 from contract.beds import BED_GROUPS, BED_TYPES
 from contract.secrets import bounded_echo
@@ -33,9 +35,26 @@ def get_influx(request: Request) -> InfluxHTTP:
     return influx
 
 
+def get_live(request: Request) -> LiveState:
+    """The in-memory state the now-endpoints read (cloud/api/state.py)."""
+    live: LiveState = request.app.state.live
+    return live
+
+
+async def get_now(request: Request) -> Snapshot:
+    """The current figures. Until the state has been read from InfluxDB once, each request
+    tries that first, so an unreachable store is a 503 rather than a city of empty wards."""
+    live: LiveState = request.app.state.live
+    if not live.seeded:
+        await asyncio.to_thread(live.seed, request.app.state.influx)
+    return live.snapshot()
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 InfluxDep = Annotated[InfluxHTTP, Depends(get_influx)]
+LiveDep = Annotated[LiveState, Depends(get_live)]
+NowDep = Annotated[Snapshot, Depends(get_now)]
 
 
 def valid_bed_types() -> str:

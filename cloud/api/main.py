@@ -3,6 +3,7 @@ registry is read and the InfluxDB client started in the app's lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,11 @@ from city import Registry, load_registry
 from cloud.api import errors
 from cloud.api.config import ApiSettings
 from cloud.api.routes import beds_router, conditions_router, health_router, regions_router
+from cloud.api.routes_now import NOW_ROUTERS
+from cloud.api.state import LiveState
+from cloud.api.state_follow import StateFollower
 from cloud.influx import InfluxHTTP
+from contract.errors import StorageError
 from contract.secrets import redact_url
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,13 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             timeout=settings.influx_timeout_s,
         )
         app.state.influx = influx.start()
+        app.state.live = live = LiveState(registry=app.state.registry)
+        try:
+            await asyncio.to_thread(live.seed, influx)
+        except StorageError as exc:  # the follower seeds again once it has subscribed
+            log.warning("InfluxDB not ready at start-up, current values wait for it: %s", exc)
+        follower = StateFollower(live=live, settings=settings, influx=influx).start()
+        app.state.follower = follower
         log.info(
             "API for %s, InfluxDB %s/%s",
             app.state.registry.city.name,
@@ -57,6 +69,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         try:
             yield
         finally:
+            await asyncio.to_thread(follower.stop)
             influx.close()
 
     app = FastAPI(
@@ -68,5 +81,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.state.settings = settings
     errors.install(app)
     for router in (health_router, regions_router, beds_router, conditions_router):
+        app.include_router(router)
+    for router in NOW_ROUTERS:
         app.include_router(router)
     return app

@@ -6,6 +6,7 @@ The InfluxQL itself is built by :func:`cloud.influx.latest_query`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -75,3 +76,8 @@ def as_int(value: Any) -> int | None:
 def as_float(value: Any) -> float | None:
     """A float field value (None stays None)."""
     return None if value is None else float(value)
+
+
+def nan_to_none(value: float) -> float | None:
+    """A float figure from the ingester's arrays; NaN (not defined, e.g. BOR of 0 beds) is None."""
+    return None if math.isnan(value) else value

@@ -23,7 +23,8 @@ from cloud.ingest.decode import (
 from cloud.ingest.guard import PoisonGuard
 from cloud.ingest.metrics import IngestMetrics, observe_many
 from cloud.ingest.schema import StorageSchema, apply_schema, series_budget
-from cloud.ingest.service import Ingester, bootstrap_state
+from cloud.ingest.seed import bootstrap_state
+from cloud.ingest.service import Ingester
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointBuilder, PointWriter, WriteAbortedError

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.ingest.topology import BED_TYPE_SLOTS, MAX_FIELDS, ROLLUP_LEVELS, CityIndex
+from cloud.ingest.wards import bor_percent, free_beds
 from contract import KIND_CODES, SensorKind
 
 I64 = npt.NDArray[np.int64]
@@ -387,20 +388,18 @@ def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
     capacity = _sum(vals[:, 0], np.arange(len(rows)), starts)
     occupied = _sum(vals[:, 1], np.arange(len(rows)), starts)
     ident = np.arange(len(rows))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bor = np.where(capacity > 0, occupied * 100.0 / np.maximum(capacity, 1), np.nan)
     return BedRollups(
         group=(uniq // 3 // BED_TYPE_SLOTS).astype(np.intp),
         bed_type=(uniq // 3 % BED_TYPE_SLOTS).astype(np.intp),
         facility=(uniq % 3).astype(np.intp),
         capacity=capacity,
         occupied=occupied,
-        free=capacity - occupied,
+        free=free_beds(capacity, occupied),
         suspect=_sum(vals[:, 2], ident, starts),
         confirmed=_sum(vals[:, 3], ident, starts),
         waiting=_sum(vals[:, 4], ident, starts),
         sensors=np.diff(np.r_[starts, len(rows)]).astype(np.int64),
-        bor=bor,
+        bor=bor_percent(occupied, capacity),
         oldest_ms=np.minimum.reduceat(ts, starts) if len(starts) else ts[:0],
         newest_ms=np.maximum.reduceat(ts, starts) if len(starts) else ts[:0],
     )

@@ -42,7 +42,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import start_http_server
 
 from city import Registry, load_registry
-from cloud.influx import InfluxHTTP, latest_query
+from cloud.influx import InfluxHTTP
 from cloud.ingest.acks import Ack, PendingAcks
 from cloud.ingest.aggregate import (
     NO_TIME,
@@ -68,12 +68,12 @@ from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, r
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.schema import apply_schema
+from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
-from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PointBuilder, PointWriter, WriteAbortedError
 from contract import (
     KIND_CODES,
-    KIND_FIELDS,
     Channel,
     PantauError,
     PayloadError,
@@ -112,38 +112,6 @@ def now_ms() -> int:
 
 def _retry_delay(attempt: int) -> float:
     return backoff_delay(attempt, base=_BACKOFF_BASE_S, cap=_BACKOFF_CAP_S)
-
-
-def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) -> int:
-    """Load each sensor's latest stored reading (and a kiosk's previous one, for its service
-    rate) from InfluxDB into ``state``; returns how many readings were loaded."""
-    sensors: list[int] = []
-    ts: list[int] = []
-    seq: list[int] = []
-    values: list[list[int]] = []
-    for kind in SensorKind:
-        limit = 2 if kind is SensorKind.QUEUE else 1
-        q = latest_query(kind.value, group_by=["sensor"], limit=limit)
-        for series in influx.query(q):
-            pos = index.sensor_pos.get(series.tags.get("sensor", ""))
-            if pos is None or index.sensor_kind[pos] != KIND_CODES[kind]:
-                continue  # a sensor since removed from the registry
-            for row in series.rows():
-                fields = [row.get(name) for name in KIND_FIELDS[kind]]
-                if any(not isinstance(v, int) for v in fields) or not isinstance(row["time"], int):
-                    continue
-                sensors.append(pos)
-                ts.append(row["time"])
-                seq.append(row["seq"] if isinstance(row.get("seq"), int) else 0)
-                values.append([int(v or 0) for v in fields] + [0] * (MAX_FIELDS - len(fields)))
-    if sensors:
-        state.update(
-            np.array(sensors, dtype=np.int32),
-            np.array(ts, dtype=np.int64),
-            np.array(seq, dtype=np.int64),
-            np.array(values, dtype=np.int64).reshape(-1, MAX_FIELDS),
-        )
-    return len(sensors)
 
 
 @dataclass(kw_only=True)
@@ -215,8 +183,11 @@ class Ingester:
         self._history: ReadingHistory | None = None
         self._history_paused_at = NO_TIME
         group = settings.mqtt_shared_group
-        #: scale-out: where members exchange state deltas (None: a lone ingester)
-        self._state_topic = topics.ingest_state(group) if group is not None else None
+        #: where members exchange state deltas; a lone ingester publishes there too, so the
+        #: API can follow the state (contract.topics.LONE_INGEST_GROUP)
+        self._state_topic = topics.ingest_state(
+            group if group is not None else topics.LONE_INGEST_GROUP
+        )
         #: what the other members know of our state: our published deltas merged with theirs
         self._shared: SensorState | None = None
         self._digest = b""
@@ -837,6 +808,10 @@ class Ingester:
         mark_shared(shared, state, sensors)
         self.metrics.deltas_published.inc(len(infos))
         self.metrics.delta_sensors_published.inc(len(sensors))
+        if self.settings.mqtt_shared_group is None:
+            # A lone ingester publishes for the read API only, which re-reads InfluxDB after
+            # any gap: no member's state depends on it, so its windows wait for nothing.
+            return []
         return infos
 
     def _merge_peers(self, msgs: list[Message]) -> None:

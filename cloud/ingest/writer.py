@@ -33,6 +33,7 @@ from cloud.influx import FieldValue, InfluxHTTP, format_int_rows, format_line, s
 from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
 from cloud.ingest.topology import FACILITIES, CityIndex
+from cloud.ingest.wards import free_beds
 from contract import KIND_CODES, STAT_TYPES, PantauError, SensorKind, StatType, StorageError
 from contract.backoff import backoff_delay
 
@@ -123,7 +124,8 @@ class PointBuilder:
                 continue
             vv, seq = v[rows], readings.seq[rows][:, None]
             if code == _BED:
-                cols = np.hstack([vv[:, :2], vv[:, :1] - vv[:, 1:2], vv[:, 2:5], seq])
+                free = free_beds(vv[:, 0], vv[:, 1])[:, None]
+                cols = np.hstack([vv[:, :2], free, vv[:, 2:5], seq])
             elif code == _CROWD:
                 cols = np.hstack([vv[:, :3], seq])
             else:

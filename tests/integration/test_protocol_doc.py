@@ -182,7 +182,12 @@ def test_the_status_tables_list_every_field_and_every_stat_the_edge_publishes() 
         outbox=MemoryOutbox().open(),
     )
     published = set(agent.status().stats)
-    per_port = {*(f.name for f in dataclasses.fields(FrameStats)), "rejected", "opens"}
+    per_port = {
+        *(f.name for f in dataclasses.fields(FrameStats)),
+        "rejected",
+        "opens",
+        "open_failures",
+    }
     documented = {key for cell in _table("status stats") for key in re.findall(r"`(\w+)`", cell)}
     assert documented == published | per_port
 

@@ -38,9 +38,10 @@ def test_every_stat_the_edge_agent_reports_is_a_known_stat_and_survives_validati
     reported = {**status.stats, **reader.stats()}
     # The contract lists exactly what the edge reports: nothing dropped, nothing invented.
     assert set(reported) == set(STAT_TYPES)
-    # 6 decoder counters + rejected/opens from each reader; 43 from the agent and its spool.
-    assert len(reader.stats()) == len(FrameStats.__dataclass_fields__) + 2 == 8
-    assert len(status.stats) == 43
+    # 6 decoder counters + rejected/opens/open_failures from each reader; 44 from the agent,
+    # its link and its spool.
+    assert len(reader.stats()) == len(FrameStats.__dataclass_fields__) + 3 == 9
+    assert len(status.stats) == 44
     assert len(STAT_TYPES) == 53
     again = GatewayStatus.model_validate_json(status.model_dump_json())
     assert again.stats == status.stats

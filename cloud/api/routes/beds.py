@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, status
 
 from city import Level, Registry, Site, SiteKind
 from cloud.api.deps import (
-    InfluxDep,
+    LiveDep,
+    NowDep,
     RegistryDep,
     SettingsDep,
     bed_type_codes,
@@ -28,9 +30,12 @@ from cloud.api.models import (
     SiteBeds,
     SummaryLevel,
 )
-from cloud.api.queries import as_int, is_stale, iso_ms, latest_rows, now_iso, now_ms
-from cloud.influx import InfluxHTTP
-from contract.beds import BED_TYPES, bed_group, bor_band, bor_percent
+from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.routes.beds_history import router as history_router
+from cloud.api.state import LiveState, Snapshot
+from cloud.ingest.topology import FACILITIES
+from cloud.ingest.wards import bor_percent
+from contract.beds import BED_TYPES, bed_group, bor_band
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
@@ -110,69 +115,57 @@ def _registry_wards(registry: Registry) -> list[dict[str, Any]]:
     return out
 
 
-def _ward(meta: dict[str, Any], row: dict[str, Any] | None, *, now: int, after: float) -> BedWard:
-    """One ward from registry metadata and its latest point. Names come from the point's tags
-    when there is one (what the ingester stored), so they round-trip through InfluxDB."""
-    row = row or {}
-    names = {k: row.get(k) or meta[k] for k in ("site_name", "site_kind", "ward")}
-    capacity, occupied = as_int(row.get("capacity")), as_int(row.get("occupied"))
-    free = as_int(row.get("free"))
-    if free is None and capacity is not None and occupied is not None:
-        free = capacity - occupied
-    bor = None if capacity is None or occupied is None else bor_percent(occupied, capacity)
-    observed = as_int(row.get("time"))
+def _ward(meta: dict[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
+    """One ward from registry metadata and its row in the snapshot (nulls if it never
+    reported). Every figure is the ingester's (cloud.ingest.wards)."""
+    row = snap.ward_row.get(pos)
     code: int = meta["bed_type"]
     group = bed_group(code)
+    figures: dict[str, Any] = dict.fromkeys(
+        ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "bor")
+    )
+    observed: int | None = None
+    if row is not None:
+        w = snap.wards
+        for name in ("capacity", "occupied", "free", "suspect", "confirmed", "waiting"):
+            figures[name] = int(getattr(w, name)[row])
+        figures["bor"] = nan_to_none(float(w.bor[row]))
+        observed = int(w.ts[row])
     return BedWard(
         sensor=meta["sensor"],
         site=meta["site"],
+        site_name=meta["site_name"],
+        site_kind=meta["site_kind"],
+        ward=meta["ward"],
         kelurahan=meta["kelurahan"],
         kecamatan=meta["kecamatan"],
         bed_type=code,
         bed_type_name=BED_TYPES.get(code, f"bed type {code}"),
         bed_group=None if group is None else BedGroup(group),
-        capacity=capacity,
-        occupied=occupied,
-        free=free,
-        suspect=as_int(row.get("suspect")),
-        confirmed=as_int(row.get("confirmed")),
-        waiting=as_int(row.get("waiting")),
-        bor=bor,
-        band=bor_band(bor),
+        band=bor_band(figures["bor"]),
         observed_at=iso_ms(observed),
         observed_at_ms=observed,
         stale=is_stale(observed, now=now, stale_after_s=after),
-        **names,
+        **figures,
     )
 
 
-def _wards(influx: InfluxHTTP, registry: Registry, flt: _Filter, *, after: float) -> list[BedWard]:
-    rows = latest_rows(influx, "bed", group_by=["sensor"], conditions=flt.conditions())
-    latest = {str(r["sensor"]): r for r in rows}
+def _wards(snap: Snapshot, live: LiveState, flt: _Filter, *, after: float) -> list[BedWard]:
     now = now_ms()
-    out = []
-    for meta in _registry_wards(registry):
-        if flt.matches(meta):
-            out.append(_ward(meta, latest.pop(meta["sensor"], None), now=now, after=after))
-    # Sensors the registry no longer lists still show their last state rather than vanish.
-    for sensor_id in sorted(latest):
-        row = latest[sensor_id]
-        try:
-            code = int(row["bed_type"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        meta = {k: row.get(k) or "" for k in ("sensor", "site", "kelurahan", "kecamatan")}
-        meta |= {k: row.get(k) or "" for k in ("site_name", "site_kind", "ward")}
-        meta["bed_type"] = code
-        out.append(_ward(meta, row, now=now, after=after))
-    return out
+    pos = live.index.sensor_pos
+    return [
+        _ward(meta, snap, pos[meta["sensor"]], now=now, after=after)
+        for meta in _registry_wards(live.index.registry)
+        if flt.matches(meta)
+    ]
 
 
 @router.get("/v1/beds", response_model=BedList, responses=_ERRORS)
-def list_beds(
+async def list_beds(
     settings: SettingsDep,
     registry: RegistryDep,
-    influx: InfluxDep,
+    live: LiveDep,
+    snap: NowDep,
     site: str | None = None,
     kecamatan: str | None = None,
     kelurahan: str | None = None,
@@ -181,7 +174,8 @@ def list_beds(
     facility: Facility = Facility.ALL,
 ) -> BedList:
     """Every ward of every hospital and isolation centre (one row per bed sensor), from its
-    latest reading. Sensors that never reported are listed with nulls and ``stale: true``."""
+    latest reading (held in memory, see docs/api.md "Current values"). Sensors that never
+    reported are listed with nulls and ``stale: true``."""
     codes = bed_type_codes(bed_type, group, allow_all=False)
     check_region(registry, kecamatan=kecamatan, kelurahan=kelurahan)
     if site is not None:
@@ -189,30 +183,8 @@ def list_beds(
     flt = _Filter(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
-    items = _wards(influx, registry, flt, after=settings.stale_after_s)
+    items = _wards(snap, live, flt, after=settings.stale_after_s)
     return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
-
-
-@dataclass
-class _Acc:
-    """Running sums of rollup rows for one code."""
-
-    name: str | None = None
-    counts: dict[str, int] | None = None
-    oldest: int | None = None
-    newest: int | None = None
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.name = self.name or row.get("name")
-        counts = self.counts if self.counts is not None else dict.fromkeys(COUNT_FIELDS, 0)
-        for key in COUNT_FIELDS:
-            counts[key] += as_int(row.get(key)) or 0
-        self.counts = counts
-        old, new = as_int(row.get("oldest_ms")), as_int(row.get("newest_ms"))
-        if old is not None:
-            self.oldest = old if self.oldest is None else min(self.oldest, old)
-        if new is not None:
-            self.newest = new if self.newest is None else max(self.newest, new)
 
 
 def _expected_regions(
@@ -231,45 +203,54 @@ def _expected_regions(
 
 
 @router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
-def beds_summary(
+async def beds_summary(
     settings: SettingsDep,
     registry: RegistryDep,
-    influx: InfluxDep,
+    live: LiveDep,
+    snap: NowDep,
     level: SummaryLevel = SummaryLevel.KOTA,
     bed_type: str | None = None,
     group: BedGroup | None = None,
     facility: Facility = Facility.ALL,
 ) -> BedSummary:
-    """BOR per region (or site) at ``level``, from the latest ``bed_rollup`` points. With
-    ``group``, the per-bed-type rollups of the group's codes are summed. A region whose oldest
-    contributing reading is older than the stale limit is ``stale``; regions with bed sensors
-    but no rollup yet are listed with nulls."""
+    """BOR per region (or site) at ``level``, from the ingester's rollups of the current state
+    (exactly what it writes to ``bed_rollup``). With ``group``, the per-bed-type rollups of the
+    group's codes are summed. A region whose oldest contributing reading is older than the
+    stale limit is ``stale``; regions with bed sensors but no reading yet are listed with
+    nulls."""
     codes = bed_type_codes(bed_type, group, allow_all=True)
     tag_values = ["all"] if codes is None else [str(c) for c in codes]
-    rows = latest_rows(
-        influx,
-        "bed_rollup",
-        group_by=["code", "bed_type"],
-        conditions={"level": level.value, "facility": facility.value, "bed_type": tag_values},
-    )
-    acc: dict[str, _Acc] = {}
-    for row in rows:
-        acc.setdefault(str(row["code"]), _Acc()).add(row)
+    slots = [0] if codes is None else codes
+    fac = FACILITIES.index(facility.value)
     expected = _expected_regions(registry, level, codes, facility)
+    gids = live.group_ids
+    b = snap.beds
     now = now_ms()
     after = settings.stale_after_s
     items = []
-    for code in sorted(expected.keys() | acc.keys()):
-        a = acc.get(code, _Acc())
-        c: dict[str, int | None] = dict(a.counts) if a.counts else dict.fromkeys(COUNT_FIELDS)
-        cap, occ = c["capacity"], c["occupied"]
-        bor = None if cap is None or occ is None else bor_percent(occ, cap)
+    for code in sorted(expected):
+        gid = gids.get((level.value, code))
+        rows = [] if gid is None else [snap.bed_row.get((gid, slot, fac)) for slot in slots]
+        found = [r for r in rows if r is not None]
+        if not found:
+            c: dict[str, int | None] = dict.fromkeys(COUNT_FIELDS)
+            bor = oldest = newest = None
+        else:
+            c = {name: int(sum(getattr(b, name)[r] for r in found)) for name in COUNT_FIELDS}
+            oldest = int(min(b.oldest_ms[r] for r in found))
+            newest = int(max(b.newest_ms[r] for r in found))
+            if len(found) == 1:
+                bor = nan_to_none(float(b.bor[found[0]]))
+            else:  # the group's sum, through the one BOR formula
+                bor = nan_to_none(
+                    float(bor_percent(np.array([c["occupied"]]), np.array([c["capacity"]]))[0])
+                )
         items.append(
             BedSummaryRow(
                 code=code,
-                name=a.name or expected.get(code) or code,
-                capacity=cap,
-                occupied=occ,
+                name=expected[code],
+                capacity=c["capacity"],
+                occupied=c["occupied"],
                 free=c["free"],
                 suspect=c["suspect"],
                 confirmed=c["confirmed"],
@@ -277,11 +258,11 @@ def beds_summary(
                 sensors=c["sensors"],
                 bor=bor,
                 band=bor_band(bor),
-                observed_at_oldest=iso_ms(a.oldest),
-                observed_at_oldest_ms=a.oldest,
-                observed_at_newest=iso_ms(a.newest),
-                observed_at_newest_ms=a.newest,
-                stale=a.counts is None or is_stale(a.oldest, now=now, stale_after_s=after),
+                observed_at_oldest=iso_ms(oldest),
+                observed_at_oldest_ms=oldest,
+                observed_at_newest=iso_ms(newest),
+                observed_at_newest_ms=newest,
+                stale=not found or is_stale(oldest, now=now, stale_after_s=after),
             )
         )
     return BedSummary(
@@ -296,31 +277,37 @@ def beds_summary(
     )
 
 
+# Before /v1/beds/{site_id}, which would otherwise take "history" for a site id.
+router.include_router(history_router)
+
+
 @router.get("/v1/beds/{site_id}", response_model=SiteBeds, responses=_ERRORS)
-def site_beds(
-    site_id: str, settings: SettingsDep, registry: RegistryDep, influx: InfluxDep
+async def site_beds(
+    site_id: str, settings: SettingsDep, registry: RegistryDep, live: LiveDep, snap: NowDep
 ) -> SiteBeds:
-    """One hospital's or isolation centre's wards, with totals over the wards that reported."""
+    """One hospital's or isolation centre's wards, with totals over the wards that reported
+    (the ingester's site rollup over all bed types)."""
     site = bed_site(registry, site_id)
-    wards = _wards(influx, registry, _Filter(site=site_id), after=settings.stale_after_s)
-    reported = [w for w in wards if w.capacity is not None and w.occupied is not None]
-    capacity = sum(w.capacity or 0 for w in reported)
-    occupied = sum(w.occupied or 0 for w in reported)
-    bor = bor_percent(occupied, capacity)
+    wards = _wards(snap, live, _Filter(site=site_id), after=settings.stale_after_s)
+    gid = live.group_ids.get(("site", site_id))
+    row = None if gid is None else snap.bed_row.get((gid, 0, 0))
+    b = snap.beds
+    if row is None:
+        capacity = occupied = free = 0
+        bor = None
+    else:
+        capacity, occupied, free = int(b.capacity[row]), int(b.occupied[row]), int(b.free[row])
+        bor = nan_to_none(float(b.bor[row]))
     return SiteBeds(
         site=site.id,
-        site_name=next((w.site_name for w in wards if w.observed_at_ms), site.name),
+        site_name=site.name,
         site_kind=site.kind.value,
         kelurahan=site.kelurahan,
         kecamatan=registry.kecamatan_of_kelurahan[site.kelurahan].code,
         stale_after_s=settings.stale_after_s,
         generated_at=now_iso(),
         totals=BedTotals(
-            capacity=capacity,
-            occupied=occupied,
-            free=sum(w.free if w.free is not None else 0 for w in reported),
-            bor=bor,
-            band=bor_band(bor),
+            capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor)
         ),
         items=wards,
     )
