@@ -8,11 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from city import Registry, load_registry
-from cloud.api import errors
+from cloud.api import auth, errors
 from cloud.api.config import ApiSettings
-from cloud.api.routes import beds_router, conditions_router, health_router, regions_router
+from cloud.api.routes import (
+    beds_router,
+    conditions_router,
+    health_router,
+    keys_router,
+    regions_router,
+)
 from cloud.influx import InfluxHTTP
 from contract.secrets import redact_url
 
@@ -55,7 +62,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             settings.influx_db,
         )
         try:
-            yield
+            with auth.open_keys(app):
+                yield
         finally:
             influx.close()
 
@@ -67,6 +75,16 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (health_router, regions_router, beds_router, conditions_router):
+    auth.install(app, settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+            expose_headers=["Retry-After", errors.REQUEST_ID_HEADER],
+            max_age=600,
+        )
+    for router in (health_router, regions_router, beds_router, conditions_router, keys_router):
         app.include_router(router)
     return app

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 
 from city import Level, Registry, Site, SiteKind
+from cloud.api.auth import Caller, Role, require
+from cloud.api.auth_roles import FINE_LEVELS
 from cloud.api.deps import (
     InfluxDep,
     RegistryDep,
@@ -170,6 +172,9 @@ def _wards(influx: InfluxHTTP, registry: Registry, flt: _Filter, *, after: float
 
 @router.get("/v1/beds", response_model=BedList, responses=_ERRORS)
 def list_beds(
+    caller: Annotated[
+        Caller, require(Role.HEALTH_OFFICER, region=("site", "kecamatan", "kelurahan"))
+    ],
     settings: SettingsDep,
     registry: RegistryDep,
     influx: InfluxDep,
@@ -190,6 +195,7 @@ def list_beds(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
     items = _wards(influx, registry, flt, after=settings.stale_after_s)
+    items = [w for w in items if caller.sees(w.kelurahan)]
     return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
 
 
@@ -232,6 +238,7 @@ def _expected_regions(
 
 @router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
 def beds_summary(
+    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
     settings: SettingsDep,
     registry: RegistryDep,
     influx: InfluxDep,
@@ -284,6 +291,8 @@ def beds_summary(
                 stale=a.counts is None or is_stale(a.oldest, now=now, stale_after_s=after),
             )
         )
+    if level.value in FINE_LEVELS:
+        items = [row for row in items if caller.sees(row.code)]
     return BedSummary(
         level=level,
         bed_type=None if group is not None else tag_values[0],
@@ -296,7 +305,12 @@ def beds_summary(
     )
 
 
-@router.get("/v1/beds/{site_id}", response_model=SiteBeds, responses=_ERRORS)
+@router.get(
+    "/v1/beds/{site_id}",
+    response_model=SiteBeds,
+    responses=_ERRORS,
+    dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
+)
 def site_beds(
     site_id: str, settings: SettingsDep, registry: RegistryDep, influx: InfluxDep
 ) -> SiteBeds:
