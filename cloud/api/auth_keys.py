@@ -166,7 +166,7 @@ class KeyStore:
         with self._lock:
             rows = self._conn().execute(
                 "SELECT id, name, role, regions, rate_per_min, created_at, revoked_at"
-                " FROM api_keys ORDER BY created_at, id"
+                " FROM api_keys ORDER BY rowid"
             )
             return [_record(row) for row in rows.fetchall()]
 
