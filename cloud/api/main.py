@@ -34,6 +34,9 @@ and the hierarchy come from the city registry. Every reading carries its observa
 anything older than the stale limit (`PANTAU_STALE_AFTER_S`) is flagged `stale`.
 Errors are `{"detail": "..."}`; server errors (5xx) add a `request_id`, also sent as the
 `X-Request-ID` header of every response, under which the cause is in the server log.
+
+Send an API key as `Authorization: Bearer <key>`; without one a request has the public role.
+Each operation states the role it needs ("**Access:**"); see docs/api.md "Authentication".
 """
 
 
