@@ -44,7 +44,7 @@ GRANTS: Mapping[Role, frozenset[Role]] = {
 }
 
 #: Summary levels finer than a kecamatan: reading them is per-site detail (health officer).
-FINE_LEVELS = frozenset({"site", "rw", "kelurahan", Level.RW.value, Level.KELURAHAN.value})
+FINE_LEVELS = frozenset({"site", Level.RW.value, Level.KELURAHAN.value})
 
 
 class RegionIndex:
