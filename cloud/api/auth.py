@@ -106,8 +106,10 @@ class Requirement:
     def role_for(self, request: Request) -> Role:
         """The role this request needs: ``role``, raised to health officer for a fine level."""
         if self.level is not None and self.role is Role.PUBLIC:
-            value = request.path_params.get(self.level) or request.query_params.get(self.level)
-            if value in FINE_LEVELS:
+            # Every value counts: a parameter given twice must not pass on its first one.
+            values = request.query_params.getlist(self.level)
+            values.append(str(request.path_params.get(self.level, "")))
+            if not FINE_LEVELS.isdisjoint(values):
                 return Role.HEALTH_OFFICER
         return self.role
 
@@ -182,14 +184,13 @@ async def current_caller(
     address = request.client.host if request.client else "unknown"
     anonymous = f"address {address}"
     if credentials is None:
+        _limit(request, f"addr:{address}", settings.api_anonymous_rate_per_min, anonymous)
         if "authorization" in request.headers:
-            _limit(request, f"addr:{address}", settings.api_anonymous_rate_per_min, anonymous)
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "send the API key as 'Authorization: Bearer <key>'",
                 headers=_CHALLENGE,
             )
-        _limit(request, f"addr:{address}", settings.api_anonymous_rate_per_min, anonymous)
         return Caller(role=Role.PUBLIC, regions=frozenset(), key_id=None, index=_index(request))
     record = None if keys is None else keys.lookup(credentials.credentials)
     if record is None:

@@ -252,3 +252,15 @@ def test_an_unknown_or_malformed_key_is_401_not_public(
         resp = httpx.get(f"{running.url}/v1/regions", headers=headers, timeout=10)
         assert (resp.status_code, resp.headers["www-authenticate"]) == (401, "Bearer"), headers
         assert keys["admin"] not in resp.text
+
+
+@pytest.mark.parametrize("levels", [("kecamatan", "kelurahan"), ("kelurahan", "kecamatan")])
+def test_a_fine_level_given_twice_still_needs_a_health_officer(
+    api: tuple[RunningApi, dict[str, str]], levels: tuple[str, str]
+) -> None:
+    running, keys = api
+    query = "&".join(f"level={lv}" for lv in levels)
+    for caller, status in (("anonymous", 401), ("public", 403)):
+        headers = {"Authorization": f"Bearer {keys[caller]}"} if caller in keys else {}
+        resp = httpx.get(f"{running.url}/v1/beds/summary?{query}", headers=headers, timeout=10)
+        assert resp.status_code == status, (caller, resp.text)
