@@ -9,6 +9,11 @@ tests/integration/test_api_schemathesis.py runs about 300 cases in the suite; th
 Without ``--url`` it starts InfluxDB holding the schema's points for the demo city and a real
 ``pantau api run`` with a key file, and fuzzes it with an admin key. Prints the cases per
 operation, the time taken and every failure; exits 1 on a failure.
+
+Default arguments on the shared 2-core development machine (2026-11-29), the API of 9
+operations::
+
+    2997 cases, 9 operations, 123.9 s, 0 failures
 """
 
 from __future__ import annotations
