@@ -13,12 +13,14 @@ import typer
 import uvicorn
 
 from city import load_registry
+from cloud.api.cli_keys import app as key_app
 from cloud.api.config import ApiSettings
 from cloud.api.main import create_app
 from contract.errors import ConfigError
 from contract.secrets import settings_or_config_error
 
 app = typer.Typer(no_args_is_help=True, help="The read API (beds, BOR, crowds, queues).")
+app.add_typer(key_app, name="key")
 
 
 class _Server(uvicorn.Server):

@@ -42,6 +42,16 @@ class ApiSettings(BaseSettings):
     #: a simulator that runs its models faster than its clock (the demo: 120) sets its speedup,
     #: so an estimated wait is in the time the people in the simulated queue would wait.
     queue_time_scale: float = Field(default=1.0, gt=0)
+    #: SQLite file of API keys (``pantau api key create``). Unset: in development the API is
+    #: open (no keys, no limits); in production every request is public.
+    api_keys_db: Path | None = None
+    #: Requests a minute per key (a key may set its own with ``--rate-per-min``).
+    api_rate_per_min: int = Field(default=600, ge=1)
+    #: Requests a minute per client address without a key (or with a bad one).
+    api_anonymous_rate_per_min: int = Field(default=120, ge=1)
+    #: Origins a browser may call the API from (CORS), e.g. ``["https://dinkes.example.go.id"]``;
+    #: ``["*"]`` for any. Empty: no CORS headers.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

@@ -9,11 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from city import Registry, load_registry
-from cloud.api import errors
+from cloud.api import auth, errors
 from cloud.api.config import ApiSettings
-from cloud.api.routes import beds_router, conditions_router, health_router, regions_router
+from cloud.api.routes import (
+    beds_router,
+    conditions_router,
+    health_router,
+    keys_router,
+    regions_router,
+)
 from cloud.api.routes_now import NOW_ROUTERS
 from cloud.api.state import LiveState
 from cloud.api.state_follow import StateFollower
@@ -32,6 +39,9 @@ and the hierarchy come from the city registry. Every reading carries its observa
 anything older than the stale limit (`PANTAU_STALE_AFTER_S`) is flagged `stale`.
 Errors are `{"detail": "..."}`; server errors (5xx) add a `request_id`, also sent as the
 `X-Request-ID` header of every response, under which the cause is in the server log.
+
+Send an API key as `Authorization: Bearer <key>`; without one a request has the public role.
+Each operation states the role it needs ("**Access:**"); see docs/api.md "Authentication".
 """
 
 
@@ -67,7 +77,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             settings.influx_db,
         )
         try:
-            yield
+            with auth.open_keys(app):
+                yield
         finally:
             await asyncio.to_thread(follower.stop)
             influx.close()
@@ -80,7 +91,17 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (health_router, regions_router, beds_router, conditions_router):
+    auth.install(app, settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+            expose_headers=["Retry-After", errors.REQUEST_ID_HEADER],
+            max_age=600,
+        )
+    for router in (health_router, regions_router, beds_router, conditions_router, keys_router):
         app.include_router(router)
     for router in NOW_ROUTERS:
         app.include_router(router)

@@ -110,7 +110,7 @@ def _shell(line: str, api_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_doc_has_its_examples() -> None:
-    assert len(_CURL.findall(API_DOC)) == 16
+    assert len(_CURL.findall(API_DOC)) == 17
     assert [path for path, _ in _SHOWN.findall(API_DOC)] == [
         "/v1/beds/rs-nope",
         "/v1/beds/rs-kariadi",
@@ -192,7 +192,7 @@ def test_conditions_holds_the_crowd_and_queue_lists_in_the_envelope(api_url: str
 def test_every_route_is_documented() -> None:
     paths = create_app(ApiSettings()).openapi()["paths"]
     # apinow added 12: beds history, hospitals (3), siranap (2), freshness, gateways (2),
-    # crowds (2), queues
-    assert len(paths) == 8 + 12
+    # crowds (2), queues; apiaccess 1: keys
+    assert len(paths) == 8 + 12 + 1
     for path in paths:
         assert f"`GET {path}`" in API_DOC, path

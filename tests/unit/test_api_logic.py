@@ -130,4 +130,5 @@ def test_create_app_does_no_io_and_serves_openapi_without_a_lifespan() -> None:
     spec = TestClient(app).get("/openapi.json").json()
     summary = spec["paths"]["/v1/beds/summary"]["get"]
     assert {p["name"] for p in summary["parameters"]} == {"level", "bed_type", "group", "facility"}
-    assert set(summary["responses"]) == {"200", "400", "404", "422", "503"}
+    # 401/403/429: the access rule (cloud/api/auth.py) adds them to every declared route.
+    assert set(summary["responses"]) == {"200", "400", "401", "403", "404", "422", "429", "503"}

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, status
 
 from city import Level, Registry, Site, SiteKind
+from cloud.api.auth import Caller, Role, require
+from cloud.api.auth_roles import FINE_LEVELS
 from cloud.api.deps import (
     LiveDep,
     NowDep,
@@ -162,6 +164,9 @@ def _wards(snap: Snapshot, live: LiveState, flt: _Filter, *, after: float) -> li
 
 @router.get("/v1/beds", response_model=BedList, responses=_ERRORS)
 async def list_beds(
+    caller: Annotated[
+        Caller, require(Role.HEALTH_OFFICER, region=("site", "kecamatan", "kelurahan"))
+    ],
     settings: SettingsDep,
     registry: RegistryDep,
     live: LiveDep,
@@ -184,6 +189,7 @@ async def list_beds(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
     items = _wards(snap, live, flt, after=settings.stale_after_s)
+    items = [w for w in items if caller.sees(w.kelurahan)]
     return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
 
 
@@ -204,6 +210,7 @@ def _expected_regions(
 
 @router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
 async def beds_summary(
+    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
     settings: SettingsDep,
     registry: RegistryDep,
     live: LiveDep,
@@ -265,6 +272,8 @@ async def beds_summary(
                 stale=not found or is_stale(oldest, now=now, stale_after_s=after),
             )
         )
+    if level.value in FINE_LEVELS:
+        items = [row for row in items if caller.sees(row.code)]
     return BedSummary(
         level=level,
         bed_type=None if group is not None else tag_values[0],
@@ -281,7 +290,12 @@ async def beds_summary(
 router.include_router(history_router)
 
 
-@router.get("/v1/beds/{site_id}", response_model=SiteBeds, responses=_ERRORS)
+@router.get(
+    "/v1/beds/{site_id}",
+    response_model=SiteBeds,
+    responses=_ERRORS,
+    dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
+)
 async def site_beds(
     site_id: str, settings: SettingsDep, registry: RegistryDep, live: LiveDep, snap: NowDep
 ) -> SiteBeds:

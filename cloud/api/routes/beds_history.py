@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 
+from cloud.api.auth import require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import InfluxDep, LiveDep, RegistryDep, bed_type_codes
 from cloud.api.localtime import zone_of_province
 from cloud.api.models import BedGroup, ErrorBody, Facility, SummaryLevel
@@ -81,7 +83,12 @@ def _region_name(live: Any, level: SummaryLevel, code: str) -> str:
     return name
 
 
-@router.get("/v1/beds/history", response_model=BedHistory, responses=_ERRORS)
+@router.get(
+    "/v1/beds/history",
+    response_model=BedHistory,
+    responses=_ERRORS,
+    dependencies=[require(Role.PUBLIC, region=("code",), level="level")],
+)
 async def beds_history(
     registry: RegistryDep,
     live: LiveDep,

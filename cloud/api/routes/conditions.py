@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from city import Registry, Site
+from cloud.api.auth import Role, require
 from cloud.api.config import ApiSettings
 from cloud.api.deps import InfluxDep, RegistryDep, SettingsDep
 from cloud.api.models import (
@@ -23,7 +24,7 @@ from cloud.api.queries import as_float, as_int, is_stale, iso_ms, latest_rows, n
 from cloud.influx import InfluxHTTP
 from contract.payload import SensorKind
 
-router = APIRouter(tags=["conditions"])
+router = APIRouter(tags=["conditions"], dependencies=[require(Role.PUBLIC)])
 
 CROWD_HIGH = 0.8
 CROWD_OVER = 1.0

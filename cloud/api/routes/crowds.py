@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from cloud.api.auth import require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import InfluxDep, LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.localtime import zone_of_province
 from cloud.api.models import CrowdList, CrowdSite, ErrorBody
@@ -20,7 +22,7 @@ from contract.errors import StorageError
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
-router = APIRouter(tags=["crowds"])
+router = APIRouter(tags=["crowds"], dependencies=[require(Role.PUBLIC)])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "unknown crowd site"},
     422: {"model": ErrorBody, "description": "bad time range or interval"},

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query
 
+from cloud.api.auth import require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep
 from cloud.api.models import ErrorBody, SummaryLevel
 from cloud.api.models_ops import FreshnessList, RegionFreshness
@@ -17,7 +19,7 @@ from cloud.ingest.aggregate import NO_TIME
 from cloud.ingest.topology import ROLLUP_LEVELS
 from contract import KIND_CODES, SensorKind
 
-router = APIRouter(tags=["regions"])
+router = APIRouter(tags=["regions"], dependencies=[require(Role.PUBLIC)])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "bad parameter"},
     503: {"model": ErrorBody, "description": "state not loaded and InfluxDB unreachable"},

@@ -5,10 +5,12 @@ in-memory state."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 
+from cloud.api.auth import Caller, require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep
 from cloud.api.models import ErrorBody
 from cloud.api.models_ops import Device, GatewayList, GatewayView
@@ -71,13 +73,21 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> GatewayView:
 
 
 @router.get("/v1/gateways", response_model=GatewayList, responses=_ERRORS)
-async def gateways(registry: RegistryDep, live: LiveDep, snap: NowDep) -> GatewayList:
-    """Every gateway of the city, in registry order, with its devices."""
-    items = [view(gw, live, snap) for gw in registry.gateways]
+async def gateways(
+    caller: Annotated[Caller, require(Role.OPS)], registry: RegistryDep, live: LiveDep, snap: NowDep
+) -> GatewayList:
+    """Every gateway of the city (within the key's regions), in registry order, with its
+    devices."""
+    items = [view(gw, live, snap) for gw in registry.gateways if caller.sees(gw)]
     return GatewayList(generated_at=now_iso(), items=items)
 
 
-@router.get("/v1/gateways/{gateway_id}", response_model=GatewayView, responses=_ERRORS)
+@router.get(
+    "/v1/gateways/{gateway_id}",
+    response_model=GatewayView,
+    responses=_ERRORS,
+    dependencies=[require(Role.OPS, region=("gateway_id",))],
+)
 async def gateway(
     gateway_id: str, registry: RegistryDep, live: LiveDep, snap: NowDep
 ) -> GatewayView:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from cloud.api.auth import Role, require
 from cloud.api.deps import InfluxDep
 from cloud.api.models import Health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[require(Role.PUBLIC)])
 
 
 @router.get(

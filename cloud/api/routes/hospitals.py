@@ -4,11 +4,13 @@ them) with each site's beds now, from the ingester's site rollups in memory."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 
 from city import Registry, Site, SiteKind
+from cloud.api.auth import Caller, require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep, check_region
 from cloud.api.models import ErrorBody, NamedRegion
 from cloud.api.models_places import BedPlace, BedPlaceList, GroupBeds
@@ -18,7 +20,7 @@ from contract.beds import BED_GROUPS, bor_band
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
-router = APIRouter(tags=["hospitals"])
+router = APIRouter(tags=["hospitals"], dependencies=[require(Role.HEALTH_OFFICER)])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "unknown site, kecamatan or kelurahan"},
@@ -107,6 +109,7 @@ def _places(
 
 @router.get("/v1/hospitals", response_model=BedPlaceList, responses=_ERRORS)
 async def hospitals(
+    caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
     settings: SettingsDep,
     registry: RegistryDep,
     live: LiveDep,
@@ -126,11 +129,13 @@ async def hospitals(
         kecamatan=kecamatan,
         kelurahan=kelurahan,
     )
+    items = [place for place in items if caller.sees(place.id)]
     return BedPlaceList(stale_after_s=after, generated_at=now_iso(), items=items)
 
 
 @router.get("/v1/isolation-centres", response_model=BedPlaceList, responses=_ERRORS)
 async def isolation_centres(
+    caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
     settings: SettingsDep,
     registry: RegistryDep,
     live: LiveDep,
@@ -150,10 +155,16 @@ async def isolation_centres(
         kecamatan=kecamatan,
         kelurahan=kelurahan,
     )
+    items = [place for place in items if caller.sees(place.id)]
     return BedPlaceList(stale_after_s=after, generated_at=now_iso(), items=items)
 
 
-@router.get("/v1/hospitals/{site_id}", response_model=BedPlace, responses=_ERRORS)
+@router.get(
+    "/v1/hospitals/{site_id}",
+    response_model=BedPlace,
+    responses=_ERRORS,
+    dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
+)
 async def hospital(
     site_id: str, settings: SettingsDep, registry: RegistryDep, live: LiveDep, snap: NowDep
 ) -> BedPlace:

@@ -15,13 +15,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from cloud.api.auth import require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.models import ErrorBody
 from cloud.api.models_history import QueueNow, QueueNowList
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
 from contract.payload import SensorKind
 
-router = APIRouter(tags=["queues"])
+router = APIRouter(tags=["queues"], dependencies=[require(Role.PUBLIC)])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "state not loaded and InfluxDB unreachable"},
 }

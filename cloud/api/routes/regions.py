@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from cloud.api.auth import Role, require
 from cloud.api.deps import RegistryDep
 from cloud.api.models import (
     KecamatanRegion,
@@ -14,7 +15,7 @@ from cloud.api.models import (
     SiteRef,
 )
 
-router = APIRouter(tags=["regions"])
+router = APIRouter(tags=["regions"], dependencies=[require(Role.PUBLIC)])
 
 
 @router.get("/v1/regions", response_model=Regions)

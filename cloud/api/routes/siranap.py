@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from city import Registry, Site, SiteKind
+from cloud.api.auth import Caller, require
+from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.localtime import LocalZone, zone_of_province
 from cloud.api.models import ErrorBody
@@ -137,6 +139,7 @@ FormatQuery = Annotated[ExportFormat, Query(description="json (default) or csv")
 
 @router.get("/v1/siranap", response_model=SiranapList, responses={**_ERRORS, 200: _CSV})
 async def siranap_all(
+    caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
     settings: SettingsDep,
     registry: RegistryDep,
     live: LiveDep,
@@ -148,7 +151,7 @@ async def siranap_all(
     reports = [
         _report(site, settings, live, snap)
         for site in registry.sites.values()
-        if site.kind is SiteKind.HOSPITAL
+        if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
     ]
     if format is ExportFormat.CSV:
         rows = [row for rep in reports for row in rep.items]
@@ -158,7 +161,10 @@ async def siranap_all(
 
 
 @router.get(
-    "/v1/siranap/{site_id}", response_model=SiranapHospital, responses={**_ERRORS, 200: _CSV}
+    "/v1/siranap/{site_id}",
+    response_model=SiranapHospital,
+    responses={**_ERRORS, 200: _CSV},
+    dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
 )
 async def siranap_hospital(
     site_id: str,
