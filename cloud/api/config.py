@@ -32,6 +32,8 @@ class ApiSettings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str = "pantau-api"
     mqtt_password: SecretStr | None = None
+    #: Live stream (/v1/stream): events kept for clients that resume with Last-Event-ID.
+    live_buffer: int = Field(default=4096, ge=16)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

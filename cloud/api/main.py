@@ -12,7 +12,10 @@ from fastapi import FastAPI
 from city import Registry, load_registry
 from cloud.api import errors
 from cloud.api.config import ApiSettings
+from cloud.api.live import LiveHub
 from cloud.api.routes import beds_router, conditions_router, health_router, regions_router
+from cloud.api.routes.board import router as board_router
+from cloud.api.routes.stream import router as stream_router
 from cloud.influx import InfluxHTTP
 from contract.secrets import redact_url
 
@@ -54,8 +57,10 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             redact_url(settings.influx_url),
             settings.influx_db,
         )
+        app.state.live = LiveHub.from_settings(settings, app.state.registry)
         try:
-            yield
+            async with app.state.live:
+                yield
         finally:
             influx.close()
 
@@ -68,5 +73,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.state.settings = settings
     errors.install(app)
     for router in (health_router, regions_router, beds_router, conditions_router):
+        app.include_router(router)
+    for router in (stream_router, board_router):
         app.include_router(router)
     return app

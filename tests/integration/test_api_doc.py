@@ -191,6 +191,6 @@ def test_conditions_holds_the_crowd_and_queue_lists_in_the_envelope(api_url: str
 
 def test_every_route_is_documented() -> None:
     paths = create_app(ApiSettings()).openapi()["paths"]
-    assert len(paths) == 8
+    assert len(paths) == 9
     for path in paths:
         assert f"`GET {path}`" in API_DOC, path
