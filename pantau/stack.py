@@ -212,7 +212,13 @@ class LocalStack:
         self._spawn(
             "api",
             ["api", "run", "--host", "127.0.0.1", "--port", str(self.api_port)],
-            self._env(PANTAU_INFLUX_URL=self.influx, PANTAU_CITY_FILE=str(self.city_file)),
+            self._env(
+                PANTAU_INFLUX_URL=self.influx,
+                PANTAU_CITY_FILE=str(self.city_file),
+                # the live stream (/v1/stream, the board) follows the broker
+                PANTAU_MQTT_URL=self.mqtt_url,
+                PANTAU_MQTT_PASSWORD=self.passwords["pantau-api"],
+            ),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
