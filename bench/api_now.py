@@ -128,8 +128,8 @@ _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def wrk(
     url: str, *, connections: int, duration: float, threads: int
 ) -> tuple[float, float, float, int]:
-    """req/s, p50 ms, p99 ms of ``url`` under wrk, and the requests that got no answer within
-    wrk's 10 s timeout (not in the latency figures: wrk leaves them out)."""
+    """req/s, p50 ms, p99 ms of ``url`` under wrk, and the failed requests: no answer within
+    wrk's 10 s timeout (not in wrk's latency figures) or not 2xx (a 503: InfluxDB too slow)."""
     out = subprocess.run(
         [
             "wrk",
@@ -146,12 +146,11 @@ def wrk(
         text=True,
     ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise SystemExit(f"{url}: {errors[1]} error responses\n{out}")
     rps = float(_RPS.search(out)[1])  # type: ignore[index]
     pct = {p: float(v) * _UNIT[u] for p, v, u in _PCT.findall(out)}
     timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
-    return rps, pct.get("50", 0.0), pct.get("99", 0.0), int(timeouts[1]) if timeouts else 0
+    failed = (int(timeouts[1]) if timeouts else 0) + (int(errors[1]) if errors else 0)
+    return rps, pct.get("50", 0.0), pct.get("99", 0.0), failed
 
 
 def main() -> None:
@@ -241,8 +240,7 @@ def main() -> None:
                 ]
                 base = 0.0
                 print(
-                    f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}"
-                    " timeouts"
+                    f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} failed"
                 )
                 for name, url in endpoints:
                     rps, p50, p99, lost = wrk(
@@ -252,7 +250,7 @@ def main() -> None:
                         threads=args.threads,
                     )
                     base = base or rps
-                    print(f"{name:46} {rps:8.0f} {p50:8.1f} {p99:8.1f} {rps / base:6.0%} {lost:8}")
+                    print(f"{name:46} {rps:8.0f} {p50:8.1f} {p99:8.1f} {rps / base:6.0%} {lost:6}")
             ingester.stop()
             thread.join(30)
 
