@@ -128,7 +128,7 @@ class LiveHub:
         self._seq = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        #: Set while the MQTT subscription is granted (tests and /health wait on it).
+        #: Set while the MQTT subscription is granted (tests wait on it).
         self.subscribed = asyncio.Event()
         self.clients = 0
         self._closing = False
