@@ -229,7 +229,7 @@ class LocalStack:
             self._env(
                 PANTAU_INFLUX_URL=self.influx,
                 PANTAU_CITY_FILE=str(self.city_file),
-                # the API follows the ingester's state for its current values
+                # the API follows the ingester's state and the readings (live stream)
                 PANTAU_MQTT_URL=self.mqtt_url,
                 PANTAU_MQTT_PASSWORD=self.passwords["pantau-api"],
                 # the simulator's queues live `speedup` times faster than its timestamps

@@ -23,6 +23,10 @@ apt_packages=()
 have mosquitto || apt_packages+=(mosquitto)
 have mosquitto_pub || apt_packages+=(mosquitto-clients)
 have influxd || apt_packages+=(influxdb)
+# The board test drives Debian's Chromium (Playwright never downloads a browser here);
+# bench/api_*.py loads the API with wrk.
+have chromium || apt_packages+=(chromium)
+have wrk || apt_packages+=(wrk)
 PY="$(pick_python || true)"
 if [ -z "$PY" ]; then
   # Debian 12 ships 3.11 as python3; older Ubuntu has python3.11 as a separate package.

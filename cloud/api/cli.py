@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import Generator
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -15,6 +16,7 @@ import uvicorn
 from city import load_registry
 from cloud.api.cli_keys import app as key_app
 from cloud.api.config import ApiSettings
+from cloud.api.live import LiveHub
 from cloud.api.main import create_app
 from contract.errors import ConfigError
 from contract.secrets import settings_or_config_error
@@ -26,6 +28,14 @@ app.add_typer(key_app, name="key")
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would end the
     process by the signal; a requested stop is a clean exit (status 0)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Live streams (/v1/stream) never end by themselves, and the graceful shutdown waits
+        # for open responses: end them first.
+        live = getattr(getattr(self.config.app, "state", None), "hub", None)
+        if isinstance(live, LiveHub):
+            live.end_streams()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -52,6 +52,8 @@ class ApiSettings(BaseSettings):
     #: Origins a browser may call the API from (CORS), e.g. ``["https://dinkes.example.go.id"]``;
     #: ``["*"]`` for any. Empty: no CORS headers.
     cors_origins: list[str] = Field(default_factory=list)
+    #: Live stream (/v1/stream): events kept for clients that resume with Last-Event-ID.
+    live_buffer: int = Field(default=4096, ge=16)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

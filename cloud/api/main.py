@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from city import Registry, load_registry
 from cloud.api import auth, errors
 from cloud.api.config import ApiSettings
+from cloud.api.live import LiveHub
 from cloud.api.routes import (
     beds_router,
     conditions_router,
@@ -21,6 +22,8 @@ from cloud.api.routes import (
     keys_router,
     regions_router,
 )
+from cloud.api.routes.board import router as board_router
+from cloud.api.routes.stream import router as stream_router
 from cloud.api.routes_now import NOW_ROUTERS
 from cloud.api.state import LiveState
 from cloud.api.state_follow import StateFollower
@@ -68,20 +71,25 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             await asyncio.to_thread(live.seed, influx)
         except StorageError as exc:  # the follower seeds again once it has subscribed
             log.warning("InfluxDB not ready at start-up, current values wait for it: %s", exc)
-        follower = StateFollower(live=live, settings=settings, influx=influx).start()
-        app.state.follower = follower
         log.info(
             "API for %s, InfluxDB %s/%s",
             app.state.registry.city.name,
             redact_url(settings.influx_url),
             settings.influx_db,
         )
-        try:
-            with auth.open_keys(app):
-                yield
-        finally:
-            await asyncio.to_thread(follower.stop)
-            influx.close()
+        # One broker connection per API process (the broker binds the API's account to one
+        # client id): the state follower also feeds the live stream's hub.
+        app.state.hub = hub = LiveHub.from_settings(settings, app.state.registry)
+        hub.fed = True
+        async with hub:
+            follower = StateFollower(live=live, settings=settings, influx=influx, hub=hub)
+            app.state.follower = follower.start()
+            try:
+                with auth.open_keys(app):
+                    yield
+            finally:
+                await asyncio.to_thread(follower.stop)
+                influx.close()
 
     app = FastAPI(
         title="Pantau API",
@@ -104,5 +112,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     for router in (health_router, regions_router, beds_router, conditions_router, keys_router):
         app.include_router(router)
     for router in NOW_ROUTERS:
+        app.include_router(router)
+    for router in (stream_router, board_router):
         app.include_router(router)
     return app

@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from cloud.api.config import ApiSettings
+from cloud.api.live import LIVE_CHANNELS, LiveHub
 from cloud.api.state import LiveState
 from cloud.influx import InfluxHTTP
 from contract import topics
@@ -53,8 +54,18 @@ class StateFollower:
     """Follows the ingesters' state for ``live``. Construction does no I/O; :meth:`start`
     starts the thread, :meth:`stop` ends it."""
 
-    def __init__(self, *, live: LiveState, settings: ApiSettings, influx: InfluxHTTP) -> None:
+    def __init__(
+        self,
+        *,
+        live: LiveState,
+        settings: ApiSettings,
+        influx: InfluxHTTP,
+        hub: LiveHub | None = None,
+    ) -> None:
         self.live = live
+        #: the live stream's hub, fed from this connection (its reading channels)
+        self.hub = hub
+        self._was_subscribed = False
         self.settings = settings
         self.influx = influx
         self.topic = state_topic(settings)
@@ -133,18 +144,22 @@ class StateFollower:
             log.error("state topic: broker refused the API's connection: %s", rc)
             self._on_lost(rc)
             return
-        client.subscribe(
-            [
-                (self.topic, SubscribeOptions(qos=1)),
-                (topics.subscription(Channel.STATUS), SubscribeOptions(qos=1)),
-            ]
-        )
+        subs = [
+            (self.topic, SubscribeOptions(qos=1)),
+            (topics.subscription(Channel.STATUS), SubscribeOptions(qos=1)),
+        ]
+        if self.hub is not None:
+            subs += [(topics.subscription(ch), SubscribeOptions(qos=0)) for ch in LIVE_CHANNELS]
+        client.subscribe(subs)
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         if topics.is_internal(msg.topic):
             self._inbox.put(bytes(msg.payload))
-        else:  # a gateway's retained status: small, validated right here
+        elif msg.topic.endswith("/" + Channel.STATUS.value):
+            # a gateway's retained status: small, validated right here
             self.live.offer_status(msg.topic, bytes(msg.payload))
+        elif self.hub is not None:
+            self.hub.feed(msg.topic, bytes(msg.payload))
 
     def _on_subscribe(self, reason_codes: list[ReasonCode]) -> None:
         if any(rc.is_failure for rc in reason_codes):
@@ -152,11 +167,16 @@ class StateFollower:
             self._on_lost(reason_codes[0])
             return
         log.info("following ingester state on %s", self.topic)
+        if self.hub is not None:
+            self.hub.feed_subscribed(again=self._was_subscribed)
+        self._was_subscribed = True
         self.subscribed.set()
         self._seed_due.set()
         self._inbox.put(b"")  # wake the loop to seed now
 
     def _on_lost(self, rc: ReasonCode) -> None:
+        if self.hub is not None:
+            self.hub.feed_lost()
         if not self._stop.is_set():
             log.warning("state topic: connection lost (%s); reconnecting", rc)
         self._lost.set()

@@ -71,6 +71,7 @@ SAMPLES: dict[str, str] = {
     "kelurahan": "33.74.07.1001",
     "region": IN_SCOPE,
     "code": IN_SCOPE,
+    "asset": "board.css",  # a file of the public board, not a region
 }
 #: Query parameters a route cannot answer without (not region parameters): always sent.
 ALWAYS: dict[str, dict[str, str]] = {"/v1/crowds/history": {"site": "pasar-johar"}}
