@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from contract.backoff import backoff_delay
 from contract.errors import ConfigError, ContractError, RejectReason, StorageError
+from contract.mqtt_reason import reason_words
 from contract.payload import (
     Batch,
     Command,
@@ -82,6 +83,7 @@ class _Event:
     kind: str  # connect | disconnect | puback | message
     client: mqtt.Client
     rc: int = 0
+    reason: str = ""  # the reason code in words, for logs and the status file
     mid: int = 0
     payload: bytes = b""
 
@@ -281,13 +283,13 @@ class EdgeAgent:
         events = self._events
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("connect", c, rc=rc.value))
+            events.put(_Event("connect", c, rc=rc.value, reason=reason_words(rc)))
 
         def on_disconnect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("disconnect", c, rc=rc.value))
+            events.put(_Event("disconnect", c, rc=rc.value, reason=reason_words(rc)))
 
         def on_publish(c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            events.put(_Event("puback", c, rc=rc.value, mid=mid))
+            events.put(_Event("puback", c, rc=rc.value, reason=reason_words(rc), mid=mid))
 
         def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             events.put(_Event("message", c, payload=bytes(msg.payload)))
@@ -350,19 +352,19 @@ class EdgeAgent:
             if ev.client is not self._client:
                 continue  # from a client already given up on
             if ev.kind == "connect":
-                self._on_connack(ev.rc)
+                self._on_connack(ev.rc, ev.reason)
             elif ev.kind == "disconnect":
-                log.warning("disconnected from broker (reason %d)", ev.rc)
-                self._drop_client(f"disconnected (reason {ev.rc})")
+                log.warning("disconnected from broker: %s", ev.reason)
+                self._drop_client(f"disconnected: {ev.reason}")
             elif ev.kind == "puback":
-                self._on_puback(ev.mid, ev.rc)
+                self._on_puback(ev.mid, ev.rc, ev.reason)
             elif ev.kind == "message":
                 self._on_command(ev.payload)
 
-    def _on_connack(self, rc: int) -> None:
+    def _on_connack(self, rc: int, reason: str) -> None:
         if rc != 0:
-            log.error("broker refused connection (reason %d)", rc)
-            self._drop_client(f"connection refused (reason {rc})")
+            log.error("broker refused connection: %s", reason)
+            self._drop_client(f"connection refused: {reason}")
             return
         if self._client is None:
             return
@@ -418,7 +420,7 @@ class EdgeAgent:
                     self._counters["resent_batches"] += 1
                 self._seen_seqs.add(pending.seq)
 
-    def _on_puback(self, mid: int, rc: int) -> None:
+    def _on_puback(self, mid: int, rc: int, reason: str) -> None:
         pending = self._in_flight.pop(mid, None)
         if pending is None:
             return  # a status or ack publish
@@ -427,7 +429,7 @@ class EdgeAgent:
             # The broker refused it (ACL, quota): keep the readings, they go again after the
             # next reconnect; losing them silently would be worse.
             self._counters["publish_errors"] += 1
-            log.error("broker refused batch %d (reason %d)", pending.seq, rc)
+            log.error("broker refused batch %d: %s", pending.seq, reason)
             return
         self._sent.discard(pending.seq)
         self._spool.mark_acked(pending)
