@@ -21,6 +21,7 @@ from contract.errors import (
     StorageError,
     TopicError,
 )
+from contract.mqtt_reason import reason_words, reasons_words
 from contract.payload import (
     KIND_CODES,
     KIND_FIELDS,
@@ -141,4 +142,6 @@ __all__ = [
     "load_json",
     "parse_frame",
     "readings_section",
+    "reason_words",
+    "reasons_words",
 ]

@@ -58,6 +58,19 @@ def run(
 
 @app.command()
 def status(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="the status file to read (e.g. /var/lib/pantau-edge/gw.spool.status.json);"
+            " given this way, no agent settings or password are needed",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    file_option: Annotated[
+        Path | None,
+        typer.Option("--file", help="the same as the FILE argument", dir_okay=False),
+    ] = None,
     config: ConfigOption = None,
     headline: Annotated[
         bool | None,
@@ -69,13 +82,19 @@ def status(
     ] = None,
 ) -> None:
     """Print the status the local agent last wrote (JSON, from the file next to its spool),
-    after a summary that leads with the uplink state."""
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        typer.echo(f"pantau edge: {exc}", err=True)
-        raise typer.Exit(2) from None
-    path = settings.status_file
+    after a summary that leads with the uplink state. Name the file to read it without the
+    agent's settings; otherwise the settings (--config, PANTAU_*) say where it is."""
+    if file is not None and file_option is not None and file != file_option:
+        typer.echo("pantau edge: give the status file once (FILE or --file)", err=True)
+        raise typer.Exit(2)
+    path = file if file is not None else file_option
+    if path is None:
+        # Reading a file needs no credentials; only locating it does, through the settings.
+        try:
+            path = load_settings(config).status_file
+        except ConfigError as exc:
+            typer.echo(f"pantau edge: {exc}", err=True)
+            raise typer.Exit(2) from None
     try:
         doc = orjson.loads(path.read_bytes())
     except FileNotFoundError:

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.backoff import backoff_delay
+from contract.mqtt_reason import reason_words
 from contract.topics import Channel, build
 from edge.config import EdgeSettings
 from edge.envelope import batch_payload
@@ -51,6 +52,7 @@ class UplinkEvent:
     kind: str  # connect | disconnect | puback | message
     client: mqtt.Client
     rc: int = 0
+    reason: str = ""  # the reason code in words, for logs and the status file
     mid: int = 0
     payload: bytes = b""
 
@@ -131,13 +133,13 @@ class Uplink:
         events = self._events
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(UplinkEvent("connect", c, rc=rc.value))
+            events.put(UplinkEvent("connect", c, rc=rc.value, reason=reason_words(rc)))
 
         def on_disconnect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            events.put(UplinkEvent("disconnect", c, rc=rc.value))
+            events.put(UplinkEvent("disconnect", c, rc=rc.value, reason=reason_words(rc)))
 
         def on_publish(c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            events.put(UplinkEvent("puback", c, rc=rc.value, mid=mid))
+            events.put(UplinkEvent("puback", c, rc=rc.value, reason=reason_words(rc), mid=mid))
 
         def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             events.put(UplinkEvent("message", c, payload=bytes(msg.payload)))
@@ -198,20 +200,20 @@ class Uplink:
         if ev.client is not self._client:
             return  # from a client already given up on
         if ev.kind == "connect":
-            self._on_connack(ev.rc)
+            self._on_connack(ev.rc, ev.reason)
         elif ev.kind == "disconnect":
-            log.warning("disconnected from broker (reason %d)", ev.rc)
-            self.drop(f"disconnected (reason {ev.rc})")
+            log.warning("disconnected from broker: %s", ev.reason)
+            self.drop(f"disconnected: {ev.reason}")
         elif ev.kind == "puback":
-            self._on_puback(spool, ev.mid, ev.rc)
+            self._on_puback(spool, ev.mid, ev.rc, ev.reason)
         elif ev.kind == "message":
             self.counters["commands"] += 1
             on_command(ev.payload)
 
-    def _on_connack(self, rc: int) -> None:
+    def _on_connack(self, rc: int, reason: str) -> None:
         if rc != 0:
-            log.error("broker refused connection (reason %d)", rc)
-            self.drop(f"connection refused (reason {rc})")
+            log.error("broker refused connection: %s", reason)
+            self.drop(f"connection refused: {reason}")
             return
         if self._client is None:
             return
@@ -268,7 +270,7 @@ class Uplink:
                     self.counters["resent_batches"] += 1
                 self._seen_seqs.add(pending.seq)
 
-    def _on_puback(self, spool: Outbox, mid: int, rc: int) -> None:
+    def _on_puback(self, spool: Outbox, mid: int, rc: int, reason: str) -> None:
         pending = self.in_flight.pop(mid, None)
         if pending is None:
             return  # a status or ack publish
@@ -277,7 +279,7 @@ class Uplink:
             # The broker refused it (ACL, quota): keep the readings, they go again after the
             # next reconnect; losing them silently would be worse.
             self.counters["publish_errors"] += 1
-            log.error("broker refused batch %d (reason %d)", pending.seq, rc)
+            log.error("broker refused batch %d: %s", pending.seq, reason)
             return
         self._sent.discard(pending.seq)
         spool.mark_acked(pending)

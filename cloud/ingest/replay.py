@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from contract import PantauError
+from contract.mqtt_reason import reason_words
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +80,13 @@ def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> int:
     # Called before the publication counts as done: an ACL refusal is a PUBACK with a
     # failure reason code (MQTT v5), not a missing PUBACK.
     client.on_publish = lambda c, u, mid, rc, p: (
-        refused.__setitem__(mid, str(rc)) if rc.is_failure else None
+        refused.__setitem__(mid, reason_words(rc)) if rc.is_failure else None
     )
-    connack: list[str] = []
+    connack: list[ReasonCode] = []
     answered = threading.Event()
 
-    def on_connect(c: mqtt.Client, u: object, f: object, rc: object, p: object) -> None:
-        connack.append(str(rc))
+    def on_connect(c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: object) -> None:
+        connack.append(rc)
         answered.set()
 
     client.on_connect = on_connect
@@ -96,8 +98,10 @@ def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> int:
         raise ReplayError(f"cannot connect to {broker.host}:{broker.port}: {exc}") from None
     client.loop_start()
     try:
-        if not answered.wait(_PUBACK_TIMEOUT_S) or connack != ["Success"]:
-            raise ReplayError(f"the broker refused {broker.username!r}: {connack or 'no answer'}")
+        if not answered.wait(_PUBACK_TIMEOUT_S):
+            raise ReplayError(f"the broker did not answer {broker.username!r}'s connection")
+        if connack[0].is_failure:
+            raise ReplayError(f"the broker refused {broker.username!r}: {reason_words(connack[0])}")
         sent = 0
         for topic, payload in messages:
             info = client.publish(topic, payload, qos=1)

@@ -85,6 +85,7 @@ from contract import (
 )
 from contract.backoff import backoff_delay
 from contract.cluster import StateDelta, decode_state_delta, encode_state_delta, registry_digest
+from contract.mqtt_reason import reason_words, reasons_words
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,7 @@ class Ingester:
         if gen != self._gen:
             return
         if rc.is_failure:
-            log.error("MQTT broker refused the connection: %s", rc)
+            log.error("MQTT broker refused the connection: %s", reason_words(rc))
             self._lost.set()
             return
         self._connack_ok = True
@@ -410,7 +411,9 @@ class Ingester:
             return
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
-            log.error("subscription refused by the broker (check the ACL): %s", failed)
+            log.error(
+                "subscription refused by the broker (check the ACL): %s", reasons_words(failed)
+            )
             return
         self.metrics.subscribed.set(1)
         if self._state_topic is not None:
@@ -467,7 +470,7 @@ class Ingester:
 
     def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
         if gen == self._gen:
-            log.warning("MQTT connection lost: %s", rc)
+            log.warning("MQTT connection lost: %s", reason_words(rc))
             self.metrics.subscribed.set(0)
             self._lost.set()
 

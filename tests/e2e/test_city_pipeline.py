@@ -4,6 +4,7 @@ at ward, RW, kelurahan, kecamatan, city and province level."""
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 import subprocess
@@ -14,11 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 from city import Level, Registry
 from cloud.influx import InfluxHTTP
 from contract import BED_GROUPS, SensorKind
 from contract.beds import BorBand
+from pantau.demo_view import fetch, mosquitto_pub_example, render
 from pantau.stack import LocalStack
 from tests.e2e.conftest import OUTSIDE_GATEWAY, PROTOCOL, ground_truth
 from tests.grafana_support import (
@@ -276,3 +279,43 @@ def test_the_outside_gateway_took_the_left_out_gateways_place(city_run: LocalSta
         assert ward["occupied"] == truth[mine[0]]["values"]["occupied"]
 
     eventually(check)
+
+
+def test_the_demo_live_view_of_the_running_city_fits_80x24_without_none(
+    city_run: LocalStack,
+) -> None:
+    """``pantau demo``'s live view drawn from this pipeline's API: every bed group, crowd
+    site and queue site of the city on one 80x24 screen."""
+    console = Console(width=80, height=24, record=True, color_system=None, file=io.StringIO())
+    with httpx.Client(base_url=city_run.api_url, timeout=5) as api:
+        console.print(render(fetch(api), city_name="Kota Semarang", clock="12:00:00"))
+    lines = console.export_text().rstrip("\n").split("\n")
+    text = "\n".join(lines)
+    assert len(lines) <= 24
+    assert max(len(line) for line in lines) <= 80
+    assert ("None" in text, "..." in text, "waiting for" in text) == (False, False, False)
+    assert [line.split()[0] for line in lines[3:7]] == ["ICU", "HCU", "isolation", "general"]
+    assert text.count(" %") == 4 + 5 + 4  # beds by group, kecamatan with beds, crowd sites
+    assert text.count(" s\n") + text.count(" min\n") == 3  # queue sites with a wait
+
+
+def test_the_demo_banner_mosquitto_pub_lines_are_accepted_by_the_demo(
+    city_run: LocalStack,
+) -> None:
+    """The two lines the demo prints (load device-access.env, then mosquitto_pub with
+    ``-V mqttv5``, which reports an ACL refusal) run as printed; the broker accepts them."""
+    assert city_run.mosquitto is not None
+    lines = mosquitto_pub_example(
+        city_run.registry,
+        host=city_run.mosquitto.host,
+        port=city_run.mosquitto.port,
+        device_access=city_run.device_access_path,
+    )
+    done = subprocess.run(
+        ["bash", "-c", " && ".join(lines)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert (len(lines), done.returncode, done.stderr) == (2, 0, "")
