@@ -286,6 +286,11 @@ def test_a_backlog_sent_hours_later_keeps_its_observation_times_and_the_clock_of
 
     settings = make_settings(mosquitto, tmp_path, {"bus0": path})
     agent = EdgeAgent(settings=settings, clock=gateway_clock, clock_probe=lambda: -1234)
+    # The watcher's persistent session exists before the outage, so the backlog is queued for
+    # it however soon the agent reconnects (no race with the watcher's own subscription).
+    watcher = Watcher(mosquitto)
+    with watcher:
+        pass
     mosquitto.stop()
     observed = 1_700_000_000_000
     with running(agent):
@@ -297,7 +302,7 @@ def test_a_backlog_sent_hours_later_keeps_its_observation_times_and_the_clock_of
         received_by = gateway_clock()
         shift_ms = 3 * 3600 * 1000  # three hours pass before the uplink is back
         mosquitto.start()
-        with Watcher(mosquitto) as watcher:
+        with watcher:
             wait_for(lambda: len(watcher.readings()) == 4, "the backlog")
             wait_for(lambda: len(watcher.statuses()) > 0, "status message")
     by_sensor = {(r.sensor, r.seq): r for r in watcher.readings()}
