@@ -92,6 +92,17 @@ log = logging.getLogger(__name__)
 SUBSCRIPTIONS = tuple(
     topics.subscription(c) for c in (Channel.READINGS, Channel.READING, Channel.STATUS)
 )
+_STATUS_FILTER = topics.subscription(Channel.STATUS)
+
+
+def _subscribe_options(topic_filter: str) -> SubscribeOptions:
+    """QoS 1; retained messages only on the status channel, where the protocol uses them. The
+    broker cannot refuse a device's retain flag on its own data topics (docs/adr/0010), so a
+    retained reading would otherwise be delivered again on every (re)subscription."""
+    retained = 0 if topic_filter == _STATUS_FILTER else 2  # 2: never send retained messages
+    return SubscribeOptions(qos=1, retainHandling=retained)
+
+
 _BACKOFF_BASE_S = 0.2
 _BACKOFF_CAP_S = 30.0
 
@@ -399,7 +410,7 @@ class Ingester:
         non-shared and without our own publications (No Local)."""
         group = self.settings.mqtt_shared_group
         subs = [
-            (t if group is None else topics.shared(group, t), SubscribeOptions(qos=1))
+            (t if group is None else topics.shared(group, t), _subscribe_options(t))
             for t in SUBSCRIPTIONS
         ]
         if self._state_topic is not None:
