@@ -25,7 +25,7 @@ from contract.secrets import (
 )
 from contract.topics import ID_PATTERN, is_valid_id
 from contract.yamlfile import read_yaml
-from edge.outbox import FullPolicy, SpoolLimits
+from edge.spool import FullPolicy, SpoolLimits
 
 ENV_PREFIX = "PANTAU_"
 

@@ -23,7 +23,7 @@ from contract.errors import FrameError
 from contract.serial_frame import FRAME_TAG, FrameStats, crc16, parse_frame
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from edge.outbox import MemoryOutbox
+from edge.spool import MemoryOutbox
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 

@@ -14,8 +14,8 @@ from contract import STAT_TYPES, Batch, GatewayStatus, SingleReading, StatType, 
 from contract.serial_frame import FrameStats
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from edge.outbox import LANES, DropReason, MemoryOutbox
 from edge.serial_reader import PortReader, serial_opener
+from edge.spool import LANES, DropReason, MemoryOutbox
 from pantau.paths import ROOT
 
 BASE: dict[str, Any] = {"v": 1, "gw": "gw-kariadi", "state": "online", "ts": 1_764_000_000_000}
