@@ -57,3 +57,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         names = ", ".join(f"{t.name} ({getattr(t, '_target', None)})" for t in leaked)
         sys.stderr.write(f"\nnon-daemon threads still running after the tests: {names}\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PANTAU_* variable from the environment: settings read from it (the edge agent's,
+    a CLI's) see only what the test sets."""
+    for name in list(os.environ):
+        if name.upper().startswith("PANTAU_"):
+            monkeypatch.delenv(name)

@@ -34,15 +34,8 @@ from tests.edge_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent reads PANTAU_* from the environment; the test's settings must be the only ones."""
-    for name in list(os.environ):
-        if name.upper().startswith("PANTAU_"):
-            monkeypatch.delenv(name)
+# The agent and the CLI read PANTAU_*: these tests must see only their own settings.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 
 def test_frames_on_a_pty_arrive_as_batches_with_exact_readings_in_order(

@@ -21,18 +21,11 @@ from edge import EdgeAgent, PortReader, serial_opener
 from pantau.services import Mosquitto, free_port
 from tests.edge_support import Watcher, bed, make_settings, running, wait_for
 
-pytestmark = pytest.mark.integration
+# The agent and the CLI read PANTAU_*: these tests must see only their own settings.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(autouse=True)
-def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent reads PANTAU_* from the environment; the test's settings must be the only ones."""
-    for name in list(os.environ):
-        if name.upper().startswith("PANTAU_"):
-            monkeypatch.delenv(name)
 
 
 # ---------------------------------------------------------------------- fault streams

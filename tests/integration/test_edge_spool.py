@@ -6,7 +6,6 @@ Readings are checked the way the ingester sees them: deduplicated by (gateway, b
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
@@ -36,15 +35,8 @@ from tests.edge_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent reads PANTAU_* from the environment; the test's settings must be the only ones."""
-    for name in list(os.environ):
-        if name.upper().startswith("PANTAU_"):
-            monkeypatch.delenv(name)
+# The agent and the CLI read PANTAU_*: these tests must see only their own settings.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 
 def test_a_long_outage_backlog_drains_beds_first_exactly_once_with_its_high_water_mark(

@@ -4,7 +4,6 @@ arrives exactly once per sensor, in order, beds first."""
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -27,15 +26,8 @@ from tests.edge_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent reads PANTAU_* from the environment; the test's settings must be the only ones."""
-    for name in list(os.environ):
-        if name.upper().startswith("PANTAU_"):
-            monkeypatch.delenv(name)
+# The agent and the CLI read PANTAU_*: these tests must see only their own settings.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 
 def fill_spool(path: Path, rounds: int, per_batch: int) -> dict[str, int]:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
@@ -19,17 +18,10 @@ from edge.cli import app
 from pantau.services import Mosquitto
 from tests.integration.test_edge_agent import make_settings, running, wait_for
 
-pytestmark = pytest.mark.integration
+# The agent and the CLI read PANTAU_*: these tests must see only their own settings.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 WRONG = "not-the-password"  # a test credential, refused on purpose
-
-
-@pytest.fixture(autouse=True)
-def _no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent and the CLI read PANTAU_*; these tests must see only their own settings."""
-    for name in list(os.environ):
-        if name.upper().startswith("PANTAU_"):
-            monkeypatch.delenv(name)
 
 
 def test_a_wrong_password_is_not_authorized_in_words_in_the_status_file_and_the_cli(
