@@ -18,7 +18,7 @@ from cloud.ingest.topology import CityIndex
 from contract import KIND_CODES, SensorKind
 
 if TYPE_CHECKING:
-    from cloud.ingest.aggregate import SensorState
+    from cloud.ingest.aggregate.state import SensorState
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

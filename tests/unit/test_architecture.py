@@ -205,6 +205,22 @@ def test_importing_contract_or_edge_does_not_load_numpy(module: str) -> None:
     assert out.stdout.strip() == "False"
 
 
+#: What the ingester's I/O-free modules must never load: the MQTT client, the HTTP client, the
+#: metrics library (the API imports these modules; a benchmark of the math must not pay for I/O).
+INGEST_IO_LIBRARIES = ("paho", "httpx", "prometheus_client")
+
+
+# `seed` reads InfluxDB (httpx) by design: it is the one of INGEST_MATH with I/O.
+@pytest.mark.parametrize("module", sorted(INGEST_MATH - {"cloud.ingest.seed"}))
+def test_the_ingesters_math_imports_without_mqtt_http_or_metrics(module: str) -> None:
+    """Checked in a fresh interpreter: ``cloud/ingest/__init__.py`` loads nothing eagerly."""
+    code = f"import sys, {module}; print(sorted(set({INGEST_IO_LIBRARIES!r}) & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_every_part_is_a_package_in_pyproject() -> None:
     """A package missing from pyproject imports from a checkout, but not once installed."""
     listed = set(

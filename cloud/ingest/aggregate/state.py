@@ -1,0 +1,92 @@
+"""Latest and previous reading of every sensor: pure numpy, no I/O.
+
+Each sensor keeps its *latest* reading (greatest observation time; among equal times the one
+that arrived last, as InfluxDB overwrites a point with the same series and time) and its
+*previous* reading (the latest one strictly older than that). A late reading never overwrites
+newer state, though the ingester still stores it raw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.ingest.topology import MAX_FIELDS
+
+I64 = npt.NDArray[np.int64]
+
+NO_TIME = -1
+
+
+class SensorState:
+    """Latest and previous reading of every sensor of a city (arrays indexed by sensor)."""
+
+    def __init__(self, *, n_sensors: int) -> None:
+        self.ts = np.full(n_sensors, NO_TIME, dtype=np.int64)
+        self.seq = np.zeros(n_sensors, dtype=np.int64)
+        self.values = np.zeros((n_sensors, MAX_FIELDS), dtype=np.int64)
+        self.prev_ts = np.full(n_sensors, NO_TIME, dtype=np.int64)
+        self.prev_values = np.zeros((n_sensors, MAX_FIELDS), dtype=np.int64)
+
+    def copy(self) -> SensorState:
+        """An independent copy."""
+        out = SensorState(n_sensors=len(self.ts))
+        out.ts[:], out.seq[:], out.values[:] = self.ts, self.seq, self.values
+        out.prev_ts[:], out.prev_values[:] = self.prev_ts, self.prev_values
+        return out
+
+    @property
+    def known(self) -> npt.NDArray[np.bool_]:
+        """Which sensors have reported at least once."""
+        return np.not_equal(self.ts, NO_TIME)
+
+    def update(self, sensor: npt.NDArray[np.int32], ts: I64, seq: I64, values: I64) -> int:
+        """Merge readings given in arrival order; returns how many sensors' latest changed."""
+        n = len(sensor)
+        if n == 0:
+            return 0
+        arrival = np.arange(n)
+        order = np.lexsort((arrival, ts, sensor))  # by sensor, then time, then arrival
+        s, t = sensor[order], ts[order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        ends = np.r_[starts[1:], n] - 1
+        gid = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+        g_sensor = s[ends]
+        w_last = order[ends]  # the window's latest row per sensor (last arrival on ties)
+        w_ts = t[ends]
+        # The window's latest row strictly older than the window's own latest, per sensor.
+        below = np.flatnonzero(t < w_ts[gid])
+        w_prev = np.full(len(starts), -1, dtype=np.intp)
+        if len(below):
+            gb = gid[below]
+            last_below = np.r_[gb[1:] != gb[:-1], True]
+            w_prev[gb[last_below]] = order[below[last_below]]
+
+        old_ts = self.ts[g_sensor]
+        take = w_ts >= old_ts  # ties: the later arrival (the window) wins
+        new_ts = np.where(take, w_ts, old_ts)
+        # Previous = the latest of everything seen strictly before new_ts. Candidates: the old
+        # previous, the old latest, and the window's best row below new_ts.
+        w_best = np.where(w_ts < new_ts, w_last, w_prev)
+        w_best_ts = np.where(w_best >= 0, ts[np.maximum(w_best, 0)], NO_TIME)
+        w_best_ts = np.where(w_best_ts < new_ts, w_best_ts, NO_TIME)
+        old_latest_ts = np.where(old_ts < new_ts, old_ts, NO_TIME)
+        old_prev_ts = self.prev_ts[g_sensor]
+        # old latest > old previous always; the window arrived last so wins ties
+        use_window = (w_best_ts != NO_TIME) & (w_best_ts >= np.maximum(old_latest_ts, old_prev_ts))
+        use_old_latest = ~use_window & (old_latest_ts != NO_TIME)
+        prev_ts = np.where(
+            use_window, w_best_ts, np.where(use_old_latest, old_latest_ts, old_prev_ts)
+        )
+        prev_values = np.where(
+            use_window[:, None],
+            values[np.maximum(w_best, 0)],
+            np.where(use_old_latest[:, None], self.values[g_sensor], self.prev_values[g_sensor]),
+        )
+        self.prev_ts[g_sensor] = prev_ts
+        self.prev_values[g_sensor] = prev_values
+        upd = g_sensor[take]
+        self.ts[upd] = w_ts[take]
+        self.seq[upd] = seq[w_last[take]]
+        self.values[upd] = values[w_last[take]]
+        return int(np.count_nonzero(take))
