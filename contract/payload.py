@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -81,6 +83,50 @@ KIND_FIELDS: dict[SensorKind, tuple[str, ...]] = {
 KIND_CODES: dict[SensorKind, int] = {SensorKind.BED: 1, SensorKind.CROWD: 2, SensorKind.QUEUE: 3}
 
 
+@dataclass(frozen=True, slots=True)
+class AtMost:
+    """A cross-field rule of a kind's values: the sum of ``parts`` must not exceed ``whole``.
+    Data rather than code, so the ingester derives its vectorised form from the same rule."""
+
+    parts: tuple[str, ...]
+    whole: str
+    reason: RejectReason
+    #: ``str.format`` template over the reading's values
+    detail: str
+
+    def broken(self, values: Mapping[str, int]) -> bool:
+        """True if ``values`` break this rule."""
+        return sum(values[p] for p in self.parts) > values[self.whole]
+
+
+#: Cross-field rules per kind, checked in this order once every field is a valid count.
+CROSS_FIELD_RULES: dict[SensorKind, tuple[AtMost, ...]] = {
+    SensorKind.BED: (
+        AtMost(
+            parts=("occupied",),
+            whole="capacity",
+            reason=RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
+            detail="occupied {occupied} > capacity {capacity}",
+        ),
+        AtMost(
+            parts=("suspect", "confirmed"),
+            whole="occupied",
+            reason=RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
+            detail="suspect + confirmed exceeds occupied",
+        ),
+    ),
+    SensorKind.CROWD: (),
+    SensorKind.QUEUE: (
+        AtMost(
+            parts=("served",),
+            whole="issued",
+            reason=RejectReason.SCHEMA_VIOLATION,
+            detail="served exceeds issued",
+        ),
+    ),
+}
+
+
 class ClockSource(StrEnum):
     """Who stamped a reading's observation time."""
 
@@ -102,19 +148,9 @@ def check_values(kind: SensorKind, values: dict[str, int]) -> tuple[RejectReason
             return RejectReason.NEGATIVE_COUNT, f"{name} is {value}"
         if value > MAX_COUNT:
             return RejectReason.SCHEMA_VIOLATION, f"{name} exceeds {MAX_COUNT}"
-    if kind is SensorKind.BED:
-        if values["occupied"] > values["capacity"]:
-            return (
-                RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
-                f"occupied {values['occupied']} > capacity {values['capacity']}",
-            )
-        if values["suspect"] + values["confirmed"] > values["occupied"]:
-            return (
-                RejectReason.OCCUPIED_EXCEEDS_CAPACITY,
-                "suspect + confirmed exceeds occupied",
-            )
-    if kind is SensorKind.QUEUE and values["served"] > values["issued"]:
-        return RejectReason.SCHEMA_VIOLATION, "served exceeds issued"
+    for rule in CROSS_FIELD_RULES[kind]:
+        if rule.broken(values):
+            return rule.reason, rule.detail.format(**values)
     return None
 
 
