@@ -17,10 +17,11 @@ import typer
 from pydantic import SecretStr
 
 from city import load_registry
+from cloud.ingest.bootstrap import influx_of
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.replay import Broker, ReplayError, Selection, publish_all, select
 from cloud.ingest.schema import apply_schema
-from cloud.ingest.service import Ingester, influx_of
+from cloud.ingest.service import Ingester
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.writer import quiet_routine_requests
 from contract import ConfigError, RejectReason, StorageError

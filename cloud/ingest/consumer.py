@@ -1,0 +1,296 @@
+"""The ingester's MQTT session: connect, subscribe, take messages into a bounded buffer, cut
+them into windows, acknowledge them.
+
+Persistent MQTT v5 session (``clean_start=False``, session expiry, manual acks), so what is not
+acknowledged is redelivered after a crash or a reconnect. Each connection gets a new
+*generation*: a message is acknowledged only on the connection that delivered it (its packet id
+means nothing on the next one, where the broker redelivers it anyway).
+
+Backpressure: the broker may have at most ``mqtt_receive_maximum`` unacknowledged messages in
+flight to us (MQTT v5 Receive Maximum), and we hold at most ``held_max_bytes`` of payload (past
+it the network thread stops reading the socket until a window is done), so the buffer and
+memory stay bounded and the backlog waits at the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from cloud.ingest.acks import Ack
+from cloud.ingest.decode import Message
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.settings import IngestSettings
+from contract import Channel, topics
+from contract.mqtt_reason import reason_words, reasons_words
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = tuple(
+    topics.subscription(c) for c in (Channel.READINGS, Channel.READING, Channel.STATUS)
+)
+_STATUS_FILTER = topics.subscription(Channel.STATUS)
+#: After a stop, how long the network thread may take to see the DISCONNECT through.
+DISCONNECT_WAIT_S = 1.0
+#: How long the connect waits for the CONNACK.
+_CONNACK_WAIT_S = 10.0
+
+
+def subscribe_options(topic_filter: str) -> SubscribeOptions:
+    """QoS 1; retained messages only on the status channel, where the protocol uses them. The
+    broker cannot refuse a device's retain flag on its own data topics (docs/adr/0010), so a
+    retained reading would otherwise be delivered again on every (re)subscription."""
+    retained = 0 if topic_filter == _STATUS_FILTER else 2  # 2: never send retained messages
+    return SubscribeOptions(qos=1, retainHandling=retained)
+
+
+class MqttSession:
+    """The connection to the broker and the messages received on it. Construction does no
+    I/O; :meth:`connect` opens a fresh client each time (the caller backs off between tries)."""
+
+    def __init__(
+        self,
+        *,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        stop: threading.Event,
+        clock_ms: Callable[[], int],
+        state_topic: str | None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._stop = stop
+        self._clock_ms = clock_ms
+        #: where the members of a group exchange state deltas (subscribed with No Local)
+        self.state_topic = state_topic
+        #: set once the subscriptions are granted
+        self.subscribed = threading.Event()
+        #: set once subscribed with a state topic: the caller greets the group
+        self.hello_due = threading.Event()
+        #: the connection is gone (refused, dropped, or given up by the caller)
+        self.lost = threading.Event()
+        self.client: mqtt.Client | None = None
+        #: which connection is current; messages of older ones are never acknowledged
+        self.generation = 0
+        #: monotonic time of the last message from the broker (network thread)
+        self.last_heard = time.monotonic()
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_receive_maximum)
+        #: payload bytes received and not yet through a window (see held_max_bytes)
+        self._held_bytes = 0
+        self._held_cond = threading.Condition()
+        self.metrics.held_bytes.set_function(lambda: self._held_bytes)
+        self._connected = threading.Event()
+        self._connack_ok = False
+
+    @property
+    def down(self) -> bool:
+        """No usable connection: never opened, or lost."""
+        return self.client is None or self.lost.is_set()
+
+    def connect(self) -> bool:
+        """Open a fresh client and wait for the broker's CONNACK; False if refused or failed."""
+        s = self.settings
+        host, port, tls = s.mqtt_host_port_tls
+        self.generation += 1
+        gen = self.generation
+        self._connected.clear()
+        self.lost.clear()
+        self._connack_ok = False
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
+        if tls:
+            client.tls_set()
+        # We reconnect with a fresh client ourselves; paho's own retry must not race us.
+        client.reconnect_delay_set(min_delay=3600, max_delay=3600)
+        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
+        client.on_subscribe = lambda c, u, mid, rcs, p: self._on_subscribe(gen, rcs)
+        client.on_message = lambda c, u, msg: self._on_message(gen, msg)
+        client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.mqtt_session_expiry_s
+        props.ReceiveMaximum = s.mqtt_receive_maximum
+        try:
+            client.connect(host, port, s.mqtt_keepalive_s, clean_start=False, properties=props)
+        except OSError as exc:
+            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, exc)
+            return False
+        self.client = client
+        client.loop_start()
+        deadline = time.monotonic() + _CONNACK_WAIT_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._connected.wait(0.1):
+                break
+            if self.lost.is_set():
+                break
+        if not self._connack_ok:
+            log.warning("MQTT connection to %s refused or timed out", s.mqtt_url)
+            return False
+        return True
+
+    def _on_connect(self, gen: int, client: mqtt.Client, rc: ReasonCode) -> None:
+        if gen != self.generation:
+            return
+        if rc.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason_words(rc))
+            self.lost.set()
+            return
+        self._connack_ok = True
+        self._connected.set()
+        log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.mqtt_client_id)
+        client.subscribe(self.subscriptions())
+
+    def subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
+        """What this member subscribes to: the gateway channels (shared among the group's
+        members when ``mqtt_shared_group`` is set) and, with a state topic, that topic,
+        non-shared and without our own publications (No Local)."""
+        group = self.settings.mqtt_shared_group
+        subs = [
+            (t if group is None else topics.shared(group, t), subscribe_options(t))
+            for t in SUBSCRIPTIONS
+        ]
+        if self.state_topic is not None:
+            subs.append((self.state_topic, SubscribeOptions(qos=1, noLocal=True)))
+        return subs
+
+    def _on_subscribe(self, gen: int, reason_codes: list[ReasonCode]) -> None:
+        if gen != self.generation:
+            return
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error(
+                "subscription refused by the broker (check the ACL): %s", reasons_words(failed)
+            )
+            return
+        self.metrics.subscribed.set(1)
+        if self.state_topic is not None:
+            self.hello_due.set()
+        # Operators and pantau.stack wait for this line: from here on nothing is lost.
+        log.info("subscribed: readings are queued for this session from now on")
+        self.subscribed.set()
+
+    def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        self.metrics.received()
+        # Read by the ack settling: a broker that still sends is alive, however late our
+        # PUBACK is.
+        self.last_heard = time.monotonic()
+        size = len(msg.payload)
+        with self._held_cond:
+            # Past the byte budget, wait for the consumer to finish a window (it always
+            # can: whatever we hold is queued or being processed). Blocking this thread
+            # stops reads from the socket, which is the backpressure we want.
+            while (
+                self._held_bytes
+                and self._held_bytes + size > self.settings.held_max_bytes
+                and not self._abandoned(gen)
+            ):
+                self._held_cond.wait(0.5)
+            if self._abandoned(gen):
+                self.metrics.released(1)
+                return
+            self._held_bytes += size
+        message = Message(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            received_ms=self._clock_ms(),
+            mid=msg.mid,
+            qos=msg.qos,
+            generation=gen,
+        )
+        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 sends a
+        # whole Receive Maximum more per PUBACK while a backlog is queued; ADR 0006):
+        # last-resort backpressure, which the consumer always relieves, never waiting for us.
+        while True:
+            try:
+                self._queue.put(message, timeout=0.5)
+            except queue.Full:
+                if self._abandoned(gen):
+                    self.release(size)
+                    self.metrics.released(1)
+                    return
+                continue
+            return
+
+    def _abandoned(self, gen: int) -> bool:
+        """A message of connection ``gen`` is no longer wanted: we are stopping, or that
+        connection is being torn down. It stays unacknowledged, so the broker redelivers it."""
+        return self._stop.is_set() or gen != self.generation
+
+    def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
+        if gen == self.generation:
+            log.warning("MQTT connection lost: %s", reason_words(rc))
+            self.metrics.subscribed.set(0)
+            self.lost.set()
+
+    def teardown(self, *, graceful: bool = False) -> None:
+        """Close the current connection (DISCONNECT first if ``graceful`` and still up)."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        if graceful and not self.lost.is_set():
+            client.disconnect()
+            self.lost.wait(DISCONNECT_WAIT_S)
+        # Retire the connection first: a network thread waiting in _on_message for room then
+        # gives up (the message stays unacknowledged), so loop_stop's join cannot hang.
+        self.generation += 1
+        with self._held_cond:
+            self._held_cond.notify_all()
+        client.loop_stop()
+
+    def release(self, size: int) -> None:
+        """A window is done (acknowledged, or left for redelivery): its bytes no longer count
+        against ``held_max_bytes``."""
+        with self._held_cond:
+            self._held_bytes -= size
+            self._held_cond.notify_all()
+
+    def collect(self, *, wait: bool = True, idle: Callable[[], float | None]) -> list[Message]:
+        """The next window: up to ``window_max_messages`` / ``window_max_bytes``, waiting at
+        most ``flush_interval_s`` (not at all without ``wait``). While the buffer is empty it
+        calls ``idle``, which returns how soon it wants to be called again (None: not)."""
+        limit = self.settings.window_max_messages
+        max_bytes = self.settings.window_max_bytes
+        window: list[Message] = []
+        size = 0
+        deadline = time.monotonic() + (self.settings.flush_interval_s if wait else 0)
+        while len(window) < limit and size < max_bytes:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._stop.is_set() and wait):
+                    break
+                again = idle()
+                if again is not None:
+                    remaining = min(remaining, again)
+                try:
+                    msg = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    continue
+            window.append(msg)
+            size += len(msg.payload)
+        return window
+
+    def ack(self, window: Sequence[Message | Ack]) -> None:
+        """Acknowledge messages delivered on the current connection (QoS > 0)."""
+        self.metrics.released(len(window))
+        client = self.client
+        for msg in window:
+            # A message delivered on an earlier connection is redelivered on this one (same
+            # session) and acknowledged then; its old packet id means nothing here.
+            if client is not None and msg.generation == self.generation and msg.qos > 0:
+                client.ack(msg.mid, msg.qos)

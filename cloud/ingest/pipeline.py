@@ -1,0 +1,254 @@
+"""One window's way to storage: decode and validate, dead-letter the refused (fsync), store raw
+points and statuses, fold the stored readings into the state, write the rollups, rewrite the
+past buckets late readings change. Acknowledging is the caller's (``service``): it happens only
+after :meth:`WindowPipeline.store` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.ingest.aggregate import (
+    ReadingHistory,
+    SensorState,
+    bed_rollups,
+    crowd_sites,
+    queue_sites,
+)
+from cloud.ingest.aggregate.state import NO_TIME
+from cloud.ingest.boundary import decode_isolating, status_lines
+from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
+from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
+from cloud.ingest.dedup import BatchDedup
+from cloud.ingest.health import IngestHealth
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.settings import IngestSettings
+from cloud.ingest.topology import CityIndex
+from cloud.ingest.writer import Lines, PointBuilder, PointWriter
+from contract import KIND_CODES, RejectReason, SensorKind, TopicError, topics
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter(msg: Message, rej: Rejection) -> Refusal:
+    """The dead-letter record of a refused message (or of one refused reading of it)."""
+    try:
+        gateway: str | None = topics.parse(msg.topic).gateway
+    except TopicError:
+        gateway = None
+    return Refusal(
+        topic=msg.topic,
+        payload=msg.payload,
+        received_at=msg.received_ms,
+        gateway=gateway,
+        problems=(Problem(rej.reason, rej.detail, rej.index),),
+    )
+
+
+class WindowPipeline:
+    """Decode, refuse, store and aggregate windows of messages. Construction does no I/O: the
+    stores and the writer it is given are opened by the caller."""
+
+    def __init__(
+        self,
+        *,
+        settings: IngestSettings,
+        index: CityIndex,
+        state: SensorState,
+        writer: PointWriter,
+        dead: DeadLetterStore,
+        metrics: IngestMetrics,
+        health: IngestHealth,
+        dedup: BatchDedup,
+        history: ReadingHistory | None,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.state = state
+        self.writer = writer
+        self.dead = dead
+        self.metrics = metrics
+        self.health = health
+        self.dedup = dedup
+        #: recent readings, to rewrite past rollup buckets when late data arrives
+        self.history = history
+        self._history_paused_at = NO_TIME
+        self.builder = PointBuilder(index=index)
+        self._clock_ms = clock_ms
+
+    def store(self, window: list[Message]) -> DecodedWindow:
+        """Everything a window needs before it may be acknowledged: refusals on disk, raw
+        points, statuses and aggregates accepted by InfluxDB, the state updated."""
+        state = self.state
+        now = self._clock_ms()
+        m = self.metrics
+        m.messages_in.inc(len(window))
+        m.window_messages.observe(len(window))
+        # Nothing one message contains may fail the window (cloud.ingest.boundary).
+        decoded: DecodedWindow = decode_isolating(
+            window, lambda part: decode_window(part, self.index, now, dedup=self.dedup)
+        )
+        m.duplicates.inc(len(decoded.duplicates))
+        m.status_stats_dropped.inc(sum(st.dropped_stats for st in decoded.statuses))
+        readings = decoded.readings
+        n_bad_readings = sum(1 for r in decoded.rejections if r.index is not None)
+        m.readings_in.inc(len(readings) + n_bad_readings)
+        st_lines, st_refused = status_lines(
+            decoded.statuses,
+            lambda st: self.builder.gateway_status(st, window[st.message].received_ms),
+        )
+        self.record_dead(
+            [dead_letter(window[r.message], r) for r in [*decoded.rejections, *st_refused]], now
+        )
+
+        # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
+        lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
+        for msg_i, line in st_lines:
+            lines.add([line], [msg_i], [-1])
+        refused = self.writer.write(lines.lines)
+        stored = np.ones(len(readings), dtype=bool)
+        if refused:
+            late: list[Refusal] = []
+            n_raw = len(readings)
+            for r in refused:
+                msg_i, at = lines.message[r.line], lines.reading[r.line]
+                rej = Rejection(
+                    msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
+                )
+                late.append(dead_letter(window[msg_i], rej))
+                if r.line < n_raw and self.settings.store_raw:
+                    stored[r.line] = False
+            self.record_dead(late, now)
+        # raw() emits rows grouped by kind: map stored flags back through the same order.
+        order = (
+            np.concatenate([np.flatnonzero(readings.kind == KIND_CODES[k]) for k in SensorKind])
+            if len(readings)
+            else np.zeros(0, np.intp)
+        )
+        ok_rows = np.zeros(len(readings), dtype=bool)
+        ok_rows[order] = stored
+        kept = readings.take(ok_rows)
+        if self.settings.store_raw:
+            m.readings_stored.inc(len(kept))
+        if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
+            self.write_rollups(now)
+        self.correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
+        # Lag is observation -> stored: read the clock now that the window is written, not
+        # at its start (a slow write would otherwise hide from the histogram).
+        lags_s = (self._clock_ms() - kept.ts) / 1000.0
+        m.observe_lag(lags_s)
+        self.health.observe(messages=len(window), lags_s=lags_s)
+        return decoded
+
+    def correct_past(
+        self,
+        sensor: npt.NDArray[np.int32],
+        ts: npt.NDArray[np.int64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[np.int64],
+        now: int,
+    ) -> None:
+        """Remember the window's readings; rewrite the rollups of the past buckets that its
+        late readings (observed before the current bucket) change. docs/schema.md, Late data."""
+        history = self.history
+        if history is None:
+            return
+        bucket = self.settings.rollup_bucket_s * 1000
+        current = now - now % bucket
+        if not history.active and current != self._history_paused_at:
+            # Paused by a rate its memory could not span: try again once per bucket.
+            history.resume(self.state)
+            log.info("late-data correction resumed")
+        was_active = history.active
+        history.add(sensor, ts, seq, values, now_ms=now)
+        if was_active and not history.active:
+            self._history_paused_at = current
+            log.warning(
+                "late-data correction paused: %d readings span less than one %d s bucket "
+                "(raise PANTAU_LATE_HISTORY_READINGS to keep it at this rate)",
+                self.settings.late_history_readings,
+                self.settings.rollup_bucket_s,
+            )
+        late = ts < current
+        if not late.any():
+            return
+        starts = history.affected_buckets(sensor[late], ts[late], bucket_ms=bucket, before=current)
+        agg: list[str] = []
+        for start, past in history.states_at(starts, bucket_ms=bucket):
+            agg += self.rollup_lines(past, start)
+            if len(agg) >= self.settings.write_chunk_lines:
+                self.write_aggregates(agg)
+                agg = []
+        self.write_aggregates(agg)
+        self.metrics.late_buckets.inc(len(starts))
+
+    def record_dead(self, records: list[Refusal], now: int) -> None:
+        """Durably store dead letters (each payload once, nothing already stored), then
+        write their points (one per message and reason) and count them."""
+        if not records:
+            return
+        done = self.dead.append(records)
+        self.health.refused(sum(len(r.problems) for r in records))
+        m = self.metrics
+        m.dead_letters_duplicate.inc(done.duplicates)
+        m.dead_letters_rotated.inc(done.rotated)
+        points: list[str] = []
+        for ref in done.written:
+            by_reason: dict[RejectReason, list[Problem]] = {}
+            for p in ref.problems:
+                by_reason.setdefault(p.reason, []).append(p)
+            for reason, problems in by_reason.items():
+                points.append(
+                    self.builder.dead_letter(
+                        reason=reason.value,
+                        gateway=ref.gateway or "unknown",
+                        topic=ref.topic,
+                        detail=problems[0].detail[:DETAIL_MAX],
+                        ts_ms=ref.received_at,
+                        count=len(problems),
+                    )
+                )
+                m.dead_letters.labels(reason=reason.value).inc(len(problems))
+        for refused in self.writer.write(points):
+            log.error("dead_letter point refused by InfluxDB: %s", refused.detail)
+
+    def quarantine(self, poison: list[tuple[Message, int]]) -> None:
+        """Dead-letter messages the process died on as poison, without processing them (the
+        crash-loop guard's verdict, cloud/ingest/guard.py); the caller acknowledges them."""
+        for msg, attempts in poison:
+            log.error(
+                "quarantined a message on %s: the ingester died on it %d times", msg.topic, attempts
+            )
+        self.record_dead(
+            [
+                dead_letter(
+                    msg,
+                    Rejection(0, RejectReason.POISON, f"the ingester died processing it {n} times"),
+                )
+                for msg, n in poison
+            ],
+            self._clock_ms(),
+        )
+
+    def write_rollups(self, now: int) -> None:
+        """Write every aggregate of the current state, stamped at the start of ``now``'s
+        rollup bucket (rewritten in place until the bucket ends; docs/schema.md)."""
+        bucket = self.settings.rollup_bucket_s * 1000
+        self.write_aggregates(self.rollup_lines(self.state, now - now % bucket))
+
+    def rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:
+        """The bed, crowd and queue rollup lines of ``state``, stamped ``stamp_ms``."""
+        agg = self.builder.bed_rollups(bed_rollups(state, self.index), stamp_ms)
+        agg += self.builder.crowd_sites(crowd_sites(state, self.index), stamp_ms)
+        agg += self.builder.queue_sites(queue_sites(state, self.index), stamp_ms)
+        return agg
+
+    def write_aggregates(self, agg: list[str]) -> None:
+        """Write aggregate lines; a line InfluxDB refuses is logged (nothing to acknowledge)."""
+        for r in self.writer.write(agg):
+            log.error("aggregate point refused by InfluxDB: %s", r.detail)
