@@ -22,16 +22,12 @@ from city import Registry
 from cloud.influx import InfluxHTTP, ident
 from cloud.ingest import Ingester, IngestSettings
 from contract import KIND_FIELDS, Batch, Channel, Reading, SensorKind, encode, topics
+from contract.clock import now_ms
 from pantau.broker_identity import SERVICE_ACCOUNTS, ServiceRole
 from pantau.services import InfluxDB, Mosquitto
 
 #: (sensor, observation ms, seq, values in KIND_FIELDS order): one reading, as stored.
 Row = tuple[str, int, int, tuple[int, ...]]
-
-
-def now_ms() -> int:
-    """Wall-clock ms."""
-    return time.time_ns() // 1_000_000
 
 
 def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

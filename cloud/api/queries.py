@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cloud.influx import InfluxHTTP, latest_query
+from contract.clock import now_ms
 from contract.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,6 @@ def latest_rows(
             return []
         raise
     return [row for s in series for row in s.rows()]
-
-
-def now_ms() -> int:
-    """Wall-clock time in ms since epoch UTC."""
-    return time.time_ns() // 1_000_000
 
 
 def format_ms(ms: int) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Self
@@ -44,6 +43,7 @@ from cloud.ingest.cluster import Rows, changed_sensors, fits, merge_rows
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.wards import WardBeds, ward_beds
+from contract.clock import now_ms
 from contract.cluster import StateDelta, decode_state_delta, registry_digest
 from contract.errors import PayloadError, StorageError
 
@@ -51,10 +51,6 @@ log = logging.getLogger(__name__)
 
 #: InfluxDB answers this until the ingester has created the database: no data yet, not an error.
 _NO_DATABASE = "database not found"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +98,7 @@ class Snapshot:
         keys = zip(beds.group.tolist(), beds.bed_type.tolist(), beds.facility.tolist(), strict=True)
         return cls(
             version=version,
-            built_at_ms=_now_ms(),
+            built_at_ms=now_ms(),
             seeded=seeded,
             state=state,
             wards=wards,
@@ -272,7 +268,7 @@ class LiveState:
                 version=self._version,
                 sensors=tuple(self.index.sensor_ids[i] for i in changed.tolist()),
                 source=source,
-                at_ms=_now_ms(),
+                at_ms=now_ms(),
             )
         self._announce(change)
         return len(changed)
@@ -288,7 +284,7 @@ class LiveState:
                 version=self._version,
                 sensors=(),
                 source="status",
-                at_ms=_now_ms(),
+                at_ms=now_ms(),
                 gateways=(gateway,),
             )
         self._announce(change)

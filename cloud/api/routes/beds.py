@@ -32,12 +32,13 @@ from cloud.api.models import (
     SiteBeds,
     SummaryLevel,
 )
-from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
 from cloud.api.routes.beds_history import router as history_router
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.topology import FACILITIES
 from cloud.ingest.wards import bor_percent
 from contract.beds import BED_TYPES, bed_group, bor_band
+from contract.clock import now_ms
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 

@@ -18,10 +18,11 @@ from cloud.api.deps import InfluxDep, LiveDep, RegistryDep, bed_type_codes
 from cloud.api.localtime import zone_of_province
 from cloud.api.models import BedGroup, ErrorBody, Facility, SummaryLevel
 from cloud.api.models_history import BedBucket, BedHistory
-from cloud.api.queries import format_ms, nan_to_none, now_iso, now_ms
+from cloud.api.queries import format_ms, nan_to_none, now_iso
 from cloud.influx import ident, where_clause
 from cloud.ingest.wards import bor_percent
 from contract.beds import bor_band
+from contract.clock import now_ms
 from contract.errors import StorageError
 from contract.secrets import bounded_echo
 

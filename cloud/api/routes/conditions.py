@@ -20,8 +20,9 @@ from cloud.api.models import (
     QueueList,
     QueueSite,
 )
-from cloud.api.queries import as_float, as_int, is_stale, iso_ms, latest_rows, now_iso, now_ms
+from cloud.api.queries import as_float, as_int, is_stale, iso_ms, latest_rows, now_iso
 from cloud.influx import InfluxHTTP
+from contract.clock import now_ms
 from contract.payload import SensorKind
 
 router = APIRouter(tags=["conditions"], dependencies=[require(Role.PUBLIC)])

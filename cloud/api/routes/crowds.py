@@ -14,10 +14,11 @@ from cloud.api.deps import InfluxDep, LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.localtime import zone_of_province
 from cloud.api.models import CrowdList, CrowdSite, ErrorBody
 from cloud.api.models_history import CrowdBucket, CrowdHistory
-from cloud.api.queries import format_ms, is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.queries import format_ms, is_stale, iso_ms, nan_to_none, now_iso
 from cloud.api.routes.beds_history import MAX_BUCKETS, interval_ms, parse_time
 from cloud.api.routes.conditions import crowd_status
 from cloud.influx import ident, where_clause
+from contract.clock import now_ms
 from contract.errors import StorageError
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo

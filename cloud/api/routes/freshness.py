@@ -14,10 +14,11 @@ from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep
 from cloud.api.models import ErrorBody, SummaryLevel
 from cloud.api.models_ops import FreshnessList, RegionFreshness
-from cloud.api.queries import now_iso, now_ms
+from cloud.api.queries import now_iso
 from cloud.ingest.aggregate import NO_TIME
 from cloud.ingest.topology import ROLLUP_LEVELS
 from contract import KIND_CODES, SensorKind
+from contract.clock import now_ms
 
 router = APIRouter(tags=["regions"], dependencies=[require(Role.PUBLIC)])
 _ERRORS: dict[int | str, dict[str, Any]] = {

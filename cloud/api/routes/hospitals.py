@@ -14,9 +14,10 @@ from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep, check_region
 from cloud.api.models import ErrorBody, NamedRegion
 from cloud.api.models_places import BedPlace, BedPlaceList, GroupBeds
-from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_GROUPS, bor_band
+from contract.clock import now_ms
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 

@@ -20,7 +20,8 @@ from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.models import ErrorBody
 from cloud.api.models_history import QueueNow, QueueNowList
-from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
+from contract.clock import now_ms
 from contract.payload import SensorKind
 
 router = APIRouter(tags=["queues"], dependencies=[require(Role.PUBLIC)])

@@ -27,9 +27,10 @@ from cloud.api.models_siranap import (
     SiranapList,
     SiranapRow,
 )
-from cloud.api.queries import is_stale, now_iso, now_ms
+from cloud.api.queries import is_stale, now_iso
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_TYPES
+from contract.clock import now_ms
 from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
