@@ -221,6 +221,8 @@ class Ingester:
             self._teardown(graceful=True)
 
     def _teardown(self, *, graceful: bool = False) -> None:
+        if self._session.client is None:
+            return
         self._session.teardown(graceful=graceful)
         self.metrics.released(self._pending.drop())
 
@@ -265,7 +267,7 @@ class Ingester:
         """The crash-loop guard's verdict (cloud/ingest/guard.py): dead-letter these messages
         as poison without processing them, then acknowledge them."""
         self._require()[1].quarantine(poison)
-        self._session.ack([msg for msg, _ in poison])
+        self._ack([msg for msg, _ in poison])
 
     # ---- acknowledgements --------------------------------------------------------------
     def _ack(self, window: list[Message]) -> None:
