@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.influx import FieldValue, format_line, series_key
+from cloud.storage_schema import Measurement
 
-MEASUREMENT = "ingest_health"
+MEASUREMENT = Measurement.INGEST_HEALTH
 #: Default period between two points: fine enough for a 1-minute alert, one line per 10 s.
 DEFAULT_EVERY_MS = 10_000
 

@@ -15,14 +15,9 @@ from dataclasses import dataclass
 
 from city import Registry, SiteKind
 from cloud.influx import InfluxHTTP, ident
+from cloud.storage_schema import DOWNSAMPLED_RP, RAW_RP, Measurement
 from contract import SensorKind
 
-#: The default RP (raw readings, per-flush aggregates, statuses, dead letters). Keeping
-#: InfluxDB's own ``autogen`` as the default means every existing query, the API and Grafana
-#: keep reading the same place; only its duration is set.
-RAW_RP = "autogen"
-#: Where the continuous queries write their downsampled copies.
-DOWNSAMPLED_RP = "downsampled"
 #: Our continuous queries are named ``pantau_<measurement>_<every>_<digest>``; anything else
 #: with that prefix that is not wanted any more is dropped.
 CQ_PREFIX = "pantau_"
@@ -30,8 +25,8 @@ CQ_PREFIX = "pantau_"
 #: measurement -> downsampled fields: (aggregate, field, name in the downsampled measurement).
 #: Levels keep their last value in the bucket; peaks keep their maximum, because a bucket's
 #: last value hides the moment a ward was full.
-DOWNSAMPLE: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "bed": (
+DOWNSAMPLE: dict[Measurement, tuple[tuple[str, str, str], ...]] = {
+    Measurement.BED: (
         ("last", "capacity", "capacity"),
         ("last", "occupied", "occupied"),
         ("max", "occupied", "occupied_max"),
@@ -40,7 +35,7 @@ DOWNSAMPLE: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("last", "confirmed", "confirmed"),
         ("last", "waiting", "waiting"),
     ),
-    "bed_rollup": (
+    Measurement.BED_ROLLUP: (
         ("last", "capacity", "capacity"),
         ("last", "occupied", "occupied"),
         ("max", "occupied", "occupied_max"),
@@ -52,7 +47,7 @@ DOWNSAMPLE: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("mean", "bor", "bor"),
         ("max", "bor", "bor_max"),
     ),
-    "crowd_site": (
+    Measurement.CROWD_SITE: (
         ("last", "occupancy", "occupancy"),
         ("max", "occupancy", "occupancy_max"),
         ("last", "capacity", "capacity"),
@@ -61,7 +56,7 @@ DOWNSAMPLE: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("last", "entries", "entries"),
         ("last", "exits", "exits"),
     ),
-    "queue_site": (
+    Measurement.QUEUE_SITE: (
         ("last", "waiting", "waiting"),
         ("max", "waiting", "waiting_max"),
         ("last", "issued", "issued"),
@@ -70,7 +65,7 @@ DOWNSAMPLE: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("mean", "wait_s", "wait_s"),
         ("max", "wait_s", "wait_s_max"),
     ),
-    "dead_letter": (("sum", "count", "count"),),
+    Measurement.DEAD_LETTER: (("sum", "count", "count"),),
 }
 
 _DURATION = re.compile(r"^(?:([1-9][0-9]*)([smhdw])|INF)$")
@@ -120,7 +115,7 @@ class ContinuousQuery:
     RP, one point per ``every`` bucket and series (``GROUP BY *`` keeps every tag)."""
 
     database: str
-    measurement: str
+    measurement: Measurement
     every: str
 
     def select(self, where: str = "") -> str:
@@ -268,10 +263,10 @@ def series_budget(registry: Registry) -> dict[str, int]:
         return len({s.site for s in registry.doc.sensors if s.kind is kind})
 
     return {
-        "bed": kinds[SensorKind.BED],
-        "crowd": kinds[SensorKind.CROWD],
-        "queue": kinds[SensorKind.QUEUE],
-        "bed_rollup": rollup,
-        "crowd_site": sites_with(SensorKind.CROWD),
-        "queue_site": sites_with(SensorKind.QUEUE),
+        Measurement.BED: kinds[SensorKind.BED],
+        Measurement.CROWD: kinds[SensorKind.CROWD],
+        Measurement.QUEUE: kinds[SensorKind.QUEUE],
+        Measurement.BED_ROLLUP: rollup,
+        Measurement.CROWD_SITE: sites_with(SensorKind.CROWD),
+        Measurement.QUEUE_SITE: sites_with(SensorKind.QUEUE),
     }

@@ -9,6 +9,7 @@ import numpy as np
 from cloud.influx import InfluxHTTP, latest_query
 from cloud.ingest.aggregate import SensorState
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.storage_schema import RAW
 from contract import KIND_CODES, KIND_FIELDS, SensorKind
 
 
@@ -21,7 +22,7 @@ def bootstrap_state(influx: InfluxHTTP, index: CityIndex, state: SensorState) ->
     values: list[list[int]] = []
     for kind in SensorKind:
         limit = 2 if kind is SensorKind.QUEUE else 1
-        q = latest_query(kind.value, group_by=["sensor"], limit=limit)
+        q = latest_query(RAW[kind], group_by=["sensor"], limit=limit)
         for series in influx.query(q):
             pos = index.sensor_pos.get(series.tags.get("sensor", ""))
             if pos is None or index.sensor_kind[pos] != KIND_CODES[kind]:

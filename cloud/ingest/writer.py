@@ -34,6 +34,16 @@ from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
 from cloud.ingest.topology import FACILITIES, CityIndex
 from cloud.ingest.wards import free_beds
+from cloud.storage_schema import (
+    BED_FIELDS,
+    BED_ROLLUP_INTS,
+    CROWD_FIELDS,
+    CROWD_SITE_INTS,
+    QUEUE_FIELDS,
+    QUEUE_SITE_INTS,
+    RAW,
+    Measurement,
+)
 from contract import KIND_CODES, STAT_TYPES, PantauError, SensorKind, StatType, StorageError
 from contract.backoff import backoff_delay
 
@@ -45,9 +55,6 @@ PRECISION = "u"
 _BED = KIND_CODES[SensorKind.BED]
 _CROWD = KIND_CODES[SensorKind.CROWD]
 _QUEUE = KIND_CODES[SensorKind.QUEUE]
-BED_FIELDS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "seq")
-CROWD_FIELDS = ("entries", "exits", "occupancy", "seq")
-QUEUE_FIELDS = ("issued", "served", "waiting", "counters_open", "seq")
 _NUMERIC_STATS = (StatType.COUNT, StatType.SECONDS)
 
 
@@ -110,7 +117,7 @@ class PointBuilder:
                 )
             elif sensor.kind is SensorKind.CROWD and sensor.gate:
                 tags["gate"] = sensor.gate
-            self.raw_keys.append(series_key(sensor.kind.value, tags))
+            self.raw_keys.append(series_key(RAW[sensor.kind], tags))
         self._site_keys: dict[tuple[str, int], str] = {}
         self._rollup_keys: dict[tuple[int, int, int], str] = {}
 
@@ -158,15 +165,14 @@ class PointBuilder:
                 "bed_type": str(bed_type) if bed_type else "all",
                 "facility": FACILITIES[facility],
             }
-            key = self._rollup_keys[cell] = series_key("bed_rollup", tags)
+            key = self._rollup_keys[cell] = series_key(Measurement.BED_ROLLUP, tags)
         return key
 
     def bed_rollups(self, r: BedRollups, now_ms: int) -> list[str]:
         """``bed_rollup`` points at the flush time."""
-        ints = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
-        cols = [getattr(r, name).tolist() for name in ints]
+        cols = [getattr(r, name).tolist() for name in BED_ROLLUP_INTS]
         cols += [r.oldest_ms.tolist(), r.newest_ms.tolist()]
-        names = (*ints, "oldest_ms", "newest_ms")
+        names = (*BED_ROLLUP_INTS, "oldest_ms", "newest_ms")
         bor = r.bor.tolist()
         out = []
         for i, (g, bt, fac) in enumerate(
@@ -180,13 +186,15 @@ class PointBuilder:
 
     def crowd_sites(self, r: CrowdSites, now_ms: int) -> list[str]:
         """``crowd_site`` points at the flush time."""
-        names = ("occupancy", "capacity", "entries", "exits", "gates", "oldest_ms", "newest_ms")
-        return self._site_lines("crowd_site", r.site.tolist(), r, names, "ratio", r.ratio, now_ms)
+        names = (*CROWD_SITE_INTS, "oldest_ms", "newest_ms")
+        site = r.site.tolist()
+        return self._site_lines(Measurement.CROWD_SITE, site, r, names, "ratio", r.ratio, now_ms)
 
     def queue_sites(self, r: QueueSites, now_ms: int) -> list[str]:
         """``queue_site`` points at the flush time."""
-        names = ("waiting", "issued", "served", "counters_open", "kiosks", "oldest_ms", "newest_ms")
-        return self._site_lines("queue_site", r.site.tolist(), r, names, "wait_s", r.wait_s, now_ms)
+        names = (*QUEUE_SITE_INTS, "oldest_ms", "newest_ms")
+        site = r.site.tolist()
+        return self._site_lines(Measurement.QUEUE_SITE, site, r, names, "wait_s", r.wait_s, now_ms)
 
     def _site_lines(
         self,
@@ -212,13 +220,15 @@ class PointBuilder:
         self, *, reason: str, gateway: str, topic: str, detail: str, ts_ms: int, count: int = 1
     ) -> str:
         """One ``dead_letter`` point: ``count`` refusals of one reason in one message."""
-        key = series_key("dead_letter", {"reason": reason, "gateway": gateway or "unknown"})
+        key = series_key(
+            Measurement.DEAD_LETTER, {"reason": reason, "gateway": gateway or "unknown"}
+        )
         return format_line(key, {"count": count, "topic": topic, "detail": detail}, ts_ms * 1000)
 
     def gateway_status(self, update: StatusUpdate, ts_ms: int) -> str:
         """One ``gateway_status`` point; numeric stats become fields of their own."""
         gw = self.index.registry.doc.gateways[update.gateway]
-        key = series_key("gateway_status", {"gateway": gw.id, "site": gw.site})
+        key = series_key(Measurement.GATEWAY_STATUS, {"gateway": gw.id, "site": gw.site})
         st = update.status
         fields: dict[str, FieldValue] = {
             "online": 1 if st.state.value == "online" else 0,

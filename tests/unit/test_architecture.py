@@ -36,6 +36,8 @@ PARTS: dict[str, frozenset[str]] = {
     "edge": frozenset({"contract"}),
     "firmware_sim": frozenset({"contract", "city"}),
     "cloud.influx": frozenset({"contract"}),
+    # measurement, tag and field names and retention policies: written, queried, charted
+    "cloud.storage_schema": frozenset({"contract"}),
     # The ingester's state and math without I/O: the API follows the ingesters' state and
     # derives its answers with exactly these modules (one formula, one module).
     "cloud.ingest.topology": frozenset({"contract", "city"}),
@@ -48,10 +50,21 @@ PARTS: dict[str, frozenset[str]] = {
     ),
     "cloud.ingest.cluster": frozenset({"contract", "cloud.ingest.aggregate"}),
     "cloud.ingest.seed": frozenset(
-        {"contract", "city", "cloud.influx", "cloud.ingest.topology", "cloud.ingest.aggregate"}
+        {
+            "contract",
+            "city",
+            "cloud.influx",
+            "cloud.storage_schema",
+            "cloud.ingest.topology",
+            "cloud.ingest.aggregate",
+        }
     ),
-    "cloud.ingest": frozenset({"contract", "city", "cloud.influx", *INGEST_MATH}),
-    "cloud.api": frozenset({"contract", "city", "cloud.influx", *INGEST_MATH}),
+    "cloud.ingest": frozenset(
+        {"contract", "city", "cloud.influx", "cloud.storage_schema", *INGEST_MATH}
+    ),
+    "cloud.api": frozenset(
+        {"contract", "city", "cloud.influx", "cloud.storage_schema", *INGEST_MATH}
+    ),
     "pantau": frozenset(
         {
             "contract",
@@ -59,6 +72,7 @@ PARTS: dict[str, frozenset[str]] = {
             "edge",
             "firmware_sim",
             "cloud.influx",
+            "cloud.storage_schema",
             "cloud.ingest",
             "cloud.api",
             *INGEST_MATH,

@@ -21,6 +21,7 @@ from cloud.api.models_history import BedBucket, BedHistory
 from cloud.api.queries import format_ms, nan_to_none, now_iso
 from cloud.influx import ident, where_clause
 from cloud.ingest.wards import bor_percent
+from cloud.storage_schema import Measurement
 from contract.beds import bor_band
 from contract.clock import now_ms
 from contract.errors import StorageError
@@ -138,7 +139,7 @@ async def beds_history(
     picks = ", ".join(f"last({ident(f)}) AS {ident(f)}" for f in _FIELDS)
     q = (
         f"SELECT {picks}, max({ident('occupied')}) AS {ident('occupied_max')} "  # noqa: S608
-        f"FROM {ident('bed_rollup')}{where} AND time >= {start}ms AND time < {end}ms "
+        f"FROM {ident(Measurement.BED_ROLLUP)}{where} AND time >= {start}ms AND time < {end}ms "
         f"GROUP BY time({step}ms, {offset}ms), {ident('bed_type')} fill(none)"
     )
     try:

@@ -22,6 +22,7 @@ from cloud.api.models import (
 )
 from cloud.api.queries import as_float, as_int, is_stale, iso_ms, latest_rows, now_iso
 from cloud.influx import InfluxHTTP
+from cloud.storage_schema import Measurement
 from contract.clock import now_ms
 from contract.payload import SensorKind
 
@@ -113,7 +114,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody}}
 def crowd_list(settings: ApiSettings, registry: Registry, influx: InfluxHTTP) -> CrowdList:
     """Every crowd site, from the latest ``crowd_site`` point of each."""
     after = settings.stale_after_s
-    rows = {str(r["site"]): r for r in latest_rows(influx, "crowd_site", group_by=["site"])}
+    rows = {
+        str(r["site"]): r for r in latest_rows(influx, Measurement.CROWD_SITE, group_by=["site"])
+    }
     now = now_ms()
     items = [
         _crowd(registry, site, rows.get(site.id, {}), now, after)
@@ -125,7 +128,9 @@ def crowd_list(settings: ApiSettings, registry: Registry, influx: InfluxHTTP) ->
 def queue_list(settings: ApiSettings, registry: Registry, influx: InfluxHTTP) -> QueueList:
     """Every queue site, from the latest ``queue_site`` point of each."""
     after = settings.stale_after_s
-    rows = {str(r["site"]): r for r in latest_rows(influx, "queue_site", group_by=["site"])}
+    rows = {
+        str(r["site"]): r for r in latest_rows(influx, Measurement.QUEUE_SITE, group_by=["site"])
+    }
     now = now_ms()
     items = [
         _queue(registry, site, rows.get(site.id, {}), now, after)

@@ -18,6 +18,7 @@ from cloud.api.queries import format_ms, is_stale, iso_ms, nan_to_none, now_iso
 from cloud.api.routes.beds_history import MAX_BUCKETS, interval_ms, parse_time
 from cloud.api.routes.conditions import crowd_status
 from cloud.influx import ident, where_clause
+from cloud.storage_schema import Measurement
 from contract.clock import now_ms
 from contract.errors import StorageError
 from contract.payload import SensorKind
@@ -120,7 +121,7 @@ async def crowd_history(
         f"SELECT last({occ}) AS {occ}, max({occ}) AS {ident('occupancy_max')}, "  # noqa: S608
         f"last({ident('ratio')}) AS {ident('ratio')}, max({ident('ratio')}) AS "
         f"{ident('ratio_max')} "
-        f"FROM {ident('crowd_site')}{where_clause({'site': site})} "
+        f"FROM {ident(Measurement.CROWD_SITE)}{where_clause({'site': site})} "
         f"AND time >= {start}ms AND time < {end}ms "
         f"GROUP BY time({step}ms, {offset}ms) fill(none)"
     )

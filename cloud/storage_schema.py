@@ -1,0 +1,110 @@
+"""The storage schema in one place: every measurement, tag and field the ingester writes to
+InfluxDB, and the retention policies it keeps them in.
+
+The writer (``cloud.ingest.writer``, ``.health``), the storage set-up (``cloud.ingest.schema``,
+``.seed``), the API's InfluxQL and the Grafana builders (``pantau.grafana``) name measurements
+through :class:`Measurement`; tests check the writer's lines, the dashboards' queries and
+docs/schema.md against :data:`SCHEMA` (tests/unit/test_storage_schema.py). A new field is added
+here first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from contract import SensorKind
+
+
+class Measurement(StrEnum):
+    """Every measurement Pantau stores."""
+
+    # raw readings, one point per accepted reading (named after their sensor kind)
+    BED = "bed"
+    CROWD = "crowd"
+    QUEUE = "queue"
+    # aggregates, one point per entity per rollup bucket
+    BED_ROLLUP = "bed_rollup"
+    CROWD_SITE = "crowd_site"
+    QUEUE_SITE = "queue_site"
+    # operations
+    DEAD_LETTER = "dead_letter"
+    GATEWAY_STATUS = "gateway_status"
+    INGEST_HEALTH = "ingest_health"
+
+
+#: The raw measurement of each sensor kind.
+RAW: dict[SensorKind, Measurement] = {
+    SensorKind.BED: Measurement.BED,
+    SensorKind.CROWD: Measurement.CROWD,
+    SensorKind.QUEUE: Measurement.QUEUE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A measurement's tag keys and field keys (in the order the writer emits fields)."""
+
+    tags: tuple[str, ...]
+    fields: tuple[str, ...]
+    #: further field keys come from a fixed list elsewhere (``gateway_status``: the numeric
+    #: stats of ``contract.STAT_TYPES``)
+    open_fields: bool = False
+
+
+_SITE_TAGS = ("site", "site_name", "kelurahan", "kecamatan")
+_TIMES = ("oldest_ms", "newest_ms")
+
+#: Raw point fields per kind, in the order the writer emits them (``free`` and ``waiting`` are
+#: derived: capacity - occupied, issued - served).
+BED_FIELDS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "seq")
+CROWD_FIELDS = ("entries", "exits", "occupancy", "seq")
+QUEUE_FIELDS = ("issued", "served", "waiting", "counters_open", "seq")
+#: Rollup fields: the integers, then the float that is absent when undefined, then the times.
+BED_ROLLUP_INTS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
+CROWD_SITE_INTS = ("occupancy", "capacity", "entries", "exits", "gates")
+QUEUE_SITE_INTS = ("waiting", "issued", "served", "counters_open", "kiosks")
+
+SCHEMA: dict[Measurement, Series] = {
+    Measurement.BED: Series(
+        tags=("sensor", *_SITE_TAGS, "site_kind", "ward", "bed_type"), fields=BED_FIELDS
+    ),
+    Measurement.CROWD: Series(tags=("sensor", *_SITE_TAGS, "gate"), fields=CROWD_FIELDS),
+    Measurement.QUEUE: Series(tags=("sensor", *_SITE_TAGS), fields=QUEUE_FIELDS),
+    Measurement.BED_ROLLUP: Series(
+        tags=("level", "code", "name", "bed_type", "facility"),
+        fields=(*BED_ROLLUP_INTS, "bor", *_TIMES),
+    ),
+    Measurement.CROWD_SITE: Series(
+        tags=(*_SITE_TAGS, "site_kind"), fields=(*CROWD_SITE_INTS, "ratio", *_TIMES)
+    ),
+    Measurement.QUEUE_SITE: Series(
+        tags=(*_SITE_TAGS, "site_kind"), fields=(*QUEUE_SITE_INTS, "wait_s", *_TIMES)
+    ),
+    Measurement.DEAD_LETTER: Series(
+        tags=("reason", "gateway"), fields=("count", "topic", "detail")
+    ),
+    Measurement.GATEWAY_STATUS: Series(
+        tags=("gateway", "site"), fields=("online", "state"), open_fields=True
+    ),
+    Measurement.INGEST_HEALTH: Series(
+        tags=("ingester",),
+        fields=(
+            "readings",
+            "messages",
+            "dead_letters",
+            "unacked",
+            "readings_per_s",
+            "lag_p50_s",
+            "lag_p99_s",
+            "lag_max_s",
+        ),
+    ),
+}
+
+#: The default retention policy (raw readings, per-flush aggregates, statuses, dead letters).
+#: Keeping InfluxDB's own ``autogen`` as the default means every query without a policy, the
+#: API's and Grafana's, reads the same place; only its duration is set.
+RAW_RP = "autogen"
+#: Where the continuous queries write their downsampled copies.
+DOWNSAMPLED_RP = "downsampled"
