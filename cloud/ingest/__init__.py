@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         crowd_sites,
         queue_sites,
     )
+    from cloud.ingest.bulk_histogram import BulkHistogram
     from cloud.ingest.deadletter import DeadLetter, DeadLetterStore, Problem, Refusal
     from cloud.ingest.decode import (
         REASONS,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
         decode_window,
     )
     from cloud.ingest.guard import PoisonGuard
-    from cloud.ingest.metrics import IngestMetrics, observe_many
+    from cloud.ingest.metrics import IngestMetrics
     from cloud.ingest.schema import StorageSchema, apply_schema, series_budget
     from cloud.ingest.seed import bootstrap_state
     from cloud.ingest.service import Ingester
@@ -71,7 +72,8 @@ _LAZY = {
         "cloud.ingest.decode",
     ),
     "PoisonGuard": "cloud.ingest.guard",
-    **dict.fromkeys(("IngestMetrics", "observe_many"), "cloud.ingest.metrics"),
+    "BulkHistogram": "cloud.ingest.bulk_histogram",
+    "IngestMetrics": "cloud.ingest.metrics",
     **dict.fromkeys(("StorageSchema", "apply_schema", "series_budget"), "cloud.ingest.schema"),
     "bootstrap_state": "cloud.ingest.seed",
     "Ingester": "cloud.ingest.service",
@@ -93,6 +95,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "REASONS",
     "BedRollups",
+    "BulkHistogram",
     "CityIndex",
     "CrowdSites",
     "DeadLetter",
@@ -120,7 +123,6 @@ __all__ = [
     "check_readings",
     "crowd_sites",
     "decode_window",
-    "observe_many",
     "queue_sites",
     "series_budget",
 ]

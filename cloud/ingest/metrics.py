@@ -10,34 +10,11 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cloud.ingest.bulk_histogram import BulkHistogram
+
 #: Lag buckets (seconds): sub-second for a healthy pipeline, up to a day for a gateway that
 #: replays its spool after an outage.
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
-
-
-def observe_many(histogram: Histogram, amounts: npt.NDArray[np.float64]) -> None:
-    """Observe every value of ``amounts``, exactly as ``histogram.observe`` would one by one,
-    in O(buckets) Python work.
-
-    prometheus_client has no bulk observe, and a per-reading Python call would cost more than
-    decoding the reading. ``Histogram.observe(v)`` adds ``v`` to ``_sum`` and 1 to the first
-    bucket whose upper bound is ``>= v`` (buckets are stored non-cumulative and summed at
-    scrape time). ``np.searchsorted(bounds, v, side="left")`` is that same index, so adding
-    each bucket's count once gives the same state; the unit test checks it against
-    ``observe`` on the same values. NaN (which ``observe`` would count in no bucket but add to
-    the sum) never occurs for lags and is dropped here. Only for histograms without labels.
-    """
-    values = np.asarray(amounts, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return
-    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    buckets = histogram._buckets
-    for bucket, count in zip(buckets, counts.tolist(), strict=True):
-        if count:
-            bucket.inc(count)
-    histogram._sum.inc(float(values.sum()))
 
 
 class IngestMetrics:
@@ -108,7 +85,8 @@ class IngestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
-        self.lag = Histogram(
+        # One observation per stored reading: observed a window's column at a time.
+        self.lag = BulkHistogram(
             "pantau_ingest_lag_seconds",
             "Storage time minus observation time, one observation per stored reading",
             buckets=LAG_BUCKETS,
@@ -180,8 +158,8 @@ class IngestMetrics:
         self.unacked_max.set_function(lambda: self._held_max)
 
     def observe_lag(self, lag_s: npt.NDArray[np.float64]) -> None:
-        """One lag observation per reading (seconds), see :func:`observe_many`."""
-        observe_many(self.lag, lag_s)
+        """One lag observation per reading (seconds)."""
+        self.lag.observe_many(lag_s)
 
     def received(self) -> None:
         """A message arrived from the broker and is now held unacknowledged (MQTT thread)."""

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from cloud.ingest.aggregate import SensorState
+from cloud.ingest.bulk_histogram import BulkHistogram
 from cloud.ingest.cluster import (
     apply_rows,
     changed_sensors,
@@ -21,7 +22,7 @@ from cloud.ingest.cluster import (
     mark_shared,
     merge_rows,
 )
-from cloud.ingest.metrics import LAG_BUCKETS, observe_many
+from cloud.ingest.metrics import LAG_BUCKETS
 from cloud.ingest.topology import MAX_FIELDS
 from contract import PayloadError, RejectReason, TopicError, topics
 from contract.cluster import (
@@ -206,15 +207,15 @@ def test_equal_times_are_decided_by_seq_whatever_the_order() -> None:
         max_size=200,
     )
 )
-def test_observe_many_leaves_a_histogram_exactly_as_observing_one_by_one(
+def test_a_bulk_histogram_exposes_exactly_what_a_histogram_observed_one_by_one_does(
     values: list[float],
 ) -> None:
     one, many = CollectorRegistry(), CollectorRegistry()
     h1 = Histogram("lag", "x", buckets=LAG_BUCKETS, registry=one)
-    h2 = Histogram("lag", "x", buckets=LAG_BUCKETS, registry=many)
+    h2 = BulkHistogram("lag", "x", buckets=LAG_BUCKETS, registry=many)
     for v in values:
         h1.observe(v)
-    observe_many(h2, np.array(values, dtype=np.float64))
+    h2.observe_many(np.array(values, dtype=np.float64))
 
     def samples(r: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return {
