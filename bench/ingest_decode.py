@@ -20,6 +20,7 @@ import orjson
 
 from city import DEMO_CITY, load_registry
 from cloud.ingest.decode import Message, decode_window
+from cloud.ingest.decode.window import decode_gc_on
 from cloud.ingest.topology import CityIndex
 from contract import KIND_CODES, KIND_FIELDS, Channel, SensorKind, encode_binary_batch, topics
 
@@ -86,14 +87,16 @@ def binary_messages(index: CityIndex, per_msg: int, n_msgs: int) -> list[Message
     return out
 
 
-def measure(index: CityIndex, window: list[Message], seconds: float) -> tuple[float, float]:
+def measure(
+    index: CityIndex, window: list[Message], seconds: float, *, gc_on: bool = False
+) -> tuple[float, float]:
     """(median, best) readings/s of ``decode_window`` over repeated windows, for about
     ``seconds``; the median is the figure to quote, the best shows what a quiet core does."""
     rates: list[float] = []
     started = time.perf_counter()
     while time.perf_counter() - started < seconds or len(rates) < 3:
         t0 = time.perf_counter()
-        out = decode_window(window, index, NOW)
+        out = decode_gc_on(window, index, NOW) if gc_on else decode_window(window, index, NOW)
         elapsed = time.perf_counter() - t0
         if out.rejections:
             raise SystemExit(f"bench data was refused: {out.rejections[0]}")
@@ -122,6 +125,11 @@ def main() -> None:
     """Print decode-only readings/s per payload form."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per form")
+    parser.add_argument(
+        "--gc-on",
+        action="store_true",
+        help="also decode with the cyclic GC left on: what decode_window's gc.disable saves",
+    )
     args = parser.parse_args()
     index = CityIndex.from_registry(load_registry(DEMO_CITY))
     forms: list[tuple[str, Callable[[CityIndex, int, int], list[Message]], int]] = [
@@ -139,6 +147,9 @@ def main() -> None:
             f"  {name:6} {per_msg:5} readings/msg, {n_msgs:4} msgs/window: "
             f"{median / 1e6:6.2f} M readings/s median, {best / 1e6:6.2f} best"
         )
+        if args.gc_on:
+            on, _ = measure(index, window, args.seconds, gc_on=True)
+            print(f"  {'':6} {'':5} with the cyclic GC on:         {on / 1e6:6.2f} M readings/s")
         if name == "json":  # the ceiling: parsing alone, nothing validated or columnised
             parse = parse_only(window, per_msg, args.seconds)
             print(f"  {'':6} {'':5} orjson.loads alone:            {parse / 1e6:6.2f} M readings/s")

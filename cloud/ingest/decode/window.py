@@ -90,19 +90,28 @@ def decode_window(
     message or reading is a :class:`Rejection`. With ``dedup``, a batch it has seen (or one
     seen earlier in this window) is not decoded, only listed in ``duplicates``."""
     # Decoding allocates millions of small acyclic objects (parsed JSON, tuples); the cyclic
-    # GC would traverse them again and again for nothing (measured: half the decode time).
+    # GC would traverse them again and again for nothing. Process-wide for the length of one
+    # decode, which no other thread of the ingester needs collected. Measured by
+    # `bench.ingest_decode --gc-on` (and in CPU time on a loaded machine, docs/adr/0022):
+    # the collector left on costs 0-15 % of the decode (JSON 1000/msg: 0.35 vs 0.29-0.33 M
+    # readings/s per CPU second).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _decode(messages, index, now_ms, dedup)
+        return decode_gc_on(messages, index, now_ms, dedup)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _decode(
-    messages: Sequence[Message], index: CityIndex, now_ms: int, dedup: BatchDedup | None
+def decode_gc_on(
+    messages: Sequence[Message],
+    index: CityIndex,
+    now_ms: int,
+    dedup: BatchDedup | None = None,
 ) -> DecodedWindow:
+    """:func:`decode_window` without switching the cyclic GC off (``bench.ingest_decode
+    --gc-on`` measures what that switch saves)."""
     adm = admit_all(messages, index, dedup)
     rejections, statuses = adm.rejections, adm.statuses
     duplicates, keys = adm.duplicates, adm.keys
