@@ -7,13 +7,18 @@ editing the file shipped with the gateway image.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.types import ConfigFileSourceType
 
 from contract.errors import ConfigError, ConfigFileError
 from contract.payload import MAX_READINGS_PER_BATCH
@@ -34,6 +39,25 @@ class EdgeSettings(BaseSettings):
     """Everything one gateway agent needs; validated when constructed."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment wins over the YAML file (``yaml_file``, set by
+        :func:`load_settings`), which wins over the defaults."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            StrictYamlSource(settings_cls),
+            file_secret_settings,
+        )
 
     mode: Literal["production", "development"] = "development"
     gateway_id: str = Field(pattern=f"^{ID_PATTERN}$")
@@ -183,23 +207,39 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return doc
 
 
+class StrictYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, reading through :func:`contract.yamlfile.read_yaml`: a
+    repeated key, a bad byte or a missing file is one :class:`ConfigFileError` naming the
+    file and line (``yaml.safe_load`` would keep the last of two repeated keys silently)."""
+
+    def _read_files(
+        self, files: ConfigFileSourceType | None, deep_merge: bool = False
+    ) -> dict[str, Any]:
+        if files is None:  # no file: environment and defaults only
+            return {}
+        # load_settings sets one path; anything else is a programming error.
+        if not isinstance(files, Path):
+            raise TypeError(f"yaml_file must be one Path, not {files!r}")
+        return _read_yaml(files)
+
+
 def load_settings(config_file: Path | None = None) -> EdgeSettings:
     """Settings from the environment over ``config_file`` (if given) over the defaults.
 
     Raises :class:`ConfigError`: one line naming each bad setting's env variable and problem,
     never its value."""
-    file_values = _read_yaml(config_file) if config_file is not None else {}
-    env_names = {name.upper() for name in os.environ}
-    # Values set in the environment are left out of the init arguments so that the env
-    # source (lower priority than init arguments in pydantic-settings) supplies them.
-    from_file = {
-        key: value
-        for key, value in file_values.items()
-        if f"{ENV_PREFIX}{key.upper()}" not in env_names
-    }
+    settings_cls = EdgeSettings
+    if config_file is not None:
+
+        class FromFile(EdgeSettings):
+            model_config = SettingsConfigDict(
+                **{**EdgeSettings.model_config, "yaml_file": config_file}
+            )
+
+        settings_cls = FromFile
     source = f"environment and {config_file}" if config_file is not None else "environment"
     try:
-        return EdgeSettings(**from_file)
+        return settings_cls()
     except ValueError as exc:  # pydantic's ValidationError and pydantic-settings' SettingsError
         raise ConfigError(
             describe_settings_error(exc, what="edge settings", source=source)

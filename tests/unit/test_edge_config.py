@@ -136,3 +136,17 @@ def test_cli_status_prints_the_status_file(monkeypatch: pytest.MonkeyPatch, tmp_
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 0
     assert orjson.loads(result.output)["state"] == "online"
+
+
+def test_a_key_repeated_in_the_config_file_is_refused_with_its_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The YAML settings source reads through contract.yamlfile: ``yaml.safe_load`` would
+    keep the second ``batch_max_readings`` silently."""
+    _base_env(monkeypatch)
+    config = tmp_path / "edge.yaml"
+    config.write_text("batch_max_readings: 50\nbatch_max_readings: 60\n")
+    with pytest.raises(
+        ConfigError, match=r"duplicate key 'batch_max_readings' \(first given at line 1\)"
+    ):
+        load_settings(config)
