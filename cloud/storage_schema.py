@@ -2,10 +2,10 @@
 InfluxDB, and the retention policies it keeps them in.
 
 The writer (``cloud.ingest.writer``, ``.health``), the storage set-up (``cloud.ingest.schema``,
-``.seed``), the API's InfluxQL and the Grafana builders (``pantau.grafana``) name measurements
-through :class:`Measurement`; tests check the writer's lines, the dashboards' queries and
-docs/schema.md against :data:`SCHEMA` (tests/unit/test_storage_schema.py). A new field is added
-here first.
+``.seed``) and the API's InfluxQL name measurements through :class:`Measurement`. The Grafana
+builders (``pantau.grafana``) keep their InfluxQL readable as text; a test checks every
+measurement and field their queries read against :data:`SCHEMA`, as it checks the writer's
+lines and docs/schema.md (tests/unit/test_storage_schema.py). A new field is added here first.
 """
 
 from __future__ import annotations

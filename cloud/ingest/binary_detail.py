@@ -3,7 +3,7 @@
 A device maker who built a PNB1 encoder byte by byte needs to know *which bytes* were wrong: the
 reading's index, the column or table entry, and the byte offset of the offending value in the
 payload (docs/protocol.md, "Binary batch"). The reason itself is decided elsewhere (the
-vectorised judge in ``decode.py``); this module only words it, and runs only for refused rows.
+vectorised judge in ``decode/rules.py``); this module only words it, and runs only for refused rows.
 Where the contract has words for a rule (``check_values``, ``check_timestamp``) they are used,
 prefixed with where the value sits.
 """

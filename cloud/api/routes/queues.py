@@ -1,7 +1,7 @@
 """Queues (``/v1/queues``): the queue at every kiosk site now, from the ingester's
 ``queue_sites`` of the in-memory state, with the estimated wait.
 
-The wait is the ingester's Little's-law estimate (cloud/ingest/aggregate.py): ``wait_s =
+The wait is the ingester's Little's-law estimate (cloud/ingest/aggregate/rollups.py): ``wait_s =
 waiting / sum over kiosks of (served - served_prev) / (ts - ts_prev)``, in seconds of the
 readings' clock, null until every kiosk of the site has a service rate. ``wait_min`` rounds it
 *up* to whole minutes, so a queue that exists never reads "0 min". ``PANTAU_QUEUE_TIME_SCALE``
