@@ -131,8 +131,15 @@ def judge(c: Columns, gateway: I32, index: CityIndex, now_ms: int) -> I8:
     hit = (reason == 0) & (faulty != 0)
     reason[hit] = faulty[hit]
     # ...then cross-field consistency
-    for of_kind, parts, whole, code in CROSS_FIELD:
-        flag((kind == of_kind) & (values[:, parts].sum(axis=1) > values[:, whole]), code)
+    # (columns as views and one mask per kind: fancy indexing here cost 15 % of a binary decode)
+    of_kind: dict[int, Bools] = {}
+    for kind_code, parts, whole, code in CROSS_FIELD:
+        if kind_code not in of_kind:
+            of_kind[kind_code] = kind == kind_code
+        total = values[:, parts[0]]
+        for part in parts[1:]:
+            total = total + values[:, part]
+        flag(of_kind[kind_code] & (total > values[:, whole]), code)
     # 4. check_timestamp (compare without overflow: ts is clipped to int64)
     flag(c.ts > now_ms + MAX_FUTURE_SKEW_MS, CODE[RejectReason.FUTURE_TIMESTAMP])
     flag(c.ts < MIN_TIMESTAMP_MS, CODE[RejectReason.ANCIENT_TIMESTAMP])
