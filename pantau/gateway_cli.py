@@ -18,7 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from city import Registry, load_registry
-from contract.errors import ConfigFileError, RegistryError
+from contract import topics
+from contract.errors import ConfigFileError, RegistryError, TopicError
 from contract.topics import ID_PATTERN, Channel, build, is_valid_id
 from contract.yamlfile import read_yaml
 from pantau import rotation
@@ -131,6 +132,11 @@ def gateway_add(
     kind: DeviceKind = "direct" if direct else "gateway"
     try:
         with admin_control(url) as ctl:
+            if ctl.get_client(device) is not None:
+                raise _refuse(
+                    f"{device} already has a broker account but no registry entry; "
+                    f"remove it first with `pantau gateway revoke {device}`."
+                )
             ctl.add_device(device, site, password, kind=kind)
             try:
                 change.apply()
@@ -256,7 +262,9 @@ def gateway_revoke(
     """Cut the device off at once, refuse it from now on, clear its retained status (so
     dashboards and alerts see it gone) and remove it from the registry file."""
     registry = _registry(city_file)
-    _known(registry, device)
+    if device not in registry.gateways:
+        _revoke_stray(device, city_file, url)
+        return
     attached = registry.sensors_of(gateway=device)
     if attached and not remove_sensors:
         raise _refuse(
@@ -282,6 +290,32 @@ def gateway_revoke(
         f"{device} revoked: cut off, refused from now on, status cleared; "
         f"removed from {city_file} with {len(attached)} sensors."
     )
+
+
+def _revoke_stray(device: str, city_file: Path, url: str) -> None:
+    """Revoke an account the registry does not know (left by a failed or manual add): its
+    status topic is found among the retained ones, whatever site it names."""
+    try:
+        with admin_control(url) as ctl:
+            if ctl.get_client(device) is None or device in SERVICE_ACCOUNTS:
+                raise _refuse(f"{device} is neither in {city_file} nor a device's broker account.")
+            ctl.delete_device(device)
+            _accounts, statuses = ctl.accounts_and_statuses()
+            for topic in statuses:
+                if _gateway_of(topic) == device:
+                    ctl.clear_retained(topic)
+    except BrokerControlError as exc:
+        raise _broker_failed(exc) from None
+    typer.echo(
+        f"{device} revoked: cut off, refused from now on, status cleared (not in {city_file})."
+    )
+
+
+def _gateway_of(topic: str) -> str | None:
+    try:
+        return topics.parse(topic).gateway
+    except TopicError:
+        return None
 
 
 @gateway_app.command("rotate")

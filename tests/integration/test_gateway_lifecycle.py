@@ -85,8 +85,8 @@ def test_add_registers_the_gateway_and_it_may_publish_on_its_own_topics_only(
         assert gw.publish("pantau/v1/pasar-johar/gw-test/readings", b"x") == NOT_AUTHORIZED
 
 
-def test_add_refuses_a_duplicate_an_unknown_site_and_a_bad_id_in_one_sentence(
-    mosquitto: Mosquitto, city_file: Path
+def test_add_refuses_a_duplicate_an_unknown_site_a_bad_id_and_bad_sensors_in_one_sentence(
+    mosquitto: Mosquitto, city_file: Path, tmp_path: Path
 ) -> None:
     before = city_file.read_bytes()
     cases = {
@@ -98,6 +98,44 @@ def test_add_refuses_a_duplicate_an_unknown_site_and_a_bad_id_in_one_sentence(
     for (device, site), sentence in cases.items():
         code, out, err = _cli(mosquitto, city_file, "add", device, "--site", site)
         assert (code, out, err) == (2, "", sentence + "\n")
+    bad_sensors = tmp_path / "sensors.yaml"
+    bad_sensors.write_text("- {id: bed-x, kind: bed, ward: ICU, bed_type: 26, beds: 0}\n")
+    code, out, err = _cli(
+        mosquitto, city_file, "add", "gw-x", "--site", "rs-kariadi", "--sensors", str(bad_sensors)
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"refused, {city_file} left unchanged: {city_file} at sensors[30].beds: "
+        "Input should be greater than 0\n"
+    )
+    mosquitto.add_user("gw-orphan", "orphan-pw", site="rs-kariadi")
+    code, out, err = _cli(mosquitto, city_file, "add", "gw-orphan", "--site", "rs-kariadi")
+    assert (code, out, err) == (
+        2,
+        "",
+        "gw-orphan already has a broker account but no registry entry; "
+        "remove it first with `pantau gateway revoke gw-orphan`.\n",
+    )
+    with Peer(mosquitto, "gw-orphan", "orphan-pw") as orphan:
+        assert (
+            orphan.publish("pantau/v1/rs-kariadi/gw-orphan/status", b"{}", retain=True)
+            == NO_MATCHING_SUBSCRIBERS
+        )
+        code, out, _err = _cli(mosquitto, city_file, "revoke", "gw-orphan")
+        assert (code, out) == (
+            0,
+            "gw-orphan revoked: cut off, refused from now on, status cleared "
+            f"(not in {city_file}).\n",
+        )
+        orphan.wait_disconnected()
+    with mosquitto.control() as ctl:
+        _accounts, statuses = ctl.accounts_and_statuses()
+    assert "pantau/v1/rs-kariadi/gw-orphan/status" not in statuses
+    code, _out, err = _cli(mosquitto, city_file, "revoke", "pantau-api")
+    assert (code, err) == (
+        2,
+        f"pantau-api is neither in {city_file} nor a device's broker account.\n",
+    )
     assert city_file.read_bytes() == before
     with mosquitto.control() as ctl:
         assert "gw-x" not in ctl.list_clients()
