@@ -184,6 +184,10 @@ class Uplink:
         self.password_next = not self.password_next
         if self.password_next not in self._refused:
             self._next_connect_at = time.monotonic()
+            log.warning(
+                "retrying at once with %s",
+                "mqtt_password_next" if self.password_next else "mqtt_password",
+            )
 
     def _schedule_reconnect(self, why: str) -> None:
         s = self._s
