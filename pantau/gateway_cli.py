@@ -124,6 +124,12 @@ def gateway_add(
     if direct:
         entry["direct"] = True
     sensors = _sensors(sensors_file, gateway=device, site=site)
+    if out is not None:
+        # Before anything changes: a secret issued into a file that cannot be written is lost.
+        try:
+            _write_private(out, "")
+        except OSError as exc:
+            raise _refuse(f"cannot write {out}: {exc.strerror}.") from None
     try:
         change = add_gateway(city_file, entry, sensors)
     except RegistryError as exc:
@@ -159,12 +165,18 @@ def gateway_add(
         err=True,
     )
     if out is not None:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(what if what.endswith("\n") else what + "\n")
+        _write_private(out, what if what.endswith("\n") else what + "\n")
         typer.echo(f"written to {out} (mode 0600)", err=True)
     else:
         typer.echo(what.rstrip("\n"))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, whatever mode it had."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _accounts(url: str) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:

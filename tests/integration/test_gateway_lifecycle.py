@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -53,14 +54,20 @@ def _cli(broker: Mosquitto, city_file: Path, *args: str, **env: str) -> tuple[in
     return result.exit_code, result.stdout, result.stderr
 
 
-def _add(broker: Mosquitto, city_file: Path, tmp_path: Path) -> str:
-    """Add gw-test with two sensors; its broker password."""
+def _add(broker: Mosquitto, city_file: Path, tmp_path: Path, *, out: bool = False) -> str:
+    """Add gw-test with two sensors (its config printed, or written with --out); its broker
+    password."""
     sensors = tmp_path / "sensors.yaml"
     sensors.write_text(SENSORS)
-    code, out, _err = _cli(broker, city_file, "add", GW, "--site", SITE, "--sensors", str(sensors))
-    assert code == 0
     config = tmp_path / "edge.yaml"
-    config.write_text(out)
+    args = ["add", GW, "--site", SITE, "--sensors", str(sensors)]
+    code, printed, _err = _cli(broker, city_file, *args, *(["--out", str(config)] if out else []))
+    assert code == 0
+    if out:
+        assert printed == ""
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    else:
+        config.write_text(printed)
     settings = load_settings(config)
     assert settings.mqtt_password is not None
     return settings.mqtt_password.get_secret_value()
@@ -69,7 +76,7 @@ def _add(broker: Mosquitto, city_file: Path, tmp_path: Path) -> str:
 def test_add_registers_the_gateway_and_it_may_publish_on_its_own_topics_only(
     mosquitto: Mosquitto, city_file: Path, tmp_path: Path
 ) -> None:
-    password = _add(mosquitto, city_file, tmp_path)
+    password = _add(mosquitto, city_file, tmp_path, out=True)
     settings = load_settings(tmp_path / "edge.yaml")
     assert (settings.mode, settings.gateway_id, settings.site_id) == ("production", GW, SITE)
     assert settings.mqtt_url == mosquitto.url
