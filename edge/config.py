@@ -66,6 +66,10 @@ class EdgeSettings(BaseSettings):
     #: Defaults to the gateway id: the broker ACL lets a gateway speak only as itself.
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    #: The next password during a two-step rotation (docs/adr/0017-gateway-lifecycle.md): when
+    #: the broker refuses the current one as bad credentials, the agent retries with this at
+    #: once and keeps it. Set it before ``pantau gateway rotate --commit``.
+    mqtt_password_next: SecretStr | None = None
     #: Defaults to the gateway id. The broker binds every account to one client id (a device's
     #: is its own id) and refuses any other, so no one can take this gateway's session.
     mqtt_client_id: str | None = Field(default=None, pattern=f"^{ID_PATTERN}$")
@@ -152,6 +156,12 @@ class EdgeSettings(BaseSettings):
                 setting="PANTAU_MQTT_PASSWORD",
                 identities=(self.username, self.gateway_id, self.site_id, self.client_id),
             )
+            if self.mqtt_password_next is not None:
+                require_secret(
+                    self.mqtt_password_next,
+                    setting="PANTAU_MQTT_PASSWORD_NEXT",
+                    identities=(self.username, self.gateway_id, self.site_id, self.client_id),
+                )
         return self
 
     @property

@@ -43,6 +43,8 @@ MAX_IN_FLIGHT = 64
 CONNECT_TIMEOUT_S = 10.0
 #: On shutdown, how long to wait for outstanding PUBACKs before leaving them in the spool.
 DRAIN_TIMEOUT_S = 3.0
+#: CONNACK codes that mean "wrong secret": Bad user name or password, Not authorized.
+BAD_CREDENTIALS = frozenset({134, 135})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,10 @@ class Uplink:
         self._sent: set[int] = set()
         self._seen_seqs: set[int] = set()
         self.maybe_pending = True
+        # A rotation (mqtt_password_next): which secret the next attempt uses, and which ones
+        # the broker refused since the last successful connect.
+        self.password_next = False
+        self._refused: set[bool] = set()
         self.counters = {
             "batches_sent": 0,
             "batches_acked": 0,
@@ -129,6 +135,8 @@ class Uplink:
 
     def _connect(self, will_payload: bytes) -> None:
         s = self._s
+        if self.password_next and s.mqtt_password_next is not None:
+            s = s.model_copy(update={"mqtt_password": s.mqtt_password_next})
         client = self._factory(s, will_payload)
         events = self._events
 
@@ -168,6 +176,18 @@ class Uplink:
             return
         net.start()
         self._client, self._net = client, net
+
+    def _try_other_secret(self) -> None:
+        """The broker refused this attempt's secret: the next attempt uses the other one, at
+        once if it was not refused too (a committed rotation then costs one round trip)."""
+        self._refused.add(self.password_next)
+        self.password_next = not self.password_next
+        if self.password_next not in self._refused:
+            self._next_connect_at = time.monotonic()
+            log.warning(
+                "retrying at once with %s",
+                "mqtt_password_next" if self.password_next else "mqtt_password",
+            )
 
     def _schedule_reconnect(self, why: str) -> None:
         s = self._s
@@ -214,9 +234,18 @@ class Uplink:
         if rc != 0:
             log.error("broker refused connection: %s", reason)
             self.drop(f"connection refused: {reason}")
+            if rc in BAD_CREDENTIALS and self._s.mqtt_password_next is not None:
+                self._try_other_secret()
             return
         if self._client is None:
             return
+        if self.password_next and self._refused:
+            # Promoted: from now on the next secret is the one this agent uses.
+            log.warning(
+                "connected with mqtt_password_next: the broker's password was rotated; "
+                "make it PANTAU_MQTT_PASSWORD and remove PANTAU_MQTT_PASSWORD_NEXT"
+            )
+        self._refused.clear()
         self.connected = True
         self._attempt = 0
         self.counters["connects"] += 1

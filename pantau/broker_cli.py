@@ -43,7 +43,8 @@ CityOpt = Annotated[Path, typer.Option("--city", help="the city registry")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="PANTAU_BROKER_URL", help="mqtt://host:port")]
 
 
-def _password() -> str:
+def new_password() -> str:
+    """A fresh random broker password (18 random bytes, URL-safe text)."""
     return secrets.token_urlsafe(18)
 
 
@@ -63,7 +64,9 @@ def _known(registry: Registry, names: list[str]) -> None:
         raise typer.Exit(2)
 
 
-def _control(url: str) -> DynsecControl:
+def admin_control(url: str) -> DynsecControl:
+    """An admin session on the broker at ``url``; the password from the environment or a
+    prompt, never the command line."""
     parts = urlsplit(url)
     password = os.environ.get(ADMIN_PASSWORD_ENV) or typer.prompt(
         "pantau-admin password", hide_input=True
@@ -100,7 +103,7 @@ def broker_init(
     for gw in registry.gateways.values():
         accounts.append(device_account(gw.id))
         roles.append(device_role(gw.id, gw.site, kind="direct" if gw.direct else "gateway"))
-    pairs = [(a, _password()) for a in accounts]
+    pairs = [(a, new_password()) for a in accounts]
     write_document(identity_file, identity_document(pairs, roles))
     for account, password in pairs:
         typer.echo(f"{account.username} {account.client_id} {password}")
@@ -120,10 +123,10 @@ def broker_add_device(
         typer.echo(f"not in the registry (add it there first): {', '.join(missing)}")
         raise typer.Exit(2)
     try:
-        with _control(url) as ctl:
+        with admin_control(url) as ctl:
             for dev in device:
                 gw = registry.gateways[dev]
-                password = _password()
+                password = new_password()
                 ctl.add_device(dev, gw.site, password, kind="direct" if gw.direct else "gateway")
                 typer.echo(f"{dev} {password}")
     except BrokerControlError as exc:
@@ -140,9 +143,9 @@ def broker_passwd(
     at once and the device is disconnected). Service accounts change only when named."""
     _known(_registry(city_file), user)
     try:
-        with _control(url) as ctl:
+        with admin_control(url) as ctl:
             for name in user:
-                password = _password()
+                password = new_password()
                 ctl.set_password(name, password)
                 typer.echo(f"{name} {password}")
     except BrokerControlError as exc:
@@ -160,7 +163,7 @@ def broker_revoke(
     registry = _registry(city_file)
     _known(registry, device)
     try:
-        with _control(url) as ctl:
+        with admin_control(url) as ctl:
             for dev in device:
                 if dev in SERVICE_ACCOUNTS:
                     typer.echo(f"{dev} is a service account, not a device")
@@ -188,7 +191,7 @@ def broker_list(url: UrlOpt = "mqtt://127.0.0.1:1883") -> None:
     """Every account on the running broker: username, bound client id, roles, and for a
     device its last retained status (online/offline and when)."""
     try:
-        with _control(url) as ctl:
+        with admin_control(url) as ctl:
             accounts, statuses = ctl.accounts_and_statuses()
     except BrokerControlError as exc:
         raise _fail(exc) from None

@@ -4,9 +4,10 @@ to a running demo, in one shell file (``. device-access.env``).
 The demo creates a random password for every account when it starts, so without this file a
 device maker would have to read the demo's code to connect. It holds the broker's and the API's
 addresses, every direct device's and gateway's password (each account's username and MQTT client
-id is its own id), the serial lines of a left-out gateway's simulated sensors, and how to reload
-the broker after changing its password file. docs/protocol.md ("Trying it against the demo")
-explains it; the end-to-end tests attach an outside gateway using only this file.
+id is its own id), the serial lines of a left-out gateway's simulated sensors, and what
+``pantau gateway add`` needs to add a device of your own to the running demo.
+docs/protocol.md ("Trying it against the demo") explains it; the end-to-end tests attach an
+outside gateway using only this file.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def device_access(
     api_url: str,
     serial_ports: Mapping[str, Mapping[str, str]],
     without: Set[str],
-    passwd_file: Path,
-    broker_pid: int,
+    admin_password: str,
+    city_file: Path,
 ) -> str:
     """The text of ``device-access.env``, to be written at ``path`` (shell assignments, values
     quoted)."""
@@ -86,10 +87,12 @@ def device_access(
             out.append(line(env_name(gw.id, "SERIAL_PORTS"), ports))
     out += [
         "",
-        '# A new account: mosquitto_passwd -b "$PANTAU_BROKER_PASSWD" ID PASSWORD, then reload.',
-        "# (A new gateway must also be in the city file: run the demo with --city your-copy.yaml.)",
-        line("PANTAU_BROKER_PASSWD", str(passwd_file)),
-        line("PANTAU_BROKER_RELOAD", f"kill -HUP {broker_pid}"),
+        "# A device of your own that is not in the city: add it to the running demo (its city",
+        "# file and its broker account; it prints the config or mosquitto_pub line, secret once):",
+        '#   PANTAU_BROKER_ADMIN_PASSWORD="$PANTAU_BROKER_ADMIN_PASSWORD" pantau gateway add ID \\',
+        '#     --site SITE --city "$PANTAU_CITY_FILE" --url "$PANTAU_MQTT_URL" [--direct]',
+        line("PANTAU_BROKER_ADMIN_PASSWORD", admin_password),
+        line("PANTAU_CITY_FILE", str(city_file)),
         "",
     ]
     return "\n".join(out)

@@ -190,6 +190,21 @@ class DynsecControl:
         """Replace an account's password; the plugin disconnects its current session."""
         self.run({"command": "setClientPassword", "username": username, "password": password})
 
+    def get_client(self, username: str) -> dict[str, Any] | None:
+        """One account (username, clientid, roles, textdescription), None if there is none."""
+        answer = self.run(
+            {"command": "getClient", "username": username},
+            allow=frozenset({"Client not found"}),
+        )[0]
+        if answer.get("error"):
+            return None
+        client: dict[str, Any] = answer.get("data", {}).get("client", {})
+        return client
+
+    def set_description(self, username: str, text: str) -> None:
+        """Replace an account's free-text description (where a pending rotation is noted)."""
+        self.run({"command": "modifyClient", "username": username, "textdescription": text})
+
     def delete_device(self, device_id: str) -> None:
         """Remove a device's account and role; the plugin disconnects it at once."""
         self.run(

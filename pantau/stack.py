@@ -134,6 +134,12 @@ class LocalStack:
             claim(self.workdir)
             self._own_workdir = True
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        # The demo's own copy: `pantau gateway add|revoke` on the running demo edit it, never
+        # the file it was started with (the repository's demo city).
+        city_copy = self.dir / "city.yaml"
+        if self.city_file.resolve() != city_copy.resolve():
+            shutil.copyfile(self.city_file, city_copy)
+            self.city_file = city_copy
         for user in (*SERVICE_USERS, *self.registry.gateways):
             self.passwords[user] = secrets.token_urlsafe(12)
         # Every gateway and direct device gets its account bound to its id and its site.
@@ -170,8 +176,8 @@ class LocalStack:
             api_url=self.api_url,
             serial_ports=self.serial_ports,
             without=self.without,
-            passwd_file=self.mosquitto.workdir / "passwd",
-            broker_pid=self.mosquitto.proc.pid,
+            admin_password=self.passwords["pantau-admin"],
+            city_file=self.city_file,
         )
         self.device_access_path.write_text(text, encoding="utf-8")
         self.device_access_path.chmod(0o600)

@@ -5,19 +5,22 @@ at ward, RW, kelurahan, kecamatan, city and province level."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from rich.console import Console
 
-from city import Level, Registry
+from city import DEMO_CITY, Level, Registry, load_registry
 from cloud.influx import InfluxHTTP
 from contract import BED_GROUPS, SensorKind
 from contract.beds import BorBand
@@ -319,3 +322,41 @@ def test_the_demo_banner_mosquitto_pub_lines_are_accepted_by_the_demo(
         timeout=20,
     )
     assert (len(lines), done.returncode, done.stderr) == (2, 0, "")
+
+
+def test_the_documented_gateway_add_gives_a_new_device_an_account_on_the_running_demo(
+    city_run: LocalStack, tmp_path: Path
+) -> None:
+    """docs/protocol.md's "new gateway identity" lines, run as written after loading
+    device-access.env: the device lands in the demo's own copy of the city file (never the
+    file the demo started from), and the mosquitto_pub line printed for it is accepted. Last
+    in this module: the demo's registry file has one device more afterwards."""
+    block = re.search(r"<!-- demo: add a device -->\n```sh\n(.*?)\n```", PROTOCOL, re.DOTALL)
+    assert block is not None
+    env = {
+        "DEMO_DIR": str(city_run.dir),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    added = subprocess.run(
+        ["bash", "-c", block[1]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    (line,) = added.stdout.splitlines()
+    assert line.startswith("mosquitto_pub ")
+    assert city_run.city_file == city_run.dir / "city.yaml"
+    assert load_registry(city_run.city_file).gateways["kiosk-baru"].site == "kec-candisari"
+    assert "kiosk-baru" not in load_registry(DEMO_CITY).gateways
+    sent = subprocess.run(
+        ["bash", "-c", line],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert (sent.returncode, sent.stderr) == (0, "")

@@ -31,8 +31,8 @@ def test_sourcing_the_file_sets_every_documented_variable(city: Registry, tmp_pa
             api_url="http://127.0.0.1:48000",
             serial_ports=ports,
             without={"gw-iso-kauman"},
-            passwd_file=tmp_path / "mosquitto" / "passwd",
-            broker_pid=4242,
+            admin_password="admin-pw",  # noqa: S106 - a made-up secret
+            city_file=tmp_path / "city.yaml",
         )
     )
     names = [
@@ -45,8 +45,8 @@ def test_sourcing_the_file_sets_every_documented_variable(city: Registry, tmp_pa
         "GW_ISO_KAUMAN_PASSWORD",
         "GW_ISO_KAUMAN_SERIAL_PORTS",
         "GW_KARIADI_SERIAL_PORTS",
-        "PANTAU_BROKER_PASSWD",
-        "PANTAU_BROKER_RELOAD",
+        "PANTAU_BROKER_ADMIN_PASSWORD",
+        "PANTAU_CITY_FILE",
     ]
     script = f". {path} && " + " && ".join(f'printf "%s\\0" "${{{n}-unset}}"' for n in names)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
@@ -61,12 +61,14 @@ def test_sourcing_the_file_sets_every_documented_variable(city: Registry, tmp_pa
         "GW_ISO_KAUMAN_PASSWORD": "pw-gw-iso-kauman",
         "GW_ISO_KAUMAN_SERIAL_PORTS": '{"bus0": "/dev/pts/7"}',
         "GW_KARIADI_SERIAL_PORTS": "unset",  # its simulated agent has the lines
-        "PANTAU_BROKER_PASSWD": str(tmp_path / "mosquitto" / "passwd"),
-        "PANTAU_BROKER_RELOAD": "kill -HUP 4242",
+        "PANTAU_BROKER_ADMIN_PASSWORD": "admin-pw",
+        "PANTAU_CITY_FILE": str(tmp_path / "city.yaml"),
     }
     assert json.loads(got["GW_ISO_KAUMAN_SERIAL_PORTS"]) == ports["gw-iso-kauman"]
-    # one password per account of the city, nothing else
-    assert sum("_PASSWORD=" in line for line in path.read_text().splitlines()) == len(city.gateways)
+    # one password per account of the city, and the broker admin's for `pantau gateway add`
+    lines = path.read_text().splitlines()
+    assigned = [line for line in lines if not line.startswith("#")]
+    assert sum("_PASSWORD=" in line for line in assigned) == len(city.gateways) + 1
 
 
 def test_env_names_are_the_ids_in_upper_case_with_underscores() -> None:

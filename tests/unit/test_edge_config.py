@@ -54,6 +54,23 @@ def test_production_with_a_real_password_starts(monkeypatch: pytest.MonkeyPatch)
     assert settings.mqtt_password.get_secret_value() == "k8#Qz-unique-0f3a9c"
 
 
+def test_production_refuses_a_default_next_password_of_a_rotation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _base_env(monkeypatch)
+    monkeypatch.setenv("PANTAU_MODE", "production")
+    monkeypatch.setenv("PANTAU_MQTT_PASSWORD", "k8#Qz-unique-0f3a9c")
+    monkeypatch.setenv("PANTAU_MQTT_PASSWORD_NEXT", "changeme")
+    with pytest.raises(
+        ConfigError, match="PANTAU_MQTT_PASSWORD_NEXT is a well-known or default value"
+    ):
+        load_settings()
+    monkeypatch.setenv("PANTAU_MQTT_PASSWORD_NEXT", "m2$Yx-unique-7d1b4e")
+    settings = load_settings()
+    assert settings.mqtt_password_next is not None
+    assert settings.mqtt_password_next.get_secret_value() == "m2$Yx-unique-7d1b4e"
+
+
 def test_env_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     _base_env(monkeypatch)
     monkeypatch.setenv("PANTAU_MQTT_URL", "mqtts://broker.example.go.id")
