@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bench.ingest_throughput.limits import Limit
 from bench.ingest_throughput.paced import Paced
 from bench.ingest_throughput.runner import Drain
-from bench.ingest_throughput.workload import CONSUMER, RSS_GOAL_MB, Workload
+from bench.ingest_throughput.workload import CONSUMER, INFLUX, RSS_GOAL_MB, Workload
 
 
 @dataclass(kw_only=True)
@@ -42,11 +42,21 @@ def verdict(w: Workload, d: Drain, limit: Limit | None) -> tuple[float, str]:
     return ratio, "pass" if need <= 1.0 else f"MISS (x{need:.2f} needed)"
 
 
+def cpu_ratio(w: Workload, d: Drain, limit: Limit | None) -> float:
+    """The limit's CPU per reading over the subject's (1.0: as cheap as the limit); against
+    InfluxDB alone the subject's CPU includes InfluxDB's during the drain."""
+    if limit is None:
+        return float("nan")
+    subject = d.cpu_us_with_influx if w.limit == INFLUX else d.cpu_us
+    return limit.cpu_us / subject if subject > 0 else float("nan")
+
+
 def table(cases: list[Case]) -> list[str]:
     """The summary table, one row per drain."""
     head = (
         f"{'mode':<44}{'members':>7}{'readings/s':>13}  {'limit':<20}{'limit/s':>10}"
-        f"{'ratio':>7}  {'goal':<36}{'result':<22}{'exact':<6}{'RSS MB':>7}  lag p50/p99"
+        f"{'ratio':>7}{'cpu ratio':>10}  {'goal':<45}{'result':<22}{'exact':<6}{'RSS MB':>7}"
+        "  lag p50/p99"
     )
     rows = [head]
     for c in cases:
@@ -54,6 +64,7 @@ def table(cases: list[Case]) -> list[str]:
         limit = c.limits.get(w.limit)
         for d in c.drains:
             ratio, result = verdict(w, d, limit)
+            by_cpu = cpu_ratio(w, d, limit)
             rss_ok = d.rss_mb <= RSS_GOAL_MB
             lag = ""
             if c.paced is not None and c.paced.lag is not None and d.members == 1:
@@ -61,12 +72,14 @@ def table(cases: list[Case]) -> list[str]:
             rows.append(
                 f"{w.title:<44}{d.members:>7}{_rate(d.rate):>13}  "
                 f"{limit.name if limit else '-':<20}{_rate(limit.rate) if limit else '-':>10}"
-                f"{'' if math.isnan(ratio) else f'{ratio:.2f}':>7}  {w.goal_text():<36}"
+                f"{'' if math.isnan(ratio) else f'{ratio:.2f}':>7}"
+                f"{'' if math.isnan(by_cpu) else f'{by_cpu:.2f}':>10}  {w.goal_text():<45}"
                 f"{result:<22}{'yes' if d.exact else 'NO':<6}"
                 f"{d.rss_mb:>6,.0f}{'' if rss_ok else '!'}  {lag}"
             )
     rows.append(
-        "ratio: subject / limit (per process against the trivial consumer); exact: every "
+        "ratio: subject / limit (per process against the trivial consumer); cpu ratio: the "
+        "limit's CPU per reading / the subject's (with InfluxDB's for raw storage); exact: every "
         f"reading sent was stored or aggregated, checked; RSS: ingester peak (! = over "
         f"{RSS_GOAL_MB} MB); lag: paced phase. Measured, never asserted."
     )
@@ -78,7 +91,10 @@ def describe(c: Case) -> list[str]:
     w = c.workload
     out = [f"[{w.key}] {w.title}"]
     for limit in c.limits.values():
-        out.append(f"  limit {limit.name}: {_rate(limit.rate)}/s ({limit.detail})")
+        out.append(
+            f"  limit {limit.name}: {_rate(limit.rate)}/s, {limit.cpu_us:.2f} us CPU per reading "
+            f"({limit.detail})"
+        )
     for d in c.drains:
         empty = "STALLED" if d.empty_s is None else f"empty after {d.empty_s:.1f} s"
         cpu = ", ".join(f"{x * 100:.0f}%" for x in d.cpu)
@@ -88,7 +104,10 @@ def describe(c: Case) -> list[str]:
             f"  {d.members} ingester{'s' if d.members > 1 else ''}: {_rate(d.rate)} readings/s, "
             f"{d.counted:,} of {d.sent:,}, {empty}; RSS peak {d.rss_mb:,.0f} MB"
         )
-        out.append(f"    CPU (100% = one core): ingester {cpu}; {side}")
+        out.append(
+            f"    CPU (100% = one core): ingester {cpu}; {side}; {d.cpu_us:.2f} us per reading "
+            f"({d.cpu_us_with_influx:.2f} with influxd's)"
+        )
         verdict_s = "every reading accounted for" if d.exact else "NOT EXACT"
         out.append(f"    check ({verdict_s}): " + "; ".join(d.checks))
     if c.paced is not None:

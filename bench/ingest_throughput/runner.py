@@ -44,6 +44,9 @@ class Drain:
     rss_mb: float = float("nan")
     #: CPU of each member over the drain, 100 % = one core
     cpu: list[float] = field(default_factory=list)
+    #: CPU microseconds per reading: of the members, and of the members plus InfluxDB
+    cpu_us: float = float("nan")
+    cpu_us_with_influx: float = float("nan")
     #: CPU of the broker, InfluxDB, this bench and everything else on the machine, likewise
     others_cpu: dict[str, float] = field(default_factory=dict)
     exact: bool = False
@@ -109,6 +112,10 @@ def drain(bench: Bench, w: Workload, n: int) -> Drain:
         side1 = _side_cpu(bench)
         res.others_cpu = {k: (side1[k] - side0[k]) / (c1 - c0) for k in side1}
         res.others_cpu["others"] -= sum(res.cpu)
+        if got:
+            res.cpu_us = sum(res.cpu) * (c1 - c0) * 1e6 / got
+            influx_s = res.others_cpu["influxd"] * (c1 - c0)
+            res.cpu_us_with_influx = res.cpu_us + influx_s * 1e6 / got
         res.counted = got
         span = (last - ready) if last is not None else 0.0
         if got >= res.sent and last is not None:
