@@ -77,7 +77,11 @@ def run_case(bench: Bench, w: Workload) -> Case:
 
 def main() -> None:
     """Run the workloads and print the figures."""
-    p = argparse.ArgumentParser(prog="python -m bench.ingest_throughput")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.ingest_throughput",
+        description="Ingester capacity by draining a pre-filled backlog, against the limits "
+        "measured on the same backlog in the same run (issue 14).",
+    )
     p.add_argument("--quick", action="store_true", help="a quarter of the backlogs, no paced")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every backlog")
     p.add_argument("--modes", default="", help="comma-separated keys: a,b,c,d-json,d-binary")
