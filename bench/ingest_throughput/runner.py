@@ -81,6 +81,20 @@ def _ready(members: list[Member], timeout: float) -> float:
     return time.monotonic()
 
 
+def _settle(members: list[Member], sent: int, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until the members acknowledged every message and folded
+    every reading: raw readings are counted stored when their chunk is written, before the
+    window's rollups are written and its messages acknowledged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = [m.metrics() for m in members]
+        folded = sum(x.get("pantau_ingest_lag_seconds_count", 0.0) for x in metrics)
+        held = sum(x.get("pantau_ingest_unacked_messages", 1.0) for x in metrics)
+        if folded >= sent and held == 0:
+            return
+        time.sleep(0.05)
+
+
 def _counted(members: list[Member], *, raw: bool) -> int:
     name = "pantau_ingest_readings_stored_total" if raw else "pantau_ingest_lag_seconds_count"
     return int(sum(m.metrics().get(name, 0.0) for m in members))
@@ -128,6 +142,7 @@ def drain(bench: Bench, w: Workload, n: int) -> Drain:
             res.empty_s = last - t0
             res.rate = got / span if span > 0 else float("nan")
         res.rss_mb = max(vm_kb(m.proc.pid, "VmHWM") if m.proc else 0 for m in members) / 1024
+        _settle(members, res.sent, bench.args.stall)
         check(bench, w, members, db, res)
     finally:
         for m in members:
