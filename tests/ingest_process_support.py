@@ -34,10 +34,14 @@ class IngestProcess:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        wait_for(
-            lambda: metric(self.port, "pantau_ingest_subscribed") == 1.0,
-            f"ingester subscribed (log: {self.log})",
-        )
+        try:
+            wait_for(
+                lambda: metric(self.port, "pantau_ingest_subscribed") == 1.0,
+                f"ingester subscribed (log: {self.log})",
+            )
+        except AssertionError:
+            self.kill()  # no caller will stop a process that never came up
+            raise
 
     @property
     def pid(self) -> int:
