@@ -14,19 +14,30 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from bench.ingest_load import GatewayLoad, Publisher, templates_for, topic_for
+from bench.ingest_load import GatewayLoad, templates_for, topic_for
+from bench.load_publisher import Publisher
+from cloud.ingest.settings import IngestSettings
+from contract import topics
+from contract.topics import Channel
 from pantau.services import Mosquitto
 
 #: Members' MQTT client ids are this plus their index.
 MEMBER_PREFIX = "drain-member-"
+#: The trivial consumer gets as many unacknowledged messages as an ingester.
+RECEIVE_MAXIMUM = IngestSettings.model_fields["mqtt_receive_maximum"].default
 
 
 def fill_backlog(
@@ -194,3 +205,114 @@ def open_accounts(
         broker.add_user(gw["id"], password[gw["id"]], role="pantau-replay")
     for consumer in consumers:
         broker.add_user(consumer, password["pantau-ingest"], role="pantau-ingest")
+
+
+def _client(client_id: str, password: str) -> mqtt.Client:
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        manual_ack=True,
+    )
+    c.username_pw_set(client_id, password)  # each consumer has its own account (bound id)
+    return c
+
+
+def forget(host: str, port: int, client_id: str, password: str) -> None:
+    """End a consumer's persistent session, so later backlogs are not queued for it too."""
+    c = _client(client_id, password)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    c.connect(host, port, clean_start=True, properties=props)
+    c.loop_start()
+    c.disconnect()
+    c.loop_stop()
+
+
+class CountingConsumer:
+    """The trivial consumer: one paho client (MQTT v5, persistent session, QoS 1, manual acks,
+    the ingester's Receive Maximum) whose callback counts and acknowledges each message and does
+    nothing else, the ceiling that the broker and paho's per-message cost put on any Python
+    consumer here. Use :meth:`subscribe` once (the session exists), then the backlog is
+    published, then :meth:`start` drains it."""
+
+    def __init__(
+        self, *, host: str, port: int, client_id: str, password: str, channel: Channel
+    ) -> None:
+        self.host, self.port = host, port
+        self.client_id, self.password, self.channel = client_id, password, channel
+        self.count = 0
+        #: monotonic time the broker accepted the reconnect (the backlog flows from then)
+        self.connected_at: float | None = None
+        self._client: mqtt.Client | None = None
+
+    def _on_connect(self, c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+        self.connected_at = time.monotonic()
+
+    def _on_message(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.count += 1
+        c.ack(msg.mid, msg.qos)
+
+    def _connect(self) -> mqtt.Client:
+        c = _client(self.client_id, self.password)
+        c.on_message = self._on_message
+        c.on_connect = self._on_connect
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        c.connect(self.host, self.port, clean_start=False, properties=props)
+        c.loop_start()
+        return c
+
+    def subscribe(self) -> None:
+        """Create the persistent session with the subscription, then disconnect."""
+        c = self._connect()
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *_: subscribed.set()
+        c.subscribe(topics.subscription(self.channel), qos=1)
+        try:
+            if not subscribed.wait(10):
+                raise TimeoutError("counting consumer not subscribed in 10 s")
+        finally:
+            c.disconnect()
+            c.loop_stop()
+
+    def start(self) -> None:
+        """Reconnect to the session: the broker delivers the backlog."""
+        self._client = self._connect()
+
+    def stop(self) -> None:
+        """Disconnect and end the session."""
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        forget(self.host, self.port, self.client_id, self.password)
+
+
+def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for ``cond()`` (polled every 0.1 s); TimeoutError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def watch(
+    count: Callable[[], int], target: int, stall_s: float
+) -> tuple[int, float | None, float | None]:
+    """Poll ``count()`` every 50 ms until it reaches ``target`` or stops moving for
+    ``stall_s``; returns (last count, time of the first and of the last change)."""
+    got, first, last = 0, None, None
+    moved = time.monotonic()
+    while got < target:
+        now = time.monotonic()
+        c = count()
+        if c != got:
+            got, moved, last = c, now, now
+            first = first or now
+        elif now - moved > stall_s:
+            break
+        time.sleep(0.05)
+    return got, first, last

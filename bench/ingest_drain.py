@@ -30,27 +30,30 @@ import argparse
 import secrets
 import signal
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from bench.drain_support import MEMBER_PREFIX, Member, fill_backlog, member, open_accounts, stored
+from bench.drain_support import (
+    MEMBER_PREFIX,
+    CountingConsumer,
+    Member,
+    fill_backlog,
+    forget,
+    member,
+    open_accounts,
+    stored,
+    until,
+    watch,
+)
 from bench.ingest_load import gateway_loads, synthetic_province
 from cloud.influx import InfluxHTTP, ident
-from cloud.ingest.settings import IngestSettings
-from contract import KIND_FIELDS, SensorKind, topics
+from contract import KIND_FIELDS, SensorKind
 from contract.topics import Channel
 from pantau.services import InfluxDB, Mosquitto, free_port
-
-RECEIVE_MAXIMUM = IngestSettings.model_fields["mqtt_receive_maximum"].default
 
 
 @dataclass(kw_only=True)
@@ -91,24 +94,7 @@ class Env:
 
     def forget(self, client_id: str) -> None:
         """End a consumer's session, so later backlogs are not queued for it too."""
-        c = _client(client_id, self.passwords["pantau-ingest"])
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 0
-        c.connect(self.broker.host, self.broker.port, clean_start=True, properties=props)
-        c.loop_start()
-        c.disconnect()
-        c.loop_stop()
-
-
-def _client(client_id: str, password: str) -> mqtt.Client:
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
-        manual_ack=True,
-    )
-    c.username_pw_set(client_id, password)  # each consumer has its own account (bound id)
-    return c
+        forget(self.broker.host, self.broker.port, client_id, self.passwords["pantau-ingest"])
 
 
 def influx_count(url: str, db: str) -> int:
@@ -143,7 +129,7 @@ def drain_members(env: Env, n: int) -> Result:
     try:
         for m in members:
             m.start()
-        _until(lambda: all(m.subscribed() for m in members), 60, "members to subscribe")
+        until(lambda: all(m.subscribed() for m in members), 60, "members to subscribe")
         for m in members:
             m.signal(signal.SIGTERM)
         for m in members:
@@ -154,7 +140,7 @@ def drain_members(env: Env, n: int) -> Result:
             m.start()
         # Distinct readings in InfluxDB, not the counters: a redelivered window is stored
         # (and counted) twice.
-        got, first, last = _watch(lambda: influx_count(env.influx.url, db), sent, env.args.stall)
+        got, first, last = watch(lambda: influx_count(env.influx.url, db), sent, env.args.stall)
         in_db = influx_count(env.influx.url, db)
         counted = stored(members)
     finally:
@@ -173,69 +159,24 @@ def drain_members(env: Env, n: int) -> Result:
 
 def drain_baseline(env: Env) -> Result:
     """A paho consumer that only counts and acknowledges, on the same backlog."""
-    client_id = "drain-baseline"
-    count = 0
-
-    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
-        nonlocal count
-        count += 1
-        c.ack(msg.mid, msg.qos)
-
-    def connect() -> mqtt.Client:
-        c = _client(client_id, env.passwords["pantau-ingest"])
-        c.on_message = on_message
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        c.connect(env.broker.host, env.broker.port, clean_start=False, properties=props)
-        c.loop_start()
-        return c
-
     ch = Channel.READING if env.args.channel == "reading" else Channel.READINGS
-    c = connect()
-    subscribed = threading.Event()
-    c.on_subscribe = lambda *_: subscribed.set()
-    c.subscribe(topics.subscription(ch), qos=1)
-    if not subscribed.wait(10):
-        raise TimeoutError("baseline consumer not subscribed in 10 s")
-    c.disconnect()
-    c.loop_stop()
+    consumer = CountingConsumer(
+        host=env.broker.host,
+        port=env.broker.port,
+        client_id="drain-baseline",
+        password=env.passwords["pantau-ingest"],
+        channel=ch,
+    )
+    consumer.subscribe()
     sent = env.fill()
     per_msg = sent // env.args.messages
     t0 = time.monotonic()
-    c = connect()
+    consumer.start()
     try:
-        got, first, last = _watch(lambda: count * per_msg, sent, env.args.stall)
+        got, first, last = watch(lambda: consumer.count * per_msg, sent, env.args.stall)
     finally:
-        c.disconnect()
-        c.loop_stop()
-    env.forget(client_id)
+        consumer.stop()
     return _result("paho: count + ack only", sent, got, None, t0, first, last)
-
-
-def _until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} in {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-def _watch(count: Any, target: int, stall_s: float) -> tuple[int, float | None, float | None]:
-    """Poll ``count()`` until it reaches ``target`` or stops moving for ``stall_s``; returns
-    (last count, time of the first and of the last change)."""
-    got, first, last = 0, None, None
-    moved = time.monotonic()
-    while got < target:
-        now = time.monotonic()
-        c = count()
-        if c != got:
-            got, moved, last = c, now, now
-            first = first or now
-        elif now - moved > stall_s:
-            break
-        time.sleep(0.05)
-    return got, first, last
 
 
 def _result(

@@ -17,7 +17,7 @@ import httpx
 from city import Registry
 from cloud.influx import InfluxHTTP
 from pantau.services import InfluxDB, free_port
-from tests.integration.test_api_beds import NOW_MS, STATES, bed_lines, rollup_lines
+from tests.api_beds_support import NOW_MS, STATES, bed_lines, rollup_lines
 
 
 @dataclass(frozen=True)

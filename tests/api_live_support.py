@@ -15,9 +15,11 @@ import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 
+from cloud.api import ApiSettings
 from cloud.api.live import LiveHub
-from pantau.services import free_port
+from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import wait_for
 
 
@@ -118,3 +120,13 @@ def reading_events(url: str, *, last_event_id: str | None = None) -> Iterator[Ss
         yield reader
     finally:
         reader.stop()
+
+
+def api_settings(mosquitto: Mosquitto, influxdb: InfluxDB) -> ApiSettings:
+    """API settings for the real broker (the ``pantau-api`` account) and InfluxDB."""
+    return ApiSettings(
+        influx_url=influxdb.url,
+        mqtt_url=mosquitto.url,
+        mqtt_username="pantau-api",
+        mqtt_password=SecretStr(mosquitto.users["pantau-api"]),
+    )

@@ -14,9 +14,9 @@ import typer
 from city import load_registry
 from contract.errors import ConfigFileError, PantauError
 from firmware_sim.models import MODELS
+from firmware_sim.pty_bus import PtyBus
 from firmware_sim.scenario import FAULT_HELP, load_scenario
 from firmware_sim.simulation import Simulation, Transport
-from firmware_sim.transport import PtyBus
 
 app = typer.Typer(no_args_is_help=True, help="Firmware simulator: sensors on serial lines.")
 

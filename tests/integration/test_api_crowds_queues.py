@@ -18,9 +18,9 @@ from cloud.api.routes.queues import wait_minutes
 from cloud.influx import InfluxHTTP
 from contract import Batch, Channel, Reading, SensorKind, encode, topics
 from pantau.services import InfluxDB, Mosquitto
+from tests.api_conditions_support import crowd, site_lines
+from tests.api_live_support import api_settings
 from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
-from tests.integration.test_api_conditions import crowd, site_lines
-from tests.integration.test_api_state import api_settings
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from cloud.api import ApiSettings, create_app
 from cloud.influx import InfluxHTTP
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, free_port
-from tests.integration.test_api_beds import NOW_MS, STATES, bed_lines, rollup_lines
-from tests.integration.test_api_conditions import FRESH_MS, crowd, site_lines
+from tests.api_beds_support import NOW_MS, STATES, bed_lines, rollup_lines
+from tests.api_conditions_support import FRESH_MS, crowd, site_lines
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.test_api_beds import FRESH_MS, OLD_MS, api
+from tests.api_beds_support import FRESH_MS, OLD_MS, api
 
 pytestmark = pytest.mark.integration
 __all__ = ["api"]  # the fixture, re-used

@@ -15,8 +15,8 @@ from city import Registry
 from cloud.api import create_app
 from contract import Channel, topics
 from pantau.services import InfluxDB, Mosquitto
+from tests.api_live_support import api_settings
 from tests.ingest_support import now_ms, publisher, wait_for
-from tests.integration.test_api_state import api_settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from city import Registry
 from cloud.influx import InfluxHTTP
 from pantau.services import InfluxDB
-from tests.integration.test_api_beds import STATES, Beds, api, rollup_lines
+from tests.api_beds_support import STATES, Beds, api, rollup_lines
 
 pytestmark = pytest.mark.integration
 __all__ = ["api"]  # the fixture, re-used

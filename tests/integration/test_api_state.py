@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from city import Registry
-from cloud.api import ApiSettings, create_app
+from cloud.api import create_app
 from cloud.api.state import Change, LiveState
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import SensorState
@@ -25,6 +24,7 @@ from contract import Batch, Channel, Reading, SensorKind, encode, topics
 from contract.cluster import encode_state_delta
 from contract.errors import StorageError
 from pantau.services import InfluxDB, Mosquitto
+from tests.api_live_support import api_settings
 from tests.ingest_support import (
     ingester_thread,
     now_ms,
@@ -39,15 +39,6 @@ pytestmark = pytest.mark.integration
 GW = "gw-kariadi"
 FIGURES = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors", "bor")
 SITE = "rs-kariadi"
-
-
-def api_settings(mosquitto: Mosquitto, influxdb: InfluxDB) -> ApiSettings:
-    return ApiSettings(
-        influx_url=influxdb.url,
-        mqtt_url=mosquitto.url,
-        mqtt_username="pantau-api",
-        mqtt_password=SecretStr(mosquitto.users["pantau-api"]),
-    )
 
 
 def beds_batch(seq: int, ts: int, occupied: dict[str, int], *, waiting: int = 0) -> bytes:

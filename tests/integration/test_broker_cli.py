@@ -14,7 +14,7 @@ from city import Registry
 from contract.status import GatewayState, GatewayStatus
 from pantau.broker_cli import ADMIN_PASSWORD_ENV, broker_app
 from pantau.services import Mosquitto
-from tests.integration.test_broker_acl import NOT_AUTHORIZED, Peer
+from tests.broker_support import NOT_AUTHORIZED, Peer
 
 pytestmark = pytest.mark.integration
 

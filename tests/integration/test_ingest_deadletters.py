@@ -24,6 +24,7 @@ from cloud.ingest.guard import CRASH_EXIT_CODE
 from contract import MAX_PAYLOAD_BYTES, ConfigFileError, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
+from tests.ingest_process_support import ingest_process
 from tests.ingest_support import (
     ingester_thread,
     metric,
@@ -35,7 +36,6 @@ from tests.ingest_support import (
     stored_rows,
     wait_for,
 )
-from tests.integration.test_ingest_robustness import ingest_process
 
 pytestmark = pytest.mark.integration
 

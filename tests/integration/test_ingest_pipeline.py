@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +275,22 @@ def test_readings_in_the_same_millisecond_stay_distinct_and_redelivery_overwrite
     second = {**bed("bed-kariadi-icu", t, 24, 11), "seq": 42}
     doc = batch("gw-kariadi", first, second, seq=7)
     with (
-        ingester_thread(settings_for(mosquitto, influxdb, tmp_path), city),
+        ingester_thread(settings_for(mosquitto, influxdb, tmp_path), city) as ing,
         publisher(mosquitto, "gw-kariadi") as client,
         InfluxHTTP(url=influxdb.url, database="pantau") as influx,
     ):
         publish(client, KARIADI, doc)
         publish(client, KARIADI, doc)  # an at-least-once redelivery
-        q = "SELECT occupied, seq FROM bed WHERE sensor = 'bed-kariadi-icu'"
-        stored = wait_for(lambda: (r := rows(influx, q)) and len(r) >= 2 and r, "two points")
-        time.sleep(0.5)  # let the redelivered copy land too, then count again
-        stored = rows(influx, q)
+        sample = ing.metrics.registry.get_sample_value
+
+        def both_handled() -> bool:
+            # both copies went through a window and were acknowledged (after storage)
+            return (
+                sample("pantau_ingest_messages_total") == 2
+                and sample("pantau_ingest_unacked_messages") == 0
+            )
+
+        wait_for(both_handled, "both copies stored or dropped, and acknowledged")
+        stored = rows(influx, "SELECT occupied, seq FROM bed WHERE sensor = 'bed-kariadi-icu'")
     assert sorted((r["seq"], r["occupied"]) for r in stored) == [(41, 10), (42, 11)]
     assert {r["time"] for r in stored} == {t}  # both read back at their observation ms

@@ -15,6 +15,7 @@ from cloud.ingest import Ingester, IngestSettings
 from cloud.ingest.cluster import changed_sensors
 from contract import topics
 from pantau.services import InfluxDB, Mosquitto, free_port
+from tests.broker_support import NOT_AUTHORIZED, Peer
 from tests.ingest_support import (
     Message,
     latest_aggregates,
@@ -28,7 +29,6 @@ from tests.ingest_support import (
     stored_rows,
     wait_for,
 )
-from tests.integration.test_broker_acl import NOT_AUTHORIZED, Peer
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from contract import GatewayStatus
 from edge import EdgeAgent
 from edge.cli import app
 from pantau.services import Mosquitto
-from tests.integration.test_edge_agent import make_settings, running, wait_for
+from tests.edge_support import make_settings, running, wait_for
 
 # The agent and the CLI read PANTAU_*: these tests must see only their own settings.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]

@@ -3,6 +3,7 @@ a serial line unplugged and plugged back behind a stable name, and the CLI that 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import threading
@@ -131,6 +132,7 @@ def test_an_unplugged_pty_comes_back_behind_its_link_and_a_reader_resumes(
     out: queue.Queue[Reading] = queue.Queue()
     reader = _open_reader(str(link), out)
     runner = threading.Thread(target=sim.run, name="sim", daemon=True)
+    readings: list[Reading] = []
     try:
         runner.start()
         sim.begin()
@@ -144,11 +146,17 @@ def test_an_unplugged_pty_comes_back_behind_its_link_and_a_reader_resumes(
         assert str(link.readlink()).startswith("/dev/pts/")
         runner.join(30)
         assert not runner.is_alive()
-        time.sleep(0.3)  # the reader's last read() returns after its timeout
+        # Closing the simulator removes the line: first wait until the reader has handed over
+        # the last step's frames (written before run() returned).
+        last = {(s, steps - 1) for s in BUS1}
+        deadline = time.monotonic() + 10
+        while not last <= {(r.sensor, r.seq) for r in readings}:
+            assert time.monotonic() < deadline, "the last step's frames never reached the reader"
+            with contextlib.suppress(queue.Empty):
+                readings.append(out.get(timeout=0.1))
     finally:
         sim.stop()
         reader.stop()
-    readings = []
     while not out.empty():
         readings.append(out.get_nowait())
     truth = sim.ground_truth()

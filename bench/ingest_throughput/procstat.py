@@ -1,0 +1,100 @@
+"""What the bench reads off the processes it runs: the ingester's Prometheus text, CPU seconds
+and memory from ``/proc``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import httpx
+
+_CLK = os.sysconf("SC_CLK_TCK")
+_METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN|\+Inf)$")
+
+
+class BenchError(Exception):
+    """A case could not be measured (its ingester died, never subscribed, or stalled)."""
+
+
+def scrape(url: str, client: httpx.Client | None = None) -> dict[str, float]:
+    """Prometheus text exposition as ``{'name{labels}': value}``."""
+    out: dict[str, float] = {}
+    text = (client.get(url) if client is not None else httpx.get(url, timeout=5)).text
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = _METRIC.match(line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def stored_of(metrics: dict[str, float], *, raw: bool) -> float:
+    """Readings the ingester has handled for good: stored raw (raw mode), or folded into the
+    state whose rollups it writes before acknowledging (aggregates-only: the lag histogram
+    observes each such reading once, and there is no raw-stored count to read)."""
+    names = ["pantau_ingest_readings_stored_total"] if raw else []
+    names += ["pantau_ingest_lag_seconds_count"]
+    for name in names:
+        if name in metrics:
+            return metrics[name]
+    raise BenchError(f"the ingester exports none of {names}")
+
+
+def dead_letters(metrics: dict[str, float]) -> dict[str, float]:
+    """Dead-lettered messages/readings by reason (non-zero only)."""
+    out = {}
+    for key, value in metrics.items():
+        m = re.match(r'pantau_ingest_dead_letters_total\{reason="([^"]*)"\}', key)
+        if m and value:
+            out[m.group(1)] = value
+    return out
+
+
+def histogram_quantiles(
+    before: dict[str, float], after: dict[str, float], name: str, qs: tuple[float, ...]
+) -> list[float] | None:
+    """Upper bucket bounds holding the quantiles ``qs`` of observations between two scrapes."""
+    buckets: list[tuple[float, float]] = []
+    for key, value in after.items():
+        m = re.match(rf'{name}_bucket\{{.*le="([^"]+)".*\}}', key)
+        if m:
+            buckets.append((float(m.group(1)), value - before.get(key, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    return [next(le for le, count in buckets if count >= q * total) for q in qs]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (its threads included); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle or waiting for I/O) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / _CLK
+
+
+def vm_kb(pid: int, key: str) -> int:
+    """A ``/proc/<pid>/status`` memory line (VmHWM, VmRSS) in kB; 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (how busy the shared cores were)."""
+    return os.getloadavg()[0]
