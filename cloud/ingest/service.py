@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -86,6 +87,7 @@ from contract import (
 from contract.backoff import backoff_delay
 from contract.cluster import StateDelta, decode_state_delta, encode_state_delta, registry_digest
 from contract.mqtt_reason import reason_words, reasons_words
+from contract.mqtttls import configure_tls, tls_failure_words
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +352,7 @@ class Ingester:
     # ---- MQTT --------------------------------------------------------------------------
     def _connect(self) -> bool:
         s = self.settings
-        host, port, tls = s.mqtt_host_port_tls
+        url = s.mqtt_url
         self._gen += 1
         gen = self._gen
         self._connected.clear()
@@ -363,8 +365,8 @@ class Ingester:
             manual_ack=True,
         )
         client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
-        if tls:
-            client.tls_set()
+        if url.tls:
+            configure_tls(client, s)
         # We reconnect with a fresh client ourselves; paho's own retry must not race us.
         client.reconnect_delay_set(min_delay=3600, max_delay=3600)
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
@@ -375,9 +377,12 @@ class Ingester:
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.mqtt_receive_maximum
         try:
-            client.connect(host, port, s.mqtt_keepalive_s, clean_start=False, properties=props)
-        except OSError as exc:
-            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, exc)
+            client.connect(
+                url.host, url.port, s.mqtt_keepalive_s, clean_start=False, properties=props
+            )
+        except OSError as exc:  # the TLS handshake too: its failure in words
+            why = tls_failure_words(exc) if isinstance(exc, ssl.SSLError) else exc
+            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, why)
             return False
         self._client = client
         client.loop_start()

@@ -205,9 +205,10 @@ def test_describe_settings_error_is_one_line_without_the_input() -> None:
     assert GOOD in str(caught.value)  # pydantic's own text quotes the input...
     line = describe_settings_error(caught.value, what="ingest settings", source="environment")
     assert line == (  # ...ours does not
-        "invalid ingest settings (environment): window_max_messages"
-        " (PANTAU_WINDOW_MAX_MESSAGES): Input should be a valid integer, unable to parse string"
-        " as an integer"
+        "invalid ingest settings (environment): mqtt_url (PANTAU_MQTT_URL): must be"
+        " mqtt://host[:port] or mqtts://host[:port] (TLS), not 'http://***@host';"
+        " window_max_messages (PANTAU_WINDOW_MAX_MESSAGES): Input should be a valid integer,"
+        " unable to parse string as an integer"
     )
 
 
@@ -237,7 +238,7 @@ def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
     with pytest.raises(ValidationError) as caught:
         IngestSettings(mqtt_url=url)
     assert describe_settings_error(caught.value, what="ingest settings", source="env") == (
-        "invalid ingest settings (env): PANTAU_MQTT_URL must not hold credentials"
+        "invalid ingest settings (env): mqtt_url (PANTAU_MQTT_URL): must not hold credentials"
         " ('mqtt://***@broker:1883'); set the username and password settings instead"
     )
     for name, value in {
@@ -250,7 +251,7 @@ def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
     with pytest.raises(ConfigError) as edge_error:
         load_settings()
     assert str(edge_error.value) == (
-        "invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL): PANTAU_MQTT_URL must"
-        " not hold credentials ('mqtt://***@broker:1883'); set the username and password"
-        " settings instead"
+        "invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL): must not hold"
+        " credentials ('mqtt://***@broker:1883'); set the username and password settings"
+        " instead"
     )
