@@ -63,7 +63,9 @@ class BrokerUrl(str):
             raise ValueError(
                 f"must be mqtt://host[:port] or mqtts://host[:port] (TLS), not {shown!r}"
             )
-        if parts.username is not None or parts.password is not None:
+        # Any "@": a host name never holds one, and a password with "#" or "/" in it would
+        # hide from urlsplit's username/password in the fragment or path.
+        if "@" in text:
             raise ValueError(
                 f"must not hold credentials ({shown!r}); set the username and password"
                 " settings instead"

@@ -149,9 +149,10 @@ def require_secret(
         raise ValueError(f"production mode: {setting} {problem.value}; refusing to start")
 
 
-#: Greedy up to the last ``@`` of the authority, as ``urlsplit`` reads it: a password may hold
-#: an unescaped ``@`` too.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+#: Greedy up to the last ``@`` before whitespace: a password may hold an unescaped ``@``, and
+#: ``#``, ``/`` or ``?`` too (where ``urlsplit`` would end the authority and leave the rest of
+#: the password in the path or fragment). Too much redacted is harmless; too little is a leak.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s]*@")
 
 
 def redact_url(text: str) -> str:

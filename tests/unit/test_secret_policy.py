@@ -217,6 +217,12 @@ def test_describe_settings_error_is_one_line_without_the_input() -> None:
     [
         ("http://reader:pw@influx:8086/x", "http://***@influx:8086/x"),
         ("mqtts://gw:p@ss@broker", "mqtts://***@broker"),
+        # "#", "/" and "?" end the authority for urlsplit, not for a password
+        ("mqtt://gw:a#b/c?d@broker:1883", "mqtt://***@broker:1883"),
+        (
+            "'mqtt://gw:p#w@broker' and 'http://influx:8086'",
+            "'mqtt://***@broker' and 'http://influx:8086'",
+        ),
         ("at http://influx:8086 and mqtt://a:b@c:1", "at http://influx:8086 and mqtt://***@c:1"),
         ("no url here", "no url here"),
     ],
