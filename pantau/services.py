@@ -205,7 +205,7 @@ class Mosquitto(_Managed):
         """The client-certificate listener's URL (needs ``tls_dir``)."""
         return f"mqtts://{self.host}:{self.cert_port}"
 
-    def _tls_listeners(self) -> str:
+    def tls_listeners(self) -> str:
         """The TLS listeners as mosquitto/mosquitto.conf has them, on this broker's ports."""
         if self.tls_dir is None:
             return ""
@@ -290,7 +290,7 @@ class Mosquitto(_Managed):
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {self.host}\n"
-            f"{self._tls_listeners()}"
+            f"{self.tls_listeners()}"
             # Stay the invoking user: as root, mosquitto would switch to 'mosquitto', which
             # cannot write our temp dir.
             f"user {getpass.getuser()}\n"

@@ -15,6 +15,8 @@ from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from pantau.cli import app
+from pantau.paths import MOSQUITTO_DIR
+from pantau.services import Mosquitto
 
 
 def _certs(*args: str) -> tuple[int, str]:
@@ -107,3 +109,40 @@ def test_validity_is_settable_down_to_an_already_expired_certificate(tmp_path: P
     assert server.not_valid_after_utc == datetime(2020, 1, 31, tzinfo=UTC)
     assert _certs(str(folder), "--client", "gw x")[0] == 2
     assert _certs(str(tmp_path / "other"), "--host", "b", "--valid-from", "1.1.2020")[0] == 2
+
+
+def _listener_options(text: str, port: int) -> dict[str, str]:
+    """The options of ``listener <port>`` in a mosquitto config (commented-out lines count),
+    up to the next listener or global option."""
+    lines = [line.strip().lstrip("#").strip() for line in text.splitlines()]
+    start = lines.index(f"listener {port}") if f"listener {port}" in lines else None
+    assert start is not None, f"no listener {port}"
+    options: dict[str, str] = {}
+    for line in lines[start + 1 :]:
+        key, _, value = line.partition(" ")
+        if key not in {
+            "cafile",
+            "certfile",
+            "keyfile",
+            "require_certificate",
+            "use_identity_as_username",
+        }:
+            break
+        options[key] = value
+    return options
+
+
+def test_the_production_tls_listeners_are_the_ones_the_tests_run(tmp_path: Path) -> None:
+    """mosquitto/mosquitto.conf's 8883 (and optional 8884) listeners use the files `pantau
+    broker certs` writes, with the very options the test broker's TLS listeners have."""
+    prod = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
+    test_broker = Mosquitto(workdir=tmp_path, tls_dir=Path("/mosquitto/config/certs"))
+    test_broker.tls_port, test_broker.cert_port = 8883, 8884
+    tested = test_broker.tls_listeners().replace(f" {test_broker.host}", "")
+    for port in (8883, 8884):
+        assert _listener_options(prod, port) == _listener_options(tested, port)
+    assert _listener_options(prod, 8883) == {
+        "cafile": "/mosquitto/config/certs/ca.crt",
+        "certfile": "/mosquitto/config/certs/server.crt",
+        "keyfile": "/mosquitto/config/certs/server.key",
+    }
