@@ -6,6 +6,7 @@ client-certificate listener takes a device's certificate as its identity."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,14 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from city import Registry
+from cloud.api import ApiSettings, create_app
 from cloud.influx import InfluxHTTP
 from cloud.ingest.service import Ingester
 from contract import GatewayStatus, encode_frame
@@ -27,17 +31,19 @@ from contract.topics import Channel, build
 from edge import EdgeAgent
 from edge.cli import app
 from edge.mqtt import Link
+from pantau.certs import make_certs
 from pantau.dynsec import control_for
 from pantau.services import InfluxDB, Mosquitto
 from tests.edge_support import GW, SITE, Watcher, bed, make_settings, running, wait_for
 from tests.ingest_support import now_ms, publish, publisher, raw_count, settings_for
 from tests.ingest_support import running as ingesting
-from tests.tls_support import expired, make_broker_certs
+from tests.tls_support import expired, make_broker_certs, valid_now
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
 NOT_OUR_CA = "TLS: certificate not signed by the configured CA (PANTAU_MQTT_CA_FILE)"
 EXPIRED = "TLS: the broker's certificate has expired"
+WRONG_HOST = "TLS: the broker's certificate does not name the address in PANTAU_MQTT_URL"
 
 
 def test_an_edge_agent_with_the_right_ca_publishes_over_tls(
@@ -61,52 +67,72 @@ def test_an_edge_agent_with_the_right_ca_publishes_over_tls(
     assert agent.link.reason == ""
 
 
-@pytest.fixture
-def expired_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
-    """A broker whose server certificate expired nine days ago (its CA is fine)."""
-    certs = make_broker_certs(tmp_path / "expired-certs", valid=expired())
-    with Mosquitto(workdir=tmp_path / "mosquitto-expired", tls_dir=certs) as broker:
-        yield broker, certs
+@contextlib.contextmanager
+def _broker_with(certs: Path, workdir: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(workdir=workdir, tls_dir=certs) as broker:
+        yield broker
 
 
-@pytest.mark.parametrize("case", ["wrong CA", "expired", "missing CA file"])
+@pytest.mark.parametrize("case", ["wrong CA", "expired", "wrong host", "missing CA file"])
 def test_a_tls_failure_is_in_words_in_the_status_file_and_pantau_edge_status(
-    case: str,
-    mosquitto_tls: Mosquitto,
-    expired_broker: tuple[Mosquitto, Path],
-    pty_pair: tuple[int, str],
-    tmp_path: Path,
+    case: str, mosquitto_tls: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
 ) -> None:
     _master, port = pty_pair
-    broker, ca_file = mosquitto_tls, tmp_path / "other" / "ca.crt"
-    expected = NOT_OUR_CA
-    if case == "wrong CA":
-        make_broker_certs(tmp_path / "other")  # a CA of its own, not the broker's
-    elif case == "expired":
-        broker, certs = expired_broker
-        ca_file, expected = certs / "ca.crt", EXPIRED
-    else:
-        expected = f"TLS: PANTAU_MQTT_CA_FILE {ca_file}: No such file or directory"
-    settings = make_settings(
-        broker, tmp_path, {"bus0": port}, mqtt_url=broker.tls_url, mqtt_ca_file=ca_file
-    )
+    ca_file = tmp_path / "other" / "ca.crt"
+    with contextlib.ExitStack() as stack:
+        broker = mosquitto_tls
+        if case == "wrong CA":
+            make_broker_certs(tmp_path / "other")  # a CA of its own, not the broker's
+            expected = NOT_OUR_CA
+        elif case == "missing CA file":
+            expected = f"TLS: PANTAU_MQTT_CA_FILE {ca_file}: No such file or directory"
+        else:
+            # A broker of its own: a certificate that expired nine days ago, or one that names
+            # another host than the 127.0.0.1 the agent dials. Its CA is the agent's.
+            certs = tmp_path / "own-certs"
+            if case == "expired":
+                make_broker_certs(certs, valid=expired())
+                expected = EXPIRED
+            else:
+                make_certs(certs, hosts=["broker.example"], clients=[], valid=valid_now())
+                expected = WRONG_HOST
+            broker = stack.enter_context(_broker_with(certs, tmp_path / "own-broker"))
+            ca_file = certs / "ca.crt"
+        settings = make_settings(
+            broker, tmp_path, {"bus0": port}, mqtt_url=broker.tls_url, mqtt_ca_file=ca_file
+        )
 
-    def link_reason() -> str:
-        try:
-            doc = GatewayStatus.model_validate_json(settings.status_file.read_bytes())
-        except (OSError, ValueError):
-            return ""
-        return str(doc.stats["link_reason"])
+        def link_reason() -> str:
+            try:
+                doc = GatewayStatus.model_validate_json(settings.status_file.read_bytes())
+            except (OSError, ValueError):
+                return ""
+            return str(doc.stats["link_reason"])
 
-    with running(EdgeAgent(settings=settings)) as agent:
-        wait_for(lambda: link_reason() != "", "a status file with the TLS failure")
-        assert agent.link.state is not Link.CONNECTED
+        with running(EdgeAgent(settings=settings)) as agent:
+            wait_for(lambda: link_reason() != "", "a status file with the TLS failure")
+            assert agent.link.state is not Link.CONNECTED
     assert link_reason() == expected
     shown = CliRunner().invoke(app, ["status", str(settings.status_file), "--summary"])
     assert shown.exit_code == 0, shown.output
     assert "UPLINK DOWN since" in shown.stderr
     assert f"  latest attempt: {expected}" in shown.stderr
     assert orjson.loads(shown.stdout)["stats"]["link_loss_reason"] == ""  # never was up
+
+
+def _batch(*, occupied: int) -> dict[str, object]:
+    """One gw-kariadi batch: the ICU ward (24 beds) with ``occupied`` beds taken, a second ago."""
+    ts = now_ms() - 1000
+    reading = {"capacity": 24, "occupied": occupied, "suspect": 1, "confirmed": 2, "waiting": 0}
+    return {
+        "v": 1,
+        "gw": "gw-kariadi",
+        "seq": 1,
+        "sent": ts,
+        "readings": [
+            {"sensor": "bed-kariadi-icu", "kind": "bed", "ts": ts, "seq": 1, "values": reading}
+        ],
+    }
 
 
 def test_the_ingester_consumes_over_tls_with_the_ca_setting(
@@ -128,20 +154,45 @@ def test_the_ingester_consumes_over_tls_with_the_ca_setting(
         ingesting(Ingester(settings=settings, registry=city)),
         publisher(mosquitto_tls, "gw-kariadi") as client,
     ):
-        ts = now_ms() - 1000
-        reading = {"capacity": 24, "occupied": 20, "suspect": 1, "confirmed": 2, "waiting": 0}
-        batch = {
-            "v": 1,
-            "gw": "gw-kariadi",
-            "seq": 1,
-            "sent": ts,
-            "readings": [
-                {"sensor": "bed-kariadi-icu", "kind": "bed", "ts": ts, "seq": 1, "values": reading}
-            ],
-        }
-        publish(client, build("rs-kariadi", "gw-kariadi", Channel.READINGS), batch)
+        publish(client, build("rs-kariadi", "gw-kariadi", Channel.READINGS), _batch(occupied=20))
         with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
             wait_for(lambda: raw_count(influx) == 1, "the reading stored by the TLS ingester")
+
+
+def test_the_api_follows_state_and_streams_over_tls_with_the_ca_setting(
+    mosquitto_tls: Mosquitto,
+    broker_certs: Path,
+    influxdb: InfluxDB,
+    city: Registry,
+    tmp_path: Path,
+) -> None:
+    """The API's two broker clients (the state follower, paho; the live hub, aiomqtt) dial the
+    TLS listener with PANTAU_MQTT_CA_FILE, and a reading taken by a TLS ingester reaches
+    /v1/beds."""
+    tls = {"mqtt_url": mosquitto_tls.tls_url, "mqtt_ca_file": broker_certs / "ca.crt"}
+    api = ApiSettings(
+        influx_url=influxdb.url,
+        mqtt_username="pantau-api",
+        mqtt_password=SecretStr(mosquitto_tls.users["pantau-api"]),
+        **tls,  # type: ignore[arg-type]
+    )
+    with (
+        ingesting(
+            Ingester(settings=settings_for(mosquitto_tls, influxdb, tmp_path, **tls), registry=city)
+        ),
+        TestClient(create_app(api, registry=city)) as client,
+        publisher(mosquitto_tls, "gw-kariadi") as pub,
+    ):
+        state = client.app.state  # type: ignore[attr-defined]
+        assert state.follower.subscribed.wait(20), "the follower did not subscribe over TLS"
+        wait_for(state.hub.subscribed.is_set, "the live hub subscribed over TLS")
+        publish(pub, build("rs-kariadi", "gw-kariadi", Channel.READINGS), _batch(occupied=17))
+
+        def icu_occupied() -> object:
+            items = client.get("/v1/beds", params={"site": "rs-kariadi"}).json()["items"]
+            return next(w["occupied"] for w in items if w["sensor"] == "bed-kariadi-icu")
+
+        wait_for(lambda: icu_occupied() == 17, "the reading in the API")
 
 
 def test_pantau_broker_control_dials_mqtts_with_the_ca_from_the_environment(
