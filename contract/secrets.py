@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -163,9 +162,9 @@ def redact_url(text: str) -> str:
 
 def refuse_url_credentials(url: str, *, setting: str) -> None:
     """Raise ``ValueError`` if ``url`` holds ``user:pass@``: a URL is logged and shown freely,
-    so credentials belong in their own (secret) setting."""
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+    so credentials belong in their own (secret) setting. Any ``@`` in what :func:`redact_url`
+    would mask counts: ``urlsplit`` misses a password holding ``#``, ``/`` or ``?``."""
+    if _URL_USERINFO.search(url) is not None:
         raise ValueError(
             f"{setting} must not hold credentials ({redact_url(url)!r}); set the username and"
             " password settings instead"

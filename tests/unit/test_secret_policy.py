@@ -20,6 +20,7 @@ from contract.secrets import (
     bounded_echo,
     describe_settings_error,
     redact_url,
+    refuse_url_credentials,
     secret_problem,
 )
 from edge.config import load_settings
@@ -261,3 +262,11 @@ def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
         " credentials ('mqtt://***@broker:1883'); set the username and password settings"
         " instead"
     )
+
+
+@pytest.mark.parametrize("url", ["mqtt://gw:a#b@broker", "http://u:p/q@influx:8086", "mqtt://u@h"])
+def test_credentials_are_refused_even_where_urlsplit_sees_none(url: str) -> None:
+    with pytest.raises(ValueError, match="must not hold credentials") as caught:
+        refuse_url_credentials(url, setting="PANTAU_X_URL")
+    assert "a#b" not in str(caught.value)
+    assert "p/q" not in str(caught.value)
