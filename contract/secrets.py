@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -149,9 +148,10 @@ def require_secret(
         raise ValueError(f"production mode: {setting} {problem.value}; refusing to start")
 
 
-#: Greedy up to the last ``@`` of the authority, as ``urlsplit`` reads it: a password may hold
-#: an unescaped ``@`` too.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+#: Greedy up to the last ``@`` before whitespace: a password may hold an unescaped ``@``, and
+#: ``#``, ``/`` or ``?`` too (where ``urlsplit`` would end the authority and leave the rest of
+#: the password in the path or fragment). Too much redacted is harmless; too little is a leak.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s]*@")
 
 
 def redact_url(text: str) -> str:
@@ -162,9 +162,9 @@ def redact_url(text: str) -> str:
 
 def refuse_url_credentials(url: str, *, setting: str) -> None:
     """Raise ``ValueError`` if ``url`` holds ``user:pass@``: a URL is logged and shown freely,
-    so credentials belong in their own (secret) setting."""
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+    so credentials belong in their own (secret) setting. Any ``@`` in what :func:`redact_url`
+    would mask counts: ``urlsplit`` misses a password holding ``#``, ``/`` or ``?``."""
+    if _URL_USERINFO.search(url) is not None:
         raise ValueError(
             f"{setting} must not hold credentials ({redact_url(url)!r}); set the username and"
             " password settings instead"

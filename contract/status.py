@@ -94,6 +94,7 @@ STAT_TYPES: Mapping[str, StatType] = {
     "link_stall_silence_s": StatType.SECONDS,
     "link": StatType.TEXT,
     "link_reason": StatType.TEXT,
+    "link_loss_reason": StatType.TEXT,
 }
 
 #: Largest integer an InfluxDB integer field holds.

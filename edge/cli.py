@@ -130,8 +130,13 @@ def summary(doc: dict[str, Any]) -> str:
         f" {stats.get('link_reconnects', 0)} reconnect(s), {stats.get('link_losses', 0)} loss(es)"
         f" of which {stats.get('link_stalls', 0)} half-open",
     ]
-    if stats.get("link_reason"):
-        lines.append(f"  last loss: {stats['link_reason']}")
+    # Why the link was lost, and why the latest attempt to get it back failed: a half-open
+    # link followed by "TLS: ..." retries are two different problems.
+    lost, latest = stats.get("link_loss_reason"), stats.get("link_reason")
+    if lost:
+        lines.append(f"  last loss: {lost}")
+    if latest and latest != lost:
+        lines.append(f"  latest attempt: {latest}")
     lines.append(
         f"  spool: {stats.get('spool_depth', '?')} reading(s) waiting,"
         f" oldest {stats.get('spool_oldest_age_s', '?')} s"

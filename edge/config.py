@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -21,13 +20,10 @@ from pydantic_settings import (
 from pydantic_settings.sources.types import ConfigFileSourceType
 
 from contract.errors import ConfigError, ConfigFileError
+from contract.mqtttls import MqttTlsSettings
+from contract.mqtturl import BrokerUrl, MqttUrl
 from contract.payload import MAX_READINGS_PER_BATCH
-from contract.secrets import (
-    describe_settings_error,
-    redact_url,
-    refuse_url_credentials,
-    require_secret,
-)
+from contract.secrets import describe_settings_error, require_secret
 from contract.topics import ID_PATTERN, is_valid_id
 from contract.yamlfile import read_yaml
 from edge.spool import FullPolicy, SpoolLimits
@@ -35,8 +31,10 @@ from edge.spool import FullPolicy, SpoolLimits
 ENV_PREFIX = "PANTAU_"
 
 
-class EdgeSettings(BaseSettings):
-    """Everything one gateway agent needs; validated when constructed."""
+class EdgeSettings(MqttTlsSettings, BaseSettings):
+    """Everything one gateway agent needs; validated when constructed. The broker's TLS
+    settings (``mqtt_ca_file``, ``mqtt_cert_file``, ``mqtt_key_file``) come from
+    :class:`MqttTlsSettings`."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
@@ -62,7 +60,8 @@ class EdgeSettings(BaseSettings):
     mode: Literal["production", "development"] = "development"
     gateway_id: str = Field(pattern=f"^{ID_PATTERN}$")
     site_id: str = Field(pattern=f"^{ID_PATTERN}$")
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    #: ``mqtts://`` for TLS (port 8883 unless given), with PANTAU_MQTT_CA_FILE naming the CA.
+    mqtt_url: MqttUrl = BrokerUrl.parse("mqtt://127.0.0.1:1883")
     #: Defaults to the gateway id: the broker ACL lets a gateway speak only as itself.
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
@@ -116,19 +115,6 @@ class EdgeSettings(BaseSettings):
     clock_probe: Literal["auto", "chrony", "timesyncd", "off"] = "auto"
     clock_probe_interval_s: float = Field(default=64.0, gt=0)
 
-    @field_validator("mqtt_url")
-    @classmethod
-    def _url_is_mqtt(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(
-                f"expected mqtt://host:port or mqtts://host:port, got {redact_url(value)!r}"
-            )
-        parts.port  # noqa: B018 - raises ValueError for a non-numeric port
-        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
-        refuse_url_credentials(value, setting="PANTAU_MQTT_URL")
-        return value
-
     @field_validator("serial_ports")
     @classmethod
     def _labels_are_ids(cls, value: dict[str, str]) -> dict[str, str]:
@@ -174,22 +160,6 @@ class EdgeSettings(BaseSettings):
         """Stable MQTT client id, so the broker finds this gateway's persistent session:
         explicit, else the gateway id (the one the broker binds its account to)."""
         return self.mqtt_client_id or self.gateway_id
-
-    @property
-    def mqtt_host(self) -> str:
-        """Broker host from ``mqtt_url``."""
-        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
-
-    @property
-    def mqtt_port(self) -> int:
-        """Broker port from ``mqtt_url`` (1883, or 8883 for mqtts)."""
-        parts = urlsplit(self.mqtt_url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def mqtt_tls(self) -> bool:
-        """True for ``mqtts://``."""
-        return urlsplit(self.mqtt_url).scheme == "mqtts"
 
     @property
     def spool_limits(self) -> SpoolLimits:

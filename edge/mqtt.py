@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contract.mqtttls import configure_tls
 from contract.topics import Channel, build
 from edge.config import EdgeSettings
 
@@ -39,7 +39,8 @@ SILENCE_KEEPALIVES = 1.5
 
 def paho_client(settings: EdgeSettings, will_payload: bytes) -> mqtt.Client:
     """A paho 2.x MQTT v5 client for this gateway, with ``will_payload`` as the retained
-    last-will on the status topic. No I/O happens here."""
+    last-will on the status topic, and TLS for ``mqtts://``. No network I/O happens here (the
+    TLS files are read)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=settings.client_id,
@@ -48,8 +49,10 @@ def paho_client(settings: EdgeSettings, will_payload: bytes) -> mqtt.Client:
     )
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     client.username_pw_set(settings.username, password)
-    if settings.mqtt_tls:
-        client.tls_set_context(ssl.create_default_context())
+    if settings.mqtt_url.tls:
+        # Read on every attempt: a renewed CA file is picked up without a restart. A file that
+        # cannot be read raises ConfigError, which the uplink reports as a failed attempt.
+        configure_tls(client, settings)
     client.will_set(
         build(settings.site_id, settings.gateway_id, Channel.STATUS),
         will_payload,
@@ -129,7 +132,12 @@ class LinkState:
     stalls: int = 0
     #: the silence (s) the agent had seen when it last gave a link up as half-open
     stall_silence_s: float = 0.0
+    #: why the link is not up: the latest failure, the loss or a later failed attempt ("" when
+    #: connected)
     reason: str = ""
+    #: why the last connected link was lost; kept through the failed attempts that follow
+    #: (each would overwrite ``reason``) and after the link is back, until the next loss
+    loss_reason: str = ""
     _ever_up: bool = False
 
     def connecting(self) -> None:
@@ -154,6 +162,7 @@ class LinkState:
                 self.stalls += 1
                 self.stall_silence_s = silence_s
             self.since_ms, self.since_mono = now_ms, now_mono
+            self.loss_reason = reason
         self.state = Link.DOWN
         self.reason = reason
 
@@ -168,4 +177,5 @@ class LinkState:
             "link_stalls": self.stalls,
             "link_stall_silence_s": round(self.stall_silence_s, 3),
             "link_reason": self.reason,
+            "link_loss_reason": self.loss_reason,
         }

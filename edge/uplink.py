@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.backoff import backoff_delay
+from contract.errors import ConfigError
 from contract.mqtt_reason import reason_words
+from contract.mqtttls import tls_failure_words
 from contract.topics import Channel, build
 from edge.config import EdgeSettings
 from edge.envelope import batch_payload
@@ -137,7 +140,13 @@ class Uplink:
         s = self._s
         if self.password_next and s.mqtt_password_next is not None:
             s = s.model_copy(update={"mqtt_password": s.mqtt_password_next})
-        client = self._factory(s, will_payload)
+        try:
+            client = self._factory(s, will_payload)
+        except ConfigError as exc:
+            # A CA or client-cert file that cannot be read: say so, and try again later (the
+            # file may yet be deployed) rather than stop the agent that spools the readings.
+            self._attempt_failed(f"TLS: {exc}")
+            return
         events = self._events
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
@@ -162,17 +171,19 @@ class Uplink:
         self._connect_started = time.monotonic()
         try:
             client.connect(
-                s.mqtt_host,
-                s.mqtt_port,
+                s.mqtt_url.host,
+                s.mqtt_url.port,
                 keepalive=s.keepalive_s,
                 clean_start=False,
                 properties=connect_properties(s),
             )
         except OSError as exc:
             net.stop()
-            why = f"connect to {s.mqtt_url} failed: {exc}"
-            self.link.down(why, self._clock(), time.monotonic())
-            self._schedule_reconnect(why)
+            # The TLS handshake runs inside connect(): a certificate problem lands here too.
+            if isinstance(exc, ssl.SSLError):
+                self._attempt_failed(tls_failure_words(exc))
+            else:
+                self._attempt_failed(f"connect to {s.mqtt_url} failed: {exc}")
             return
         net.start()
         self._client, self._net = client, net
@@ -188,6 +199,10 @@ class Uplink:
                 "retrying at once with %s",
                 "mqtt_password_next" if self.password_next else "mqtt_password",
             )
+
+    def _attempt_failed(self, why: str) -> None:
+        self.link.down(why, self._clock(), time.monotonic())
+        self._schedule_reconnect(why)
 
     def _schedule_reconnect(self, why: str) -> None:
         s = self._s

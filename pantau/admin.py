@@ -11,10 +11,13 @@ from rich.console import Console
 from city import DEMO_CITY, load_registry
 from contract.errors import RegistryError
 from pantau.broker_cli import broker_app
+from pantau.certs import certs_command
 
 city_app = typer.Typer(help="Inspect and validate city registry files.", no_args_is_help=True)
 __all__ = ["broker_app", "city_app"]
 console = Console()
+# In its own module (cryptography, file layout); a sub-command of `pantau broker` all the same.
+broker_app.command("certs")(certs_command)
 
 
 @city_app.command("check")

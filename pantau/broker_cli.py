@@ -13,7 +13,6 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from city import DEMO_CITY, Registry, load_registry
 from contract import topics
 from contract.errors import RegistryError, TopicError
+from contract.mqtturl import BrokerUrl
 from contract.status import GatewayStatus
 from contract.topics import Channel, build
 from pantau.broker_identity import (
@@ -31,7 +31,7 @@ from pantau.broker_identity import (
     ingest_member,
     write_document,
 )
-from pantau.dynsec import BrokerControlError, DynsecControl
+from pantau.dynsec import BrokerControlError, DynsecControl, control_for
 
 broker_app = typer.Typer(
     help="Broker identities: accounts bound to client ids, per-device topic rights.",
@@ -40,7 +40,14 @@ broker_app = typer.Typer(
 ADMIN_PASSWORD_ENV = "PANTAU_BROKER_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
 
 CityOpt = Annotated[Path, typer.Option("--city", help="the city registry")]
-UrlOpt = Annotated[str, typer.Option("--url", envvar="PANTAU_BROKER_URL", help="mqtt://host:port")]
+UrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar="PANTAU_BROKER_URL",
+        help="mqtt://host:port, or mqtts://host:port with PANTAU_MQTT_CA_FILE",
+    ),
+]
 
 
 def new_password() -> str:
@@ -67,13 +74,15 @@ def _known(registry: Registry, names: list[str]) -> None:
 def admin_control(url: str) -> DynsecControl:
     """An admin session on the broker at ``url``; the password from the environment or a
     prompt, never the command line."""
-    parts = urlsplit(url)
+    try:
+        BrokerUrl.parse(url)
+    except ValueError as exc:
+        typer.echo(f"--url / PANTAU_BROKER_URL {exc}", err=True)
+        raise typer.Exit(2) from None
     password = os.environ.get(ADMIN_PASSWORD_ENV) or typer.prompt(
         "pantau-admin password", hide_input=True
     )
-    return DynsecControl(
-        host=parts.hostname or "127.0.0.1", port=parts.port or 1883, password=password
-    )
+    return control_for(url, password)
 
 
 def _fail(exc: BrokerControlError) -> typer.Exit:

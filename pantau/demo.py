@@ -16,6 +16,7 @@ from rich.live import Live
 
 from city import DEMO_CITY, load_registry
 from contract.errors import ConfigError
+from contract.mqtturl import BrokerUrl
 from firmware_sim.scenario import load_scenario
 from pantau.demo_view import fetch, first_dead, mosquitto_pub_example, render
 from pantau.paths import ROOT
@@ -129,9 +130,9 @@ def _banner(stack: LocalStack) -> None:
         ),
         soft_wrap=True,
     )
-    host, _, port = stack.mqtt_url.removeprefix("mqtt://").rpartition(":")
+    broker = BrokerUrl.parse(stack.mqtt_url)
     example = mosquitto_pub_example(
-        stack.registry, host=host, port=int(port), device_access=stack.device_access_path
+        stack.registry, host=broker.host, port=broker.port, device_access=stack.device_access_path
     )
     if example:
         console.print('Send a reading yourself (docs/protocol.md, "Single reading"):')

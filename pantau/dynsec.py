@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -17,9 +18,12 @@ from typing import Any, Self
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract import topics
 from contract.errors import PantauError
+from contract.mqtttls import MqttTlsSettings, tls_failure_words
+from contract.mqtturl import BrokerUrl
 from contract.topics import Channel
 from pantau.broker_identity import (
     CONTROL_TOPIC,
@@ -42,6 +46,21 @@ class BrokerControlError(PantauError):
         self.reason = reason
 
 
+class TlsFromEnv(MqttTlsSettings, BaseSettings):
+    """``PANTAU_MQTT_CA_FILE`` and the client certificate, for an operator command that dials
+    an ``mqtts://`` broker."""
+
+    model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
+
+
+def control_for(url: str, password: str) -> DynsecControl:
+    """An admin session on the broker at ``url`` (``mqtts://``: TLS with the CA and client
+    certificate of ``PANTAU_MQTT_CA_FILE``, ...). Raises ``ValueError`` for a bad URL."""
+    broker = BrokerUrl.parse(url)
+    tls = TlsFromEnv().mqtt_tls_context() if broker.tls else None
+    return DynsecControl(host=broker.host, port=broker.port, password=password, tls=tls)
+
+
 class DynsecControl:
     """A blocking admin session on the broker's dynamic security plugin."""
 
@@ -53,8 +72,10 @@ class DynsecControl:
         password: str,
         admin: Account = SERVICE_ACCOUNTS["pantau-admin"],
         timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self._tls = tls
         self._admin, self._password = admin, password
         self._cond = threading.Condition()
         self._answers: dict[str, list[dict[str, Any]]] = {}
@@ -72,14 +93,17 @@ class DynsecControl:
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         client.username_pw_set(self._admin.username, self._password)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
         try:
             client.connect(self.host, self.port)
-        except OSError as exc:
-            raise BrokerControlError("connect", f"{self.host}:{self.port}: {exc}") from None
+        except OSError as exc:  # the TLS handshake too: its failure in words
+            why = tls_failure_words(exc) if isinstance(exc, ssl.SSLError) else exc
+            raise BrokerControlError("connect", f"{self.host}:{self.port}: {why}") from None
         client.loop_start()
         try:
             self._handshake(client)

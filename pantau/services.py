@@ -122,9 +122,9 @@ class _Managed:
         except OSError:
             return "(no log)"
 
-    def _port_open(self) -> bool:
+    def _port_open(self, port: int | None = None) -> bool:
         try:
-            with socket.create_connection((self.host, self.port), timeout=0.2):
+            with socket.create_connection((self.host, port or self.port), timeout=0.2):
                 return True
         except OSError:
             return False
@@ -181,6 +181,12 @@ class Mosquitto(_Managed):
     users: dict[str, str] = field(default_factory=dict)
     registry: Registry | None = None
     config_dir: Path = MOSQUITTO_DIR
+    #: A folder made by ``pantau broker certs`` (ca.crt, server.crt, server.key): the broker
+    #: also listens with TLS on ``tls_port`` (password login, like 1883) and on ``cert_port``
+    #: (a client certificate required, its CN is the username). None: plain MQTT only.
+    tls_dir: Path | None = None
+    tls_port: int = 0
+    cert_port: int = 0
     _accounts: dict[str, tuple[Account, str, list[dict[str, Any]]]] = field(
         default_factory=dict, init=False
     )
@@ -188,6 +194,28 @@ class Mosquitto(_Managed):
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """The TLS listener's URL (needs ``tls_dir``)."""
+        return f"mqtts://{self.host}:{self.tls_port}"
+
+    @property
+    def cert_url(self) -> str:
+        """The client-certificate listener's URL (needs ``tls_dir``)."""
+        return f"mqtts://{self.host}:{self.cert_port}"
+
+    def tls_listeners(self) -> str:
+        """The TLS listeners as mosquitto/mosquitto.conf has them, on this broker's ports."""
+        if self.tls_dir is None:
+            return ""
+        d = self.tls_dir
+        files = f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+        return (
+            f"listener {self.tls_port} {self.host}\n{files}"
+            f"listener {self.cert_port} {self.host}\n{files}"
+            "require_certificate true\nuse_identity_as_username true\n"
+        )
 
     @property
     def identity_file(self) -> Path:
@@ -262,6 +290,7 @@ class Mosquitto(_Managed):
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {self.host}\n"
+            f"{self.tls_listeners()}"
             # Stay the invoking user: as root, mosquitto would switch to 'mosquitto', which
             # cannot write our temp dir.
             f"user {getpass.getuser()}\n"
@@ -274,14 +303,21 @@ class Mosquitto(_Managed):
         )
         return conf
 
+    def _listening(self) -> bool:
+        ports = [self.port, self.tls_port, self.cert_port] if self.tls_dir else [self.port]
+        return all(self._port_open(port) for port in ports)
+
     def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
+        """Start the broker and wait until every listener accepts connections."""
         if not self.port:
             self.port = free_port(self.host)
+        if self.tls_dir is not None:
+            self.tls_port = self.tls_port or free_port(self.host)
+            self.cert_port = self.cert_port or free_port(self.host)
         conf = self.write_config()
         self.log_path.unlink(missing_ok=True)
         self._spawn([require_binary("mosquitto"), "-c", str(conf)])
-        self._wait_until(self._port_open, "mosquitto", 15)
+        self._wait_until(self._listening, "mosquitto", 15)
         log.info("mosquitto on %s (data %s)", self.url, self.workdir)
 
 

@@ -14,12 +14,28 @@ import pytest
 
 from city import DEMO_CITY, Registry, load_registry
 from pantau.services import InfluxDB, Mosquitto
+from tests.tls_support import make_broker_certs
 
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A running broker with Pantau's policy; add device users with ``add_user``."""
     with Mosquitto(workdir=tmp_path / "mosquitto") as broker:
+        yield broker
+
+
+@pytest.fixture
+def broker_certs(tmp_path: Path) -> Path:
+    """A folder made like ``pantau broker certs``: a CA, the loopback broker's certificate and a
+    client certificate for ``gw-test`` (tests/tls_support.py)."""
+    return make_broker_certs(tmp_path / "certs", clients=["gw-test"])
+
+
+@pytest.fixture
+def mosquitto_tls(tmp_path: Path, broker_certs: Path) -> Iterator[Mosquitto]:
+    """The ``mosquitto`` broker plus its TLS listeners: ``tls_url`` (password login) and
+    ``cert_url`` (client certificate required), certificates from ``broker_certs``."""
+    with Mosquitto(workdir=tmp_path / "mosquitto-tls", tls_dir=broker_certs) as broker:
         yield broker
 
 

@@ -9,11 +9,14 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
+from contract.mqtttls import MqttTlsSettings
+from contract.mqtturl import BrokerUrl, MqttUrl
 from contract.secrets import require_secret
 
 
-class ApiSettings(BaseSettings):
-    """Everything the API needs; validated when built, so a bad deployment fails at start-up."""
+class ApiSettings(MqttTlsSettings, BaseSettings):
+    """Everything the API needs; validated when built, so a bad deployment fails at start-up.
+    The broker's TLS settings (``mqtt_ca_file``, ...) come from :class:`MqttTlsSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
 
@@ -29,7 +32,7 @@ class ApiSettings(BaseSettings):
     stale_after_s: float = Field(default=900.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: MqttUrl = BrokerUrl.parse("mqtt://127.0.0.1:1883")
     mqtt_username: str = "pantau-api"
     #: The broker binds every account to one client id (docs/adr/0010): the API's account is
     #: bound to ``pantau-api``; a second API copy needs an account (and id) of its own.

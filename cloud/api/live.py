@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Container
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 import numpy as np
@@ -36,6 +35,8 @@ from cloud.api.config import ApiSettings
 from contract.backoff import backoff_delay
 from contract.binary import decode_binary_batch, is_binary
 from contract.errors import PayloadError, TopicError
+from contract.mqtttls import MqttTlsSettings
+from contract.mqtturl import BrokerUrl
 from contract.topics import Channel, parse, subscription
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,15 @@ class LiveHub:
         mqtt_url: str,
         username: str | None = None,
         password: str | None = None,
+        tls: MqttTlsSettings | None = None,
         buffer_size: int = 4096,
         heartbeat_s: float = 15.0,
         flush_s: float = 0.05,
     ) -> None:
-        parts = urlsplit(mqtt_url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 1883
+        url = BrokerUrl.parse(mqtt_url)
+        self._host, self._port = url.host, url.port
+        #: CA and client certificate, for an ``mqtts://`` URL only
+        self._tls = (tls or MqttTlsSettings()) if url.tls else None
         self._username = username
         self._password = password
         self._registry = registry
@@ -143,6 +146,7 @@ class LiveHub:
             mqtt_url=settings.mqtt_url,
             username=settings.mqtt_username,
             password=None if secret is None else secret.get_secret_value(),
+            tls=settings,
             buffer_size=settings.live_buffer,
         )
 
@@ -199,6 +203,7 @@ class LiveHub:
                     username=self._username,
                     password=self._password,
                     keepalive=30,
+                    tls_context=None if self._tls is None else self._tls.mqtt_tls_context(),
                 ) as client:
                     for channel in LIVE_CHANNELS:
                         await client.subscribe(subscription(channel), qos=0)

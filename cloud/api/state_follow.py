@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -34,6 +34,7 @@ from cloud.influx import InfluxHTTP
 from contract import topics
 from contract.backoff import backoff_delay
 from contract.errors import StorageError
+from contract.mqtttls import configure_tls, tls_failure_words
 from contract.secrets import redact_url
 from contract.topics import Channel
 
@@ -95,8 +96,9 @@ class StateFollower:
         while not self._stop.is_set():
             try:
                 client = self._connect()
-            except OSError as exc:
-                log.warning("state topic: MQTT connect to %s failed: %s", self._url(), exc)
+            except OSError as exc:  # the TLS handshake too: its failure in words
+                why = tls_failure_words(exc) if isinstance(exc, ssl.SSLError) else exc
+                log.warning("state topic: MQTT connect to %s failed: %s", self._url(), why)
                 client = None
             if client is not None:
                 attempt = 0
@@ -116,8 +118,6 @@ class StateFollower:
 
     def _connect(self) -> mqtt.Client:
         s = self.settings
-        parts = urlsplit(s.mqtt_url)
-        tls = parts.scheme == "mqtts"
         self._lost.clear()
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -128,14 +128,14 @@ class StateFollower:
         )
         password = s.mqtt_password.get_secret_value() if s.mqtt_password is not None else None
         client.username_pw_set(s.mqtt_username, password)
-        if tls:
-            client.tls_set()
+        if s.mqtt_url.tls:
+            configure_tls(client, s)
         client.reconnect_delay_set(min_delay=3600, max_delay=3600)  # we reconnect ourselves
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(c, rc)
         client.on_subscribe = lambda c, u, mid, rcs, p: self._on_subscribe(rcs)
         client.on_message = lambda c, u, msg: self._on_message(msg)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_lost(rc)
-        client.connect(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), 30)
+        client.connect(s.mqtt_url.host, s.mqtt_url.port, 30)
         client.loop_start()
         return client
 

@@ -222,9 +222,14 @@ def replay(
             raise typer.Exit(2)
         # The test broker's and the demo's account; production requires the setting.
         password = SecretStr(DEV_REPLAY_MQTT_PASSWORD)
-    host, port, tls = settings.mqtt_host_port_tls
+    url = settings.mqtt_url
     broker = Broker(
-        host=host, port=port, tls=tls, username=settings.replay_mqtt_username, password=password
+        host=url.host,
+        port=url.port,
+        tls=url.tls,
+        username=settings.replay_mqtt_username,
+        password=password,
+        tls_files=settings,
     )
     try:
         sent = publish_all(broker, messages)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.settings import IngestSettings
 from contract import Channel, topics
 from contract.mqtt_reason import reason_words, reasons_words
+from contract.mqtttls import configure_tls, tls_failure_words
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class MqttSession:
     def connect(self) -> bool:
         """Open a fresh client and wait for the broker's CONNACK; False if refused or failed."""
         s = self.settings
-        host, port, tls = s.mqtt_host_port_tls
+        url = s.mqtt_url
         self.generation += 1
         gen = self.generation
         self._connected.clear()
@@ -113,8 +115,8 @@ class MqttSession:
             manual_ack=True,
         )
         client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
-        if tls:
-            client.tls_set()
+        if url.tls:
+            configure_tls(client, s)
         # We reconnect with a fresh client ourselves; paho's own retry must not race us.
         client.reconnect_delay_set(min_delay=3600, max_delay=3600)
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
@@ -125,9 +127,12 @@ class MqttSession:
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.mqtt_receive_maximum
         try:
-            client.connect(host, port, s.mqtt_keepalive_s, clean_start=False, properties=props)
-        except OSError as exc:
-            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, exc)
+            client.connect(
+                url.host, url.port, s.mqtt_keepalive_s, clean_start=False, properties=props
+            )
+        except OSError as exc:  # the TLS handshake too: its failure in words
+            why = tls_failure_words(exc) if isinstance(exc, ssl.SSLError) else exc
+            log.warning("MQTT connect to %s failed: %s", s.mqtt_url, why)
             return False
         self.client = client
         client.loop_start()

@@ -11,8 +11,9 @@ same payload and reason is not stored twice (cloud/ingest/deadletter.py).
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from cloud.ingest.deadletter import DeadLetter, DeadLetterStore
 from contract import PantauError
 from contract.mqtt_reason import reason_words
+from contract.mqtttls import MqttTlsSettings, configure_tls, tls_failure_words
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class Broker:
     tls: bool
     username: str
     password: SecretStr
+    #: CA and client certificate for ``tls`` (the ingester's PANTAU_MQTT_CA_FILE, ...)
+    tls_files: MqttTlsSettings = field(default_factory=MqttTlsSettings)
 
 
 def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> int:
@@ -91,11 +95,12 @@ def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> int:
 
     client.on_connect = on_connect
     if broker.tls:
-        client.tls_set()
+        configure_tls(client, broker.tls_files)
     try:
         client.connect(broker.host, broker.port)
     except OSError as exc:
-        raise ReplayError(f"cannot connect to {broker.host}:{broker.port}: {exc}") from None
+        why = tls_failure_words(exc) if isinstance(exc, ssl.SSLError) else exc
+        raise ReplayError(f"cannot connect to {broker.host}:{broker.port}: {why}") from None
     client.loop_start()
     try:
         if not answered.wait(_PUBACK_TIMEOUT_S):

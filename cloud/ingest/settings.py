@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
-from contract.secrets import (
-    DEV_INGEST_MQTT_PASSWORD,
-    redact_url,
-    refuse_url_credentials,
-    require_secret,
-)
+from contract.mqtttls import MqttTlsSettings
+from contract.mqtturl import BrokerUrl, MqttUrl
+from contract.secrets import DEV_INGEST_MQTT_PASSWORD, require_secret
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
 _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
@@ -25,14 +21,15 @@ _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
 DEV_MQTT_PASSWORD = DEV_INGEST_MQTT_PASSWORD
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(MqttTlsSettings, BaseSettings):
     """Everything ``pantau ingest run`` needs. In production, default or missing secrets are a
-    start-up error."""
+    start-up error. The broker's TLS settings (``mqtt_ca_file``, ...) come from
+    :class:`MqttTlsSettings` and serve ``pantau ingest replay`` too."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
 
     mode: Literal["production", "development"] = "development"
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: MqttUrl = BrokerUrl.parse("mqtt://127.0.0.1:1883")
     mqtt_username: str = "pantau-ingest"
     mqtt_password: SecretStr = SecretStr(DEV_MQTT_PASSWORD)
     mqtt_client_id: str = "pantau-ingest-1"
@@ -111,15 +108,7 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> IngestSettings:
-        """A non-MQTT URL is refused; production refuses weak secrets (contract/secrets.py)."""
-        scheme = urlsplit(self.mqtt_url).scheme
-        if scheme not in ("mqtt", "mqtts"):
-            raise ValueError(
-                "PANTAU_MQTT_URL must be mqtt://host:port or mqtts://, "
-                f"not {redact_url(self.mqtt_url)!r}"
-            )
-        # The URL is logged on every (re)connect; the password has its own SecretStr setting.
-        refuse_url_credentials(self.mqtt_url, setting="PANTAU_MQTT_URL")
+        """Production refuses weak secrets (contract/secrets.py)."""
         if self.mode == "production":
             require_secret(
                 self.mqtt_password,
@@ -156,10 +145,3 @@ class IngestSettings(BaseSettings):
             downsampled_retention=self.influx_downsampled_retention,
             every=self.influx_downsample_every,
         )
-
-    @property
-    def mqtt_host_port_tls(self) -> tuple[str, int, bool]:
-        """(host, port, use TLS) from ``mqtt_url``."""
-        parts = urlsplit(self.mqtt_url)
-        tls = parts.scheme == "mqtts"
-        return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls

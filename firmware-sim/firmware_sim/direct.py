@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -13,6 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import SerialFrame, SingleReading, encode
 from contract.backoff import backoff_delay
 from contract.errors import ConfigError
+from contract.mqtturl import BrokerUrl
 from contract.topics import Channel, build
 from firmware_sim.transport import Bus, OnWritten
 
@@ -48,12 +48,11 @@ class MqttBus(Bus):
         on_written: OnWritten,
     ) -> None:
         super().__init__(gateway=gateway, port="mqtt", on_written=on_written)
-        parts = urlsplit(mqtt_url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"MQTT URL must look like mqtt://host:port, not {mqtt_url!r}")
-        self._host = parts.hostname
-        self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        self._tls = parts.scheme == "mqtts"
+        try:
+            url = BrokerUrl.parse(mqtt_url)
+        except ValueError as exc:
+            raise ConfigError(f"MQTT URL {exc}") from None
+        self._host, self._port, self._tls = url.host, url.port, url.tls
         self._password = password
         self.topic = build(site, gateway, Channel.READING)
         self._client: mqtt.Client | None = None

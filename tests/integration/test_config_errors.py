@@ -133,8 +133,9 @@ def test_unparsable_json_in_an_edge_env_setting_is_one_line(tmp_path: Path) -> N
         (
             ["ingest", "run"],
             {"PANTAU_MQTT_URL": f"http://pantau-ingest:{URL_SECRET}@broker:1883"},
-            "pantau ingest: invalid ingest settings (environment): PANTAU_MQTT_URL must be"
-            " mqtt://host:port or mqtts://, not 'http://***@broker:1883'",
+            "pantau ingest: invalid ingest settings (environment): mqtt_url (PANTAU_MQTT_URL):"
+            " must be mqtt://host[:port] or mqtts://host[:port] (TLS), not"
+            " 'http://***@broker:1883'",
         ),
         (
             ["api", "run"],
@@ -157,7 +158,7 @@ def test_unparsable_json_in_an_edge_env_setting_is_one_line(tmp_path: Path) -> N
                 "PANTAU_MQTT_PASSWORD": SHORT_SECRET,
             },
             "pantau edge: invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL):"
-            " expected mqtt://host:port or mqtts://host:port, got 'http://***@broker'",
+            " must be mqtt://host[:port] or mqtts://host[:port] (TLS), not 'http://***@broker'",
         ),
     ],
     ids=["ingest-short-password", "ingest-url-credentials", "api-short-password", "edge-url"],

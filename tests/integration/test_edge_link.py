@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contract import ClockSource, GatewayStatus, encode_frame
+from contract.mqtturl import BrokerUrl
 from edge import EdgeAgent
 from edge.cli import app, summary
 from edge.mqtt import SILENCE_KEEPALIVES, Link
@@ -136,7 +137,7 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
     settings = make_settings(
         mosquitto, tmp_path, {"bus0": path}, keepalive_s=KEEPALIVE_S, batch_max_readings=10
     )
-    settings = settings.model_copy(update={"mqtt_url": proxy.url})
+    settings = settings.model_copy(update={"mqtt_url": BrokerUrl.parse(proxy.url)})
     agent = EdgeAgent(settings=settings)
     written: list[tuple[str, int]] = []
     stop_writing = threading.Event()
@@ -171,14 +172,17 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
                 agent.link.stall_silence_s, 3
             )
             assert agent.link.stalls == 1
-            assert agent.link.reason.startswith("no packet from the broker for")
-            # Reconnect attempts through the frozen proxy fail (their CONNECT gets no CONNACK).
+            # Why the link was lost; a quick failed reconnect may already have set ``reason``.
+            assert agent.link.loss_reason.startswith("no packet from the broker for")
+            # Reconnect attempts through the frozen proxy fail (the proxy cuts them at once).
             wait_for(
                 lambda: not agent.link.reason.startswith("no packet"),
                 "a failed reconnect attempt",
                 timeout=20,
             )
             assert agent.link.state is not Link.CONNECTED
+            assert agent.link.loss_reason.startswith("no packet from the broker for")
+            assert agent.status().stats["link_loss_reason"] == agent.link.loss_reason
             proxy.heal()
             wait_for(lambda: agent.link.state is Link.CONNECTED, "link back", timeout=20)
             assert agent.link.reconnects == 1

@@ -49,7 +49,7 @@ def test_a_wrong_password_is_not_authorized_in_words_in_the_status_file_and_the_
     monkeypatch.setenv("PANTAU_MODE", "production")
     shown = CliRunner().invoke(app, ["status", str(status_file), "--summary"])
     assert shown.exit_code == 0, shown.output
-    assert "  last loss: connection refused: Not authorized (reason code 135)" in shown.output
+    assert "  latest attempt: connection refused: Not authorized (reason code 135)" in shown.output
     assert orjson.loads(shown.stdout)["stats"]["link_reason"] == link_reason()
 
 

@@ -38,11 +38,11 @@ def test_every_stat_the_edge_agent_reports_is_a_known_stat_and_survives_validati
     reported = {**status.stats, **reader.stats()}
     # The contract lists exactly what the edge reports: nothing dropped, nothing invented.
     assert set(reported) == set(STAT_TYPES)
-    # 6 decoder counters + rejected/opens/open_failures from each reader; 44 from the agent,
-    # its link and its spool.
+    # 6 decoder counters + rejected/opens/open_failures from each reader; 45 from the agent,
+    # its link (why it was lost, why the latest attempt failed) and its spool.
     assert len(reader.stats()) == len(FrameStats.__dataclass_fields__) + 3 == 9
-    assert len(status.stats) == 44
-    assert len(STAT_TYPES) == 53
+    assert len(status.stats) == 45
+    assert len(STAT_TYPES) == 54
     again = GatewayStatus.model_validate_json(status.model_dump_json())
     assert again.stats == status.stats
 

@@ -79,7 +79,9 @@ def test_env_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.serial_ports == {"bus0": "/dev/ttyUSB0"}
     assert settings.username == "gw-kariadi"
     assert settings.client_id == "gw-kariadi"
-    assert (settings.mqtt_host, settings.mqtt_port, settings.mqtt_tls) == (
+    url = settings.mqtt_url
+    assert (url, url.host, url.port, url.tls) == (
+        "mqtts://broker.example.go.id:8883",
         "broker.example.go.id",
         8883,
         True,

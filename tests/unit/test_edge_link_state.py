@@ -31,9 +31,28 @@ def test_down_since_is_when_the_link_was_lost_not_the_latest_attempt() -> None:
         "link_stalls": 1,
         "link_stall_silence_s": 3.02,
         "link_reason": "refused",
+        "link_loss_reason": "no packet from the broker for 3.02s",
     }
     link.up(13_000, 13.0)
     assert (link.reconnects, link.since_ms, link.since_mono) == (1, 13_000, 13.0)
+    # Back up: nothing is wrong now, and the last loss is still on record.
+    assert (link.reason, link.loss_reason) == ("", "no packet from the broker for 3.02s")
+
+
+def test_a_failed_retry_does_not_overwrite_why_the_link_was_lost() -> None:
+    """The reason a connected link was lost survives the failed reconnect attempts after it
+    (the flaky half-open test read the latest attempt's reason instead)."""
+    link = LinkState()
+    link.up(1_000, 1.0)
+    link.down("no packet from the broker for 3.01s", 4_000, 4.0, silence_s=3.01)
+    for attempt in range(3):
+        link.connecting()
+        link.down(f"disconnected: attempt {attempt}", 5_000 + attempt, 5.0 + attempt)
+    assert (link.loss_reason, link.reason, link.losses) == (
+        "no packet from the broker for 3.01s",
+        "disconnected: attempt 2",
+        1,
+    )
 
 
 def test_the_watch_measures_silence_from_the_last_time_the_broker_was_heard() -> None:

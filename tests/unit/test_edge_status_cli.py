@@ -54,7 +54,9 @@ def test_status_reads_the_named_file_without_settings_or_password(
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout) == STATUS
     assert "gw-kariadi: agent online, status written 2023-11-14 22:13:20Z" in result.stderr
-    assert "  last loss: connection refused: Not authorized (reason code 135)" in result.stderr
+    # Never connected: no loss, only the latest attempt's refusal.
+    assert "  latest attempt: connection refused: Not authorized (reason code 135)" in result.stderr
+    assert "last loss" not in result.stderr
 
 
 def test_status_without_a_file_still_needs_the_settings_that_locate_it() -> None:

@@ -20,6 +20,7 @@ from contract.secrets import (
     bounded_echo,
     describe_settings_error,
     redact_url,
+    refuse_url_credentials,
     secret_problem,
 )
 from edge.config import load_settings
@@ -205,9 +206,10 @@ def test_describe_settings_error_is_one_line_without_the_input() -> None:
     assert GOOD in str(caught.value)  # pydantic's own text quotes the input...
     line = describe_settings_error(caught.value, what="ingest settings", source="environment")
     assert line == (  # ...ours does not
-        "invalid ingest settings (environment): window_max_messages"
-        " (PANTAU_WINDOW_MAX_MESSAGES): Input should be a valid integer, unable to parse string"
-        " as an integer"
+        "invalid ingest settings (environment): mqtt_url (PANTAU_MQTT_URL): must be"
+        " mqtt://host[:port] or mqtts://host[:port] (TLS), not 'http://***@host';"
+        " window_max_messages (PANTAU_WINDOW_MAX_MESSAGES): Input should be a valid integer,"
+        " unable to parse string as an integer"
     )
 
 
@@ -216,6 +218,12 @@ def test_describe_settings_error_is_one_line_without_the_input() -> None:
     [
         ("http://reader:pw@influx:8086/x", "http://***@influx:8086/x"),
         ("mqtts://gw:p@ss@broker", "mqtts://***@broker"),
+        # "#", "/" and "?" end the authority for urlsplit, not for a password
+        ("mqtt://gw:a#b/c?d@broker:1883", "mqtt://***@broker:1883"),
+        (
+            "'mqtt://gw:p#w@broker' and 'http://influx:8086'",
+            "'mqtt://***@broker' and 'http://influx:8086'",
+        ),
         ("at http://influx:8086 and mqtt://a:b@c:1", "at http://influx:8086 and mqtt://***@c:1"),
         ("no url here", "no url here"),
     ],
@@ -237,7 +245,7 @@ def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
     with pytest.raises(ValidationError) as caught:
         IngestSettings(mqtt_url=url)
     assert describe_settings_error(caught.value, what="ingest settings", source="env") == (
-        "invalid ingest settings (env): PANTAU_MQTT_URL must not hold credentials"
+        "invalid ingest settings (env): mqtt_url (PANTAU_MQTT_URL): must not hold credentials"
         " ('mqtt://***@broker:1883'); set the username and password settings instead"
     )
     for name, value in {
@@ -250,7 +258,15 @@ def test_an_mqtt_url_with_credentials_is_refused_without_echoing_them(
     with pytest.raises(ConfigError) as edge_error:
         load_settings()
     assert str(edge_error.value) == (
-        "invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL): PANTAU_MQTT_URL must"
-        " not hold credentials ('mqtt://***@broker:1883'); set the username and password"
-        " settings instead"
+        "invalid edge settings (environment): mqtt_url (PANTAU_MQTT_URL): must not hold"
+        " credentials ('mqtt://***@broker:1883'); set the username and password settings"
+        " instead"
     )
+
+
+@pytest.mark.parametrize("url", ["mqtt://gw:a#b@broker", "http://u:p/q@influx:8086", "mqtt://u@h"])
+def test_credentials_are_refused_even_where_urlsplit_sees_none(url: str) -> None:
+    with pytest.raises(ValueError, match="must not hold credentials") as caught:
+        refuse_url_credentials(url, setting="PANTAU_X_URL")
+    assert "a#b" not in str(caught.value)
+    assert "p/q" not in str(caught.value)
