@@ -67,11 +67,13 @@ from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, d
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.reload import follow_registry
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PointBuilder, PointWriter, WriteAbortedError
+from cloud.registry_watch import RegistryWatch
 from contract import (
     KIND_CODES,
     Channel,
@@ -174,6 +176,12 @@ class Ingester:
         #: the ingest_health points Grafana reads (cloud.ingest.health)
         self.health = IngestHealth(ingester=settings.mqtt_client_id)
         self._clock_ms = clock_ms
+        #: the city file, swapped in between windows when it changes (cloud/ingest/reload.py)
+        self.registry_watch = RegistryWatch(
+            path=settings.city_file,
+            interval_s=settings.registry_poll_s,
+            metrics=self.metrics.registry,
+        )
         self._stop = threading.Event()
         #: set once InfluxDB is ready, state is bootstrapped and the subscriptions are granted
         self.ready = threading.Event()
@@ -232,6 +240,7 @@ class Ingester:
     def run(self) -> None:
         """Consume until :meth:`stop`; see the module docstring for the guarantees."""
         s = self.settings
+        self.registry_watch.start()
         registry = self._registry if self._registry is not None else load_registry(s.city_file)
         self.index = CityIndex.from_registry(registry)
         self.builder = PointBuilder(index=self.index)
@@ -306,6 +315,7 @@ class Ingester:
                         attempt += 1
                         continue
                     attempt = 0
+                follow_registry(self)
                 self._greet()
                 self._handle(self._collect())
                 self._settle()

@@ -26,6 +26,7 @@ INGEST_MATH = frozenset(
         "cloud.ingest.aggregate",
         "cloud.ingest.cluster",
         "cloud.ingest.seed",
+        "cloud.ingest.remap",
     }
 )
 # part -> the parts it may import (its own modules always). Keep in step with
@@ -36,6 +37,8 @@ PARTS: dict[str, frozenset[str]] = {
     "edge": frozenset({"contract"}),
     "firmware_sim": frozenset({"contract", "city"}),
     "cloud.influx": frozenset({"contract"}),
+    # noticing a changed city file, for the ingester and the API alike (ADR 0018)
+    "cloud.registry_watch": frozenset({"contract", "city"}),
     # The ingester's state and math without I/O: the API follows the ingesters' state and
     # derives its answers with exactly these modules (one formula, one module).
     "cloud.ingest.topology": frozenset({"contract", "city"}),
@@ -50,8 +53,15 @@ PARTS: dict[str, frozenset[str]] = {
     "cloud.ingest.seed": frozenset(
         {"contract", "city", "cloud.influx", "cloud.ingest.topology", "cloud.ingest.aggregate"}
     ),
-    "cloud.ingest": frozenset({"contract", "city", "cloud.influx", *INGEST_MATH}),
-    "cloud.api": frozenset({"contract", "city", "cloud.influx", *INGEST_MATH}),
+    "cloud.ingest.remap": frozenset(
+        {"contract", "city", "cloud.ingest.topology", "cloud.ingest.aggregate"}
+    ),
+    "cloud.ingest": frozenset(
+        {"contract", "city", "cloud.influx", "cloud.registry_watch", *INGEST_MATH}
+    ),
+    "cloud.api": frozenset(
+        {"contract", "city", "cloud.influx", "cloud.registry_watch", *INGEST_MATH}
+    ),
     "pantau": frozenset(
         {
             "contract",
@@ -59,6 +69,7 @@ PARTS: dict[str, frozenset[str]] = {
             "edge",
             "firmware_sim",
             "cloud.influx",
+            "cloud.registry_watch",
             "cloud.ingest",
             "cloud.api",
             *INGEST_MATH,

@@ -1,0 +1,102 @@
+"""A new registry in a running ingester: swapped in between windows, then the readings the old
+one refused for want of it replayed from the dead-letter store, in process.
+
+Called by the consumer loop (``Ingester._consume``) between two windows, so no window is ever
+decoded with one registry and aggregated with another. The swap:
+
+* renumbers the state to the new registry (:func:`cloud.ingest.remap.remap_state`): sensors
+  in both keep their latest and previous readings, removed ones drop out of every rollup;
+* rebuilds what is indexed by sensor or gateway number: the point builder, the late-data
+  history (restarted from the remapped state, as after a start-up), the batch dedup memory
+  (forgotten: a batch redelivered across the change is stored again, which overwrites itself);
+* writes the current bucket's rollups at once, so regions lose a removed site now;
+* sends the whole state under the new registry digest (a HELLO, ADR 0006): the read API and
+  the other members refuse deltas of another registry, so each side resynchronises as soon
+  as both have reloaded, whichever reloads first.
+
+Then every message dead-lettered as ``unknown_gateway`` or ``unknown_sensor`` by a gateway that
+gained sensors goes through the normal path again (``Ingester._process``), exactly as
+``pantau ingest replay`` would send it, but without the broker: stored if good now, refused
+again otherwise (a refusal already stored for the same payload and reason is not stored
+twice). Raw points and state are idempotent, and the batch dedup drops a later manual replay
+of the same batch, so nothing is counted twice. docs/adr/0018-registry-hot-reload.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from city import Registry
+from cloud.ingest.cluster import copy_state
+from cloud.ingest.decode import BatchDedup, Message
+from cloud.ingest.remap import RegistryDiff, diff, remap_state
+from cloud.ingest.replay import Selection, select
+from cloud.ingest.topology import CityIndex
+from cloud.ingest.writer import PointBuilder
+from contract import RejectReason
+from contract.cluster import registry_digest
+
+if TYPE_CHECKING:
+    from cloud.ingest.service import Ingester
+
+log = logging.getLogger(__name__)
+
+#: The refusals a registry change can cure.
+REPLAYED_REASONS = (RejectReason.UNKNOWN_GATEWAY, RejectReason.UNKNOWN_SENSOR)
+
+
+def follow_registry(ing: Ingester) -> None:
+    """Between windows: if the watched registry file changed and is valid, swap it in and
+    replay what it cures (see the module docstring)."""
+    registry = ing.registry_watch.poll()
+    if registry is None:
+        return
+    change = swap_registry(ing, registry)
+    replayed = replay_refused(ing, sorted(change.gateways_gaining_sensors))
+    log.info("registry swapped in (%s); replayed %d dead-lettered messages", change, replayed)
+
+
+def swap_registry(ing: Ingester, registry: Registry) -> RegistryDiff:
+    """Make ``registry`` the ingester's, carrying the state over; returns what changed."""
+    old_index = ing.index
+    index = CityIndex.from_registry(registry)
+    state = remap_state(ing._require_state(), old_index, index)
+    change = diff(old_index.registry, registry)
+    ing._registry = registry
+    ing.index = index
+    ing.builder = PointBuilder(index=index)
+    ing.state = state
+    ing._dedup = BatchDedup(per_gateway=ing.settings.dedup_per_gateway)
+    ing._start_history()
+    ing._shared = copy_state(state)
+    ing._digest = registry_digest(index.sensor_ids)
+    ing._hello_due.set()
+    ing._write_rollups(ing._clock_ms())
+    return change
+
+
+def replay_refused(ing: Ingester, gateways: list[str]) -> int:
+    """Send the dead letters of ``gateways`` refused for a reason in :data:`REPLAYED_REASONS`
+    through the ingester's own window processing, in windows of ``window_max_messages``;
+    returns how many messages went through. Each message goes once even if it was refused
+    for both reasons."""
+    wanted: dict[tuple[str, bytes], None] = {}
+    for gateway in gateways:
+        for reason in REPLAYED_REASONS:
+            sel = Selection(reason=reason.value, gateway=gateway)
+            wanted.update(dict.fromkeys(select(ing.dead, sel)))
+    messages = list(wanted)
+    size = ing.settings.window_max_messages
+    for start in range(0, len(messages), size):
+        now = ing._clock_ms()
+        window = [
+            # QoS 0 and no packet id: nothing to acknowledge to the broker, which never had it.
+            Message(topic=topic, payload=payload, received_ms=now, mid=0, qos=0, generation=0)
+            for topic, payload in messages[start : start + size]
+        ]
+        # The window's acknowledgement releases what it holds: count them in as received.
+        for _ in window:
+            ing.metrics.received()
+        ing._process(window)
+    return len(messages)
