@@ -5,6 +5,10 @@ file rewritten under them atomically (tmp + rename), as ``pantau gateway add`` w
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +24,11 @@ from cloud.api import ApiSettings, create_app
 from cloud.influx import InfluxHTTP
 from cloud.ingest.service import Ingester
 from contract import Batch, Channel, Reading, SensorKind, encode, topics
-from pantau.services import InfluxDB, Mosquitto
+from pantau.paths import ROOT
+from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import (
     latest_aggregates,
+    metric,
     now_ms,
     publish,
     publisher,
@@ -133,7 +139,7 @@ def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_
     """A gateway not in the registry publishes: dead-lettered as unknown_gateway. The city
     file is rewritten with it: with no restart, its readings from before the change are
     replayed into InfluxDB and the API's now-endpoints, and new ones follow; each reading is
-    stored once."""
+    stored once, even when the same batch is then replayed again through the broker."""
     city_file = tmp_path / "city.yaml"
     write_atomically(city_file, without_gateway(demo_doc(), GW))
     t0 = now_ms() - 10_000
@@ -142,7 +148,8 @@ def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_
         publisher(mosquitto, GW, site=SITE) as pub,
     ):
         topic = topics.build(SITE, GW, Channel.READINGS)
-        publish(pub, topic, beds_batch(0, t0, {"bed-kariadi-icu": 18, "bed-kariadi-icu-np": 9}))
+        first = beds_batch(0, t0, {"bed-kariadi-icu": 18, "bed-kariadi-icu-np": 9})
+        publish(pub, topic, first)
         publish(pub, topic, beds_batch(1, t0 + 1000, {"bed-kariadi-hcu": 11}))
         wait_for(
             lambda: sample(ing, "pantau_ingest_dead_letters_total", reason="unknown_gateway") == 2,
@@ -160,6 +167,12 @@ def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_
         )
         publish(pub, topic, beds_batch(2, t0 + 2000, {"bed-kariadi-icu": 21}))
         wait_for(lambda: ward_occupied(client)["bed-kariadi-icu"] == 21, "a reading after it")
+        # An operator's `pantau ingest replay` of the same dead letter: a duplicate, dropped.
+        publish(pub, topic, first)
+        wait_for(
+            lambda: sample(ing, "pantau_ingest_duplicates_dropped_total") == 1,
+            "the second replay of batch 0 dropped as a duplicate",
+        )
         site = client.get(f"/v1/beds/{SITE}").json()["totals"]
         assert (site["capacity"], site["occupied"], site["free"]) == (50, 41, 9)
 
@@ -279,3 +292,52 @@ def test_a_site_removed_from_the_registry_leaves_every_now_view_and_the_totals_a
         wait_for(lambda: kota_rollup(influx) == (12, 5), "the ingester's city rollup without it")
         kept = [r for r in stored_rows(influx) if r[0].startswith("bed-kariadi")]
         assert len(kept) == 2  # history stays
+
+
+def test_sighup_makes_the_ingester_process_swap_in_the_registry_and_replay_what_it_refused(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    """``pantau ingest run`` with the periodic look turned off (PANTAU_REGISTRY_POLL_S=0): a
+    SIGHUP after the city file gained gw-kariadi swaps it in, and the batch refused before is
+    stored, once."""
+    city_file = tmp_path / "city.yaml"
+    write_atomically(city_file, without_gateway(demo_doc(), GW))
+    port = free_port()
+    env = {
+        **os.environ,
+        "PANTAU_MQTT_URL": mosquitto.url,
+        "PANTAU_INFLUX_URL": influxdb.url,
+        "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
+        "PANTAU_FLUSH_INTERVAL_S": "0.05",
+        "PANTAU_METRICS_PORT": str(port),
+        "PANTAU_CITY_FILE": str(city_file),
+        "PANTAU_REGISTRY_POLL_S": "0",
+    }
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("pantau")), "ingest", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        wait_for(lambda: metric(port, "pantau_ingest_subscribed") == 1.0, "the ingester up")
+        with publisher(mosquitto, GW, site=SITE) as pub:
+            batch = beds_batch(0, now_ms() - 10_000, {"bed-kariadi-icu": 18})
+            publish(pub, topics.build(SITE, GW, Channel.READINGS), batch)
+        dead = 'pantau_ingest_dead_letters_total{reason="unknown_gateway"}'
+        wait_for(lambda: metric(port, dead) == 1.0, "the batch dead-lettered")
+
+        write_atomically(city_file, demo_doc())
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: metric(port, "pantau_registry_reloads_total") == 1.0, "the reload")
+        with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
+            wait_for(lambda: len(stored_rows(influx)) == 1, "the replayed reading stored")
+            [(sensor, _, seq, values)] = stored_rows(influx)
+        assert (sensor, seq, values[1]) == ("bed-kariadi-icu", 0, 18)
+        assert metric(port, "pantau_registry_reload_failures_total") == 0.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log.read_text()
