@@ -6,6 +6,8 @@ decoded with one registry and aggregated with another. The swap:
 
 * renumbers the state to the new registry (:func:`cloud.ingest.remap.remap_state`): sensors
   in both keep their latest and previous readings, removed ones drop out of every rollup;
+  added ones are read from InfluxDB as at start-up (a sensor removed and added back has its
+  stored readings; the read API seeds the same way, so both count it alike);
 * rebuilds what is indexed by sensor or gateway number: the point builder, the late-data
   history (restarted from the remapped state, as after a start-up), the batch dedup memory
   (forgotten: a batch redelivered across the change is stored again, which overwrites itself);
@@ -27,14 +29,19 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from city import Registry
+from cloud.ingest.aggregate import SensorState
 from cloud.ingest.cluster import copy_state
 from cloud.ingest.decode import BatchDedup, Message
-from cloud.ingest.remap import RegistryDiff, diff, remap_state
+from cloud.ingest.remap import RegistryDiff, diff, remap_state, take_rows
 from cloud.ingest.replay import Selection, select
+from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointBuilder
-from contract import RejectReason
+from contract import RejectReason, StorageError
 from contract.cluster import registry_digest
 
 if TYPE_CHECKING:
@@ -63,6 +70,9 @@ def swap_registry(ing: Ingester, registry: Registry) -> RegistryDiff:
     index = CityIndex.from_registry(registry)
     state = remap_state(ing._require_state(), old_index, index)
     change = diff(old_index.registry, registry)
+    if change.added_sensors:
+        added = np.array(sorted(index.sensor_pos[s] for s in change.added_sensors), np.intp)
+        _seed_rows(ing, index, state, added)
     ing._registry = registry
     ing.index = index
     ing.builder = PointBuilder(index=index)
@@ -74,6 +84,20 @@ def swap_registry(ing: Ingester, registry: Registry) -> RegistryDiff:
     ing._hello_due.set()
     ing._write_rollups(ing._clock_ms())
     return change
+
+
+def _seed_rows(
+    ing: Ingester, index: CityIndex, state: SensorState, rows: npt.NDArray[np.intp]
+) -> None:
+    """Take ``rows``' latest stored readings from InfluxDB into ``state``."""
+    stored = SensorState(n_sensors=index.n_sensors)
+    try:
+        bootstrap_state(ing.writer.influx, index, stored)
+    except StorageError as exc:
+        # Not fatal: these sensors start unknown, as new ones do, until they report.
+        log.warning("registry reload: the added sensors' stored readings not read: %s", exc)
+        return
+    take_rows(state, stored, rows)
 
 
 def replay_refused(ing: Ingester, gateways: list[str]) -> int:

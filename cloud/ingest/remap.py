@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from city import Registry
 from cloud.ingest.aggregate import SensorState
@@ -36,6 +37,16 @@ def remap_state(state: SensorState, old: CityIndex, new: CityIndex) -> SensorSta
         )
         out.prev_ts[dst], out.prev_values[dst] = state.prev_ts[src], state.prev_values[src]
     return out
+
+
+def take_rows(state: SensorState, source: SensorState, rows: npt.NDArray[np.intp]) -> None:
+    """Overwrite ``rows`` of ``state`` (latest and previous readings) with ``source``'s."""
+    state.ts[rows], state.seq[rows], state.values[rows] = (
+        source.ts[rows],
+        source.seq[rows],
+        source.values[rows],
+    )
+    state.prev_ts[rows], state.prev_values[rows] = source.prev_ts[rows], source.prev_values[rows]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

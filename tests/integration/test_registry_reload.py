@@ -243,7 +243,8 @@ def test_a_site_removed_from_the_registry_leaves_every_now_view_and_the_totals_a
 ) -> None:
     """Removing a hospital from the city file makes /v1/beds/{site} 404 and takes its beds out
     of the city's summary (API) and city rollup (ingester), which then equal the remaining
-    site's totals; its history stays in InfluxDB."""
+    site's totals; its history stays in InfluxDB, and when it is added back both count its
+    stored readings again."""
     city_file = tmp_path / "city.yaml"
     write_atomically(city_file, demo_doc())
     t0 = now_ms() - 10_000
@@ -292,6 +293,11 @@ def test_a_site_removed_from_the_registry_leaves_every_now_view_and_the_totals_a
         wait_for(lambda: kota_rollup(influx) == (12, 5), "the ingester's city rollup without it")
         kept = [r for r in stored_rows(influx) if r[0].startswith("bed-kariadi")]
         assert len(kept) == 2  # history stays
+
+        # Added back: both sides read its stored readings again, and agree.
+        write_atomically(city_file, demo_doc())
+        wait_for(lambda: kota() == (52, 27), "the site back in the city's summary")
+        wait_for(lambda: kota_rollup(influx) == (52, 27), "and in the ingester's city rollup")
 
 
 def test_sighup_makes_the_ingester_process_swap_in_the_registry_and_replay_what_it_refused(
