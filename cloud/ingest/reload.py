@@ -17,11 +17,12 @@ decoded with one registry and aggregated with another. The swap:
   as both have reloaded, whichever reloads first.
 
 Then every message dead-lettered as ``unknown_gateway`` or ``unknown_sensor`` by a gateway that
-gained sensors goes through the normal path again (``Ingester._process``), exactly as
-``pantau ingest replay`` would send it, but without the broker: stored if good now, refused
-again otherwise (a refusal already stored for the same payload and reason is not stored
-twice). Raw points and state are idempotent, and the batch dedup drops a later manual replay
-of the same batch, so nothing is counted twice. docs/adr/0018-registry-hot-reload.md.
+gained sensors goes through the normal path again (``Ingester._process``), as
+``pantau ingest replay`` would send it, but without the broker and with the time it was first
+received: stored if good now, refused again otherwise (a refusal already stored for the same
+payload and reason is not stored twice). Raw points and state are idempotent, and the batch
+dedup drops a later manual replay of the same batch, so nothing is counted twice.
+docs/adr/0018-registry-hot-reload.md.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from cloud.ingest.aggregate import SensorState
 from cloud.ingest.cluster import copy_state
 from cloud.ingest.decode import BatchDedup, Message
 from cloud.ingest.remap import RegistryDiff, diff, remap_state, take_rows
-from cloud.ingest.replay import Selection, select
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointBuilder
@@ -102,25 +102,30 @@ def _seed_rows(
 
 def replay_refused(ing: Ingester, gateways: list[str]) -> int:
     """Send the dead letters of ``gateways`` refused for a reason in :data:`REPLAYED_REASONS`
-    through the ingester's own window processing, in windows of ``window_max_messages``;
-    returns how many messages went through. Each message goes once even if it was refused
-    for both reasons."""
-    wanted: dict[tuple[str, bytes], None] = {}
+    through the ingester's own window processing, oldest first, in windows of
+    ``window_max_messages``; returns how many messages went through. Each message goes once
+    even if it was refused for both reasons, with the time it was first received: a reading
+    without a clock is stamped on receipt, and a gateway's status is stored at that time."""
+    first_seen: dict[str, int] = {}
     for gateway in gateways:
         for reason in REPLAYED_REASONS:
-            sel = Selection(reason=reason.value, gateway=gateway)
-            wanted.update(dict.fromkeys(select(ing.dead, sel)))
-    messages = list(wanted)
+            for record in ing.dead.read(reason=reason.value, gateway=gateway):
+                seen = first_seen.get(record.fingerprint)
+                if seen is None or record.received_at < seen:
+                    first_seen[record.fingerprint] = record.received_at
+    found = ing.dead.payloads(set(first_seen))  # rotated away meanwhile: left out
+    order = sorted((at, fp) for fp, at in first_seen.items() if fp in found)
     size = ing.settings.window_max_messages
-    for start in range(0, len(messages), size):
-        now = ing._clock_ms()
+    for start in range(0, len(order), size):
         window = [
             # QoS 0 and no packet id: nothing to acknowledge to the broker, which never had it.
-            Message(topic=topic, payload=payload, received_ms=now, mid=0, qos=0, generation=0)
-            for topic, payload in messages[start : start + size]
+            Message(
+                topic=found[fp][0], payload=found[fp][1], received_ms=at, mid=0, qos=0, generation=0
+            )
+            for at, fp in order[start : start + size]
         ]
         # The window's acknowledgement releases what it holds: count them in as received.
         for _ in window:
             ing.metrics.received()
         ing._process(window)
-    return len(messages)
+    return len(order)

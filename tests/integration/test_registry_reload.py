@@ -42,6 +42,8 @@ pytestmark = pytest.mark.integration
 
 GW = "gw-kariadi"
 SITE = "rs-kariadi"
+KIOSK = "kiosk-candisari"
+KIOSK_SITE = "kec-candisari"
 #: short polls: the tests wait for the reload (never a fixed sleep), so this only sets how soon
 POLL_S = 0.1
 
@@ -136,27 +138,38 @@ def sample(ing: Ingester, name: str, **labels: str) -> float:
 def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_it_sent_before(
     mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    """A gateway not in the registry publishes: dead-lettered as unknown_gateway. The city
-    file is rewritten with it: with no restart, its readings from before the change are
-    replayed into InfluxDB and the API's now-endpoints, and new ones follow; each reading is
-    stored once, even when the same batch is then replayed again through the broker."""
+    """A gateway and a direct kiosk not in the registry publish: dead-lettered as
+    unknown_gateway. The city file is rewritten with them: with no restart, their readings from
+    before the change are replayed into InfluxDB and the API's now-endpoints (the kiosk's
+    clockless reading stamped when it was received, not when replayed), and new ones follow;
+    each reading is stored once, even when the same batch is then replayed again."""
     city_file = tmp_path / "city.yaml"
-    write_atomically(city_file, without_gateway(demo_doc(), GW))
+    write_atomically(city_file, without_gateway(without_gateway(demo_doc(), GW), KIOSK))
     t0 = now_ms() - 10_000
     with (
         city_pipeline(mosquitto, influxdb, tmp_path, city_file) as (ing, client),
         publisher(mosquitto, GW, site=SITE) as pub,
+        publisher(mosquitto, KIOSK) as kiosk,
     ):
+        sent_from = now_ms()
+        kiosk_reading = {"v": 1, "sensor": "q-candisari", "kind": "queue", "seq": 1}
+        kiosk_values = {"issued": 12, "served": 9, "counters_open": 2}
+        publish(
+            kiosk,
+            topics.build(KIOSK_SITE, KIOSK, Channel.READING),
+            {**kiosk_reading, "values": kiosk_values},
+        )
         topic = topics.build(SITE, GW, Channel.READINGS)
         first = beds_batch(0, t0, {"bed-kariadi-icu": 18, "bed-kariadi-icu-np": 9})
         publish(pub, topic, first)
         publish(pub, topic, beds_batch(1, t0 + 1000, {"bed-kariadi-hcu": 11}))
         wait_for(
-            lambda: sample(ing, "pantau_ingest_dead_letters_total", reason="unknown_gateway") == 2,
-            "both batches dead-lettered as unknown_gateway",
+            lambda: sample(ing, "pantau_ingest_dead_letters_total", reason="unknown_gateway") == 3,
+            "both batches and the kiosk's reading dead-lettered as unknown_gateway",
         )
         assert ward_occupied(client) == {}
 
+        rewritten_at = now_ms()
         write_atomically(city_file, demo_doc())
         wait_for(
             lambda: (
@@ -177,7 +190,8 @@ def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_
         assert (site["capacity"], site["occupied"], site["free"]) == (50, 41, 9)
 
         with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
-            rows = [r for r in stored_rows(influx) if r[0].startswith("bed-kariadi")]
+            stored = stored_rows(influx)
+        rows = [r for r in stored if r[0].startswith("bed-kariadi")]
         # (sensor, occupied) of every stored reading: each once, none lost
         assert sorted((r[0], r[3][1]) for r in rows) == [
             ("bed-kariadi-hcu", 11),
@@ -185,6 +199,9 @@ def test_a_gateway_added_to_the_registry_reaches_influxdb_and_the_api_with_what_
             ("bed-kariadi-icu", 21),
             ("bed-kariadi-icu-np", 9),
         ]
+        [(_, kiosk_ts, seq, values)] = [r for r in stored if r[0] == "q-candisari"]
+        assert (seq, values) == (1, (12, 9, 2))
+        assert sent_from <= kiosk_ts < rewritten_at
         assert sample(ing, "pantau_registry_reloads_total") == 1
         assert sample(ing, "pantau_registry_reload_failures_total") == 0
         assert client.app.state.registry_follower.swaps == 1  # type: ignore[attr-defined]
