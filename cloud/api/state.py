@@ -176,7 +176,7 @@ class LiveState:
     def reloaded(self, registry: Registry) -> LiveState:
         """The state of ``registry``, carried over from this one (cloud/ingest/remap.py:
         removed sensors leave every figure, new ones start unknown until seeded), sharing its
-        listeners, gateway statuses and version count. This object keeps the old registry for
+        listeners and gateway statuses, and continuing its version count. This object keeps the old registry for
         the requests already reading it (cloud/api/registry_follow.py swaps them)."""
         new = LiveState(registry=registry)
         with self._lock:
