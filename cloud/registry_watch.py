@@ -13,7 +13,9 @@ Polling a stat rather than an inotify watch: the file is replaced atomically (tm
 ``pantau gateway add`` and editors with safe-write do), which an inotify watch on the old inode
 misses, and a stat every few seconds costs nothing next to a window of readings. The caller
 decides *when* a new registry is swapped in (the ingester between windows, the API between
-requests); this module only says *that* there is one. docs/adr/0018-registry-hot-reload.md.
+requests); this module says *that* there is one, and loads it off the caller's hot loop (the
+ingester: :meth:`RegistryWatch.start` with a background thread, then :meth:`RegistryWatch.take`;
+the API: :meth:`RegistryWatch.poll` in a worker thread). docs/adr/0018-registry-hot-reload.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from contract.errors import RegistryError
 log = logging.getLogger(__name__)
 
 __all__ = ["FileStamp", "RegistryWatch"]
+
+#: Background mode: how often the watching thread checks its stop event and the interval.
+_WAKE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,10 @@ class RegistryWatch:
         self._next_look = 0.0
         self._requested = threading.Event()
         self._poll_lock = threading.Lock()
+        #: background mode: wakes the watching thread early (request), and what it loaded
+        self._wake = threading.Event()
+        self._ready_lock = threading.Lock()
+        self._ready: Registry | None = None
         #: successful reloads / refused files, also in the prometheus counters below
         self.reloads = 0
         self.failures = 0
@@ -90,15 +99,40 @@ class RegistryWatch:
             registry=metrics,
         )
 
-    def start(self) -> None:
-        """Remember the stamp of the file as it is now: what is loaded next is current."""
+    def start(self, *, background: threading.Event | None = None) -> None:
+        """Remember the stamp of the file as it is now: what is loaded next is current.
+
+        With ``background`` (a stop event), a daemon thread polls until that event is set and
+        keeps the newest valid registry for :meth:`take`: a province-sized file takes seconds
+        to parse and validate, which the ingester's consumer loop must not wait for."""
         self._stamp = FileStamp.of(self.path)
         self._next_look = self._clock() + self.interval_s
+        if background is not None:
+            thread = threading.Thread(
+                target=self._watch, args=(background,), name="registry-watch", daemon=True
+            )
+            thread.start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.wait(_WAKE_S)
+            self._wake.clear()
+            registry = self.poll()  # cheap unless due (a stat) or changed (a load)
+            if registry is not None:
+                with self._ready_lock:
+                    self._ready = registry  # a newer one replaces one not taken yet
+
+    def take(self) -> Registry | None:
+        """Background mode: the registry loaded since the last call, if any (once)."""
+        with self._ready_lock:
+            registry, self._ready = self._ready, None
+        return registry
 
     def request(self) -> None:
         """Look at the file on the next :meth:`poll`, and load it even if its stamp did not
         move (SIGHUP: the operator says it changed). Safe in a signal handler."""
         self._requested.set()
+        self._wake.set()
 
     def poll(self) -> Registry | None:
         """The new registry if the file changed and is valid; None if it did not change, is

@@ -176,8 +176,9 @@ class LiveState:
     def reloaded(self, registry: Registry) -> LiveState:
         """The state of ``registry``, carried over from this one (cloud/ingest/remap.py:
         removed sensors leave every figure, new ones start unknown until seeded), sharing its
-        listeners and gateway statuses, and continuing its version count. This object keeps the old registry for
-        the requests already reading it (cloud/api/registry_follow.py swaps them)."""
+        listeners and gateway statuses, and continuing its version count. This object keeps
+        the old registry for the requests already reading it (cloud/api/registry_follow.py
+        swaps them)."""
         new = LiveState(registry=registry)
         with self._lock:
             new._state = remap_state(self._state, self.index, new.index)

@@ -54,9 +54,9 @@ REPLAYED_REASONS = (RejectReason.UNKNOWN_GATEWAY, RejectReason.UNKNOWN_SENSOR)
 
 
 def follow_registry(ing: Ingester) -> None:
-    """Between windows: if the watched registry file changed and is valid, swap it in and
-    replay what it cures (see the module docstring)."""
-    registry = ing.registry_watch.poll()
+    """Between windows: if the watch (polling in its own thread) loaded a changed, valid
+    registry file, swap it in and replay what it cures (see the module docstring)."""
+    registry = ing.registry_watch.take()
     if registry is None:
         return
     change = swap_registry(ing, registry)

@@ -240,7 +240,7 @@ class Ingester:
     def run(self) -> None:
         """Consume until :meth:`stop`; see the module docstring for the guarantees."""
         s = self.settings
-        self.registry_watch.start()
+        self.registry_watch.start(background=self._stop)
         registry = self._registry if self._registry is not None else load_registry(s.city_file)
         self.index = CityIndex.from_registry(registry)
         self.builder = PointBuilder(index=self.index)

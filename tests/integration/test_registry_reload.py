@@ -346,7 +346,10 @@ def test_sighup_makes_the_ingester_process_swap_in_the_registry_and_replay_what_
             cwd=ROOT,
         )
     try:
-        wait_for(lambda: metric(port, "pantau_ingest_subscribed") == 1.0, "the ingester up")
+        # A cold process start on a loaded 2-core machine: a generous bound, not a timing claim.
+        wait_for(
+            lambda: metric(port, "pantau_ingest_subscribed") == 1.0, "the ingester up", timeout=90
+        )
         with publisher(mosquitto, GW, site=SITE) as pub:
             batch = beds_batch(0, now_ms() - 10_000, {"bed-kariadi-icu": 18})
             publish(pub, topics.build(SITE, GW, Channel.READINGS), batch)

@@ -4,6 +4,8 @@ registry (cloud/ingest/remap.py), on real files in a temp dir and a fake clock."
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +188,26 @@ def test_the_diff_names_the_gateways_whose_refused_readings_a_change_cures(
     assert change.gateways_gaining_sensors == {"gw-kariadi", "gw-wongsonegoro"}
     assert change.added_gateways == {"gw-kariadi"}
     assert str(change) == "+ 1 gateways, + 7 sensors, - 1 sensors"
+
+
+def test_in_background_mode_a_thread_loads_the_file_and_take_hands_it_over_once(
+    city_file: Path,
+) -> None:
+    """The ingester's mode: the consumer loop only takes what the watching thread loaded."""
+    stop = threading.Event()
+    watch = RegistryWatch(path=city_file, interval_s=0)
+    watch.start(background=stop)
+    try:
+        assert watch.take() is None
+        write(city_file, demo_doc())
+        watch.request()
+        deadline = time.monotonic() + 10
+        registry = watch.take()
+        while registry is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            registry = watch.take()
+        assert registry is not None
+        assert "gw-kariadi" in registry.gateways
+        assert watch.take() is None
+    finally:
+        stop.set()
