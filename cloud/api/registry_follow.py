@@ -3,11 +3,12 @@
 A task of the app's lifespan asks a :class:`cloud.registry_watch.RegistryWatch` every
 ``registry_poll_s`` whether the city file changed (loading and validating it off the event
 loop; a bad file is refused there, logged and counted, and the registry in use stays). A new
-registry is swapped in *on the event loop*, all at once: the live state carried over to it
-(:meth:`cloud.api.state.LiveState.reloaded`), the registry, the live stream's site table and
-the auth region index. A request pins the live state (and with it the registry) in its first
-dependency (cloud/api/deps.py), which also runs on the loop, so each request reads one
-registry from start to end: a swap happens between requests, never inside one.
+registry is indexed in a worker thread, then swapped in *on the event loop*, all at once: the
+live state carried over to it (:meth:`cloud.api.state.LiveState.reloaded`), the registry,
+the live stream's site table and the auth region index. A request pins the live state (and
+with it the registry) in its first dependency (cloud/api/deps.py), which also runs on the
+loop, so each request reads one registry from start to end: a swap happens between requests,
+never inside one.
 
 Then the state is seeded again from InfluxDB: the sensors the new registry adds get their
 latest stored readings (the ingester replays their dead letters when it swaps in the same
@@ -67,7 +68,9 @@ class RegistryFollower:
         """Make ``registry`` the app's (between two requests), then seed the new state."""
         app = self.app
         old: LiveState = app.state.live
-        live = old.reloaded(registry)
+        # Indexing a province takes a moment: off the loop. A delta the old state takes
+        # meanwhile is not lost: the seed below reads it from InfluxDB.
+        live = await asyncio.to_thread(old.reloaded, registry)
         # No await from here to the last assignment: no request starts in between.
         app.state.registry = registry
         app.state.region_index = None  # rebuilt from the new registry on first use (auth.py)

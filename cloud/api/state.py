@@ -178,7 +178,7 @@ class LiveState:
         removed sensors leave every figure, new ones start unknown until seeded), sharing its
         listeners and gateway statuses, and continuing its version count. This object keeps
         the old registry for the requests already reading it (cloud/api/registry_follow.py
-        swaps them)."""
+        swaps them). Thread-safe: it reads this state under its lock."""
         new = LiveState(registry=registry)
         with self._lock:
             new._state = remap_state(self._state, self.index, new.index)
