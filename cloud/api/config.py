@@ -28,6 +28,9 @@ class ApiSettings(MqttTlsSettings, BaseSettings):
     influx_token: SecretStr | None = None
     influx_timeout_s: float = Field(default=5.0, gt=0)
     city_file: Path = DEMO_CITY
+    #: Seconds between looks at ``city_file``; a changed, valid file is swapped in between
+    #: requests without a restart. 0: never. docs/adr/0018-registry-hot-reload.md
+    registry_poll_s: float = Field(default=5.0, ge=0)
     #: A reading older than this is flagged ``stale`` (a silent ward or gate).
     stale_after_s: float = Field(default=900.0, gt=0)
     api_host: str = "127.0.0.1"

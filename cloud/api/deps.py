@@ -23,10 +23,20 @@ def get_settings(request: Request) -> ApiSettings:
     return settings
 
 
-def get_registry(request: Request) -> Registry:
-    """The city registry loaded at start-up."""
-    registry: Registry = request.app.state.registry
-    return registry
+async def pinned_live(request: Request) -> LiveState:
+    """The live state this request reads, and with it the registry, taken once per request
+    on the event loop, where a registry reload swaps them too (cloud/api/registry_follow.py):
+    a reload never changes the registry under a request."""
+    live: LiveState = request.app.state.live
+    return live
+
+
+PinnedLive = Annotated[LiveState, Depends(pinned_live)]
+
+
+def get_registry(live: PinnedLive) -> Registry:
+    """The city registry in use (loaded at start-up, or swapped in by a reload)."""
+    return live.index.registry
 
 
 def get_influx(request: Request) -> InfluxHTTP:
@@ -35,16 +45,14 @@ def get_influx(request: Request) -> InfluxHTTP:
     return influx
 
 
-def get_live(request: Request) -> LiveState:
+def get_live(live: PinnedLive) -> LiveState:
     """The in-memory state the now-endpoints read (cloud/api/state.py)."""
-    live: LiveState = request.app.state.live
     return live
 
 
-async def get_now(request: Request) -> Snapshot:
+async def get_now(request: Request, live: PinnedLive) -> Snapshot:
     """The current figures. Until the state has been read from InfluxDB once, each request
     tries that first, so an unreachable store is a 503 rather than a city of empty wards."""
-    live: LiveState = request.app.state.live
     if not live.seeded:
         await asyncio.to_thread(live.seed, request.app.state.influx)
     return live.snapshot()

@@ -113,11 +113,7 @@ class LiveHub:
         self._tls = (tls or MqttTlsSettings()) if url.tls else None
         self._username = username
         self._password = password
-        self._registry = registry
-        #: site -> {sensor id: kind}: which readings belong to which site.
-        self._site_sensors: dict[str, dict[str, str]] = {}
-        for sensor in registry:
-            self._site_sensors.setdefault(sensor.site, {})[sensor.id] = sensor.kind.value
+        self.use_registry(registry)
         self.heartbeat_s = heartbeat_s
         #: Clients are woken at most once per ``flush_s``, and each writes everything new in one
         #: chunk: under a burst, a client costs one wake-up and one socket write per flush, not
@@ -136,6 +132,16 @@ class LiveHub:
         self.clients = 0
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def use_registry(self, registry: Registry) -> None:
+        """Build events from ``registry``'s sites and sensors from now on (a reload)."""
+        site_sensors: dict[str, dict[str, str]] = {}
+        for sensor in registry:
+            site_sensors.setdefault(sensor.site, {})[sensor.id] = sensor.kind.value
+        # Two assignments the event loop cannot interleave with handle(): both run on it.
+        self._registry = registry
+        #: site -> {sensor id: kind}: which readings belong to which site.
+        self._site_sensors = site_sensors
 
     @classmethod
     def from_settings(cls, settings: ApiSettings, registry: Registry) -> LiveHub:

@@ -15,6 +15,7 @@ from city import Registry, load_registry
 from cloud.api import auth, errors
 from cloud.api.config import ApiSettings
 from cloud.api.live import LiveHub
+from cloud.api.registry_follow import RegistryFollower
 from cloud.api.routes import (
     beds_router,
     conditions_router,
@@ -28,6 +29,7 @@ from cloud.api.routes_now import NOW_ROUTERS
 from cloud.api.state import LiveState
 from cloud.api.state_follow import StateFollower
 from cloud.influx import InfluxHTTP
+from cloud.registry_watch import RegistryWatch
 from contract.errors import StorageError
 from contract.secrets import redact_url
 
@@ -56,6 +58,9 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Stamped before the file is read, so a change made while it loads is not missed.
+        watch = RegistryWatch(path=settings.city_file, interval_s=settings.registry_poll_s)
+        watch.start()
         app.state.registry = registry if registry is not None else load_registry(settings.city_file)
         influx = InfluxHTTP(
             url=settings.influx_url,
@@ -84,10 +89,17 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         async with hub:
             follower = StateFollower(live=live, settings=settings, influx=influx, hub=hub)
             app.state.follower = follower.start()
+            reloads = RegistryFollower(
+                app=app, watch=watch, influx=influx, follower=follower, hub=hub
+            )
+            app.state.registry_follower = reloads
+            reloading = asyncio.create_task(reloads.run()) if watch.interval_s > 0 else None
             try:
                 with auth.open_keys(app):
                     yield
             finally:
+                if reloading is not None:
+                    reloading.cancel()
                 await asyncio.to_thread(follower.stop)
                 influx.close()
 

@@ -40,6 +40,7 @@ from cloud.ingest.aggregate import (
     queue_sites,
 )
 from cloud.ingest.cluster import Rows, changed_sensors, fits, merge_rows
+from cloud.ingest.remap import remap_state
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.wards import WardBeds, ward_beds
@@ -58,7 +59,8 @@ class Change:
     """The state changed. ``version`` counts changes (1, 2, ...; a gap means this listener
     missed events, see :meth:`LiveState.subscribe`); ``sensors`` are the ids whose latest or
     previous reading changed; ``source`` is ``delta`` (an ingester's state delta), ``seed``
-    (read from InfluxDB) or ``status`` (a gateway's retained status, named in ``gateways``);
+    (read from InfluxDB), ``status`` (a gateway's retained status, named in ``gateways``) or
+    ``registry`` (:meth:`LiveState.reloaded`: sensors and sites may have come or gone);
     ``at_ms`` is when the API applied it."""
 
     version: int
@@ -166,6 +168,22 @@ class LiveState:
         self.refused = 0
         #: every gateway's latest retained status (cloud/api/state_gateways.py)
         self.gateways = GatewayBook()
+
+    def reloaded(self, registry: Registry) -> LiveState:
+        """The state of ``registry``, carried over from this one (cloud/ingest/remap.py:
+        removed sensors leave every figure, new ones start unknown until seeded), sharing its
+        listeners and gateway statuses, and continuing its version count. This object keeps
+        the old registry for the requests already reading it (cloud/api/registry_follow.py
+        swaps them). Thread-safe: it reads this state under its lock."""
+        new = LiveState(registry=registry)
+        with self._lock:
+            new._state = remap_state(self._state, self.index, new.index)
+            new._lock, new._listeners, new.gateways = self._lock, self._listeners, self.gateways
+            new._seeded, new.refused = self._seeded, self.refused
+            new._version = self._version + 1
+            change = Change(version=new._version, sensors=(), source="registry", at_ms=now_ms())
+        new._announce(change)
+        return new
 
     @property
     def version(self) -> int:

@@ -69,6 +69,8 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP: look at the city file now (swapped in between windows if valid; docs/adr/0018).
+    signal.signal(signal.SIGHUP, lambda signum, frame: ingester.registry_watch.request())
     try:
         ingester.run()
     except Exception:  # the process's outermost loop: log with traceback, exit non-zero

@@ -47,9 +47,11 @@ from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.peers import StatePeers
 from cloud.ingest.pipeline import WindowPipeline
+from cloud.ingest.reload import follow_registry
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointWriter, WriteAbortedError
+from cloud.registry_watch import RegistryWatch
 from contract import PantauError, topics
 from contract.clock import now_ms
 
@@ -81,6 +83,12 @@ class Ingester:
         #: the ingest_health points Grafana reads (cloud.ingest.health)
         self.health = IngestHealth(ingester=settings.mqtt_client_id)
         self._clock_ms = clock_ms
+        #: the city file, swapped in between windows when it changes (cloud/ingest/reload.py)
+        self.registry_watch = RegistryWatch(
+            path=settings.city_file,
+            interval_s=settings.registry_poll_s,
+            metrics=self.metrics.registry,
+        )
         self._stop = threading.Event()
         group = settings.mqtt_shared_group
         #: where members exchange state deltas; a lone ingester publishes there too, so the
@@ -132,6 +140,7 @@ class Ingester:
     def run(self) -> None:
         """Consume until :meth:`stop`; see the module docstring for the guarantees."""
         s = self.settings
+        self.registry_watch.start(background=self._stop)
         registry = self._registry if self._registry is not None else load_registry(s.city_file)
         self.index = CityIndex.from_registry(registry)
         self.state = SensorState(n_sensors=self.index.n_sensors)
@@ -201,6 +210,7 @@ class Ingester:
                         attempt += 1
                         continue
                     attempt = 0
+                follow_registry(self)
                 self._greet()
                 self._handle(session.collect(idle=self._idle))
                 self._settle()

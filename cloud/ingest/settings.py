@@ -51,6 +51,9 @@ class IngestSettings(MqttTlsSettings, BaseSettings):
     influx_password: SecretStr | None = None
     influx_token: SecretStr | None = None
     city_file: Path = DEMO_CITY
+    #: Seconds between looks at ``city_file``; a changed, valid file is swapped in without a
+    #: restart (SIGHUP looks at once). 0: only on SIGHUP. docs/adr/0018-registry-hot-reload.md
+    registry_poll_s: float = Field(default=5.0, ge=0)
     dead_letter_dir: Path = Path("./var/dead-letter")
     #: Bound of the dead-letter store on disk; past it the oldest records are dropped (and
     #: counted). See cloud/ingest/deadletter.py and docs/adr/0008.

@@ -26,6 +26,7 @@ INGEST_MATH = frozenset(
         "cloud.ingest.aggregate",
         "cloud.ingest.cluster",
         "cloud.ingest.seed",
+        "cloud.ingest.remap",
     }
 )
 # part -> the parts it may import (its own modules always). Keep in step with
@@ -38,6 +39,8 @@ PARTS: dict[str, frozenset[str]] = {
     "cloud.influx": frozenset({"contract"}),
     # measurement, tag and field names and retention policies: written, queried, charted
     "cloud.storage_schema": frozenset({"contract"}),
+    # noticing a changed city file, for the ingester and the API alike (ADR 0018)
+    "cloud.registry_watch": frozenset({"contract", "city"}),
     # The ingester's state and math without I/O: the API follows the ingesters' state and
     # derives its answers with exactly these modules (one formula, one module).
     "cloud.ingest.topology": frozenset({"contract", "city"}),
@@ -60,10 +63,27 @@ PARTS: dict[str, frozenset[str]] = {
         }
     ),
     "cloud.ingest": frozenset(
-        {"contract", "city", "cloud.influx", "cloud.storage_schema", *INGEST_MATH}
+        {
+            "contract",
+            "city",
+            "cloud.influx",
+            "cloud.storage_schema",
+            "cloud.registry_watch",
+            *INGEST_MATH,
+        }
     ),
     "cloud.api": frozenset(
-        {"contract", "city", "cloud.influx", "cloud.storage_schema", *INGEST_MATH}
+        {
+            "contract",
+            "city",
+            "cloud.influx",
+            "cloud.storage_schema",
+            "cloud.registry_watch",
+            *INGEST_MATH,
+        }
+    ),
+    "cloud.ingest.remap": frozenset(
+        {"contract", "city", "cloud.ingest.topology", "cloud.ingest.aggregate"}
     ),
     "pantau": frozenset(
         {
@@ -73,6 +93,7 @@ PARTS: dict[str, frozenset[str]] = {
             "firmware_sim",
             "cloud.influx",
             "cloud.storage_schema",
+            "cloud.registry_watch",
             "cloud.ingest",
             "cloud.api",
             *INGEST_MATH,
