@@ -13,15 +13,22 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from contract.errors import ConfigError, ConfigFileError
 from contract.payload import MAX_READINGS_PER_BATCH
 from contract.secrets import (
+    FILE_SUFFIX,
     describe_settings_error,
     redact_url,
     refuse_url_credentials,
     require_secret,
+    secret_file_values,
 )
 from contract.topics import ID_PATTERN, is_valid_id
 from contract.yamlfile import read_yaml
@@ -34,6 +41,19 @@ class EdgeSettings(BaseSettings):
     """Everything one gateway agent needs; validated when constructed."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets may come from files: ``PANTAU_<NAME>_FILE`` (contract/secrets.py)."""
+        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
+        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
     mode: Literal["production", "development"] = "development"
     gateway_id: str = Field(pattern=f"^{ID_PATTERN}$")
@@ -196,6 +216,8 @@ def load_settings(config_file: Path | None = None) -> EdgeSettings:
         key: value
         for key, value in file_values.items()
         if f"{ENV_PREFIX}{key.upper()}" not in env_names
+        # A secret named by PANTAU_<NAME>_FILE overrides the config file like its variable.
+        and f"{ENV_PREFIX}{key.upper()}{FILE_SUFFIX}" not in env_names
     }
     source = f"environment and {config_file}" if config_file is not None else "environment"
     try:

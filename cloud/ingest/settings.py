@@ -7,7 +7,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
@@ -16,6 +21,7 @@ from contract.secrets import (
     redact_url,
     refuse_url_credentials,
     require_secret,
+    secret_file_values,
 )
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
@@ -30,6 +36,19 @@ class IngestSettings(BaseSettings):
     start-up error."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets may come from files: ``PANTAU_<NAME>_FILE`` (contract/secrets.py)."""
+        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
+        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
     mode: Literal["production", "development"] = "development"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
