@@ -67,7 +67,7 @@ from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, d
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.schema import apply_schema
+from cloud.ingest.schema import ensure_storage
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
@@ -277,8 +277,7 @@ class Ingester:
         attempt = 0
         while not self._stop.is_set():
             try:
-                influx.ensure_database()
-                for statement in apply_schema(influx, self.settings.storage_schema):
+                for statement in ensure_storage(influx, self.settings.storage_schema):
                     log.info("storage schema: %s", statement)
                 loaded = bootstrap_state(influx, self.index, self._require_state())
             except StorageError as exc:
