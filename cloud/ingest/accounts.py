@@ -63,9 +63,17 @@ class InitDbSettings(IngestSettings):
     influx_reader_password: SecretStr | None = None
 
     @model_validator(mode="after")
-    def _accounts_pass_the_policy(self) -> Self:
-        """The new accounts' passwords follow the one secret policy in production."""
+    def _refuse_unsafe(self) -> Self:
+        """Replaces the ingester's check (same name): init-db speaks only to InfluxDB, so it
+        needs no MQTT password; in production its admin and the new accounts' passwords
+        follow the one secret policy."""
         if self.mode == "production":
+            if self.influx_token is None:
+                require_secret(
+                    self.influx_password,
+                    setting="PANTAU_INFLUX_PASSWORD",
+                    identities=(self.influx_username,),
+                )
             for user, password, setting in (
                 (self.influx_writer_username, self.influx_writer_password, "WRITER"),
                 (self.influx_reader_username, self.influx_reader_password, "READER"),

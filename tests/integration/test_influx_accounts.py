@@ -38,7 +38,6 @@ def init_db(db: InfluxDB, tmp_path: Path, **env: str) -> subprocess.CompletedPro
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
     clean |= {
         "PANTAU_MODE": "production",
-        "PANTAU_MQTT_PASSWORD": "an-ingest-mqtt-password-0123",
         "PANTAU_INFLUX_URL": db.url,
         "PANTAU_INFLUX_USERNAME": "pantau-admin",
         "PANTAU_INFLUX_PASSWORD_FILE": str(secrets / "admin"),

@@ -69,3 +69,18 @@ def test_every_deployables_settings_read_secret_files(
     assert init.influx_writer_password.get_secret_value() == "writer-secret-0123456789"
     assert edge.mqtt_password is not None
     assert edge.mqtt_password.get_secret_value() == "mqtt-secret-0123456789"
+
+
+@pytest.mark.usefixtures("no_pantau_env")
+def test_init_db_needs_no_mqtt_password_but_refuses_weak_influx_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PANTAU_MODE", "production")
+    monkeypatch.setenv("PANTAU_INFLUX_USERNAME", "pantau-admin")
+    monkeypatch.setenv("PANTAU_INFLUX_PASSWORD", "admin-secret-0123456789")
+    monkeypatch.setenv("PANTAU_INFLUX_WRITER_PASSWORD", "writer-secret-0123456789")
+    monkeypatch.setenv("PANTAU_INFLUX_READER_PASSWORD", "changeme")
+    with pytest.raises(ValueError, match="PANTAU_INFLUX_READER_PASSWORD is a well-known"):
+        InitDbSettings()
+    monkeypatch.setenv("PANTAU_INFLUX_READER_PASSWORD", "reader-secret-0123456789")
+    assert [a.name for a in InitDbSettings().accounts] == ["pantau-writer", "pantau-reader"]
