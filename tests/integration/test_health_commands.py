@@ -3,18 +3,14 @@ health``): no settings, no secrets, exit 0 only when the part is really ready.""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from city import Registry
-from pantau.deploy import write_secrets
-from pantau.paths import COMPOSE_FILE
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.api_access_support import running_api
 from tests.ingest_support import (
@@ -77,29 +73,3 @@ def test_api_health_is_ready_while_the_api_reaches_influxdb(
     assert (ready.returncode, ready.stdout) == (0, "ready\n")
     assert unreachable.returncode == 1
     assert unreachable.stderr == f"not ready: http://127.0.0.1:{port}/healthz answered 503\n"
-
-
-def test_the_compose_broker_healthcheck_passes_with_the_options_file_and_only_with_it(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    """docker-compose.yml's own healthcheck argv, against the real broker and policy: the
-    password reaches mosquitto_sub from the secret `pantau deploy secrets` wrote, not argv."""
-    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    argv = compose["services"]["mosquitto"]["healthcheck"]["test"][1:]
-    argv = [w.replace("$$", "$") for w in argv]  # compose's escape for a literal $
-    argv[argv.index("-p") + 1] = str(mosquitto.port)
-    health = mosquitto.users["pantau-health"]
-    write_secrets(tmp_path / "secrets", io.StringIO(f"pantau-health pantau-health {health}\n"))
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "secrets")}
-    ok = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
-    without = subprocess.run(
-        argv,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "none")},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert (ok.returncode, ok.stderr) == (0, "")
-    assert health not in " ".join(argv)
-    assert without.returncode == 5  # CONNACK "not authorised"
