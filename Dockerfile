@@ -1,6 +1,7 @@
 # One image for every Python deployable; the command picks the part:
 #   pantau edge run | pantau ingest run | pantau api run | pantau fwsim run ...
-FROM python:3.11-slim
+# A pinned base: a rebuild gets the same interpreter and Debian release.
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -14,22 +14,31 @@ The policy (``PANTAU_MODE=production`` only; development keeps its convenient de
 - every comparison is on the *normalised* secret (:func:`normalise`: case folded, all
   whitespace removed), so ``Changeme``, ``changeme `` and ``change me`` are one default;
 - refusals name the setting and the rule, never the value.
+
+Secrets reach a process in one of two ways, and only these: the variable itself
+(``PANTAU_INFLUX_PASSWORD``), or the same name with ``_FILE`` naming a file that holds it
+(``PANTAU_INFLUX_PASSWORD_FILE=/run/secrets/influx_password``, what compose ``secrets:``
+mount). :func:`secret_file_values` reads the second for a settings class; a process given
+both is refused (which one wins would be a guess).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from contract.errors import ConfigError
 
 __all__ = [
     "DEV_INGEST_MQTT_PASSWORD",
     "ECHO_MAX_CHARS",
+    "FILE_SUFFIX",
     "MIN_SECRET_LENGTH",
     "WELL_KNOWN_SECRETS",
     "SecretProblem",
@@ -39,6 +48,7 @@ __all__ = [
     "redact_url",
     "refuse_url_credentials",
     "require_secret",
+    "secret_file_values",
     "secret_problem",
     "settings_or_config_error",
 ]
@@ -216,3 +226,39 @@ def settings_or_config_error(
         return factory()
     except ValueError as exc:  # pydantic's ValidationError, pydantic-settings' SettingsError
         raise ConfigError(describe_settings_error(exc, what=what, source=source)) from None
+
+
+#: Suffix of the variable that names a file holding a secret setting.
+FILE_SUFFIX = "_FILE"
+
+
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+def secret_file_values(
+    model: type[BaseModel], *, prefix: str = "PANTAU_", environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Field name -> secret read from the file that ``<PREFIX><FIELD>_FILE`` names, for every
+    :class:`~pydantic.SecretStr` field of ``model`` whose ``_FILE`` variable is set. One
+    trailing line end is dropped (editors add one). Raises ``ValueError`` naming the variable
+    (never the content) when the file cannot be read, or when the plain variable is set too."""
+    env = os.environ if environ is None else environ
+    upper = {k.upper(): v for k, v in env.items()}
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        if not _is_secret(info.annotation):
+            continue
+        plain = f"{prefix}{name}".upper()
+        path = upper.get(plain + FILE_SUFFIX)
+        if path is None:
+            continue
+        if plain in upper:
+            raise ValueError(f"set {plain} or {plain}{FILE_SUFFIX}, not both")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{plain}{FILE_SUFFIX}: cannot read {path!r}: {reason}") from None
+        out[name] = text.removesuffix("\n").removesuffix("\r")
+    return out

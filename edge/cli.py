@@ -32,7 +32,9 @@ ConfigOption = Annotated[
 @app.command()
 def run(
     config: ConfigOption = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(envvar="PANTAU_LOG_LEVEL", help="DEBUG, INFO, WARNING...")
+    ] = "INFO",
 ) -> None:
     """Read the serial ports and publish batches until SIGTERM/SIGINT (then exit 0)."""
     logging.basicConfig(

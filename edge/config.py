@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -23,7 +24,7 @@ from contract.errors import ConfigError, ConfigFileError
 from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
 from contract.payload import MAX_READINGS_PER_BATCH
-from contract.secrets import describe_settings_error, require_secret
+from contract.secrets import describe_settings_error, require_secret, secret_file_values
 from contract.topics import ID_PATTERN, is_valid_id
 from contract.yamlfile import read_yaml
 from edge.spool import FullPolicy, SpoolLimits
@@ -47,11 +48,14 @@ class EdgeSettings(MqttTlsSettings, BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The environment wins over the YAML file (``yaml_file``, set by
+        """The environment wins over secrets named by ``PANTAU_<NAME>_FILE``
+        (contract/secrets.py), which win over the YAML file (``yaml_file``, set by
         :func:`load_settings`), which wins over the defaults."""
+        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
         return (
             init_settings,
             env_settings,
+            files,
             dotenv_settings,
             StrictYamlSource(settings_cls),
             file_secret_settings,

@@ -16,6 +16,7 @@ from edge.cli import app as edge_app
 from firmware_sim.cli import app as fwsim_app
 from pantau.admin import broker_app, city_app
 from pantau.demo import demo
+from pantau.deploy import app as deploy_app
 from pantau.gateway_cli import gateway_app
 from pantau.grafana_push import app as grafana_app
 
@@ -53,6 +54,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(city_app, name="city")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(grafana_app, name="grafana")
+app.add_typer(deploy_app, name="deploy")
 app.command()(demo)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -323,9 +323,12 @@ class Mosquitto(_Managed):
 
 @dataclass(kw_only=True)
 class InfluxDB(_Managed):
-    """An InfluxDB 1.x server speaking /write and /query (InfluxQL)."""
+    """An InfluxDB 1.x server speaking /write and /query (InfluxQL). With ``auth`` it starts
+    as production runs it: authentication on and no account yet (``pantau ingest init-db``
+    creates them)."""
 
     rpc_port: int = 0
+    auth: bool = False
 
     @property
     def url(self) -> str:
@@ -354,6 +357,7 @@ class InfluxDB(_Managed):
             "  query-log-enabled = false\n"
             f'[http]\n  enabled = true\n  bind-address = "{self.host}:{self.port}"\n'
             "  log-enabled = false\n"
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n"
             "[monitor]\n  store-enabled = false\n"
             "[continuous_queries]\n  log-enabled = false\n"
         )

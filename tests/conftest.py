@@ -46,6 +46,14 @@ def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
         yield server
 
 
+@pytest.fixture
+def influxdb_auth(tmp_path: Path) -> Iterator[InfluxDB]:
+    """A running InfluxDB 1.x with authentication on and no account yet, as production
+    starts it (``pantau ingest init-db`` makes the accounts, docs/adr/0020)."""
+    with InfluxDB(workdir=tmp_path / "influxdb-auth", auth=True) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def city() -> Registry:
     """The demo city registry (Kota Semarang)."""

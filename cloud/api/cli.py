@@ -10,6 +10,7 @@ from collections.abc import Generator
 from types import FrameType
 from typing import Annotated
 
+import httpx
 import typer
 import uvicorn
 
@@ -59,7 +60,9 @@ def run(
     port: Annotated[
         int | None, typer.Option(help="port (default: PANTAU_API_PORT)", min=0, max=65535)
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="PANTAU_LOG_LEVEL", help="debug, info, warning, error")
+    ] = "info",
 ) -> None:
     """Serve the API (settings from PANTAU_* environment variables; docs at /docs).
     SIGTERM or Ctrl-C finishes open requests and exits 0. Bad settings or a bad city file:
@@ -93,3 +96,23 @@ def run(
     if not server.started:
         # Start-up failed (port in use...): uvicorn has logged why.
         raise typer.Exit(1)
+
+
+@app.command()
+def health(
+    port: Annotated[
+        int, typer.Option(envvar="PANTAU_API_PORT", help="the API's port on this host")
+    ] = 8000,
+) -> None:
+    """Exit 0 when the API on this host answers /healthz with 200 (it reaches InfluxDB);
+    otherwise say why and exit 1. Needs no settings or secrets: compose's healthcheck."""
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        resp = httpx.get(url, timeout=3.0)
+    except httpx.HTTPError as exc:
+        typer.echo(f"not ready: no answer at {url} ({type(exc).__name__})", err=True)
+        raise typer.Exit(1) from None
+    if resp.status_code != 200:
+        typer.echo(f"not ready: {url} answered {resp.status_code}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ready")

@@ -14,7 +14,7 @@ import numpy as np
 
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import NO_TIME, ReadingHistory, SensorState
-from cloud.ingest.schema import apply_schema
+from cloud.ingest.schema import ensure_storage
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
@@ -76,8 +76,7 @@ def prepare_storage(
     attempt = 0
     while not stop.is_set():
         try:
-            influx.ensure_database()
-            for statement in apply_schema(influx, settings.storage_schema):
+            for statement in ensure_storage(influx, settings.storage_schema):
                 log.info("storage schema: %s", statement)
             loaded = bootstrap_state(influx, index, state)
         except StorageError as exc:

@@ -11,22 +11,23 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import SecretStr
 
 from city import load_registry
-from cloud.ingest.bootstrap import influx_of
+from cloud.ingest.accounts import InitDbSettings, init_database
 from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.readiness import readiness_problem
 from cloud.ingest.replay import Broker, ReplayError, Selection, publish_all, select
-from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.writer import quiet_routine_requests
 from contract import ConfigError, RejectReason, StorageError
 from contract.secrets import DEV_REPLAY_MQTT_PASSWORD, settings_or_config_error
 
+_S = TypeVar("_S", bound=IngestSettings)
 KNOWN_REASONS = tuple(r.value for r in RejectReason)
 
 app = typer.Typer(no_args_is_help=True, help="The ingester: MQTT -> InfluxDB.")
@@ -34,9 +35,14 @@ log = logging.getLogger("cloud.ingest")
 
 
 def _settings() -> IngestSettings:
+    """The ingester's settings from PANTAU_*."""
+    return _load(IngestSettings)
+
+
+def _load(kind: type[_S]) -> _S:
     """Settings from PANTAU_*; bad ones are one line on stderr and exit status 2."""
     try:
-        return settings_or_config_error(IngestSettings, what="ingest settings")
+        return settings_or_config_error(kind, what="ingest settings")
     except ConfigError as exc:
         typer.echo(f"pantau ingest: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -44,7 +50,9 @@ def _settings() -> IngestSettings:
 
 @app.command()
 def run(
-    log_level: Annotated[str, typer.Option(help="Python logging level")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(envvar="PANTAU_LOG_LEVEL", help="Python logging level")
+    ] = "INFO",
 ) -> None:
     """Run the ingester with settings from PANTAU_* environment variables (see README). Bad
     settings or a bad city file: one line on stderr, exit 2."""
@@ -73,6 +81,9 @@ def run(
     signal.signal(signal.SIGHUP, lambda signum, frame: ingester.registry_watch.request())
     try:
         ingester.run()
+    except ConfigError as exc:  # e.g. the database was never set up by init-db
+        typer.echo(f"pantau ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
     except Exception:  # the process's outermost loop: log with traceback, exit non-zero
         log.exception("ingester failed")
         raise typer.Exit(1) from None
@@ -95,18 +106,34 @@ def _exit_at(deadline: float) -> None:
 @app.command("init-db")
 def init_db() -> None:
     """Create the database, its retention policies and downsampling continuous queries
-    (docs/schema.md) from PANTAU_* settings; idempotent. ``run`` does the same at start."""
-    settings = _settings()
+    (docs/schema.md) and, given PANTAU_INFLUX_WRITER_PASSWORD / _READER_PASSWORD, the
+    least-privilege accounts (docs/adr/0020), as the admin account PANTAU_INFLUX_USERNAME;
+    idempotent, and re-run to rotate a password. ``run`` only checks what this creates."""
+    settings = _load(InitDbSettings)
     try:
-        with influx_of(settings) as influx:
-            influx.ensure_database()
-            ran = apply_schema(influx, settings.storage_schema)
+        ran = init_database(settings)
     except StorageError as exc:
         typer.echo(f"InfluxDB: {exc}", err=True)
         raise typer.Exit(1) from None
     for statement in ran:
         typer.echo(statement)
     typer.echo(f"{settings.influx_db}: {len(ran)} statement(s) applied", err=True)
+
+
+@app.command()
+def health(
+    port: Annotated[
+        int, typer.Option(envvar="PANTAU_METRICS_PORT", help="the ingester's metrics port")
+    ],
+) -> None:
+    """Exit 0 when the ingester on this host is ready: connected with every subscription
+    granted and its InfluxDB writes not failing (its /metrics). Otherwise say why, exit 1.
+    Needs no settings or secrets: compose runs it as the healthcheck."""
+    problem = readiness_problem(f"http://127.0.0.1:{port}/metrics")
+    if problem is not None:
+        typer.echo(f"not ready: {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ready")
 
 
 def _store_of(directory: Path | None) -> DeadLetterStore:

@@ -1,9 +1,12 @@
 """The storage schema the ingester owns: retention policies, downsampling continuous queries and
 the series budget. docs/schema.md explains each; this module is what makes it true.
 
-:func:`apply_schema` runs at every ingester start (and in ``pantau ingest init-db``) and is
-idempotent: it creates what is missing, alters what differs and leaves the rest. Statements go
-through ``cloud.influx`` (the only module that speaks to InfluxDB).
+:func:`apply_schema` runs in ``pantau ingest init-db`` (as InfluxDB's admin) and is
+idempotent: it creates what is missing, alters what differs and leaves the rest. The ingester
+runs :func:`ensure_storage` at start: with an account that may not change the schema (the
+least-privilege writer, docs/adr/0020) it only checks, and refuses to start in one sentence
+when ``init-db`` was not run. Statements go through ``cloud.influx`` (the only module that
+speaks to InfluxDB).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from dataclasses import dataclass
 from city import Registry, SiteKind
 from cloud.influx import InfluxHTTP, ident
 from cloud.storage_schema import DOWNSAMPLED_RP, RAW_RP, Measurement
-from contract import SensorKind
+from contract import ConfigError, SensorKind, StorageError
+
+#: What InfluxDB answers an account that may not do what it asked: 401 bad credentials, 403 a
+#: statement beyond its privileges (or no admin account yet).
+_REFUSED = frozenset({401, 403})
 
 #: Our continuous queries are named ``pantau_<measurement>_<every>_<digest>``; anything else
 #: with that prefix that is not wanted any more is dropped.
@@ -179,8 +186,47 @@ class StorageSchema:
 
 def apply_schema(influx: InfluxHTTP, schema: StorageSchema) -> list[str]:
     """Make the database's retention policies and continuous queries match ``schema``;
-    returns the statements it ran (none when everything already matched, apart from the
-    ALTERs that re-assert policy settings). The database must exist."""
+    returns the statements it ran (none when everything already matched). The database must
+    exist."""
+    ran = plan_schema(influx, schema)
+    influx.execute(ran)
+    return ran
+
+
+def ensure_storage(influx: InfluxHTTP, schema: StorageSchema) -> list[str]:
+    """The ingester's start-up step: the database and ``schema`` are in place afterwards, or
+    :class:`ConfigError` says in one sentence why not. What is missing is created only when
+    the account may (development's open server, an admin); the least-privilege writer
+    (docs/adr/0020) finds everything made by ``pantau ingest init-db`` and changes nothing.
+    Returns the statements it ran. Unreachable-server errors propagate (retryable)."""
+    try:
+        ran = create_database(influx, schema.database)
+        planned = plan_schema(influx, schema)
+        influx.execute(planned)
+    except StorageError as exc:
+        if exc.status not in _REFUSED:
+            raise
+        what = "refused the credentials" if exc.status == 401 else "refused a statement"
+        raise ConfigError(
+            f"InfluxDB {what} while checking database {schema.database!r} and its retention"
+            f" policies ({exc}): run `pantau ingest init-db` as the admin account once, and"
+            " give the ingester the writer account it creates (docs/operations.md)"
+        ) from None
+    return ran + planned
+
+
+def create_database(influx: InfluxHTTP, database: str) -> list[str]:
+    """Create ``database`` unless it exists (asking first: a non-admin may not even run an
+    idempotent ``CREATE DATABASE``); returns the statement run, if any."""
+    names = {str(row[0]) for s in influx.query("SHOW DATABASES") for row in s.values}
+    ran = [] if database in names else [f"CREATE DATABASE {ident(database)}"]
+    influx.execute(ran)
+    return ran
+
+
+def plan_schema(influx: InfluxHTTP, schema: StorageSchema) -> list[str]:
+    """The statements that would make the database match ``schema`` (none when it does);
+    only reads (``SHOW``), so any account with READ on the database may ask."""
     db = schema.database
     ran: list[str] = []
     existing = {
@@ -206,7 +252,6 @@ def apply_schema(influx: InfluxHTTP, schema: StorageSchema) -> list[str]:
         if name.startswith(CQ_PREFIX) and name not in wanted
     ]
     ran += [cq.statement() for name, cq in wanted.items() if name not in cqs]
-    influx.execute(ran)
     return ran
 
 

@@ -6,13 +6,22 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
 from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
-from contract.secrets import DEV_INGEST_MQTT_PASSWORD, require_secret
+from contract.secrets import (
+    DEV_INGEST_MQTT_PASSWORD,
+    require_secret,
+    secret_file_values,
+)
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
 _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
@@ -27,6 +36,19 @@ class IngestSettings(MqttTlsSettings, BaseSettings):
     :class:`MqttTlsSettings` and serve ``pantau ingest replay`` too."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets may come from files: ``PANTAU_<NAME>_FILE`` (contract/secrets.py)."""
+        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
+        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
     mode: Literal["production", "development"] = "development"
     mqtt_url: MqttUrl = BrokerUrl.parse("mqtt://127.0.0.1:1883")

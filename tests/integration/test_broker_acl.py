@@ -8,14 +8,17 @@ in order) must have routed the refused one first if it routed it at all."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from contract.payload import MAX_PAYLOAD_BYTES
+from pantau.deploy import write_secrets
 from pantau.paths import COMPOSE_FILE
 from pantau.services import Mosquitto
 from tests.broker_support import NOT_AUTHORIZED, Peer
@@ -253,18 +256,24 @@ def test_a_new_password_for_a_known_device_replaces_the_old_one_at_once(
 
 
 def test_the_compose_healthcheck_passes_on_the_real_policy_and_fails_on_a_bad_password(
-    broker: Mosquitto,
+    broker: Mosquitto, tmp_path: Path
 ) -> None:
     """The broker container's healthcheck, exactly as docker-compose.yml writes it (only the
-    port differs), logs in with its own account and reads one $SYS topic."""
+    port differs), logs in with its own account and reads one $SYS topic; its password comes
+    from the options file `pantau deploy secrets` writes, never from its command line."""
     compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    kind, command = compose["services"]["mosquitto"]["healthcheck"]["test"]
-    assert kind == "CMD-SHELL"
-    command = command.replace("$$", "$").replace("-p 1883", f"-p {broker.port}")
+    kind, *argv = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD"
+    argv = [w.replace("$$", "$") for w in argv]  # compose's escape for a literal $
+    argv[argv.index("-p") + 1] = str(broker.port)
+    assert compose["services"]["mosquitto"]["environment"] == {"XDG_CONFIG_HOME": "/run/secrets"}
 
     def check(password: str) -> int:
-        env = {**os.environ, "HEALTHCHECK_PASSWORD": password}
-        return subprocess.run(["sh", "-c", command], env=env, timeout=20, check=False).returncode
+        secrets = tmp_path / password
+        write_secrets(secrets, io.StringIO(f"pantau-health pantau-health {password}\n"))
+        env = {**os.environ, "XDG_CONFIG_HOME": str(secrets)}
+        return subprocess.run(argv, env=env, timeout=20, check=False).returncode
 
     assert check(broker.users["pantau-health"]) == 0
-    assert check("wrong") != 0
+    assert check("wrong") == 5  # CONNACK "not authorised"
+    assert broker.users["pantau-health"] not in " ".join(argv)
