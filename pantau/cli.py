@@ -15,8 +15,11 @@ from contract.secrets import describe_settings_error
 from edge.cli import app as edge_app
 from firmware_sim.cli import app as fwsim_app
 from pantau.admin import broker_app, city_app
+from pantau.backup import backup
 from pantau.demo import demo
 from pantau.grafana_push import app as grafana_app
+from pantau.migrate import migrate
+from pantau.restore import restore
 
 
 class _Pantau(typer.Typer):
@@ -52,6 +55,9 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(city_app, name="city")
 app.add_typer(grafana_app, name="grafana")
 app.command()(demo)
+app.command()(migrate)
+app.command()(backup)
+app.command()(restore)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -67,6 +67,7 @@ from cloud.ingest.decode import BatchDedup, DecodedWindow, Message, Rejection, d
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.migrations import migrate_dead_letters, migrate_influx
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
@@ -236,6 +237,8 @@ class Ingester:
         self.index = CityIndex.from_registry(registry)
         self.builder = PointBuilder(index=self.index)
         self.state = SensorState(n_sensors=self.index.n_sensors)
+        # Versioned migrations (cloud/ingest/migrations): the store's layout before it is opened.
+        log.info("%s", migrate_dead_letters(s.dead_letter_dir, s.dead_letter_max_bytes).describe())
         self.dead = DeadLetterStore(directory=s.dead_letter_dir, max_bytes=s.dead_letter_max_bytes)
         # Rotation's count survives restarts: the metric starts from it.
         self.metrics.dead_letters_rotated.inc(self.dead.open().records)
@@ -280,6 +283,7 @@ class Ingester:
                 influx.ensure_database()
                 for statement in apply_schema(influx, self.settings.storage_schema):
                     log.info("storage schema: %s", statement)
+                log.info("%s", migrate_influx(influx).describe())
                 loaded = bootstrap_state(influx, self.index, self._require_state())
             except StorageError as exc:
                 if not exc.retryable:
