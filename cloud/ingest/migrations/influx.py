@@ -15,11 +15,8 @@ Versions:
 
 from __future__ import annotations
 
-import httpx
-
 from cloud.influx import InfluxHTTP, format_line, ident, series_key
 from cloud.ingest.migrations.base import Applied, MigrationError, Step, run_steps
-from contract.errors import StorageError
 
 META_RP = "pantau_meta"
 MARKER = "schema_version"
@@ -64,19 +61,9 @@ def influx_version(influx: InfluxHTTP) -> int:
 
 def _stamp(influx: InfluxHTTP, version: int) -> None:
     _ensure_meta_rp(influx)
-    line = format_line(series_key(MARKER, {}), {"version": version}, 0)
-    # InfluxHTTP.write has no retention-policy parameter (every point of the data goes to the
-    # default one); the marker is the one exception, so it posts on the client's session.
-    try:
-        resp = influx.client.post(
-            "/write",
-            params={"db": influx.database, "rp": META_RP, "precision": "ms"},
-            content=line.encode("utf-8"),
-        )
-    except httpx.TransportError as exc:
-        raise StorageError(f"InfluxDB unreachable: {exc}", retryable=True) from exc
-    if resp.status_code != 204:
-        raise MigrationError(STORE, f"writing the version marker: HTTP {resp.status_code}")
+    influx.write_to_policy(
+        [format_line(series_key(MARKER, {}), {"version": version}, 0)], rp=META_RP
+    )
 
 
 def migrate_influx(influx: InfluxHTTP) -> Applied:
