@@ -19,6 +19,7 @@ from pantau.backup import backup
 from pantau.demo import demo
 from pantau.grafana_push import app as grafana_app
 from pantau.migrate import migrate
+from pantau.migrate_broker import migrate_broker
 from pantau.restore import restore
 
 
@@ -56,6 +57,7 @@ app.add_typer(city_app, name="city")
 app.add_typer(grafana_app, name="grafana")
 app.command()(demo)
 app.command()(migrate)
+app.command("migrate-broker")(migrate_broker)
 app.command()(backup)
 app.command()(restore)
 
