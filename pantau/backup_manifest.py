@@ -114,11 +114,8 @@ def verify(root: Path, manifest: Manifest) -> list[str]:
     """Problems of the files extracted into ``root`` against ``manifest``: missing, changed
     (size or SHA-256), or not listed. Empty when the archive is whole."""
     listed = {f.path: f for p in manifest.parts for f in p.files}
-    present = {
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.name != MANIFEST_NAME
-    }
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    present.discard(MANIFEST_NAME)
     problems = [f"{name}: not listed in the manifest" for name in sorted(present - set(listed))]
     for name, entry in sorted(listed.items()):
         path = root / name
