@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from city import load_registry
 from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.migrations import migrate_influx
 from cloud.ingest.replay import Broker, ReplayError, Selection, publish_all, select
 from cloud.ingest.schema import apply_schema
 from cloud.ingest.service import Ingester, influx_of
@@ -92,18 +93,21 @@ def _exit_at(deadline: float) -> None:
 @app.command("init-db")
 def init_db() -> None:
     """Create the database, its retention policies and downsampling continuous queries
-    (docs/schema.md) from PANTAU_* settings; idempotent. ``run`` does the same at start."""
+    (docs/schema.md), and migrate it to this release's version (cloud/ingest/migrations),
+    from PANTAU_* settings; idempotent. ``run`` does the same at start."""
     settings = _settings()
     try:
         with influx_of(settings) as influx:
             influx.ensure_database()
             ran = apply_schema(influx, settings.storage_schema)
+            migrated = migrate_influx(influx).describe()
     except StorageError as exc:
         typer.echo(f"InfluxDB: {exc}", err=True)
         raise typer.Exit(1) from None
     for statement in ran:
         typer.echo(statement)
     typer.echo(f"{settings.influx_db}: {len(ran)} statement(s) applied", err=True)
+    typer.echo(migrated, err=True)
 
 
 def _store_of(directory: Path | None) -> DeadLetterStore:
