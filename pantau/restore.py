@@ -149,7 +149,7 @@ def restore_archive(
             done.append(f"InfluxDB: database {db} restored into {settings.influx_rpc}")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for place in placements:
-            if occupied(place.dest) or place.dest.is_file():
+            if occupied(place.dest):
                 aside = place.dest.with_name(f"{place.dest.name}.before-restore-{stamp}")
                 place.dest.replace(aside)
                 done.append(f"{place.part}: moved the existing {place.dest} to {aside}")
