@@ -283,10 +283,18 @@ class InfluxHTTP:
         connection failures and :data:`RETRYABLE_STATUSES` can (with ``retry_after_s`` when
         the server said how long to wait); 400 (bad or conflicting data) and the rest cannot."""
         body = lines if isinstance(lines, bytes) else "\n".join(lines).encode("utf-8")
+        self._write(body, {"db": self.database, "precision": precision})
+
+    def write_to_policy(self, lines: Iterable[str], *, rp: str) -> None:
+        """As :meth:`write` (ms precision), into retention policy ``rp`` instead of the
+        default one: for bookkeeping that must outlive the data's retention (a version
+        marker, cloud/ingest/migrations)."""
+        body = "\n".join(lines).encode("utf-8")
+        self._write(body, {"db": self.database, "precision": "ms", "rp": rp})
+
+    def _write(self, body: bytes, params: dict[str, str]) -> None:
         try:
-            resp = self.client.post(
-                "/write", params={"db": self.database, "precision": precision}, content=body
-            )
+            resp = self.client.post("/write", params=params, content=body)
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
         if resp.status_code == 204:

@@ -15,10 +15,14 @@ from contract.secrets import describe_settings_error
 from edge.cli import app as edge_app
 from firmware_sim.cli import app as fwsim_app
 from pantau.admin import broker_app, city_app
+from pantau.backup import backup
 from pantau.demo import demo
 from pantau.deploy import app as deploy_app
 from pantau.gateway_cli import gateway_app
 from pantau.grafana_push import app as grafana_app
+from pantau.migrate import migrate
+from pantau.migrate_broker import migrate_broker
+from pantau.restore import restore
 
 
 class _Pantau(typer.Typer):
@@ -56,6 +60,10 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(grafana_app, name="grafana")
 app.add_typer(deploy_app, name="deploy")
 app.command()(demo)
+app.command()(migrate)
+app.command("migrate-broker")(migrate_broker)
+app.command()(backup)
+app.command()(restore)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -25,6 +25,7 @@ from typing import Self
 from pydantic import SecretStr, model_validator
 
 from cloud.influx import InfluxHTTP, QueryError, ident, literal
+from cloud.ingest.migrations import migrate_influx
 from cloud.ingest.schema import apply_schema, create_database
 from cloud.ingest.settings import IngestSettings
 from contract import StorageError
@@ -151,10 +152,11 @@ def ensure_accounts(
     return ran
 
 
-def init_database(settings: InitDbSettings) -> list[str]:
+def init_database(settings: InitDbSettings) -> tuple[list[str], str]:
     """What ``pantau ingest init-db`` does: with accounts to make, first the admin (the
     process's own InfluxDB account), then the database, its retention policies and continuous
-    queries, then the accounts. Returns the statements run, passwords redacted. Raises
+    queries and its migrations, then the accounts. Returns the statements run (passwords
+    redacted) and what the migrations did, in words. Raises
     :class:`StorageError` (InfluxDB unreachable or refusing)."""
     accounts = settings.accounts
     influx = InfluxHTTP(
@@ -178,5 +180,6 @@ def init_database(settings: InitDbSettings) -> list[str]:
         # Not listed: init-db has always reported only the schema and account statements.
         create_database(influx, settings.influx_db)
         ran += apply_schema(influx, settings.storage_schema)
+        migrated = migrate_influx(influx).describe()
         ran += ensure_accounts(influx, database=settings.influx_db, accounts=accounts)
-    return ran
+    return ran, migrated

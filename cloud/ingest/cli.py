@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from city import load_registry
 from cloud.ingest.accounts import InitDbSettings, init_database
 from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.migrations import MigrationError
 from cloud.ingest.readiness import readiness_problem
 from cloud.ingest.replay import Broker, ReplayError, Selection, publish_all, select
 from cloud.ingest.service import Ingester
@@ -81,7 +82,7 @@ def run(
     signal.signal(signal.SIGHUP, lambda signum, frame: ingester.registry_watch.request())
     try:
         ingester.run()
-    except ConfigError as exc:  # e.g. the database was never set up by init-db
+    except (ConfigError, MigrationError) as exc:  # e.g. init-db never run; data too new
         typer.echo(f"pantau ingest: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception:  # the process's outermost loop: log with traceback, exit non-zero
@@ -106,18 +107,20 @@ def _exit_at(deadline: float) -> None:
 @app.command("init-db")
 def init_db() -> None:
     """Create the database, its retention policies and downsampling continuous queries
-    (docs/schema.md) and, given PANTAU_INFLUX_WRITER_PASSWORD / _READER_PASSWORD, the
-    least-privilege accounts (docs/adr/0020), as the admin account PANTAU_INFLUX_USERNAME;
-    idempotent, and re-run to rotate a password. ``run`` only checks what this creates."""
+    (docs/schema.md), migrates it to this release's version (cloud/ingest/migrations) and,
+    given PANTAU_INFLUX_WRITER_PASSWORD / _READER_PASSWORD, makes the least-privilege accounts
+    (docs/adr/0020), as the admin account PANTAU_INFLUX_USERNAME; idempotent, and re-run to
+    rotate a password. ``run`` only checks what this creates."""
     settings = _load(InitDbSettings)
     try:
-        ran = init_database(settings)
+        ran, migrated = init_database(settings)
     except StorageError as exc:
         typer.echo(f"InfluxDB: {exc}", err=True)
         raise typer.Exit(1) from None
     for statement in ran:
         typer.echo(statement)
     typer.echo(f"{settings.influx_db}: {len(ran)} statement(s) applied", err=True)
+    typer.echo(migrated, err=True)
 
 
 @app.command()

@@ -45,6 +45,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.migrations import migrate_dead_letters
 from cloud.ingest.peers import StatePeers
 from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.reload import follow_registry
@@ -144,6 +145,8 @@ class Ingester:
         registry = self._registry if self._registry is not None else load_registry(s.city_file)
         self.index = CityIndex.from_registry(registry)
         self.state = SensorState(n_sensors=self.index.n_sensors)
+        # Versioned migrations (cloud/ingest/migrations): the store's layout before it is opened.
+        log.info("%s", migrate_dead_letters(s.dead_letter_dir, s.dead_letter_max_bytes).describe())
         self.dead = dead = DeadLetterStore(
             directory=s.dead_letter_dir, max_bytes=s.dead_letter_max_bytes
         )

@@ -67,6 +67,14 @@ def test_init_db_creates_policies_and_queries_once_and_a_query_downsamples(
                 "replicaN": 1,
                 "default": False,
             },
+            # The version marker's own policy (cloud/ingest/migrations/influx.py): never expires.
+            {
+                "name": "pantau_meta",
+                "duration": "0s",
+                "shardGroupDuration": "168h0m0s",
+                "replicaN": 1,
+                "default": False,
+            },
         ]
         schema = StorageSchema(database="pantau")
         cqs = {r["name"] for s in influx.query("SHOW CONTINUOUS QUERIES") for r in s.rows()}
