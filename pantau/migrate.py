@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cloud.ingest.bootstrap import influx_of
 from cloud.ingest.migrations import (
     DEAD_LETTER_VERSION,
     INFLUX_VERSION,
@@ -20,7 +21,6 @@ from cloud.ingest.migrations import (
     migrate_dead_letters,
     migrate_influx,
 )
-from cloud.ingest.service import influx_of
 from cloud.ingest.settings import IngestSettings
 from contract.errors import StorageError
 from contract.secrets import settings_or_config_error
