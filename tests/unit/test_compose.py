@@ -5,7 +5,6 @@ images are pinned, and secrets are files, never environment values or command-li
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import json
 import re
 import subprocess
@@ -18,7 +17,6 @@ import typer.main
 import yaml
 from pydantic import SecretStr
 
-from city import load_registry
 from pantau.broker_identity import SERVICE_ACCOUNTS
 from pantau.cli import app as pantau_app
 from pantau.deploy import GENERATED, HEALTH_OPTIONS, MQTT_ACCOUNTS
@@ -374,38 +372,3 @@ def test_grafana_mounts_the_tested_provisioning_folders() -> None:
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
     home = SERVICES["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (GRAFANA_DIR / "dashboards" / Path(home).name).exists()
-
-
-def test_the_example_gateway_is_a_profile_production_leaves_out() -> None:
-    profiles = {name: svc.get("profiles") for name, svc in SERVICES.items()}
-    assert {n for n, p in profiles.items() if p} == {"fwsim", "edge"}
-    assert profiles["fwsim"] == profiles["edge"] == ["example"]
-
-
-def test_the_example_gateway_reads_the_simulators_sockets() -> None:
-    edge = SERVICES["edge"]["environment"]
-    ports = json.loads(edge["PANTAU_SERIAL_PORTS"])
-    assert ports == {"bus0": "socket://fwsim:7000", "bus1": "socket://fwsim:7001"}
-    assert SERVICES["fwsim"]["expose"] == ["7000", "7001"]
-    fwsim = SERVICES["fwsim"]["command"]
-    assert fwsim[fwsim.index("--transport") + 1] == "socket"
-    assert fwsim[fwsim.index("--gateway") + 1] == edge["PANTAU_GATEWAY_ID"] == "gw-kariadi"
-    # fwsim listens on every interface (the edge is another container) and gives out ports
-    # consecutively from --base-port in sorted port-label order: that is what the edge reads.
-    assert ipaddress.ip_address(fwsim[fwsim.index("--bind") + 1]).is_unspecified
-    base = int(fwsim[fwsim.index("--base-port") + 1])
-    expected = {label: f"socket://fwsim:{base + i}" for i, label in enumerate(sorted(ports))}
-    assert ports == expected
-    assert SERVICES["fwsim"]["expose"] == [str(base + i) for i in range(len(ports))]
-
-
-def test_the_example_gateway_is_in_the_city_it_runs_with() -> None:
-    edge = SERVICES["edge"]["environment"]
-    city_file = (
-        ROOT / "city" / "cities" / Path(SERVICES["ingest"]["environment"]["PANTAU_CITY_FILE"]).name
-    )
-    registry = load_registry(city_file)
-    assert registry.gateways[edge["PANTAU_GATEWAY_ID"]].site == edge["PANTAU_SITE_ID"]
-    ports = {s.port for s in registry.sensors.values() if s.gateway == edge["PANTAU_GATEWAY_ID"]}
-    assert ports == set(json.loads(edge["PANTAU_SERIAL_PORTS"]))
-    assert MQTT_ACCOUNTS[edge["PANTAU_GATEWAY_ID"]] == "mqtt_gw_kariadi_password"
