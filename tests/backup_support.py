@@ -13,8 +13,8 @@ from city import Registry
 from cloud.api import create_app
 from pantau.cli import app
 from pantau.services import InfluxDB, Mosquitto
+from tests.api_live_support import api_settings
 from tests.ingest_support import wait_for
-from tests.integration.test_api_state import api_settings
 
 
 def backup_env(

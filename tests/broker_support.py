@@ -18,6 +18,7 @@ from pantau.services import Mosquitto
 
 TIMEOUT = 10.0
 _ids = itertools.count()
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT v5 reason code 0x10: accepted, but nobody may receive it
 NOT_AUTHORIZED = 135  # MQTT v5 reason code 0x87
 
 

@@ -17,15 +17,11 @@ from contract import Channel, topics
 from pantau.services import InfluxDB, Mosquitto
 from tests.api_live_support import api_settings
 from tests.ingest_support import now_ms, publisher, wait_for
+from tests.payload_support import GW, status
 
 pytestmark = pytest.mark.integration
 
-GW = "gw-kariadi"
 TOPIC = topics.build("rs-kariadi", GW, Channel.STATUS)
-
-
-def status(state: str, ts: int, **extra: Any) -> bytes:
-    return orjson.dumps({"v": 1, "gw": GW, "state": state, "ts": ts, **extra})
 
 
 def retain(client: Any, payload: bytes) -> None:

@@ -28,7 +28,7 @@ from tests.ingest_support import (
     settings_for,
     wait_for,
 )
-from tests.integration.test_api_gateways import status
+from tests.payload_support import status
 
 pytestmark = pytest.mark.integration
 

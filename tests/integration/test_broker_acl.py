@@ -21,7 +21,7 @@ from contract.payload import MAX_PAYLOAD_BYTES
 from pantau.deploy import write_secrets
 from pantau.paths import COMPOSE_FILE
 from pantau.services import Mosquitto
-from tests.broker_support import NOT_AUTHORIZED, Peer
+from tests.broker_support import NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, Peer
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,6 @@ GW_A_READINGS = "pantau/v1/rs-a/gw-a/readings"
 GW_B_READINGS = "pantau/v1/rs-b/gw-b/readings"
 GW_A_CMD = "pantau/v1/rs-a/gw-a/cmd"
 GW_B_CMD = "pantau/v1/rs-b/gw-b/cmd"
-NO_MATCHING_SUBSCRIBERS = 16  # MQTT v5 reason code 0x10: accepted, but nobody may receive it
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from edge import EdgeAgent, EdgeSettings, load_settings
 from pantau.broker_cli import ADMIN_PASSWORD_ENV
 from pantau.gateway_cli import SECRET_ENV, gateway_app
 from pantau.services import Mosquitto
+from tests.broker_support import NOT_AUTHORIZED, Peer
 from tests.edge_support import GW, SITE, T0, Watcher, bed, running, wait_for
-from tests.integration.test_broker_acl import NOT_AUTHORIZED, Peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 

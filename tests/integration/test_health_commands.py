@@ -22,7 +22,7 @@ from tests.ingest_support import (
     settings_for,
     wait_for,
 )
-from tests.integration.test_ingest_pipeline import KARIADI, batch, bed
+from tests.payload_support import KARIADI, batch, bed
 
 pytestmark = pytest.mark.integration
 

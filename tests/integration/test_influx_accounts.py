@@ -86,7 +86,7 @@ def test_init_db_on_a_fresh_server_creates_exactly_the_three_accounts(
         assert values(admin, 'SHOW GRANTS FOR "pantau-reader"') == [["pantau", "READ"]]
         assert values(admin, "SHOW DATABASES") == [["pantau"]]
         policies = {row[0] for row in values(admin, 'SHOW RETENTION POLICIES ON "pantau"')}
-        assert policies == {"autogen", "downsampled"}
+        assert policies == {"autogen", "downsampled", "pantau_meta"}
     # What it printed names every account and no password.
     assert "CREATE USER \"pantau-writer\" WITH PASSWORD '***'" in done.stdout
     assert 'GRANT READ ON "pantau" TO "pantau-reader"' in done.stdout

@@ -20,27 +20,9 @@ from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, Mosquitto, free_port
 from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
+from tests.payload_support import KARIADI, batch, bed
 
 pytestmark = pytest.mark.integration
-
-KARIADI = "pantau/v1/rs-kariadi/gw-kariadi/readings"
-
-
-def bed(sensor: str, ts: int, cap: int, occ: int, **over: Any) -> dict[str, Any]:
-    few = occ < 3  # keep suspect + confirmed <= occupied unless a test breaks it on purpose
-    vals = {
-        "capacity": cap,
-        "occupied": occ,
-        "suspect": 0 if few else 1,
-        "confirmed": 0 if few else 2,
-        "waiting": 3,
-    }
-    vals.update(over)
-    return {"sensor": sensor, "kind": "bed", "ts": ts, "seq": 5, "values": vals}
-
-
-def batch(gw: str, *readings: dict[str, Any], seq: int = 1) -> dict[str, Any]:
-    return {"v": 1, "gw": gw, "seq": seq, "sent": now_ms(), "readings": list(readings)}
 
 
 def rows(influx: InfluxHTTP, q: str) -> list[dict[str, Any]]:

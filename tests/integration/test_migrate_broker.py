@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from contract import Channel, topics
 from pantau.cli import app
 from pantau.services import Mosquitto, require_binary
-from tests.integration.test_broker_acl import NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, Peer
+from tests.broker_support import NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, Peer
 
 pytestmark = pytest.mark.integration
 

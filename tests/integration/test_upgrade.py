@@ -16,9 +16,9 @@ from cloud.ingest.migrations import influx_version
 from cloud.ingest.migrations.deadletters import VERSION_FILE
 from cloud.ingest.migrations.influx import META_RP
 from pantau.services import InfluxDB, Mosquitto
+from tests.api_beds_support import NOW_MS, STATES, bed_lines, rollup_lines
 from tests.backup_support import api_numbers, pantau
 from tests.ingest_support import ingester_thread, now_ms, settings_for
-from tests.integration.test_api_beds import NOW_MS, STATES, bed_lines, rollup_lines
 from tests.upgrade_support import old_records, write_old_dead_letters
 
 pytestmark = pytest.mark.integration
