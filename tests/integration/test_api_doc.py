@@ -24,7 +24,7 @@ from cloud.influx import InfluxHTTP
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, free_port
 from tests.integration.test_api_beds import NOW_MS, STATES, bed_lines, rollup_lines
-from tests.integration.test_api_conditions import FRESH_MS, crowd, site_lines
+from tests.integration.test_api_conditions import FRESH_MS, gate, kiosk, raw_lines
 
 pytestmark = pytest.mark.integration
 
@@ -70,24 +70,22 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _write(db: InfluxDB, city: Registry) -> None:
-    queue = {
-        "waiting": 42,
-        "issued": 310,
-        "served": 268,
-        "counters_open": 9,
-        "kiosks": 1,
-        "wait_s": 840.0,
-        "oldest_ms": FRESH_MS,
-        "newest_ms": FRESH_MS,
-    }
+    """Beds and rollups, and raw crowd and queue readings: the docs' crowd and queue examples
+    come from the API's memory, seeded from these (3 tickets served in a minute, 42 waiting:
+    840 s)."""
     with InfluxHTTP(url=db.url) as influx:
         influx.ensure_database()
         influx.write(bed_lines(city, STATES))
         influx.write(rollup_lines(city, STATES, flush_ms=NOW_MS - 5_000))
         influx.write(
-            site_lines(city, "crowd_site", {"pasar-johar": crowd(1260, 1500, gates=2, ts=FRESH_MS)})
+            raw_lines(
+                {
+                    "crowd-johar-utara": gate(700, FRESH_MS - 2_000),
+                    "crowd-johar-selatan": gate(560, FRESH_MS),
+                    "q-mpp": kiosk((FRESH_MS - 60_000, 307, 265), (FRESH_MS, 310, 268)),
+                }
+            )
         )
-        influx.write(site_lines(city, "queue_site", {"mpp-semarang": queue}))
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
