@@ -108,7 +108,7 @@ def _shell(line: str, api_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_doc_has_its_examples() -> None:
-    assert len(_CURL.findall(API_DOC)) == 17
+    assert len(_CURL.findall(API_DOC)) == 18
     assert [path for path, _ in _SHOWN.findall(API_DOC)] == [
         "/v1/beds/rs-nope",
         "/v1/beds/rs-kariadi",
@@ -190,7 +190,7 @@ def test_conditions_holds_the_crowd_and_queue_lists_in_the_envelope(api_url: str
 def test_every_route_is_documented() -> None:
     paths = create_app(ApiSettings()).openapi()["paths"]
     # apinow added 12: beds history, hospitals (3), siranap (2), freshness, gateways (2),
-    # crowds (2), queues; apiaccess 1: keys; apilive 1: stream
-    assert len(paths) == 8 + 12 + 1 + 1
+    # crowds (2), queues; apiaccess 1: keys; apilive 1: stream; api10 1: beds/free
+    assert len(paths) == 8 + 12 + 1 + 1 + 1
     for path in paths:
         assert f"`GET {path}`" in API_DOC, path

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from city import Level, Registry, Site, SiteKind
 from cloud.api.auth import Caller, Role, require
@@ -32,7 +32,10 @@ from cloud.api.models import (
     SiteBeds,
     SummaryLevel,
 )
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
+from cloud.api.routes.beds_free import router as free_router
 from cloud.api.routes.beds_history import router as history_router
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.topology import FACILITIES
@@ -171,13 +174,14 @@ async def list_beds(
     registry: RegistryDep,
     live: LiveDep,
     snap: NowDep,
+    answer: AnswerDep,
     site: str | None = None,
     kecamatan: str | None = None,
     kelurahan: str | None = None,
     bed_type: str | None = None,
     group: BedGroup | None = None,
     facility: Facility = Facility.ALL,
-) -> BedList:
+) -> Response:
     """Every ward of every hospital and isolation centre (one row per bed sensor), from its
     latest reading (held in memory, see docs/api.md "Current values"). Sensors that never
     reported are listed with nulls and ``stale: true``."""
@@ -188,9 +192,13 @@ async def list_beds(
     flt = _Filter(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
-    items = _wards(snap, live, flt, after=settings.stale_after_s)
-    items = [w for w in items if caller.sees(w.kelurahan)]
-    return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
+
+    def build() -> BedList:
+        items = _wards(snap, live, flt, after=settings.stale_after_s)
+        items = [w for w in items if caller.sees(w.kelurahan)]
+        return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
+
+    return answer(build)
 
 
 def _expected_regions(
@@ -208,42 +216,29 @@ def _expected_regions(
     return out
 
 
-@router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
-async def beds_summary(
-    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
-    settings: SettingsDep,
-    registry: RegistryDep,
-    live: LiveDep,
-    snap: NowDep,
-    level: SummaryLevel = SummaryLevel.KOTA,
-    bed_type: str | None = None,
-    group: BedGroup | None = None,
-    facility: Facility = Facility.ALL,
+def _summary(
+    caller: Caller,
+    live: LiveState,
+    snap: Snapshot,
+    level: SummaryLevel,
+    codes: list[int] | None,
+    group: BedGroup | None,
+    facility: Facility,
+    *,
+    after: float,
 ) -> BedSummary:
-    """BOR per region (or site) at ``level``, from the ingester's rollups of the current state
-    (exactly what it writes to ``bed_rollup``). With ``group``, the per-bed-type rollups of the
-    group's codes are summed. A region whose oldest contributing reading is older than the
-    stale limit is ``stale``; regions with bed sensors but no reading yet are listed with
-    nulls."""
-    codes = bed_type_codes(bed_type, group, allow_all=True)
-    tag_values = ["all"] if codes is None else [str(c) for c in codes]
-    slots = [0] if codes is None else codes
+    slots = [ALL_BED_TYPES] if codes is None else codes
     fac = FACILITIES.index(facility.value)
-    expected = _expected_regions(registry, level, codes, facility)
-    gids = live.group_ids
+    expected = _expected_regions(live.index.registry, level, codes, facility)
     b = snap.beds
     now = now_ms()
-    after = settings.stale_after_s
     items = []
     for code in sorted(expected):
-        gid = gids.get((level.value, code))
-        rows = [] if gid is None else [snap.bed_row.get((gid, slot, fac)) for slot in slots]
-        found = [r for r in rows if r is not None]
-        if not found:
-            c: dict[str, int | None] = dict.fromkeys(COUNT_FIELDS)
-            bor = oldest = newest = None
-        else:
-            c = {name: int(sum(getattr(b, name)[r] for r in found)) for name in COUNT_FIELDS}
+        found = rollup_rows(live, snap, level.value, code, slots, fac)
+        c: dict[str, int | None] = dict.fromkeys(COUNT_FIELDS)
+        bor = oldest = newest = None
+        if found:
+            c = dict(sum_rows(snap, found, COUNT_FIELDS) or {})
             oldest = int(min(b.oldest_ms[r] for r in found))
             newest = int(max(b.newest_ms[r] for r in found))
             if len(found) == 1:
@@ -276,7 +271,7 @@ async def beds_summary(
         items = [row for row in items if caller.sees(row.code)]
     return BedSummary(
         level=level,
-        bed_type=None if group is not None else tag_values[0],
+        bed_type=None if group is not None else ("all" if codes is None else str(codes[0])),
         group=group,
         bed_types=codes,
         facility=facility,
@@ -286,8 +281,34 @@ async def beds_summary(
     )
 
 
-# Before /v1/beds/{site_id}, which would otherwise take "history" for a site id.
+@router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
+async def beds_summary(
+    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
+    settings: SettingsDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+    level: SummaryLevel = SummaryLevel.KOTA,
+    bed_type: str | None = None,
+    group: BedGroup | None = None,
+    facility: Facility = Facility.ALL,
+) -> Response:
+    """BOR per region (or site) at ``level``, from the ingester's rollups of the current state
+    (exactly what it writes to ``bed_rollup``). With ``group``, the per-bed-type rollups of the
+    group's codes are summed. A region whose oldest contributing reading is older than the
+    stale limit is ``stale``; regions with bed sensors but no reading yet are listed with
+    nulls."""
+    codes = bed_type_codes(bed_type, group, allow_all=True)
+    return answer(
+        lambda: _summary(
+            caller, live, snap, level, codes, group, facility, after=settings.stale_after_s
+        )
+    )
+
+
+# Before /v1/beds/{site_id}, which would otherwise take "history" or "free" for a site id.
 router.include_router(history_router)
+router.include_router(free_router)
 
 
 @router.get(
@@ -297,14 +318,25 @@ router.include_router(history_router)
     dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
 )
 async def site_beds(
-    site_id: str, settings: SettingsDep, registry: RegistryDep, live: LiveDep, snap: NowDep
-) -> SiteBeds:
+    site_id: str,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+) -> Response:
     """One hospital's or isolation centre's wards, with totals over the wards that reported
     (the ingester's site rollup over all bed types)."""
     site = bed_site(registry, site_id)
-    wards = _wards(snap, live, _Filter(site=site_id), after=settings.stale_after_s)
-    gid = live.group_ids.get(("site", site_id))
-    row = None if gid is None else snap.bed_row.get((gid, 0, 0))
+    return answer(lambda: _site_beds(site, live, snap, after=settings.stale_after_s))
+
+
+def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> SiteBeds:
+    registry = live.index.registry
+    site_id = site.id
+    wards = _wards(snap, live, _Filter(site=site_id), after=after)
+    rows = rollup_rows(live, snap, "site", site_id, [ALL_BED_TYPES])
+    row = rows[0] if rows else None
     b = snap.beds
     if row is None:
         capacity = occupied = free = 0
@@ -318,7 +350,7 @@ async def site_beds(
         site_kind=site.kind.value,
         kelurahan=site.kelurahan,
         kecamatan=registry.kecamatan_of_kelurahan[site.kelurahan].code,
-        stale_after_s=settings.stale_after_s,
+        stale_after_s=after,
         generated_at=now_iso(),
         totals=BedTotals(
             capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor)
