@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep
 from cloud.api.models import ErrorBody
 from cloud.api.models_ops import Device, GatewayList, GatewayView
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.aggregate import NO_TIME
@@ -74,12 +75,20 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> GatewayView:
 
 @router.get("/v1/gateways", response_model=GatewayList, responses=_ERRORS)
 async def gateways(
-    caller: Annotated[Caller, require(Role.OPS)], registry: RegistryDep, live: LiveDep, snap: NowDep
-) -> GatewayList:
+    caller: Annotated[Caller, require(Role.OPS)],
+    registry: RegistryDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+) -> Response:
     """Every gateway of the city (within the key's regions), in registry order, with its
     devices."""
-    items = [view(gw, live, snap) for gw in registry.gateways if caller.sees(gw)]
-    return GatewayList(generated_at=now_iso(), items=items)
+
+    def build() -> GatewayList:
+        items = [view(gw, live, snap) for gw in registry.gateways if caller.sees(gw)]
+        return GatewayList(generated_at=now_iso(), items=items)
+
+    return answer(build)
 
 
 @router.get(

@@ -27,6 +27,7 @@ from cloud.api.models_siranap import (
     SiranapList,
     SiranapRow,
 )
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, now_iso, now_ms
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_TYPES
@@ -144,20 +145,28 @@ async def siranap_all(
     registry: RegistryDep,
     live: LiveDep,
     snap: NowDep,
+    answer: AnswerDep,
     format: FormatQuery = ExportFormat.JSON,  # noqa: A002 - the parameter clients send
-) -> SiranapList | Response:
+) -> Response:
     """Every hospital's SIRANAP bed report. CSV has one line per hospital and bed type, led by
     ``kode_rs`` and ``nama_rs``."""
-    reports = [
-        _report(site, settings, live, snap)
-        for site in registry.sites.values()
-        if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
-    ]
+
+    def build() -> SiranapList:
+        reports = [
+            _report(site, settings, live, snap)
+            for site in registry.sites.values()
+            if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
+        ]
+        return SiranapList(
+            stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=reports
+        )
+
     if format is ExportFormat.CSV:
+        reports = build().items
         rows = [row for rep in reports for row in rep.items]
         sites = [(rep.kode_rs, rep.nama_rs) for rep in reports for _ in rep.items]
         return Response(_csv(rows, with_site=sites), media_type="text/csv; charset=utf-8")
-    return SiranapList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=reports)
+    return answer(build)
 
 
 @router.get(
