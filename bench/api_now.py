@@ -136,17 +136,28 @@ _PCT = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(
-    url: str, *, connections: int, duration: float, threads: int
-) -> tuple[float, float, float, int]:
-    """req/s, p50 ms, p99 ms of ``url`` under wrk, and the failed requests: no answer within
-    wrk's 10 s timeout (not in wrk's latency figures) or not 2xx (a 503: InfluxDB too slow)."""
+@dataclass(frozen=True)
+class Run:
+    """One wrk run: req/s, p50 and p99 ms, failed requests (no answer within wrk's 10 s
+    timeout, or not 2xx), and the server's CPU per request in microseconds."""
+
+    rps: float
+    p50: float
+    p99: float
+    failed: int
+    cpu_us: float
+
+
+def wrk(url: str, pid: int, args: argparse.Namespace) -> Run:
+    """``url`` under wrk; ``pid`` is the server process, whose CPU time per request is the
+    figure a busy shared machine distorts least (the run queue delays, it does not bill)."""
+    cpu0 = api_sse.cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration:g}s",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{args.duration:g}s",
             "--latency",
             "--timeout",
             "10s",
@@ -156,12 +167,20 @@ def wrk(
         capture_output=True,
         text=True,
     ).stdout
+    cpu = api_sse.cpu_seconds(pid) - cpu0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     rps = float(_RPS.search(out)[1])  # type: ignore[index]
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     pct = {p: float(v) * _UNIT[u] for p, v, u in _PCT.findall(out)}
     timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
     failed = (int(timeouts[1]) if timeouts else 0) + (int(errors[1]) if errors else 0)
-    return rps, pct.get("50", 0.0), pct.get("99", 0.0), failed
+    return Run(
+        rps=rps,
+        p50=pct.get("50", 0.0),
+        p99=pct.get("99", 0.0),
+        failed=failed,
+        cpu_us=cpu / max(1, requests) * 1e6,
+    )
 
 
 def endpoints(city: Registry) -> list[str]:
@@ -294,19 +313,26 @@ def churning(served_city: ServedCity, rate: float) -> Iterator[None]:
         client.disconnect()
 
 
-def measure(name: str, url: str, trivial_url: str, args: argparse.Namespace) -> None:
+HEADER = (
+    f"{'endpoint':46} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} fail | "
+    f"{'trivial':>7} {'p99 ms':>7} {'cpu us':>7} | {'req/s':>6} {'cpu':>6}"
+)
+
+
+def measure(
+    name: str, url: str, api_pid: int, trivial: tuple[str, int], args: argparse.Namespace
+) -> None:
     """The trivial endpoint, then ``url``, back to back under wrk, printed as one row: on a
     shared machine the load changes from minute to minute, so each endpoint is compared with
-    the trivial endpoint measured just before it."""
-    base, _, base_p99, _ = wrk(
-        trivial_url, connections=args.connections, duration=args.duration, threads=args.threads
-    )
-    rps, p50, p99, lost = wrk(
-        url, connections=args.connections, duration=args.duration, threads=args.threads
-    )
+    the trivial endpoint measured just before it. The last two columns: the endpoint's req/s
+    as a share of the trivial one's, and the trivial endpoint's CPU per request as a share of
+    the endpoint's (what the req/s ratio would be on an idle core)."""
+    base = wrk(trivial[0], trivial[1], args)
+    run = wrk(url, api_pid, args)
     print(
-        f"{name:46} {rps:8.0f} {p50:8.1f} {p99:8.1f} {lost:6} | {base:8.0f} {base_p99:8.1f} "
-        f"{rps / base:6.0%}",
+        f"{name:46} {run.rps:7.0f} {run.p50:7.1f} {run.p99:7.1f} {run.cpu_us:7.0f} "
+        f"{run.failed:4} | {base.rps:7.0f} {base.p99:7.1f} {base.cpu_us:7.0f} | "
+        f"{run.rps / base.rps:6.0%} {base.cpu_us / run.cpu_us:6.0%}",
         flush=True,
     )
 
@@ -350,19 +376,16 @@ def main() -> None:
         trivial_url = f"http://127.0.0.1:{port}/trivial"
         trivial_cmd = [sys.executable, "-m", "uvicorn", "bench.api_now:trivial_app"]
         trivial_cmd += ["--port", str(port), "--log-level", "warning"]
-        stack.enter_context(
+        trivial_pid = stack.enter_context(
             process(trivial_cmd, dict(os.environ), tmp / "trivial.log", trivial_url)
-        )
-        header = (
-            f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} failed | "
-            f"{'trivial':>8} {'p99 ms':>8} {'ratio':>6}"
         )
         for name in args.cities.split(","):
             with served(name, tmp / name) as served_city:
-                print(header)
+                print(HEADER)
                 with churning(served_city, args.churn):
                     for path in endpoints(served_city.city):
-                        measure(path, f"{served_city.api}{path}", trivial_url, args)
+                        url = f"{served_city.api}{path}"
+                        measure(path, url, served_city.api_pid, (trivial_url, trivial_pid), args)
                 if name == "demo" and not args.no_sse:
                     sse(served_city, args)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Query, status
 
 from city import Registry
 from cloud.api.localtime import LocalZone, zone_of_province
@@ -22,6 +23,11 @@ _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_BUCKETS = 2000
 #: ``from`` when only ``to`` (or nothing) is given
 DEFAULT_SPAN_MS = 7 * 86_400_000
+
+#: The parameters every history route takes, declared once (the interval's default differs).
+FromQuery = Annotated[str | None, Query(alias="from", description="default: 7 days before to")]
+ToQuery = Annotated[str | None, Query(description="default: now")]
+IntervalQuery = Annotated[str, Query(description="bucket: 15m, 1h, 1d, ...")]
 
 
 def parse_time(raw: str | None, *, default: int, name: str) -> int:

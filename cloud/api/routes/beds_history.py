@@ -13,7 +13,13 @@ from fastapi import APIRouter, HTTPException, Query, status
 from cloud.api.auth import require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import InfluxDep, LiveDep, RegistryDep, bed_type_codes
-from cloud.api.history import history_series, time_range
+from cloud.api.history import (
+    FromQuery,
+    IntervalQuery,
+    ToQuery,
+    history_series,
+    time_range,
+)
 from cloud.api.models import BedGroup, ErrorBody, Facility, SummaryLevel
 from cloud.api.models_history import BedBucket, BedHistory
 from cloud.api.queries import format_ms, nan_to_none, now_iso
@@ -62,11 +68,9 @@ async def beds_history(
     bed_type: str | None = None,
     group: BedGroup | None = None,
     facility: Facility = Facility.ALL,
-    from_: Annotated[
-        str | None, Query(alias="from", description="default: 7 days before to")
-    ] = None,
-    to: Annotated[str | None, Query(description="default: now")] = None,
-    interval: Annotated[str, Query(description="bucket: 15m, 1h, 1d, ...")] = "1d",
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    interval: IntervalQuery = "1d",
 ) -> BedHistory:
     """The region's beds at the end of each ``interval`` bucket in ``[from, to)`` and each
     bucket's peak occupancy. Daily (and longer) buckets start at local midnight. With

@@ -4,14 +4,20 @@ state, and over time from the ``crowd_site`` points (daily buckets at local midn
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from cloud.api.auth import require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import InfluxDep, LiveDep, NowDep, RegistryDep, SettingsDep
-from cloud.api.history import history_series, time_range
+from cloud.api.history import (
+    FromQuery,
+    IntervalQuery,
+    ToQuery,
+    history_series,
+    time_range,
+)
 from cloud.api.models import ErrorBody
 from cloud.api.models_history import CrowdBucket, CrowdHistory
 from cloud.api.models_sites import CrowdList
@@ -42,11 +48,9 @@ async def crowd_history(
     registry: RegistryDep,
     influx: InfluxDep,
     site: str,
-    from_: Annotated[
-        str | None, Query(alias="from", description="default: 7 days before to")
-    ] = None,
-    to: Annotated[str | None, Query(description="default: now")] = None,
-    interval: Annotated[str, Query(description="bucket: 15m, 1h, 1d, ...")] = "1h",
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    interval: IntervalQuery = "1h",
 ) -> CrowdHistory:
     """One crowd site per time bucket: the last occupancy in the bucket and its peak, against
     the capacity. Daily buckets start at the city's local midnight."""
