@@ -1,5 +1,9 @@
 """Dependencies the routes declare with ``Annotated``: settings, registry, InfluxDB client,
-and the parsing of parameters every bed route shares (bed type, group, region filters)."""
+and the parsing of parameters every bed route shares (bed type, group, region filters).
+
+The getters are ``async`` although they only read ``app.state``: FastAPI runs a plain ``def``
+dependency in its thread pool, and four thread hops per request cost a now-endpoint more than
+its own work (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -17,25 +21,25 @@ from contract.beds import BED_GROUPS, BED_TYPES
 from contract.secrets import bounded_echo
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """The settings the app was created with."""
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     """The city registry loaded at start-up."""
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_influx(request: Request) -> InfluxHTTP:
+async def get_influx(request: Request) -> InfluxHTTP:
     """The InfluxDB client started in the app's lifespan."""
     influx: InfluxHTTP = request.app.state.influx
     return influx
 
 
-def get_live(request: Request) -> LiveState:
+async def get_live(request: Request) -> LiveState:
     """The in-memory state the now-endpoints read (cloud/api/state.py)."""
     live: LiveState = request.app.state.live
     return live
