@@ -17,6 +17,7 @@ from city import Registry, Site
 from cloud.api.config import ApiSettings
 from cloud.api.models_sites import CrowdList, CrowdSite, CrowdStatus, QueueNow, QueueNowList
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.registry_views import sites_with
 from cloud.api.state import LiveState, Snapshot
 from contract.payload import SensorKind
 
@@ -38,11 +39,6 @@ def crowd_status(ratio: float | None) -> CrowdStatus | None:
 def wait_minutes(wait_s: float | None) -> int | None:
     """Whole minutes, rounded up: 1 s of wait is "1 min", not "0 min"."""
     return None if wait_s is None else math.ceil(wait_s / 60)
-
-
-def sites_with(registry: Registry, kind: SensorKind) -> list[Site]:
-    """The sites that have a sensor of ``kind``, in registry order."""
-    return [registry.sites[i] for i in dict.fromkeys(s.site for s in registry if s.kind is kind)]
 
 
 def _identity(registry: Registry, site: Site) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Response, status
 
-from city import Level, Registry, Site, SiteKind
+from city import Registry, Site, SiteKind
 from cloud.api.auth import Caller, Role, require
 from cloud.api.auth_roles import FINE_LEVELS
 from cloud.api.deps import (
@@ -34,6 +35,7 @@ from cloud.api.models import (
 )
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.registry_views import bed_wards, regions_with_beds
 from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.routes.beds_free import router as free_router
 from cloud.api.routes.beds_history import router as history_router
@@ -41,7 +43,6 @@ from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.topology import FACILITIES
 from cloud.ingest.wards import bor_percent
 from contract.beds import BED_TYPES, bed_group, bor_band
-from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
 router = APIRouter(tags=["beds"])
@@ -88,7 +89,7 @@ class _Filter:
             "site_kind": None if self.facility is Facility.ALL else self.facility.value,
         }
 
-    def matches(self, meta: dict[str, Any]) -> bool:
+    def matches(self, meta: Mapping[str, Any]) -> bool:
         """Whether a ward (registry or tag metadata) passes the filter."""
         return (
             (self.site is None or meta["site"] == self.site)
@@ -99,28 +100,7 @@ class _Filter:
         )
 
 
-def _registry_wards(registry: Registry) -> list[dict[str, Any]]:
-    out = []
-    for sensor in registry:
-        if sensor.kind is not SensorKind.BED or sensor.bed_type is None:
-            continue
-        site = registry.sites[sensor.site]
-        out.append(
-            {
-                "sensor": sensor.id,
-                "site": site.id,
-                "site_name": site.name,
-                "site_kind": site.kind.value,
-                "kelurahan": site.kelurahan,
-                "kecamatan": registry.kecamatan_of_kelurahan[site.kelurahan].code,
-                "ward": sensor.ward or "",
-                "bed_type": sensor.bed_type,
-            }
-        )
-    return out
-
-
-def _ward(meta: dict[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
+def _ward(meta: Mapping[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
     """One ward from registry metadata and its row in the snapshot (nulls if it never
     reported). Every figure is the ingester's (cloud.ingest.wards)."""
     row = snap.ward_row.get(pos)
@@ -160,7 +140,7 @@ def _wards(snap: Snapshot, live: LiveState, flt: _Filter, *, after: float) -> li
     pos = live.index.sensor_pos
     return [
         _ward(meta, snap, pos[meta["sensor"]], now=now, after=after)
-        for meta in _registry_wards(live.index.registry)
+        for meta in bed_wards(live.index.registry)
         if flt.matches(meta)
     ]
 
@@ -201,21 +181,6 @@ async def list_beds(
     return answer(build)
 
 
-def _expected_regions(
-    registry: Registry, level: SummaryLevel, codes: list[int] | None, facility: Facility
-) -> dict[str, str]:
-    """Code -> name of every region (or site) at ``level`` that has a matching bed sensor."""
-    out: dict[str, str] = {}
-    for meta in _registry_wards(registry):
-        if not _Filter(codes=codes, facility=facility).matches(meta):
-            continue
-        if level is SummaryLevel.SITE:
-            out[meta["site"]] = meta["site_name"]
-        elif (region := registry.region(meta["site"], Level(level.value))) is not None:
-            out[region.code] = region.name
-    return out
-
-
 def _summary(
     caller: Caller,
     live: LiveState,
@@ -229,7 +194,12 @@ def _summary(
 ) -> BedSummary:
     slots = [ALL_BED_TYPES] if codes is None else codes
     fac = FACILITIES.index(facility.value)
-    expected = _expected_regions(live.index.registry, level, codes, facility)
+    expected = regions_with_beds(
+        live.index.registry,
+        level.value,
+        None if codes is None else tuple(codes),
+        None if facility is Facility.ALL else facility.value,
+    )
     b = snap.beds
     now = now_ms()
     items = []

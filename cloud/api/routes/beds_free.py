@@ -20,10 +20,10 @@ from cloud.api.models import ErrorBody
 from cloud.api.models_free import FreeBeds, FreeCount, FreeGroups, FreeKecamatan, FreePlace
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, now_iso, now_ms
+from cloud.api.registry_views import bed_wards
 from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_GROUPS
-from contract.payload import SensorKind
 
 router = APIRouter(tags=["beds"], dependencies=[require(Role.PUBLIC)])
 
@@ -72,9 +72,8 @@ def free_beds(live: LiveState, snap: Snapshot, *, after: float) -> FreeBeds:
     its places in the registry's order."""
     registry = live.index.registry
     types_at: dict[str, set[int]] = {}
-    for sensor in registry:
-        if sensor.kind is SensorKind.BED and sensor.bed_type is not None:
-            types_at.setdefault(sensor.site, set()).add(sensor.bed_type)
+    for meta in bed_wards(registry):
+        types_at.setdefault(meta["site"], set()).add(meta["bed_type"])
     places: dict[str, list[FreePlace]] = {}
     kec_types: dict[str, set[int]] = {}
     now = now_ms()

@@ -16,6 +16,7 @@ from cloud.api.models import ErrorBody
 from cloud.api.models_ops import Device, GatewayList, GatewayView
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
+from cloud.api.registry_views import sensors_by_gateway
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.aggregate import NO_TIME
 from contract.secrets import bounded_echo
@@ -41,7 +42,7 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> GatewayView:
     stats = {} if st is None else dict(st.stats)
     silent = [] if st is None else list(st.sensors_silent)
     devices = []
-    for sensor in registry.sensors_of(gateway=gateway_id):
+    for sensor in sensors_by_gateway(registry).get(gateway_id, ()):
         ts = int(snap.state.ts[live.index.sensor_pos[sensor.id]])
         devices.append(
             Device(

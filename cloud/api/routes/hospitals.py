@@ -16,6 +16,7 @@ from cloud.api.models import ErrorBody, NamedRegion
 from cloud.api.models_places import BedPlace, BedPlaceList, GroupBeds
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso, now_ms
+from cloud.api.registry_views import sensors_by_site
 from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_GROUPS, bor_band
@@ -35,12 +36,9 @@ def place(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> BedPl
     """One bed site from the registry and the current rollups (all bed types, facility all,
     and per bed group the sum of its types' rollups)."""
     registry = live.index.registry
-    codes = {
-        s.bed_type
-        for s in registry.sensors_of(site=site.id)
-        if s.kind is SensorKind.BED and s.bed_type is not None
-    }
-    wards = sum(1 for s in registry.sensors_of(site=site.id) if s.kind is SensorKind.BED)
+    beds = [s for s in sensors_by_site(registry).get(site.id, ()) if s.kind is SensorKind.BED]
+    codes = {s.bed_type for s in beds if s.bed_type is not None}
+    wards = len(beds)
     total_rows = rollup_rows(live, snap, "site", site.id, [ALL_BED_TYPES])
     total_row = total_rows[0] if total_rows else None
     total = sum_rows(snap, total_rows, _SUMS)
@@ -57,7 +55,7 @@ def place(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> BedPl
     if total_row is not None and total is not None:
         bor = nan_to_none(float(b.bor[total_row]))
         oldest, newest = int(b.oldest_ms[total_row]), int(b.newest_ms[total_row])
-    kel = next(k for c in registry.city.kecamatan for k in c.kelurahan if k.code == site.kelurahan)
+    kel = registry.kelurahan[site.kelurahan]
     kec = registry.kecamatan_of_kelurahan[site.kelurahan]
     return BedPlace(
         id=site.id,

@@ -29,6 +29,7 @@ from cloud.api.models_siranap import (
 )
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, now_iso, now_ms
+from cloud.api.registry_views import sensors_by_site
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_TYPES
 from contract.payload import SensorKind
@@ -66,7 +67,7 @@ def _rows(
 ) -> list[SiranapRow]:
     """One row per bed type the hospital has a bed sensor of, in code order."""
     wards: dict[int, list[str]] = {}
-    for sensor in live.index.registry.sensors_of(site=site.id):
+    for sensor in sensors_by_site(live.index.registry).get(site.id, ()):
         if sensor.kind is SensorKind.BED and sensor.bed_type is not None:
             wards.setdefault(sensor.bed_type, []).append(sensor.ward or "")
     gid = live.group_ids.get(("site", site.id))
