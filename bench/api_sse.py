@@ -95,7 +95,7 @@ def publisher(broker: Mosquitto, gateway: str) -> mqtt.Client:
     """A connected MQTT v5 client with ``gateway``'s account."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"bench-{gateway}",
+        client_id=gateway,  # the broker binds a device's account to its own id (ADR 0010)
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set(gateway, f"{gateway}-pw")

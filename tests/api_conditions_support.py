@@ -1,9 +1,10 @@
-"""``crowd_site``/``queue_site`` points in the docs/schema.md format for the read-API tests of
-conditions, crowds and queues."""
+"""``crowd_site``/``queue_site`` points and raw crowd and queue readings in the docs/schema.md
+format for the read-API tests of conditions, crowds and queues."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from city import Registry
 from cloud.influx import FieldValue, format_line, series_key
@@ -45,3 +46,25 @@ def crowd(occupancy: int, capacity: int, *, gates: int, ts: int) -> dict[str, Fi
         "oldest_ms": ts - 2_000,
         "newest_ms": ts,
     }
+
+
+def raw_lines(readings: Mapping[str, list[tuple[int, dict[str, FieldValue]]]]) -> list[str]:
+    """Raw readings as the ingester stores them (docs/schema.md): one point per reading in the
+    sensor kind's measurement, tagged by sensor, its fields and ``seq``."""
+    lines = []
+    for sensor_id, points in readings.items():
+        kind = "queue" if sensor_id.startswith("q-") else "crowd"
+        for seq, (ts, fields) in enumerate(points, start=1):
+            lines.append(
+                format_line(series_key(kind, {"sensor": sensor_id}), {**fields, "seq": seq}, ts)
+            )
+    return lines
+
+
+def gate(occupancy: int, ts: int) -> list[tuple[int, dict[str, FieldValue]]]:
+    return [(ts, {"entries": occupancy + 100, "exits": 100, "occupancy": occupancy})]
+
+
+def kiosk(*readings: tuple[int, int, int]) -> list[tuple[int, dict[str, FieldValue]]]:
+    """(ts, issued, served) readings of a kiosk with 9 counters open."""
+    return [(ts, {"issued": i, "served": s, "counters_open": 9}) for ts, i, s in readings]

@@ -78,6 +78,9 @@ class ApiSettings(MqttTlsSettings, BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     #: Live stream (/v1/stream): events kept for clients that resume with Last-Event-ID.
     live_buffer: int = Field(default=4096, ge=16)
+    #: Now-endpoints: how long a serialized answer is reused while the state has not changed
+    #: (cloud/api/now_cache.py); 0 builds every answer afresh.
+    now_cache_s: float = Field(default=1.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

@@ -1,5 +1,9 @@
 """Dependencies the routes declare with ``Annotated``: settings, registry, InfluxDB client,
-and the parsing of parameters every bed route shares (bed type, group, region filters)."""
+and the parsing of parameters every bed route shares (bed type, group, region filters).
+
+The getters are ``async`` although they only read ``app.state``: FastAPI runs a plain ``def``
+dependency in its thread pool, and four thread hops per request cost a now-endpoint more than
+its own work (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from contract.beds import BED_GROUPS, BED_TYPES
 from contract.secrets import bounded_echo
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """The settings the app was created with."""
     settings: ApiSettings = request.app.state.settings
     return settings
@@ -34,18 +38,18 @@ async def pinned_live(request: Request) -> LiveState:
 PinnedLive = Annotated[LiveState, Depends(pinned_live)]
 
 
-def get_registry(live: PinnedLive) -> Registry:
+async def get_registry(live: PinnedLive) -> Registry:
     """The city registry in use (loaded at start-up, or swapped in by a reload)."""
     return live.index.registry
 
 
-def get_influx(request: Request) -> InfluxHTTP:
+async def get_influx(request: Request) -> InfluxHTTP:
     """The InfluxDB client started in the app's lifespan."""
     influx: InfluxHTTP = request.app.state.influx
     return influx
 
 
-def get_live(live: PinnedLive) -> LiveState:
+async def get_live(live: PinnedLive) -> LiveState:
     """The in-memory state the now-endpoints read (cloud/api/state.py)."""
     return live
 

@@ -15,6 +15,7 @@ from city import Registry, load_registry
 from cloud.api import auth, errors
 from cloud.api.config import ApiSettings
 from cloud.api.live import LiveHub
+from cloud.api.now_cache import NowCache
 from cloud.api.registry_follow import RegistryFollower
 from cloud.api.routes import (
     beds_router,
@@ -110,6 +111,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.now_cache = NowCache(ttl_s=settings.now_cache_s)
     errors.install(app)
     auth.install(app, settings)
     if settings.cors_origins:

@@ -1,11 +1,10 @@
-"""Response models of history (``/v1/beds/history``, ``/v1/crowds/history``) and of the
-queues now (``/v1/queues``)."""
+"""Response models of history (``/v1/beds/history``, ``/v1/crowds/history``)."""
 
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from cloud.api.models import BedGroup, Facility, QueueSite, SummaryLevel, _List, _Out
+from cloud.api.models import BedGroup, Facility, SummaryLevel, _List, _Out
 from contract.beds import BorBand
 
 
@@ -92,20 +91,3 @@ class CrowdHistory(_List):
     to_ms: int
     generated_at: str
     items: list[CrowdBucket]
-
-
-class QueueNow(QueueSite):
-    """A queue site now, with the wait also in whole minutes."""
-
-    wait_min: int | None = Field(description="wait_s in whole minutes, rounded up")
-
-
-class QueueNowList(_List):
-    """Every queue site of the city."""
-
-    stale_after_s: float
-    time_scale: float = Field(
-        description="queue seconds per second of the readings' clock (1 unless simulated)"
-    )
-    generated_at: str
-    items: list[QueueNow]

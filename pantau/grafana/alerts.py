@@ -84,6 +84,25 @@ def _threshold(
     )
 
 
+def _one_query(
+    query: str,
+    seconds: int,
+    op: Op,
+    value: float,
+    *,
+    reducer: Reducer = "last",
+    recover_below: float | None = None,
+) -> list[alerting.Query]:
+    """The usual rule: A, ``query`` over the last ``seconds``; B, A reduced per series by
+    ``reducer``; C, B ``op`` ``value`` (the rule's condition, optionally with a recovery
+    threshold)."""
+    return [
+        _influx("A", query, seconds),
+        _reduce("B", "A", reducer),
+        _threshold("C", "B", op, value, recover_below=recover_below),
+    ]
+
+
 def _rule(
     uid: str,
     title: str,
@@ -163,16 +182,14 @@ def crowd_rule() -> alerting.Rule:
     return _rule(
         "pantau-crowd-over-capacity",
         "Crowd over health-protocol capacity",
-        [
-            _influx(
-                "A",
-                'SELECT last("ratio") AS "ratio" FROM "crowd_site" WHERE $timeFilter '
-                'GROUP BY "site", "site_name"',
-                900,
-            ),
-            _reduce("B", "A"),
-            _threshold("C", "B", "gt", CROWD_OVER, recover_below=CROWD_RECOVERED),
-        ],
+        _one_query(
+            'SELECT last("ratio") AS "ratio" FROM "crowd_site" WHERE $timeFilter '
+            'GROUP BY "site", "site_name"',
+            900,
+            "gt",
+            CROWD_OVER,
+            recover_below=CROWD_RECOVERED,
+        ),
         condition="C",
         for_="5m",
         severity="warning",
@@ -195,16 +212,14 @@ def operations_rules() -> list[alerting.Rule]:
         _rule(
             "pantau-ingest-stalled",
             "Ingest stalled",
-            [
-                _influx(
-                    "A",
-                    'SELECT sum("readings") AS "readings" FROM "ingest_health" WHERE $timeFilter '
-                    'GROUP BY "ingester"',
-                    600,
-                ),
-                _reduce("B", "A", "sum"),
-                _threshold("C", "B", "lt", 1),
-            ],
+            _one_query(
+                'SELECT sum("readings") AS "readings" FROM "ingest_health" WHERE $timeFilter '
+                'GROUP BY "ingester"',
+                600,
+                "lt",
+                1,
+                reducer="sum",
+            ),
             condition="C",
             for_="5m",
             severity="critical",
@@ -217,16 +232,13 @@ def operations_rules() -> list[alerting.Rule]:
         _rule(
             "pantau-gateway-offline",
             "Gateway offline",
-            [
-                _influx(
-                    "A",
-                    'SELECT last("online") AS "online" FROM "gateway_status" WHERE $timeFilter '
-                    'GROUP BY "gateway", "site"',
-                    86400,
-                ),
-                _reduce("B", "A"),
-                _threshold("C", "B", "lt", 1),
-            ],
+            _one_query(
+                'SELECT last("online") AS "online" FROM "gateway_status" WHERE $timeFilter '
+                'GROUP BY "gateway", "site"',
+                86400,
+                "lt",
+                1,
+            ),
             condition="C",
             for_="5m",
             severity="warning",
@@ -238,16 +250,13 @@ def operations_rules() -> list[alerting.Rule]:
         _rule(
             "pantau-spool-growing",
             "Gateway spool growing",
-            [
-                _influx(
-                    "A",
-                    'SELECT last("spool_depth") - first("spool_depth") AS "growth" FROM '
-                    '"gateway_status" WHERE $timeFilter GROUP BY "gateway", "site"',
-                    900,
-                ),
-                _reduce("B", "A"),
-                _threshold("C", "B", "gt", SPOOL_GROWTH),
-            ],
+            _one_query(
+                'SELECT last("spool_depth") - first("spool_depth") AS "growth" FROM '
+                '"gateway_status" WHERE $timeFilter GROUP BY "gateway", "site"',
+                900,
+                "gt",
+                SPOOL_GROWTH,
+            ),
             condition="C",
             for_="5m",
             severity="warning",
@@ -260,16 +269,13 @@ def operations_rules() -> list[alerting.Rule]:
         _rule(
             "pantau-spool-dropping",
             "Gateway spool dropping readings",
-            [
-                _influx(
-                    "A",
-                    'SELECT last("spool_dropped_total") - first("spool_dropped_total") AS '
-                    '"dropped" FROM "gateway_status" WHERE $timeFilter GROUP BY "gateway", "site"',
-                    900,
-                ),
-                _reduce("B", "A"),
-                _threshold("C", "B", "gt", 0),
-            ],
+            _one_query(
+                'SELECT last("spool_dropped_total") - first("spool_dropped_total") AS '
+                '"dropped" FROM "gateway_status" WHERE $timeFilter GROUP BY "gateway", "site"',
+                900,
+                "gt",
+                0,
+            ),
             condition="C",
             for_="0s",
             severity="critical",
@@ -280,16 +286,14 @@ def operations_rules() -> list[alerting.Rule]:
         _rule(
             "pantau-dead-letters-rate",
             "Dead letters arriving",
-            [
-                _influx(
-                    "A",
-                    'SELECT sum("count") AS "count" FROM "dead_letter" WHERE $timeFilter '
-                    'GROUP BY "reason"',
-                    600,
-                ),
-                _reduce("B", "A", "sum"),
-                _threshold("C", "B", "gt", DEAD_LETTERS_PER_10_MIN - 1),
-            ],
+            _one_query(
+                'SELECT sum("count") AS "count" FROM "dead_letter" WHERE $timeFilter '
+                'GROUP BY "reason"',
+                600,
+                "gt",
+                DEAD_LETTERS_PER_10_MIN - 1,
+                reducer="sum",
+            ),
             condition="C",
             for_="0s",
             severity="warning",

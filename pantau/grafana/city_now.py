@@ -19,6 +19,7 @@ from pantau.grafana.panels import (
     BOR_STEPS,
     FREE_BED_STEPS,
     bar_panel,
+    board,
     history_panel,
     stat_panel,
     table_panel,
@@ -41,11 +42,12 @@ def _group_free(group: str, label: str) -> InfluxQL:
 def city_now() -> dashboard.Dashboard:
     """Build the board (uid ``pantau-city-now``)."""
     return (
-        dashboard.Dashboard("City now")
-        .uid("pantau-city-now")
-        .description("Pantau: beds, crowds and queues of the city right now (docs/schema.md).")
-        .with_variable(kecamatan_variable())
-        .with_variable(bed_type_variable())
+        board(
+            "City now",
+            "pantau-city-now",
+            "Pantau: beds, crowds and queues of the city right now (docs/schema.md).",
+            [kecamatan_variable(), bed_type_variable()],
+        )
         .with_panel(
             stat_panel(
                 "City BOR (all beds, all facilities)",

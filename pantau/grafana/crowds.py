@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 
 from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
-from pantau.grafana.panels import bar_panel, history_panel, row, table_panel
+from pantau.grafana.panels import bar_panel, board, history_panel, row, table_panel
 from pantau.grafana.variables import kecamatan_variable
 
 #: Crowd ratio colours: 1.0 is the site's health-protocol capacity.
@@ -16,10 +16,12 @@ CROWD_STEPS = ((None, "green"), (0.8, "orange"), (1.0, "red"))
 def crowds_and_queues() -> dashboard.Dashboard:
     """Build the board (uid ``pantau-crowds-queues``)."""
     return (
-        dashboard.Dashboard("Crowds & queues")
-        .uid("pantau-crowds-queues")
-        .description("Crowds against capacity and public-service queues (docs/schema.md).")
-        .with_variable(kecamatan_variable())
+        board(
+            "Crowds & queues",
+            "pantau-crowds-queues",
+            "Crowds against capacity and public-service queues (docs/schema.md).",
+            [kecamatan_variable()],
+        )
         .with_panel(
             bar_panel(
                 "Occupancy / capacity now",

@@ -11,6 +11,7 @@ from pantau.grafana.influxql import BED_TYPE_FILTER, KECAMATAN_OF_SITE, InfluxQL
 from pantau.grafana.panels import (
     BOR_STEPS,
     FREE_BED_STEPS,
+    board,
     history_panel,
     row,
     stat_panel,
@@ -36,12 +37,12 @@ def _free_in_group(group: str, ref_id: str) -> InfluxQL:
 def hospital_detail() -> dashboard.Dashboard:
     """Build the board (uid ``pantau-hospital-detail``)."""
     return (
-        dashboard.Dashboard("Hospital detail")
-        .uid("pantau-hospital-detail")
-        .description("Per ward and per hospital: beds now and their history (docs/schema.md).")
-        .with_variable(kecamatan_variable())
-        .with_variable(site_variable())
-        .with_variable(bed_type_variable())
+        board(
+            "Hospital detail",
+            "pantau-hospital-detail",
+            "Per ward and per hospital: beds now and their history (docs/schema.md).",
+            [kecamatan_variable(), site_variable(), bed_type_variable()],
+        )
         .with_panel(
             stat_panel(
                 "Free ICU, HCU and isolation beds",

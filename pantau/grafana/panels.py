@@ -5,6 +5,7 @@ not a mean over the range), so a board module reads as a list of questions and q
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -32,6 +33,24 @@ def thresholds(steps: Steps) -> dashboard.ThresholdsConfig:
     )
 
 
+_Panel = TypeVar("_Panel", stat.Panel, bargauge.Panel, table.Panel)
+
+
+def _framed(
+    panel: _Panel, title: str, description: str, steps: Steps, width: int, height: int
+) -> _Panel:
+    """What every single-value and table panel sets: titles, the datasource, thresholds and
+    its place on the grid."""
+    return (
+        panel.title(title)
+        .description(description)
+        .datasource(datasource())
+        .thresholds(thresholds(steps))
+        .span(width)
+        .height(height)
+    )
+
+
 def _latest() -> common.ReduceDataOptions:
     # The latest value, not a mean over the range: an officer asks "how many are free now".
     return common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
@@ -51,20 +70,14 @@ def stat_panel(
 ) -> stat.Panel:
     """One big number: the latest value of each series."""
     return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
+        _framed(stat.Panel(), title, description, steps, width, height)
         .with_target(target)
         .reduce_options(_latest())
         .color_mode(cm.BigValueColorMode.BACKGROUND if background else cm.BigValueColorMode.VALUE)
         .graph_mode(cm.BigValueGraphMode.AREA if background else cm.BigValueGraphMode.NONE)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .thresholds(thresholds(steps))
         .unit(unit)
         .decimals(decimals)
-        .span(width)
-        .height(height)
     )
 
 
@@ -82,21 +95,15 @@ def bar_panel(
 ) -> bargauge.Panel:
     """Horizontal bars, one per series, at its latest value."""
     panel = (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
+        _framed(bargauge.Panel(), title, description, steps, width, height)
         .with_target(target)
         .reduce_options(_latest())
         .orientation(cm.VizOrientation.HORIZONTAL)
         .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
         .show_unfilled(True)
-        .thresholds(thresholds(steps))
         .unit(unit)
         .decimals(decimals)
         .min(0)
-        .span(width)
-        .height(height)
     )
     return panel if maximum is None else panel.max(maximum)
 
@@ -112,16 +119,7 @@ def table_panel(
     height: int = 9,
 ) -> table.Panel:
     """Rows of tag values and latest fields (targets use ``result_format="table"``)."""
-    panel = (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .show_header(True)
-        .thresholds(thresholds(steps))
-        .span(width)
-        .height(height)
-    )
+    panel = _framed(table.Panel(), title, description, steps, width, height).show_header(True)
     if unit is not None:
         panel = panel.unit(unit)
     for target in targets:
@@ -171,6 +169,20 @@ def history_panel(
     for target in targets:
         panel = panel.with_target(target)
     return panel
+
+
+def board(
+    title: str,
+    uid: str,
+    description: str,
+    variables: Sequence[cogbuilder.Builder[dm.VariableModel]],
+) -> dashboard.Dashboard:
+    """A dashboard with its title, stable uid (links and alerts use it), description and
+    variables; the caller adds the panels."""
+    out = dashboard.Dashboard(title).uid(uid).description(description)
+    for variable in variables:
+        out = out.with_variable(variable)
+    return out
 
 
 def row(title: str) -> dashboard.Row:

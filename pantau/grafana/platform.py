@@ -11,7 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as dm
 
 from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
-from pantau.grafana.panels import history_panel, row, stat_panel, table_panel
+from pantau.grafana.panels import board, history_panel, row, stat_panel, table_panel
 from pantau.grafana.variables import kecamatan_variable
 
 #: A sensor is fresh when it reported within this many minutes (the freshness alert's window).
@@ -44,10 +44,12 @@ def _gateways(field: str, ref_id: str = "A") -> InfluxQL:
 def platform_health() -> dashboard.Dashboard:
     """Build the board (uid ``pantau-platform-health``)."""
     return (
-        dashboard.Dashboard("Platform health")
-        .uid("pantau-platform-health")
-        .description("Pantau's pipeline: ingest, refusals, gateways, freshness (docs/schema.md).")
-        .with_variable(kecamatan_variable())
+        board(
+            "Platform health",
+            "pantau-platform-health",
+            "Pantau's pipeline: ingest, refusals, gateways, freshness (docs/schema.md).",
+            [kecamatan_variable()],
+        )
         .with_panel(
             stat_panel(
                 "Ingest rate",

@@ -273,3 +273,30 @@ def test_a_fine_level_given_twice_still_needs_a_health_officer(
         headers = {"Authorization": f"Bearer {keys[caller]}"} if caller in keys else {}
         resp = httpx.get(f"{running.url}/v1/beds/summary?{query}", headers=headers, timeout=10)
         assert resp.status_code == status, (caller, resp.text)
+
+
+def _keys_in(doc: Any) -> set[str]:
+    if isinstance(doc, dict):
+        return set(doc) | {k for v in doc.values() for k in _keys_in(v)}
+    if isinstance(doc, list):
+        return {k for v in doc for k in _keys_in(v)}
+    return set()
+
+
+def test_the_public_free_beds_route_carries_no_ward_or_patient_detail(
+    api: tuple[RunningApi, dict[str, str]],
+) -> None:
+    """ADR 0024: /v1/beds/free is per place, so it is the one public route below kecamatan
+    level; it holds free, capacity and waiting per group, never wards or patient counts."""
+    running, _ = api
+    status, body = _get(running, None, "/v1/beds/free", {})
+    assert status == 200
+    assert ("/v1/beds/free", "GET") in ROUTES
+    assert DECLARED["/v1/beds/free"] == Requirement(role=Role.PUBLIC)
+    assert (
+        _keys_in(body) & {"occupied", "suspect", "confirmed", "ward", "sensor", "bed_type"} == set()
+    )
+    groups = {g for kec in body["items"] for p in kec["places"] for g in p["groups"]}
+    assert groups == {"icu", "hcu", "isolation"}
+    # The demo city: 5 kecamatan with 8 hospitals and isolation centres.
+    assert (body["count"], sum(len(k["places"]) for k in body["items"])) == (5, 8)

@@ -1,5 +1,7 @@
-"""``/v1/conditions`` on a real InfluxDB: crowd status against health-protocol capacity and
-queues, from ``crowd_site``/``queue_site`` points in the docs/schema.md format."""
+"""``/v1/conditions`` from memory: the API seeds its state from the raw crowd and queue readings
+a real InfluxDB holds (as the ingester stored them) and answers crowd status against
+health-protocol capacity and queues with the ingester's own per-site math, never from the
+``crowd_site``/``queue_site`` points (a decoy point here says otherwise, and must not show)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,16 @@ from city import Registry
 from cloud.api import ApiSettings, create_app
 from cloud.influx import InfluxHTTP
 from pantau.services import InfluxDB
-from tests.api_conditions_support import FRESH_MS, OLD_MS, crowd, site_lines
+from tests.api_conditions_support import (
+    FRESH_MS,
+    NOW_MS,
+    OLD_MS,
+    crowd,
+    gate,
+    kiosk,
+    raw_lines,
+    site_lines,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,48 +33,30 @@ def conditions(influxdb: InfluxDB, city: Registry) -> dict[str, Any]:
     with InfluxHTTP(url=influxdb.url) as influx:
         influx.ensure_database()
         influx.write(
-            site_lines(
-                city,
-                "crowd_site",
+            raw_lines(
                 {
-                    "pasar-johar": crowd(1260, 1500, gates=2, ts=FRESH_MS),
-                    "simpang-lima": crowd(2600, 2500, gates=2, ts=FRESH_MS),
-                    "pasar-peterongan": crowd(120, 600, gates=1, ts=OLD_MS),
-                },
+                    "crowd-johar-utara": gate(700, FRESH_MS - 2_000),
+                    "crowd-johar-selatan": gate(560, FRESH_MS),
+                    "crowd-simpanglima-barat": gate(1400, FRESH_MS),
+                    "crowd-simpanglima-timur": gate(1200, FRESH_MS),
+                    "crowd-peterongan": gate(120, OLD_MS),
+                    # 30 tickets served in the minute before: 0.5 a second, 42 waiting: 84 s.
+                    "q-mpp": kiosk((FRESH_MS - 60_000, 290, 238), (FRESH_MS, 310, 268)),
+                    # One reading: no service rate yet, so no wait.
+                    "q-candisari": kiosk((OLD_MS, 3, 0)),
+                }
             )
         )
+        # A decoy: the API must answer from the readings (memory), not from stored rollups.
         influx.write(
-            site_lines(
-                city,
-                "queue_site",
-                {
-                    "mpp-semarang": {
-                        "waiting": 42,
-                        "issued": 310,
-                        "served": 268,
-                        "counters_open": 9,
-                        "kiosks": 1,
-                        "wait_s": 840.0,
-                        "oldest_ms": FRESH_MS,
-                        "newest_ms": FRESH_MS,
-                    },
-                    # No service rate yet: wait_s is absent, as the schema allows.
-                    "kec-candisari": {
-                        "waiting": 3,
-                        "issued": 3,
-                        "served": 0,
-                        "counters_open": 1,
-                        "kiosks": 1,
-                        "oldest_ms": OLD_MS,
-                        "newest_ms": OLD_MS,
-                    },
-                },
-            )
+            site_lines(city, "crowd_site", {"pasar-johar": crowd(9, 1500, gates=2, ts=NOW_MS)})
         )
     with TestClient(create_app(ApiSettings(influx_url=influxdb.url))) as client:
         resp = client.get("/v1/conditions")
+        alone = (client.get("/v1/crowds").json(), client.get("/v1/queues").json())
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
+    body["alone"] = alone
     return body
 
 
@@ -80,10 +73,11 @@ def test_crowd_status_is_high_from_80_percent_and_over_at_capacity(
         84.0,
     )
     assert (johar["status"], johar["gates"], johar["stale"]) == ("high", 2, False)
+    assert (johar["entries"], johar["exits"]) == (1460, 200)
     assert (johar["observed_at_ms"], johar["observed_at_oldest_ms"]) == (FRESH_MS, FRESH_MS - 2000)
     lapangan = crowd["simpang-lima"]
     assert lapangan["site_name"] == "Lapangan Pancasila (Simpang Lima)"
-    assert (lapangan["percent"], lapangan["status"]) == (104.0, "over")
+    assert (lapangan["occupancy"], lapangan["percent"], lapangan["status"]) == (2600, 104.0, "over")
     assert (crowd["pasar-peterongan"]["status"], crowd["pasar-peterongan"]["stale"]) == (
         "normal",
         True,
@@ -108,14 +102,17 @@ def test_queues_show_waiting_counters_and_estimated_wait(conditions: dict[str, A
     assert list(queues) == ["rs-kariadi", "mpp-semarang", "kec-candisari"]
     mpp = queues["mpp-semarang"]
     assert (mpp["waiting"], mpp["issued"], mpp["served"]) == (42, 310, 268)
-    assert (mpp["counters_open"], mpp["kiosks"], mpp["wait_s"], mpp["stale"]) == (
-        9,
-        1,
-        840.0,
-        False,
-    )
+    assert (mpp["counters_open"], mpp["kiosks"], mpp["wait_s"], mpp["wait_min"]) == (9, 1, 84.0, 2)
+    assert (mpp["stale"], conditions["queues"]["time_scale"]) == (False, 1.0)
     candisari = queues["kec-candisari"]
     assert (candisari["waiting"], candisari["wait_s"], candisari["stale"]) == (3, None, True)
     assert candisari["observed_at_ms"] == OLD_MS
     kariadi = queues["rs-kariadi"]
     assert (kariadi["waiting"], kariadi["stale"]) == (None, True)
+
+
+def test_conditions_lists_are_those_of_crowds_and_queues(conditions: dict[str, Any]) -> None:
+    """One builder: /v1/conditions holds exactly the items of /v1/crowds and /v1/queues."""
+    crowds, queues = conditions["alone"]
+    assert conditions["crowd"]["items"] == crowds["items"]
+    assert conditions["queues"]["items"] == queues["items"]

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from city import Registry
 from cloud.api import ApiSettings, create_app
-from cloud.api.routes.queues import wait_minutes
+from cloud.api.now_sites import wait_minutes
 from cloud.influx import InfluxHTTP
 from contract import Batch, Channel, Reading, SensorKind, encode, topics
 from pantau.services import InfluxDB, Mosquitto

@@ -24,7 +24,7 @@ from cloud.influx import InfluxHTTP
 from pantau.paths import ROOT
 from pantau.services import InfluxDB, free_port
 from tests.api_beds_support import NOW_MS, STATES, bed_lines, rollup_lines
-from tests.api_conditions_support import FRESH_MS, crowd, site_lines
+from tests.api_conditions_support import FRESH_MS, gate, kiosk, raw_lines
 
 pytestmark = pytest.mark.integration
 
@@ -70,24 +70,22 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _write(db: InfluxDB, city: Registry) -> None:
-    queue = {
-        "waiting": 42,
-        "issued": 310,
-        "served": 268,
-        "counters_open": 9,
-        "kiosks": 1,
-        "wait_s": 840.0,
-        "oldest_ms": FRESH_MS,
-        "newest_ms": FRESH_MS,
-    }
+    """Beds and rollups, and raw crowd and queue readings: the docs' crowd and queue examples
+    come from the API's memory, seeded from these (3 tickets served in a minute, 42 waiting:
+    840 s)."""
     with InfluxHTTP(url=db.url) as influx:
         influx.ensure_database()
         influx.write(bed_lines(city, STATES))
         influx.write(rollup_lines(city, STATES, flush_ms=NOW_MS - 5_000))
         influx.write(
-            site_lines(city, "crowd_site", {"pasar-johar": crowd(1260, 1500, gates=2, ts=FRESH_MS)})
+            raw_lines(
+                {
+                    "crowd-johar-utara": gate(700, FRESH_MS - 2_000),
+                    "crowd-johar-selatan": gate(560, FRESH_MS),
+                    "q-mpp": kiosk((FRESH_MS - 60_000, 307, 265), (FRESH_MS, 310, 268)),
+                }
+            )
         )
-        influx.write(site_lines(city, "queue_site", {"mpp-semarang": queue}))
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -110,7 +108,7 @@ def _shell(line: str, api_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_doc_has_its_examples() -> None:
-    assert len(_CURL.findall(API_DOC)) == 17
+    assert len(_CURL.findall(API_DOC)) == 18
     assert [path for path, _ in _SHOWN.findall(API_DOC)] == [
         "/v1/beds/rs-nope",
         "/v1/beds/rs-kariadi",
@@ -192,7 +190,7 @@ def test_conditions_holds_the_crowd_and_queue_lists_in_the_envelope(api_url: str
 def test_every_route_is_documented() -> None:
     paths = create_app(ApiSettings()).openapi()["paths"]
     # apinow added 12: beds history, hospitals (3), siranap (2), freshness, gateways (2),
-    # crowds (2), queues; apiaccess 1: keys; apilive 1: stream
-    assert len(paths) == 8 + 12 + 1 + 1
+    # crowds (2), queues; apiaccess 1: keys; apilive 1: stream; api10 1: beds/free
+    assert len(paths) == 8 + 12 + 1 + 1 + 1
     for path in paths:
         assert f"`GET {path}`" in API_DOC, path

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from cloud.api import ApiSettings, create_app
 from cloud.api.deps import bed_type_codes, parse_bed_type
-from cloud.api.models import BedGroup, CrowdStatus
+from cloud.api.models import BedGroup
+from cloud.api.models_sites import CrowdStatus
+from cloud.api.now_sites import crowd_status
 from cloud.api.queries import is_stale, iso_ms
-from cloud.api.routes.conditions import crowd_status
 from cloud.influx import latest_query, literal, where_clause
 from contract.beds import BED_GROUPS
 

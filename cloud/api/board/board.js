@@ -1,18 +1,18 @@
 // The public bed board: free ICU, HCU and isolation beds by kecamatan and hospital.
-// Every number on the page is one the API returned (/v1/beds/summary); the page does no
-// arithmetic on counts. /v1/stream says which site changed; the page then refetches until the
+// Every number on the page is one the API returned (/v1/beds/free, public: the board needs no
+// key); the page does no arithmetic on counts. /v1/stream says which site changed; the page then refetches until the
 // API's newest observation for that site has caught up with the event (the ingester stores a
 // reading a moment after the broker delivered it), with a bounded backoff.
 "use strict";
 (function () {
   const GROUPS = ["icu", "hcu", "isolation"];
   const BED_SITES = new Set(["hospital", "isolation_centre"]);
+  const byName = (a, b) => a.name.localeCompare(b.name, "id");
   const params = new URLSearchParams(location.search);
   const lang = params.get("lang") === "en" ? "en" : "id";
   const T = window.BOARD_TEXT[lang];
   const want = new Map(); // site -> observed_ms the API must reach
-  let regions = null; // [{code, name, sites: [{id, name, kind}]}]
-  let data = null; // {kecamatan: {group: {code: row}}, site: {...}, siteAll: {code: row}}
+  let data = null; // {kecamatan: [{code, name, groups, places: [...]}], places: {id: place}}
   let timer = null;
   let attempt = 0;
 
@@ -32,39 +32,13 @@
     return res.json();
   }
 
-  function byCode(summary) {
-    const out = {};
-    for (const row of summary.items) out[row.code] = row;
-    return out;
-  }
-
-  async function loadRegions() {
-    const doc = await getJSON("/v1/regions");
-    regions = [];
-    for (const kec of doc.kecamatan) {
-      const sites = [];
-      for (const kel of kec.kelurahan) {
-        for (const s of kel.sites) if (BED_SITES.has(s.kind)) sites.push(s);
-      }
-      sites.sort((a, b) => a.name.localeCompare(b.name, "id"));
-      if (sites.length) regions.push({ code: kec.code, name: kec.name, sites });
-    }
-    regions.sort((a, b) => a.name.localeCompare(b.name, "id"));
-  }
-
   async function loadCounts() {
-    const asks = [getJSON("/v1/beds/summary?level=site")];
-    for (const level of ["kecamatan", "site"]) {
-      for (const g of GROUPS) asks.push(getJSON(`/v1/beds/summary?level=${level}&group=${g}`));
-    }
-    const [all, ...rest] = await Promise.all(asks);
-    const next = { siteAll: byCode(all), kecamatan: {}, site: {} };
-    GROUPS.forEach((g, i) => {
-      next.kecamatan[g] = byCode(rest[i]);
-      next.site[g] = byCode(rest[GROUPS.length + i]);
-    });
-    next.generated = all.generated_at;
-    data = next;
+    const doc = await getJSON("/v1/beds/free");
+    const kecamatan = doc.items.map((kec) => ({ ...kec, places: [...kec.places].sort(byName) }));
+    kecamatan.sort(byName);
+    const places = {};
+    for (const kec of kecamatan) for (const p of kec.places) places[p.id] = p;
+    data = { kecamatan, places, generated: doc.generated_at };
   }
 
   function ago(ms) {
@@ -82,34 +56,33 @@
     return node;
   }
 
-  function cell(level, code, group, row) {
+  function cell(level, code, group, count) {
     const td = el("td", { class: "n", "data-cell": `${level}:${code}:${group}` });
-    if (!row || row.free === null || row.capacity === null) {
+    if (!count || count.free === null || count.capacity === null) {
       td.append(T.none);
       return td;
     }
-    if (row.free === 0) td.classList.add("zero");
-    td.append(el("b", {}, String(row.free)), el("small", {}, `${T.of} ${row.capacity}`));
+    if (count.free === 0) td.classList.add("zero");
+    td.append(el("b", {}, String(count.free)), el("small", {}, `${T.of} ${count.capacity}`));
     return td;
   }
 
   function render() {
     const main = document.getElementById("board");
     const cards = [];
-    for (const kec of regions) {
+    for (const kec of data.kecamatan) {
       const head = el("tr", {}, el("th", {}, T.place), ...GROUPS.map((g) => el("th", {}, T[g])));
       const rows = [head];
-      for (const s of kec.sites) {
-        const all = data.siteAll[s.id];
-        const fresh = !all || all.observed_at_newest_ms === null ? T.nodata : ago(all.observed_at_newest_ms);
-        const stale = !all || all.stale;
-        const name = el("td", {}, s.name, el("span", { class: "fresh" }, stale && all && all.observed_at_newest_ms !== null ? `${fresh} · ${T.stale}` : fresh));
-        const tr = el("tr", { "data-site": s.id, class: stale ? "stale" : "" }, name);
-        for (const g of GROUPS) tr.append(cell("site", s.id, g, data.site[g][s.id]));
+      for (const p of kec.places) {
+        const seen = p.observed_at_newest_ms !== null;
+        const fresh = seen ? ago(p.observed_at_newest_ms) : T.nodata;
+        const name = el("td", {}, p.name, el("span", { class: "fresh" }, p.stale && seen ? `${fresh} · ${T.stale}` : fresh));
+        const tr = el("tr", { "data-site": p.id, class: p.stale ? "stale" : "" }, name);
+        for (const g of GROUPS) tr.append(cell("site", p.id, g, p.groups[g]));
         rows.push(tr);
       }
       const total = el("tr", { class: "total", "data-kecamatan": kec.code }, el("td", {}, T.total));
-      for (const g of GROUPS) total.append(cell("kecamatan", kec.code, g, data.kecamatan[g][kec.code]));
+      for (const g of GROUPS) total.append(cell("kecamatan", kec.code, g, kec.groups[g]));
       rows.push(total);
       cards.push(el("section", { "data-kecamatan": kec.code }, el("h2", {}, `Kec. ${kec.name}`), el("table", {}, ...rows)));
     }
@@ -131,8 +104,8 @@
     }
     render();
     for (const [site, ms] of want) {
-      const row = data.siteAll[site];
-      if (row && row.observed_at_newest_ms !== null && row.observed_at_newest_ms >= ms) want.delete(site);
+      const place = data.places[site];
+      if (place && place.observed_at_newest_ms !== null && place.observed_at_newest_ms >= ms) want.delete(site);
     }
     if (want.size && attempt < 7) {
       schedule(200 * 2 ** attempt++);
@@ -164,7 +137,6 @@
     translateStatic();
     for (;;) {
       try {
-        await loadRegions();
         await loadCounts();
         break;
       } catch (err) {

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
-from city import Level, Registry, Site, SiteKind
+from city import Registry, Site, SiteKind
 from cloud.api.auth import Caller, Role, require
 from cloud.api.auth_roles import FINE_LEVELS
 from cloud.api.deps import (
@@ -32,14 +33,17 @@ from cloud.api.models import (
     SiteBeds,
     SummaryLevel,
 )
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
+from cloud.api.registry_views import bed_wards, regions_with_beds
+from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
+from cloud.api.routes.beds_free import router as free_router
 from cloud.api.routes.beds_history import router as history_router
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.topology import FACILITIES
 from cloud.ingest.wards import bor_percent
 from contract.beds import BED_TYPES, bed_group, bor_band
 from contract.clock import now_ms
-from contract.payload import SensorKind
 from contract.secrets import bounded_echo
 
 router = APIRouter(tags=["beds"])
@@ -86,7 +90,7 @@ class _Filter:
             "site_kind": None if self.facility is Facility.ALL else self.facility.value,
         }
 
-    def matches(self, meta: dict[str, Any]) -> bool:
+    def matches(self, meta: Mapping[str, Any]) -> bool:
         """Whether a ward (registry or tag metadata) passes the filter."""
         return (
             (self.site is None or meta["site"] == self.site)
@@ -97,28 +101,7 @@ class _Filter:
         )
 
 
-def _registry_wards(registry: Registry) -> list[dict[str, Any]]:
-    out = []
-    for sensor in registry:
-        if sensor.kind is not SensorKind.BED or sensor.bed_type is None:
-            continue
-        site = registry.sites[sensor.site]
-        out.append(
-            {
-                "sensor": sensor.id,
-                "site": site.id,
-                "site_name": site.name,
-                "site_kind": site.kind.value,
-                "kelurahan": site.kelurahan,
-                "kecamatan": registry.kecamatan_of_kelurahan[site.kelurahan].code,
-                "ward": sensor.ward or "",
-                "bed_type": sensor.bed_type,
-            }
-        )
-    return out
-
-
-def _ward(meta: dict[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
+def _ward(meta: Mapping[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
     """One ward from registry metadata and its row in the snapshot (nulls if it never
     reported). Every figure is the ingester's (cloud.ingest.wards)."""
     row = snap.ward_row.get(pos)
@@ -158,7 +141,7 @@ def _wards(snap: Snapshot, live: LiveState, flt: _Filter, *, after: float) -> li
     pos = live.index.sensor_pos
     return [
         _ward(meta, snap, pos[meta["sensor"]], now=now, after=after)
-        for meta in _registry_wards(live.index.registry)
+        for meta in bed_wards(live.index.registry)
         if flt.matches(meta)
     ]
 
@@ -172,13 +155,14 @@ async def list_beds(
     registry: RegistryDep,
     live: LiveDep,
     snap: NowDep,
+    answer: AnswerDep,
     site: str | None = None,
     kecamatan: str | None = None,
     kelurahan: str | None = None,
     bed_type: str | None = None,
     group: BedGroup | None = None,
     facility: Facility = Facility.ALL,
-) -> BedList:
+) -> Response:
     """Every ward of every hospital and isolation centre (one row per bed sensor), from its
     latest reading (held in memory, see docs/api.md "Current values"). Sensors that never
     reported are listed with nulls and ``stale: true``."""
@@ -189,62 +173,43 @@ async def list_beds(
     flt = _Filter(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
-    items = _wards(snap, live, flt, after=settings.stale_after_s)
-    items = [w for w in items if caller.sees(w.kelurahan)]
-    return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
+
+    def build() -> BedList:
+        items = _wards(snap, live, flt, after=settings.stale_after_s)
+        items = [w for w in items if caller.sees(w.kelurahan)]
+        return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
+
+    return answer(build)
 
 
-def _expected_regions(
-    registry: Registry, level: SummaryLevel, codes: list[int] | None, facility: Facility
-) -> dict[str, str]:
-    """Code -> name of every region (or site) at ``level`` that has a matching bed sensor."""
-    out: dict[str, str] = {}
-    for meta in _registry_wards(registry):
-        if not _Filter(codes=codes, facility=facility).matches(meta):
-            continue
-        if level is SummaryLevel.SITE:
-            out[meta["site"]] = meta["site_name"]
-        elif (region := registry.region(meta["site"], Level(level.value))) is not None:
-            out[region.code] = region.name
-    return out
-
-
-@router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
-async def beds_summary(
-    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
-    settings: SettingsDep,
-    registry: RegistryDep,
-    live: LiveDep,
-    snap: NowDep,
-    level: SummaryLevel = SummaryLevel.KOTA,
-    bed_type: str | None = None,
-    group: BedGroup | None = None,
-    facility: Facility = Facility.ALL,
+def _summary(
+    caller: Caller,
+    live: LiveState,
+    snap: Snapshot,
+    level: SummaryLevel,
+    codes: list[int] | None,
+    group: BedGroup | None,
+    facility: Facility,
+    *,
+    after: float,
 ) -> BedSummary:
-    """BOR per region (or site) at ``level``, from the ingester's rollups of the current state
-    (exactly what it writes to ``bed_rollup``). With ``group``, the per-bed-type rollups of the
-    group's codes are summed. A region whose oldest contributing reading is older than the
-    stale limit is ``stale``; regions with bed sensors but no reading yet are listed with
-    nulls."""
-    codes = bed_type_codes(bed_type, group, allow_all=True)
-    tag_values = ["all"] if codes is None else [str(c) for c in codes]
-    slots = [0] if codes is None else codes
+    slots = [ALL_BED_TYPES] if codes is None else codes
     fac = FACILITIES.index(facility.value)
-    expected = _expected_regions(registry, level, codes, facility)
-    gids = live.group_ids
+    expected = regions_with_beds(
+        live.index.registry,
+        level.value,
+        None if codes is None else tuple(codes),
+        None if facility is Facility.ALL else facility.value,
+    )
     b = snap.beds
     now = now_ms()
-    after = settings.stale_after_s
     items = []
     for code in sorted(expected):
-        gid = gids.get((level.value, code))
-        rows = [] if gid is None else [snap.bed_row.get((gid, slot, fac)) for slot in slots]
-        found = [r for r in rows if r is not None]
-        if not found:
-            c: dict[str, int | None] = dict.fromkeys(COUNT_FIELDS)
-            bor = oldest = newest = None
-        else:
-            c = {name: int(sum(getattr(b, name)[r] for r in found)) for name in COUNT_FIELDS}
+        found = rollup_rows(live, snap, level.value, code, slots, fac)
+        c: dict[str, int | None] = dict.fromkeys(COUNT_FIELDS)
+        bor = oldest = newest = None
+        if found:
+            c = dict(sum_rows(snap, found, COUNT_FIELDS) or {})
             oldest = int(min(b.oldest_ms[r] for r in found))
             newest = int(max(b.newest_ms[r] for r in found))
             if len(found) == 1:
@@ -277,7 +242,7 @@ async def beds_summary(
         items = [row for row in items if caller.sees(row.code)]
     return BedSummary(
         level=level,
-        bed_type=None if group is not None else tag_values[0],
+        bed_type=None if group is not None else ("all" if codes is None else str(codes[0])),
         group=group,
         bed_types=codes,
         facility=facility,
@@ -287,8 +252,34 @@ async def beds_summary(
     )
 
 
-# Before /v1/beds/{site_id}, which would otherwise take "history" for a site id.
+@router.get("/v1/beds/summary", response_model=BedSummary, responses=_ERRORS)
+async def beds_summary(
+    caller: Annotated[Caller, require(Role.PUBLIC, level="level")],
+    settings: SettingsDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+    level: SummaryLevel = SummaryLevel.KOTA,
+    bed_type: str | None = None,
+    group: BedGroup | None = None,
+    facility: Facility = Facility.ALL,
+) -> Response:
+    """BOR per region (or site) at ``level``, from the ingester's rollups of the current state
+    (exactly what it writes to ``bed_rollup``). With ``group``, the per-bed-type rollups of the
+    group's codes are summed. A region whose oldest contributing reading is older than the
+    stale limit is ``stale``; regions with bed sensors but no reading yet are listed with
+    nulls."""
+    codes = bed_type_codes(bed_type, group, allow_all=True)
+    return answer(
+        lambda: _summary(
+            caller, live, snap, level, codes, group, facility, after=settings.stale_after_s
+        )
+    )
+
+
+# Before /v1/beds/{site_id}, which would otherwise take "history" or "free" for a site id.
 router.include_router(history_router)
+router.include_router(free_router)
 
 
 @router.get(
@@ -298,14 +289,25 @@ router.include_router(history_router)
     dependencies=[require(Role.HEALTH_OFFICER, region=("site_id",))],
 )
 async def site_beds(
-    site_id: str, settings: SettingsDep, registry: RegistryDep, live: LiveDep, snap: NowDep
-) -> SiteBeds:
+    site_id: str,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+) -> Response:
     """One hospital's or isolation centre's wards, with totals over the wards that reported
     (the ingester's site rollup over all bed types)."""
     site = bed_site(registry, site_id)
-    wards = _wards(snap, live, _Filter(site=site_id), after=settings.stale_after_s)
-    gid = live.group_ids.get(("site", site_id))
-    row = None if gid is None else snap.bed_row.get((gid, 0, 0))
+    return answer(lambda: _site_beds(site, live, snap, after=settings.stale_after_s))
+
+
+def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> SiteBeds:
+    registry = live.index.registry
+    site_id = site.id
+    wards = _wards(snap, live, _Filter(site=site_id), after=after)
+    rows = rollup_rows(live, snap, "site", site_id, [ALL_BED_TYPES])
+    row = rows[0] if rows else None
     b = snap.beds
     if row is None:
         capacity = occupied = free = 0
@@ -319,7 +321,7 @@ async def site_beds(
         site_kind=site.kind.value,
         kelurahan=site.kelurahan,
         kecamatan=registry.kecamatan_of_kelurahan[site.kelurahan].code,
-        stale_after_s=settings.stale_after_s,
+        stale_after_s=after,
         generated_at=now_iso(),
         totals=BedTotals(
             capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor)

@@ -7,14 +7,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from cloud.api.auth import require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep
 from cloud.api.models import ErrorBody, SummaryLevel
 from cloud.api.models_ops import FreshnessList, RegionFreshness
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
+from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.aggregate import NO_TIME
 from cloud.ingest.topology import ROLLUP_LEVELS
 from contract import KIND_CODES, SensorKind
@@ -31,13 +33,20 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def freshness(
     live: LiveDep,
     snap: NowDep,
+    answer: AnswerDep,
     level: SummaryLevel = SummaryLevel.KECAMATAN,
     kind: Annotated[str, Query(pattern="^(all|bed|crowd|queue)$")] = "all",
     within_min: Annotated[float, Query(gt=0, le=7 * 24 * 60)] = 15.0,
-) -> FreshnessList:
+) -> Response:
     """For every region at ``level`` with sensors (of ``kind``): how many sensors there are,
     how many observed something within ``within_min`` minutes (``fresh``), how many never
     reported, and ``share`` = fresh / sensors."""
+    return answer(lambda: _freshness(live, snap, level, kind, within_min))
+
+
+def _freshness(
+    live: LiveState, snap: Snapshot, level: SummaryLevel, kind: str, within_min: float
+) -> FreshnessList:
     index = live.index
     col = ROLLUP_LEVELS.index(level.value)
     group = index.site_group[index.sensor_site, col].astype(np.int64)

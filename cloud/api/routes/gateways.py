@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep
 from cloud.api.models import ErrorBody
 from cloud.api.models_ops import Device, GatewayList, GatewayView
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
+from cloud.api.registry_views import sensors_by_gateway
 from cloud.api.state import LiveState, Snapshot
 from cloud.ingest.aggregate import NO_TIME
 from contract.secrets import bounded_echo
@@ -40,7 +42,7 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> GatewayView:
     stats = {} if st is None else dict(st.stats)
     silent = [] if st is None else list(st.sensors_silent)
     devices = []
-    for sensor in registry.sensors_of(gateway=gateway_id):
+    for sensor in sensors_by_gateway(registry).get(gateway_id, ()):
         ts = int(snap.state.ts[live.index.sensor_pos[sensor.id]])
         devices.append(
             Device(
@@ -74,12 +76,20 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> GatewayView:
 
 @router.get("/v1/gateways", response_model=GatewayList, responses=_ERRORS)
 async def gateways(
-    caller: Annotated[Caller, require(Role.OPS)], registry: RegistryDep, live: LiveDep, snap: NowDep
-) -> GatewayList:
+    caller: Annotated[Caller, require(Role.OPS)],
+    registry: RegistryDep,
+    live: LiveDep,
+    snap: NowDep,
+    answer: AnswerDep,
+) -> Response:
     """Every gateway of the city (within the key's regions), in registry order, with its
     devices."""
-    items = [view(gw, live, snap) for gw in registry.gateways if caller.sees(gw)]
-    return GatewayList(generated_at=now_iso(), items=items)
+
+    def build() -> GatewayList:
+        items = [view(gw, live, snap) for gw in registry.gateways if caller.sees(gw)]
+        return GatewayList(generated_at=now_iso(), items=items)
+
+    return answer(build)
 
 
 @router.get(

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
-from city import Registry, Site, SiteKind
+from city import Site, SiteKind
 from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep, check_region
 from cloud.api.models import ErrorBody, NamedRegion
 from cloud.api.models_places import BedPlace, BedPlaceList, GroupBeds
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
+from cloud.api.registry_views import sensors_by_site
+from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_GROUPS, bor_band
 from contract.clock import now_ms
@@ -30,33 +33,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _SUMS = ("capacity", "occupied", "free", "waiting")
 
 
-def _sum_rows(snap: Snapshot, rows: list[int]) -> dict[str, int] | None:
-    if not rows:
-        return None
-    b = snap.beds
-    return {name: int(sum(getattr(b, name)[r] for r in rows)) for name in _SUMS}
-
-
 def place(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> BedPlace:
     """One bed site from the registry and the current rollups (all bed types, facility all,
     and per bed group the sum of its types' rollups)."""
     registry = live.index.registry
-    codes = {
-        s.bed_type
-        for s in registry.sensors_of(site=site.id)
-        if s.kind is SensorKind.BED and s.bed_type is not None
-    }
-    wards = sum(1 for s in registry.sensors_of(site=site.id) if s.kind is SensorKind.BED)
-    gid = live.group_ids.get(("site", site.id))
-    get = snap.bed_row.get
-    total_row = None if gid is None else get((gid, 0, 0))
-    total = _sum_rows(snap, [] if total_row is None else [total_row])
+    beds = [s for s in sensors_by_site(registry).get(site.id, ()) if s.kind is SensorKind.BED]
+    codes = {s.bed_type for s in beds if s.bed_type is not None}
+    wards = len(beds)
+    total_rows = rollup_rows(live, snap, "site", site.id, [ALL_BED_TYPES])
+    total_row = total_rows[0] if total_rows else None
+    total = sum_rows(snap, total_rows, _SUMS)
     groups = []
     for name, members in BED_GROUPS.items():
         if not codes & members:
             continue
-        found = [] if gid is None else [get((gid, c, 0)) for c in sorted(codes & members)]
-        sums = _sum_rows(snap, [r for r in found if r is not None])
+        found = rollup_rows(live, snap, "site", site.id, sorted(codes & members))
+        sums = sum_rows(snap, found, _SUMS)
         groups.append(GroupBeds(group=name, **(sums or dict.fromkeys(_SUMS))))
     b = snap.beds
     bor = None
@@ -64,7 +56,7 @@ def place(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> BedPl
     if total_row is not None and total is not None:
         bor = nan_to_none(float(b.bor[total_row]))
         oldest, newest = int(b.oldest_ms[total_row]), int(b.newest_ms[total_row])
-    kel = next(k for c in registry.city.kecamatan for k in c.kelurahan if k.code == site.kelurahan)
+    kel = registry.kelurahan[site.kelurahan]
     kec = registry.kecamatan_of_kelurahan[site.kelurahan]
     return BedPlace(
         id=site.id,
@@ -88,76 +80,78 @@ def place(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> BedPl
     )
 
 
-def _places(
+def _place_list(
     kind: SiteKind,
-    registry: Registry,
+    caller: Caller,
     live: LiveState,
     snap: Snapshot,
     *,
     after: float,
     kecamatan: str | None,
     kelurahan: str | None,
-) -> list[BedPlace]:
-    check_region(registry, kecamatan=kecamatan, kelurahan=kelurahan)
-    return [
+) -> BedPlaceList:
+    registry = live.index.registry
+    items = [
         place(site, live, snap, after=after)
         for site in registry.sites.values()
         if site.kind is kind
         and (kelurahan is None or site.kelurahan == kelurahan)
         and (kecamatan is None or registry.kecamatan_of_kelurahan[site.kelurahan].code == kecamatan)
+        and caller.sees(site.id)
     ]
-
-
-@router.get("/v1/hospitals", response_model=BedPlaceList, responses=_ERRORS)
-async def hospitals(
-    caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
-    settings: SettingsDep,
-    registry: RegistryDep,
-    live: LiveDep,
-    snap: NowDep,
-    kecamatan: str | None = None,
-    kelurahan: str | None = None,
-) -> BedPlaceList:
-    """Every hospital (filters: ``kecamatan``, ``kelurahan``), with address, phone and
-    coordinates when the registry has them, and its beds now, in total and per bed group."""
-    after = settings.stale_after_s
-    items = _places(
-        SiteKind.HOSPITAL,
-        registry,
-        live,
-        snap,
-        after=after,
-        kecamatan=kecamatan,
-        kelurahan=kelurahan,
-    )
-    items = [place for place in items if caller.sees(place.id)]
     return BedPlaceList(stale_after_s=after, generated_at=now_iso(), items=items)
 
 
-@router.get("/v1/isolation-centres", response_model=BedPlaceList, responses=_ERRORS)
-async def isolation_centres(
-    caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
-    settings: SettingsDep,
-    registry: RegistryDep,
-    live: LiveDep,
-    snap: NowDep,
-    kecamatan: str | None = None,
-    kelurahan: str | None = None,
-) -> BedPlaceList:
-    """Every isolation centre (a converted RW or kelurahan hall, hotel or dorm), as
-    ``/v1/hospitals`` lists hospitals."""
-    after = settings.stale_after_s
-    items = _places(
-        SiteKind.ISOLATION_CENTRE,
-        registry,
-        live,
-        snap,
-        after=after,
-        kecamatan=kecamatan,
-        kelurahan=kelurahan,
+def _list_route(kind: SiteKind, path: str, title: str, description: str) -> None:
+    """``path`` lists the sites of ``kind`` (filters: ``kecamatan``, ``kelurahan``), each with
+    registry data and its beds now; a scoped key sees those in its regions."""
+
+    @router.get(
+        path,
+        response_model=BedPlaceList,
+        responses=_ERRORS,
+        summary=title,
+        description=description,
+        name=title,
     )
-    items = [place for place in items if caller.sees(place.id)]
-    return BedPlaceList(stale_after_s=after, generated_at=now_iso(), items=items)
+    async def place_list(
+        caller: Annotated[Caller, require(Role.HEALTH_OFFICER)],
+        settings: SettingsDep,
+        registry: RegistryDep,
+        live: LiveDep,
+        snap: NowDep,
+        answer: AnswerDep,
+        kecamatan: str | None = None,
+        kelurahan: str | None = None,
+    ) -> Response:
+        check_region(registry, kecamatan=kecamatan, kelurahan=kelurahan)
+        return answer(
+            lambda: _place_list(
+                kind,
+                caller,
+                live,
+                snap,
+                after=settings.stale_after_s,
+                kecamatan=kecamatan,
+                kelurahan=kelurahan,
+            )
+        )
+
+
+_list_route(
+    SiteKind.HOSPITAL,
+    "/v1/hospitals",
+    "Hospitals",
+    "Every hospital (filters: ``kecamatan``, ``kelurahan``), with address, phone and "
+    "coordinates when the registry has them, and its beds now, in total and per bed group.",
+)
+_list_route(
+    SiteKind.ISOLATION_CENTRE,
+    "/v1/isolation-centres",
+    "Isolation Centres",
+    "Every isolation centre (a converted RW or kelurahan hall, hotel or dorm), as "
+    "``/v1/hospitals`` lists hospitals.",
+)
 
 
 @router.get(

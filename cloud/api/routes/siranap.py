@@ -27,7 +27,9 @@ from cloud.api.models_siranap import (
     SiranapList,
     SiranapRow,
 )
+from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, now_iso
+from cloud.api.registry_views import sensors_by_site
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_TYPES
 from contract.clock import now_ms
@@ -66,7 +68,7 @@ def _rows(
 ) -> list[SiranapRow]:
     """One row per bed type the hospital has a bed sensor of, in code order."""
     wards: dict[int, list[str]] = {}
-    for sensor in live.index.registry.sensors_of(site=site.id):
+    for sensor in sensors_by_site(live.index.registry).get(site.id, ()):
         if sensor.kind is SensorKind.BED and sensor.bed_type is not None:
             wards.setdefault(sensor.bed_type, []).append(sensor.ward or "")
     gid = live.group_ids.get(("site", site.id))
@@ -145,20 +147,28 @@ async def siranap_all(
     registry: RegistryDep,
     live: LiveDep,
     snap: NowDep,
+    answer: AnswerDep,
     format: FormatQuery = ExportFormat.JSON,  # noqa: A002 - the parameter clients send
-) -> SiranapList | Response:
+) -> Response:
     """Every hospital's SIRANAP bed report. CSV has one line per hospital and bed type, led by
     ``kode_rs`` and ``nama_rs``."""
-    reports = [
-        _report(site, settings, live, snap)
-        for site in registry.sites.values()
-        if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
-    ]
+
+    def build() -> SiranapList:
+        reports = [
+            _report(site, settings, live, snap)
+            for site in registry.sites.values()
+            if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
+        ]
+        return SiranapList(
+            stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=reports
+        )
+
     if format is ExportFormat.CSV:
+        reports = build().items
         rows = [row for rep in reports for row in rep.items]
         sites = [(rep.kode_rs, rep.nama_rs) for rep in reports for _ in rep.items]
         return Response(_csv(rows, with_site=sites), media_type="text/csv; charset=utf-8")
-    return SiranapList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=reports)
+    return answer(build)
 
 
 @router.get(
