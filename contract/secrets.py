@@ -18,7 +18,8 @@ The policy (``PANTAU_MODE=production`` only; development keeps its convenient de
 Secrets reach a process in one of two ways, and only these: the variable itself
 (``PANTAU_INFLUX_PASSWORD``), or the same name with ``_FILE`` naming a file that holds it
 (``PANTAU_INFLUX_PASSWORD_FILE=/run/secrets/influx_password``, what compose ``secrets:``
-mount). :func:`secret_file_values` reads the second for a settings class; a process given
+mount). :func:`secret_file_values` reads the second for a settings class, and
+:class:`SecretFileSettings` makes every deployable's settings read it alike; a process given
 both is refused (which one wins would be a guess).
 """
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from contract.errors import ConfigError
 
@@ -41,6 +43,7 @@ __all__ = [
     "FILE_SUFFIX",
     "MIN_SECRET_LENGTH",
     "WELL_KNOWN_SECRETS",
+    "SecretFileSettings",
     "SecretProblem",
     "bounded_echo",
     "describe_settings_error",
@@ -262,3 +265,35 @@ def secret_file_values(
             raise ValueError(f"{plain}{FILE_SUFFIX}: cannot read {path!r}: {reason}") from None
         out[name] = text.removesuffix("\n").removesuffix("\r")
     return out
+
+
+class SecretFileSettings(BaseSettings):
+    """Base of every deployable's settings: a secret may also come from the file that
+    ``PANTAU_<NAME>_FILE`` names (:func:`secret_file_values`). The environment wins over those
+    files, which win over :meth:`lower_sources` (e.g. the edge's YAML file) and the defaults."""
+
+    @classmethod
+    def lower_sources(
+        cls, settings_cls: type[BaseSettings]
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Sources below the secret files and above the defaults; none unless overridden."""
+        return ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
+        return (
+            init_settings,
+            env_settings,
+            files,
+            dotenv_settings,
+            *cls.lower_sources(settings_cls),
+            file_secret_settings,
+        )

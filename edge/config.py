@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -24,7 +23,7 @@ from contract.errors import ConfigError, ConfigFileError
 from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
 from contract.payload import MAX_READINGS_PER_BATCH
-from contract.secrets import describe_settings_error, require_secret, secret_file_values
+from contract.secrets import SecretFileSettings, describe_settings_error, require_secret
 from contract.topics import ID_PATTERN, is_valid_id
 from contract.yamlfile import read_yaml
 from edge.spool import FullPolicy, SpoolLimits
@@ -32,7 +31,7 @@ from edge.spool import FullPolicy, SpoolLimits
 ENV_PREFIX = "PANTAU_"
 
 
-class EdgeSettings(MqttTlsSettings, BaseSettings):
+class EdgeSettings(MqttTlsSettings, SecretFileSettings):
     """Everything one gateway agent needs; validated when constructed. The broker's TLS
     settings (``mqtt_ca_file``, ``mqtt_cert_file``, ``mqtt_key_file``) come from
     :class:`MqttTlsSettings`."""
@@ -40,26 +39,12 @@ class EdgeSettings(MqttTlsSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+    def lower_sources(
+        cls, settings_cls: type[BaseSettings]
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The environment wins over secrets named by ``PANTAU_<NAME>_FILE``
-        (contract/secrets.py), which win over the YAML file (``yaml_file``, set by
-        :func:`load_settings`), which wins over the defaults."""
-        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
-        return (
-            init_settings,
-            env_settings,
-            files,
-            dotenv_settings,
-            StrictYamlSource(settings_cls),
-            file_secret_settings,
-        )
+        """The YAML file (``yaml_file``, set by :func:`load_settings`), below the environment
+        and the secret files (contract.secrets.SecretFileSettings), above the defaults."""
+        return (StrictYamlSource(settings_cls),)
 
     mode: Literal["production", "development"] = "development"
     gateway_id: str = Field(pattern=f"^{ID_PATTERN}$")

@@ -6,37 +6,19 @@ from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
 from city import DEMO_CITY
 from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
-from contract.secrets import require_secret, secret_file_values
+from contract.secrets import SecretFileSettings, require_secret
 
 
-class ApiSettings(MqttTlsSettings, BaseSettings):
+class ApiSettings(MqttTlsSettings, SecretFileSettings):
     """Everything the API needs; validated when built, so a bad deployment fails at start-up.
     The broker's TLS settings (``mqtt_ca_file``, ...) come from :class:`MqttTlsSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Secrets may come from files: ``PANTAU_<NAME>_FILE`` (contract/secrets.py)."""
-        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
-        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
     mode: Literal["production", "development"] = "development"
     influx_url: str = "http://127.0.0.1:8086"

@@ -6,12 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
 from city import DEMO_CITY
 from cloud.ingest.schema import StorageSchema
@@ -19,8 +14,8 @@ from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
 from contract.secrets import (
     DEV_INGEST_MQTT_PASSWORD,
+    SecretFileSettings,
     require_secret,
-    secret_file_values,
 )
 
 #: An InfluxQL retention duration (at least an hour, InfluxDB's minimum) or INF.
@@ -30,25 +25,12 @@ _DURATION = r"^([1-9][0-9]*[hdw]|INF)$"
 DEV_MQTT_PASSWORD = DEV_INGEST_MQTT_PASSWORD
 
 
-class IngestSettings(MqttTlsSettings, BaseSettings):
+class IngestSettings(MqttTlsSettings, SecretFileSettings):
     """Everything ``pantau ingest run`` needs. In production, default or missing secrets are a
     start-up error. The broker's TLS settings (``mqtt_ca_file``, ...) come from
     :class:`MqttTlsSettings` and serve ``pantau ingest replay`` too."""
 
     model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Secrets may come from files: ``PANTAU_<NAME>_FILE`` (contract/secrets.py)."""
-        files = InitSettingsSource(settings_cls, init_kwargs=secret_file_values(settings_cls))
-        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
     mode: Literal["production", "development"] = "development"
     mqtt_url: MqttUrl = BrokerUrl.parse("mqtt://127.0.0.1:1883")

@@ -110,6 +110,8 @@ CONTRACT_EXTRA = {
     "contract.binary": "numpy",
     "contract.cluster": "numpy",
     "contract.yamlfile": "yaml",
+    # every deployable's settings read secret files alike (SecretFileSettings)
+    "contract.secrets": "pydantic_settings",
 }
 
 
