@@ -36,18 +36,12 @@ def feed(db: InfluxDB, city: Registry) -> None:
 
 
 @contextlib.contextmanager
-def running_api(workdir: Path, db: InfluxDB, **env: str) -> Iterator[RunningApi]:
-    """``pantau api run`` as a process with ``PANTAU_API_KEYS_DB`` in ``workdir``; extra
-    ``PANTAU_*`` settings from ``env``. Waits until /healthz answers 200; always stopped."""
-    keys_db = workdir / "api-keys.sqlite3"
+def api_process(workdir: Path, **env: str) -> Iterator[str]:
+    """``pantau api run`` as a process with only the ``PANTAU_*`` settings in ``env``, logging
+    to ``workdir/api.log``; yields its URL once /healthz answers 200; always stopped."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
-    clean |= {
-        "PANTAU_INFLUX_URL": db.url,
-        "PANTAU_API_KEYS_DB": str(keys_db),
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
+    clean |= {"PYTHONUNBUFFERED": "1", **env}
     log_path = workdir / "api.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -70,7 +64,7 @@ def running_api(workdir: Path, db: InfluxDB, **env: str) -> Iterator[RunningApi]
             time.sleep(0.1)  # polling for readiness, not standing in for an event
         else:
             raise AssertionError(f"the API exited:\n{log_path.read_text()}")
-        yield RunningApi(url=url, keys_db=keys_db, log=log_path)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -78,3 +72,13 @@ def running_api(workdir: Path, db: InfluxDB, **env: str) -> Iterator[RunningApi]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_api(workdir: Path, db: InfluxDB, **env: str) -> Iterator[RunningApi]:
+    """:func:`api_process` with ``PANTAU_API_KEYS_DB`` in ``workdir`` over ``db``; extra
+    ``PANTAU_*`` settings from ``env``."""
+    keys_db = workdir / "api-keys.sqlite3"
+    env = {"PANTAU_INFLUX_URL": db.url, "PANTAU_API_KEYS_DB": str(keys_db), **env}
+    with api_process(workdir, **env) as url:
+        yield RunningApi(url=url, keys_db=keys_db, log=workdir / "api.log")

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from city import DEMO_CITY, Registry, load_registry
 from cloud.api import ApiSettings, create_app
 from cloud.influx import InfluxHTTP
 from pantau.paths import ROOT
-from pantau.services import InfluxDB, free_port
+from pantau.services import InfluxDB
+from tests.api_access_support import api_process
 from tests.api_beds_support import NOW_MS, STATES, bed_lines, rollup_lines
 from tests.api_conditions_support import FRESH_MS, gate, kiosk, raw_lines
 
@@ -49,24 +49,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("api-doc")
     with InfluxDB(workdir=tmp / "influxdb") as db:
         _write(db, city)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
-        env |= {"PANTAU_INFLUX_URL": db.url, "PYTHONUNBUFFERED": "1"}
-        log_path = tmp / "api.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pantau.cli", "api", "run", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, proc, log_path)
+        with api_process(tmp, PANTAU_INFLUX_URL=db.url) as url:
             yield url
-        finally:
-            proc.terminate()
-            proc.wait(20)
 
 
 def _write(db: InfluxDB, city: Registry) -> None:
@@ -86,18 +70,6 @@ def _write(db: InfluxDB, city: Registry) -> None:
                 }
             )
         )
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the API did not become healthy:\n{log_path.read_text()}")
 
 
 def _shell(line: str, api_url: str) -> subprocess.CompletedProcess[str]:

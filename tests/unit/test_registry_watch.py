@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from cloud.ingest.aggregate import NO_TIME, SensorState
 from cloud.ingest.remap import diff, remap_state
 from cloud.ingest.topology import CityIndex
 from cloud.registry_watch import RegistryWatch
+from tests.ingest_support import wait_for
 
 
 class Clock:
@@ -201,12 +201,7 @@ def test_in_background_mode_a_thread_loads_the_file_and_take_hands_it_over_once(
         assert watch.take() is None
         write(city_file, demo_doc())
         watch.request()
-        deadline = time.monotonic() + 10
-        registry = watch.take()
-        while registry is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-            registry = watch.take()
-        assert registry is not None
+        registry = wait_for(watch.take, "the watching thread's load", timeout=10)
         assert "gw-kariadi" in registry.gateways
         assert watch.take() is None
     finally:
