@@ -55,12 +55,15 @@ def api_numbers(
 
 
 def gateway_state(mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, gateway: str) -> Any:
-    """The state of ``gateway``'s retained status, as the API reads it from the broker."""
+    """The state of ``gateway``'s retained status, as the API reads it from the broker. The
+    API says ``unknown`` until that message has reached its subscription: wait for it."""
+
+    def state() -> Any:
+        got = client.get(f"/v1/gateways/{gateway}").json().get("state")
+        return None if got == "unknown" else got
+
     with TestClient(create_app(api_settings(mosquitto, influxdb), registry=city)) as client:
-        return wait_for(
-            lambda: client.get(f"/v1/gateways/{gateway}").json().get("state"),
-            f"{gateway}'s retained status",
-        )
+        return wait_for(state, f"{gateway}'s retained status")
 
 
 def _without_clock(doc: Any) -> Any:
