@@ -4,10 +4,7 @@ observation times. Real Mosquitto, real PTYs, a real TCP proxy on loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
-import socket
 import threading
 import time
 from pathlib import Path
@@ -31,6 +28,7 @@ from tests.edge_support import (
     running,
     wait_for,
 )
+from tests.link_proxy_support import FreezingProxy
 
 # The agent and the CLI read PANTAU_*: these tests must see only their own settings.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
@@ -40,92 +38,6 @@ KEEPALIVE_S = 2
 #: The agent's loop wakes when the silence would reach 1.5x keepalive; its record of the silence
 #: may trail that mark by the loop's scheduling delay, well under this on a busy machine.
 LOOP_SLACK_S = 0.25
-
-
-class FreezingProxy:
-    """A loopback TCP proxy to the broker that can "freeze": every connection open at that
-    moment stops passing bytes in both directions while its sockets stay open (no FIN, no RST),
-    exactly like a NAT box that lost its state. While frozen, new connections are cut at once;
-    after :meth:`heal` new connections pass again (the frozen ones never do)."""
-
-    def __init__(self, *, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.frozen_pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
-        self._frozen = threading.Event()
-        self._closing = threading.Event()
-        self._lock = threading.Lock()
-        self.accepted = 0
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        self.listener.settimeout(0.1)
-        while not self._closing.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            if self._frozen.is_set():
-                client.close()  # the link is down: nothing gets through
-                continue
-            upstream = socket.create_connection(self.target)
-            stop = threading.Event()
-            with self._lock:
-                self._pairs.append((client, upstream, stop))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(
-                    target=self._pump, args=(src, dst, stop), name="proxy-pump", daemon=True
-                ).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set() and not self._closing.is_set():
-            ready, _, _ = select.select([src], [], [], 0.05)
-            if not ready or stop.is_set():
-                continue  # frozen: leave the bytes unread; the sockets stay open
-            try:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-            except OSError:
-                break
-        if not stop.is_set():  # a real close on one side: pass it on
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def freeze(self) -> None:
-        """Stop every open connection passing bytes, and refuse new ones until :meth:`heal`."""
-        self._frozen.set()
-        with self._lock:
-            for client, upstream, stop in self._pairs:
-                stop.set()
-                self.frozen_pairs.append((client, upstream))
-            self._pairs.clear()
-
-    def heal(self) -> None:
-        """Let new connections through again."""
-        self._frozen.clear()
-
-    def close(self) -> None:
-        self._closing.set()
-        self.listener.close()
-        with self._lock:
-            socks = [s for c, u, _ in self._pairs for s in (c, u)]
-        for sock in socks + [s for pair in self.frozen_pairs for s in pair]:
-            with contextlib.suppress(OSError):
-                sock.close()
 
 
 def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or_doubled(

@@ -25,6 +25,7 @@ from tests.edge_support import (
     agent_process,
     wait_for,
 )
+from tests.link_proxy_support import FreezingProxy
 
 # The agent and the CLI read PANTAU_*: these tests must see only their own settings.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
@@ -72,12 +73,23 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_reading_once_in_order(
     spool = Path(env["PANTAU_SPOOL_PATH"])
     counts = fill_spool(spool, rounds=300, per_batch=200)  # 180 000 readings, 900 batches
     total = sum(counts.values())
+    # The first run reaches the broker through a proxy that passes only the first 600 bytes
+    # the broker answers (CONNACK, SUBACKs and some 4-byte PUBACKs): the agent deletes the
+    # acknowledged batches and then waits with the rest, so the kill lands mid-backlog however
+    # fast the machine drains.
+    proxy = FreezingProxy(target=(mosquitto.host, mosquitto.port), answer_budget=600)
+    proxy.start()
+    first_run = env | {"PANTAU_MQTT_URL": proxy.url}
     with Recorder(mosquitto) as rec:
-        with agent_process(env, tmp_path / "agent1.log") as proc:
-            # At most 64 batches are in flight, so a 100th batch means acks were stored.
-            wait_for(lambda: len(rec.batches) >= 100, "the drain under way", timeout=30)
+        with agent_process(first_run, tmp_path / "agent1.log") as proc:
+            wait_for(
+                lambda: 0 < spool_depth_from_status(spool) < total,
+                "the first acknowledged batches deleted from the spool",
+                timeout=30,
+            )
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+        proxy.close()
         left = spool_depth(spool)  # opens cleanly: no corruption, the lock went with the process
         assert 0 < left < total, f"the kill was not mid-backlog: {left} of {total} left"
         with agent_process(env, tmp_path / "agent2.log"):
