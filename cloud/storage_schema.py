@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from contract import SensorKind
+from contract import KIND_FIELDS, SensorKind
 
 
 class Measurement(StrEnum):
@@ -27,6 +27,8 @@ class Measurement(StrEnum):
     BED_ROLLUP = "bed_rollup"
     CROWD_SITE = "crowd_site"
     QUEUE_SITE = "queue_site"
+    # where each sensor is (the registry's answer, for queries that cannot join: Grafana)
+    SENSOR_PLACE = "sensor_place"
     # operations
     DEAD_LETTER = "dead_letter"
     GATEWAY_STATUS = "gateway_status"
@@ -55,22 +57,35 @@ class Series:
 _SITE_TAGS = ("site", "site_name", "kelurahan", "kecamatan")
 _TIMES = ("oldest_ms", "newest_ms")
 
-#: Raw point fields per kind, in the order the writer emits them (``free`` and ``waiting`` are
-#: derived: capacity - occupied, issued - served).
-BED_FIELDS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "seq")
-CROWD_FIELDS = ("entries", "exits", "occupancy", "seq")
-QUEUE_FIELDS = ("issued", "served", "waiting", "counters_open", "seq")
+#: Raw point fields per kind, in the order the writer emits them: exactly what the device sent
+#: (``contract.KIND_FIELDS``) and its reading ``seq``; nothing derived (docs/adr/0028).
+BED_FIELDS = (*KIND_FIELDS[SensorKind.BED], "seq")
+CROWD_FIELDS = (*KIND_FIELDS[SensorKind.CROWD], "seq")
+QUEUE_FIELDS = (*KIND_FIELDS[SensorKind.QUEUE], "seq")
+#: The only tag of a raw point: site, region, ward, bed type and gate come from the registry
+#: at query time (the API's CityIndex; Grafana's ``sensor_place``), ADR 0028.
+RAW_TAGS = ("sensor",)
+#: ``sensor_place`` tags: where a sensor is, as the registry says (a tag is left out where it
+#: does not apply: ``ward``/``bed_type`` for beds, ``gate`` for crowd gates).
+PLACE_TAGS = (
+    "sensor",
+    "kind",
+    *_SITE_TAGS,
+    "site_kind",
+    "ward",
+    "bed_type",
+    "gate",
+)
 #: Rollup fields: the integers, then the float that is absent when undefined, then the times.
 BED_ROLLUP_INTS = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
 CROWD_SITE_INTS = ("occupancy", "capacity", "entries", "exits", "gates")
 QUEUE_SITE_INTS = ("waiting", "issued", "served", "counters_open", "kiosks")
 
 SCHEMA: dict[Measurement, Series] = {
-    Measurement.BED: Series(
-        tags=("sensor", *_SITE_TAGS, "site_kind", "ward", "bed_type"), fields=BED_FIELDS
-    ),
-    Measurement.CROWD: Series(tags=("sensor", *_SITE_TAGS, "gate"), fields=CROWD_FIELDS),
-    Measurement.QUEUE: Series(tags=("sensor", *_SITE_TAGS), fields=QUEUE_FIELDS),
+    Measurement.BED: Series(tags=RAW_TAGS, fields=BED_FIELDS),
+    Measurement.CROWD: Series(tags=RAW_TAGS, fields=CROWD_FIELDS),
+    Measurement.QUEUE: Series(tags=RAW_TAGS, fields=QUEUE_FIELDS),
+    Measurement.SENSOR_PLACE: Series(tags=PLACE_TAGS, fields=("registered",)),
     Measurement.BED_ROLLUP: Series(
         tags=("level", "code", "name", "bed_type", "facility"),
         fields=(*BED_ROLLUP_INTS, "bor", *_TIMES),
@@ -108,3 +123,6 @@ SCHEMA: dict[Measurement, Series] = {
 RAW_RP = "autogen"
 #: Where the continuous queries write their downsampled copies.
 DOWNSAMPLED_RP = "downsampled"
+#: Bookkeeping that must outlive the data's retention (duration INF): the schema version
+#: marker (cloud/ingest/migrations) and ``sensor_place``, both at time 0.
+META_RP = "pantau_meta"

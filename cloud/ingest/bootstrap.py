@@ -14,6 +14,7 @@ import numpy as np
 
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import NO_TIME, ReadingHistory, SensorState
+from cloud.ingest.places import publish_places
 from cloud.ingest.schema import ensure_storage
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.settings import IngestSettings
@@ -78,6 +79,7 @@ def prepare_storage(
         try:
             for statement in ensure_storage(influx, settings.storage_schema):
                 log.info("storage schema: %s", statement)
+            publish_places(influx, index)
             loaded = bootstrap_state(influx, index, state)
         except StorageError as exc:
             if not exc.retryable:

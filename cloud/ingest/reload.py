@@ -40,6 +40,7 @@ from cloud.ingest.bootstrap import start_history
 from cloud.ingest.decode import Message
 from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.pipeline import WindowPipeline
+from cloud.ingest.places import publish_places
 from cloud.ingest.remap import RegistryDiff, diff, remap_state, take_rows
 from cloud.ingest.seed import bootstrap_state
 from cloud.ingest.topology import CityIndex
@@ -72,6 +73,12 @@ def swap_registry(ing: Ingester, registry: Registry) -> RegistryDiff:
     index = CityIndex.from_registry(registry)
     state = remap_state(old_state, old_index, index)
     change = diff(old_index.registry, registry)
+    try:
+        publish_places(old.writer.influx, index)
+    except StorageError as exc:
+        # Only Grafana's place lookups lag (until the next swap or start); the readings of
+        # the new sensors must not wait for that.
+        log.warning("sensor_place not updated for the new registry: %s", exc)
     if change.added_sensors:
         added = np.array(sorted(index.sensor_pos[s] for s in change.added_sensors), np.intp)
         _seed_rows(old.writer.influx, index, state, added)

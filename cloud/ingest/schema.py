@@ -41,7 +41,6 @@ DOWNSAMPLE: dict[Measurement, tuple[tuple[str, str, str], ...]] = {
         ("last", "capacity", "capacity"),
         ("last", "occupied", "occupied"),
         ("max", "occupied", "occupied_max"),
-        ("last", "free", "free"),
         ("last", "suspect", "suspect"),
         ("last", "confirmed", "confirmed"),
         ("last", "waiting", "waiting"),

@@ -33,7 +33,6 @@ from cloud.influx import FieldValue, InfluxHTTP, format_int_rows, format_line, s
 from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
 from cloud.ingest.topology import FACILITIES, CityIndex
-from cloud.ingest.wards import free_beds
 from cloud.storage_schema import (
     BED_FIELDS,
     BED_ROLLUP_INTS,
@@ -106,18 +105,10 @@ class PointBuilder:
                     "kecamatan": kec.code,
                 }
             )
-        self.raw_keys: list[str] = []
-        for sensor in reg.doc.sensors:
-            tags = dict(self._site_tags[index.site_pos[sensor.site]], sensor=sensor.id)
-            if sensor.kind is SensorKind.BED:
-                tags.update(
-                    site_kind=reg.sites[sensor.site].kind.value,
-                    ward=str(sensor.ward),
-                    bed_type=str(sensor.bed_type),
-                )
-            elif sensor.kind is SensorKind.CROWD and sensor.gate:
-                tags["gate"] = sensor.gate
-            self.raw_keys.append(series_key(RAW[sensor.kind], tags))
+        # Raw points carry the sensor only (ADR 0028): the registry answers where it is.
+        self.raw_keys = [
+            series_key(RAW[sensor.kind], {"sensor": sensor.id}) for sensor in reg.doc.sensors
+        ]
         self._site_keys: dict[tuple[str, int], str] = {}
         self._rollup_keys: dict[tuple[int, int, int], str] = {}
 
@@ -129,14 +120,8 @@ class PointBuilder:
             rows = np.flatnonzero(readings.kind == code)
             if not len(rows):
                 continue
-            vv, seq = v[rows], readings.seq[rows][:, None]
-            if code == _BED:
-                free = free_beds(vv[:, 0], vv[:, 1])[:, None]
-                cols = np.hstack([vv[:, :2], free, vv[:, 2:5], seq])
-            elif code == _CROWD:
-                cols = np.hstack([vv[:, :3], seq])
-            else:
-                cols = np.hstack([vv[:, :2], vv[:, :1] - vv[:, 1:2], vv[:, 2:3], seq])
+            # the device's values as sent (the first len(names) - 1 columns), then its seq
+            cols = np.hstack([v[rows, : len(names) - 1], readings.seq[rows][:, None]])
             keys = [self.raw_keys[s] for s in readings.sensor[rows].tolist()]
             # Time is the observation ms plus seq % 1000 µs: two distinct readings of a sensor in
             # one ms stay two points, while a redelivered reading lands on itself again.

@@ -28,8 +28,7 @@ CROWD_RECOVERED = 0.9
 SPOOL_GROWTH = 100
 #: Dead letters per reason in 10 minutes that make a rate worth waking someone for.
 DEAD_LETTERS_PER_10_MIN = 10
-#: A kecamatan is stale below this share of its bed sensors reporting within 10 minutes.
-FRESH_SHARE_MIN = 0.8
+#: A bed sensor seen in the last 24 h is silent when its latest reading is older than this.
 FRESH_MINUTES = 10
 
 Reducer = Literal["sum", "mean", "min", "max", "count", "last", "median"]
@@ -202,11 +201,13 @@ def crowd_rule() -> alerting.Rule:
 
 
 def operations_rules() -> list[alerting.Rule]:
-    """Gateways offline or spooling, dead letters arriving, regions gone quiet."""
-    fresh_cut = f"time <= now() - {FRESH_MINUTES}m"
-    per_sensor = (
-        'SELECT count("seq") AS "{name}" FROM (SELECT last("seq") AS "seq" FROM "bed" WHERE '
-        '$timeFilter GROUP BY "sensor", "kecamatan") WHERE {where} GROUP BY "kecamatan"'
+    """Gateways offline or spooling, dead letters arriving, bed sensors gone quiet."""
+    # Per sensor, not per kecamatan: raw points carry only their sensor and InfluxQL cannot
+    # join the registry's places (docs/adr/0028-raw-points-tagged-by-sensor.md).
+    silent = (
+        'SELECT count("seq") AS "silent" FROM (SELECT last("seq") AS "seq" FROM "bed" WHERE '
+        f'$timeFilter GROUP BY "sensor") WHERE time <= now() - {FRESH_MINUTES}m '
+        'GROUP BY "sensor"'
     )
     return [
         _rule(
@@ -303,25 +304,15 @@ def operations_rules() -> list[alerting.Rule]:
             no_data="OK",
         ),
         _rule(
-            "pantau-region-stale",
-            f"Region freshness below {FRESH_SHARE_MIN:.0%}",
-            [
-                _influx("A", per_sensor.format(name="stale", where=fresh_cut), 86400),
-                _influx("B", per_sensor.format(name="known", where="$timeFilter"), 86400),
-                _reduce("C", "A"),
-                _reduce("D", "B"),
-                # Share of fresh sensors. A kecamatan with no stale sensor has no A series and
-                # so no instance: that is the healthy case, hence noDataState OK.
-                _math("E", "1 - $C / $D"),
-                _threshold("F", "E", "lt", FRESH_SHARE_MIN),
-            ],
-            condition="F",
+            "pantau-sensor-silent",
+            f"Bed sensor silent for {FRESH_MINUTES} min",
+            _one_query(silent, 86400, "gt", 0),
+            condition="C",
             for_="5m",
             severity="warning",
-            summary="Only {{ humanizePercentage $values.E.Value }} of bed sensors in "
-            "{{ $labels.kecamatan }} reported in the last 10 min",
-            description=f"Fewer than {FRESH_SHARE_MIN:.0%} of the kecamatan's bed sensors "
-            f"(seen in 24 h) reported within {FRESH_MINUTES} minutes.",
+            summary=f"Bed sensor {{{{ $labels.sensor }}}} has not reported for {FRESH_MINUTES} min",
+            description=f"A bed sensor seen in the last 24 h sent no reading for {FRESH_MINUTES} "
+            "minutes (where it is: the registry, or the sensor_place measurement).",
             no_data="OK",
         ),
     ]

@@ -24,16 +24,16 @@ from pantau.grafana.panels import (
     stat_panel,
     table_panel,
 )
-from pantau.grafana.variables import bed_type_variable, kecamatan_variable
+from pantau.grafana.variables import bed_type_variable, kecamatan_variable, place_variable
 
 
 def _group_free(group: str, label: str) -> InfluxQL:
     return InfluxQL(
         f'SELECT sum("free") AS "{label}_free", sum("capacity") AS "{label}_capacity" FROM '
-        '(SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "bed" '
-        f'WHERE "site_kind" = \'hospital\' AND "bed_type" =~ {bed_group_regex(group)} '
-        f'AND {KECAMATAN_OF_SITE} AND $timeFilter GROUP BY "sensor", "site_name") '
-        'WHERE $timeFilter GROUP BY "site_name"',
+        '(SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "bed_rollup" '
+        'WHERE "level" = \'site\' AND "facility" = \'hospital\' AND "bed_type" =~ '
+        f'{bed_group_regex(group)} AND "code" =~ /^$bed_site$/ AND $timeFilter '
+        'GROUP BY "code", "name", "bed_type") WHERE $timeFilter GROUP BY "name"',
         ref_id="A" if group == "icu" else "B",
         result_format="table",
     )
@@ -46,7 +46,11 @@ def city_now() -> dashboard.Dashboard:
             "City now",
             "pantau-city-now",
             "Pantau: beds, crowds and queues of the city right now (docs/schema.md).",
-            [kecamatan_variable(), bed_type_variable()],
+            [
+                kecamatan_variable(),
+                bed_type_variable(),
+                place_variable("bed_site", kind="bed", key="site", where=KECAMATAN_OF_SITE),
+            ],
         )
         .with_panel(
             stat_panel(
@@ -132,7 +136,8 @@ def city_now() -> dashboard.Dashboard:
                 [_group_free("icu", "icu"), _group_free("isolation", "isolation")],
                 description=(
                     f"ICU: SIRANAP codes {bed_group_codes('icu')}. Isolation: "
-                    f"{bed_group_codes('isolation')}. Sum of each ward's latest reading."
+                    f"{bed_group_codes('isolation')}. Sum of the hospital rollups' latest "
+                    "free beds per bed type."
                 ),
                 steps=((None, "red"), (2, "orange"), (5, "green")),
             )

@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders import dashboard
 
 from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
 from pantau.grafana.panels import bar_panel, board, history_panel, row, table_panel
-from pantau.grafana.variables import kecamatan_variable
+from pantau.grafana.variables import kecamatan_variable, place_variable
 
 #: Crowd ratio colours: 1.0 is the site's health-protocol capacity.
 CROWD_STEPS = ((None, "green"), (0.8, "orange"), (1.0, "red"))
@@ -20,7 +20,10 @@ def crowds_and_queues() -> dashboard.Dashboard:
             "Crowds & queues",
             "pantau-crowds-queues",
             "Crowds against capacity and public-service queues (docs/schema.md).",
-            [kecamatan_variable()],
+            [
+                kecamatan_variable(),
+                place_variable("gate_sensor", kind="crowd", where=KECAMATAN_OF_SITE),
+            ],
         )
         .with_panel(
             bar_panel(
@@ -43,7 +46,7 @@ def crowds_and_queues() -> dashboard.Dashboard:
                     InfluxQL(
                         'SELECT last("entries") AS "entries", last("exits") AS "exits", '
                         'last("occupancy") AS "occupancy" FROM "crowd" WHERE '
-                        f'{KECAMATAN_OF_SITE} AND $timeFilter GROUP BY "site_name", "gate"',
+                        '"sensor" =~ /^$gate_sensor$/ AND $timeFilter GROUP BY "sensor"',
                         result_format="table",
                     )
                 ],

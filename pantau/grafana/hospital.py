@@ -1,7 +1,8 @@
 """The "Hospital detail" board: each ward now and over time, per hospital and bed type.
 
-Ward rows come from the raw ``bed`` readings (one series per ward sensor); hospital-level lines
-from the ``site`` rollups, so the BOR on this board is the ingester's BOR, never recomputed."""
+Ward rows come from the raw ``bed`` readings (one series per ward sensor, selected through the
+hidden ``$ward_sensor`` over ``sensor_place``); hospital-level numbers from the ``site``
+rollups, so the BOR on this board is the ingester's BOR, never recomputed."""
 
 from __future__ import annotations
 
@@ -17,19 +18,24 @@ from pantau.grafana.panels import (
     stat_panel,
     table_panel,
 )
-from pantau.grafana.variables import bed_type_variable, kecamatan_variable, site_variable
+from pantau.grafana.variables import (
+    bed_type_variable,
+    kecamatan_variable,
+    place_variable,
+    site_variable,
+)
 
-#: Wards in the selection (variables: region, hospital, bed type).
-_WARDS = f'{KECAMATAN_OF_SITE} AND "site" =~ /^$site$/ AND {BED_TYPE_FILTER}'
+#: Wards in the selection (variables: region, hospital, bed type), as their sensors.
+_WARDS = '"sensor" =~ /^$ward_sensor$/'
 #: Hospital rollups in the selection (rollups carry the site id in "code").
 _SITES = '"level" = \'site\' AND "facility" = \'all\' AND "code" =~ /^$site$/'
 
 
 def _free_in_group(group: str, ref_id: str) -> InfluxQL:
     return InfluxQL(
-        f'SELECT sum("free") AS "{group}" FROM (SELECT last("free") AS "free" FROM "bed" '
-        f'WHERE {KECAMATAN_OF_SITE} AND "site" =~ /^$site$/ AND "bed_type" =~ '
-        f'{bed_group_regex(group)} AND $timeFilter GROUP BY "sensor") WHERE $timeFilter',
+        f'SELECT sum("free") AS "{group}" FROM (SELECT last("free") AS "free" FROM "bed_rollup" '
+        f'WHERE {_SITES} AND "bed_type" =~ {bed_group_regex(group)} AND $timeFilter '
+        'GROUP BY "code", "bed_type") WHERE $timeFilter',
         ref_id=ref_id,
     )
 
@@ -41,15 +47,25 @@ def hospital_detail() -> dashboard.Dashboard:
             "Hospital detail",
             "pantau-hospital-detail",
             "Per ward and per hospital: beds now and their history (docs/schema.md).",
-            [kecamatan_variable(), site_variable(), bed_type_variable()],
+            [
+                kecamatan_variable(),
+                site_variable(),
+                bed_type_variable(),
+                place_variable(
+                    "ward_sensor",
+                    kind="bed",
+                    where=f'{KECAMATAN_OF_SITE} AND "site" =~ /^$site$/ AND {BED_TYPE_FILTER}',
+                ),
+            ],
         )
         .with_panel(
             stat_panel(
                 "Free ICU, HCU and isolation beds",
                 _free_in_group("icu", "A"),
                 description=(
-                    "Sum of each ward's latest free beds in the selected hospitals, per bed "
-                    "group of contract.beds (the bed-type variable does not apply here)."
+                    "Sum of each hospital's latest free beds (its site rollup) in the selected "
+                    "hospitals, per bed group of contract.beds (the bed-type variable does not "
+                    "apply here)."
                 ),
                 steps=FREE_BED_STEPS,
                 width=24,
@@ -64,16 +80,17 @@ def hospital_detail() -> dashboard.Dashboard:
                 [
                     InfluxQL(
                         'SELECT last("capacity") AS "capacity", last("occupied") AS "occupied", '
-                        'last("free") AS "free", last("suspect") AS "suspect", '
-                        'last("confirmed") AS "confirmed", last("waiting") AS "waiting" '
-                        f'FROM "bed" WHERE {_WARDS} AND $timeFilter '
-                        'GROUP BY "site_name", "ward", "bed_type"',
+                        'last("capacity") - last("occupied") AS "free", '
+                        'last("suspect") AS "suspect", last("confirmed") AS "confirmed", '
+                        f'last("waiting") AS "waiting" FROM "bed" WHERE {_WARDS} AND $timeFilter '
+                        'GROUP BY "sensor"',
                         result_format="table",
                     )
                 ],
                 description=(
-                    "The latest reading of each ward: SIRANAP layout (terpakai = occupied, "
-                    "suspek, konfirmasi, antrian = waiting)."
+                    "The latest reading of each ward sensor: SIRANAP layout (terpakai = "
+                    "occupied, suspek, konfirmasi, antrian = waiting; free = capacity - "
+                    "occupied)."
                 ),
                 width=24,
             )
@@ -102,8 +119,8 @@ def hospital_detail() -> dashboard.Dashboard:
                     InfluxQL(
                         'SELECT last("occupied") AS "occupied" FROM "bed" WHERE '
                         f"{_WARDS} AND $timeFilter "
-                        'GROUP BY time($__interval), "site_name", "ward" fill(previous)',
-                        alias="$tag_site_name / $tag_ward",
+                        'GROUP BY time($__interval), "sensor" fill(previous)',
+                        alias="$tag_sensor",
                     )
                 ],
                 description="Each ward's occupied beds as its sensor reported them.",

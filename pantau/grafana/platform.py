@@ -3,7 +3,8 @@ gateways are offline or spooling, and which regions have gone quiet.
 
 Ingest rate and lag come from the ingester's own ``ingest_health`` points
 (cloud/ingest/health.py); gateways from their retained status (``gateway_status``, the stats of
-contract.STAT_TYPES); freshness from the raw readings."""
+contract.STAT_TYPES); freshness from the raw readings of the bed sensors the region choice
+selects (hidden ``$bed_sensor`` over ``sensor_place``: raw points carry only their sensor)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,21 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
 from pantau.grafana.panels import board, history_panel, row, stat_panel, table_panel
-from pantau.grafana.variables import kecamatan_variable
+from pantau.grafana.variables import kecamatan_variable, place_variable
 
 #: A sensor is fresh when it reported within this many minutes (the freshness alert's window).
 FRESH_MINUTES = 10
 
 
 def freshness_query(*, fresh_only: bool, ref_id: str = "A") -> InfluxQL:
-    """Bed sensors per kecamatan whose latest reading in the range is within
+    """Bed sensors of the selected kecamatan(s) whose latest reading in the range is within
     :data:`FRESH_MINUTES` (``fresh_only``) or that reported at all in the range."""
     outer = f"time > now() - {FRESH_MINUTES}m" if fresh_only else "$timeFilter"
     name = "fresh" if fresh_only else "known"
     return InfluxQL(
         f'SELECT count("seq") AS "{name}" FROM (SELECT last("seq") AS "seq" FROM "bed" '
-        f'WHERE {KECAMATAN_OF_SITE} AND $timeFilter GROUP BY "sensor", "kecamatan") '
-        f'WHERE {outer} GROUP BY "kecamatan"',
+        'WHERE "sensor" =~ /^$bed_sensor$/ AND $timeFilter GROUP BY "sensor") '
+        f"WHERE {outer}",
         ref_id=ref_id,
         result_format="table",
     )
@@ -48,7 +49,10 @@ def platform_health() -> dashboard.Dashboard:
             "Platform health",
             "pantau-platform-health",
             "Pantau's pipeline: ingest, refusals, gateways, freshness (docs/schema.md).",
-            [kecamatan_variable()],
+            [
+                kecamatan_variable(),
+                place_variable("bed_sensor", kind="bed", where=KECAMATAN_OF_SITE),
+            ],
         )
         .with_panel(
             stat_panel(

@@ -122,11 +122,27 @@ def test_boards_have_region_and_bed_type_variables() -> None:
         for p in DASHBOARD_FILES
     }
     assert names == {
-        "city-now.json": ["kecamatan", "bed_type"],
-        "crowds-queues.json": ["kecamatan"],
-        "hospital-detail.json": ["kecamatan", "site", "bed_type"],
-        "platform-health.json": ["kecamatan"],
+        "city-now.json": ["kecamatan", "bed_type", "bed_site"],
+        "crowds-queues.json": ["kecamatan", "gate_sensor"],
+        "hospital-detail.json": ["kecamatan", "site", "bed_type", "ward_sensor"],
+        "platform-health.json": ["kecamatan", "bed_sensor"],
     }
+
+
+def test_place_variables_are_hidden_and_all_means_every_selected_value() -> None:
+    """Raw points carry only their sensor (ADR 0028): the hidden variables that turn a region
+    choice into sensors must not use the ``.*`` All value, or All would select every sensor
+    of the city whatever the region."""
+    hidden = {
+        v["name"]: v
+        for p in DASHBOARD_FILES
+        for v in json.loads(p.read_text())["templating"]["list"]
+        if v.get("hide") == 2
+    }
+    assert sorted(hidden) == ["bed_sensor", "bed_site", "gate_sensor", "ward_sensor"]
+    for v in hidden.values():
+        assert v.get("allValue") in (None, ""), v["name"]
+        assert v["query"].startswith('SHOW TAG VALUES FROM "sensor_place"'), v["name"]
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.name)
@@ -178,7 +194,7 @@ def test_alert_rules_cover_the_policy_and_use_the_datasource() -> None:
         "pantau-spool-growing",
         "pantau-spool-dropping",
         "pantau-dead-letters-rate",
-        "pantau-region-stale",
+        "pantau-sensor-silent",
     }
     uids = _datasource_uids() | {"__expr__"}
     for rule in rules:

@@ -9,21 +9,25 @@ Versions:
 1. the layout of the release before (git ``5ecc6cb``): the measurements, tags, retention
    policies and continuous queries of docs/schema.md. That is still today's layout (the
    retention policies and continuous queries are reconciled by
-   :func:`cloud.ingest.schema.apply_schema` at every start anyway), so there is no data step
-   yet; the marker is here so that the next change of the stored layout has a number.
+   :func:`cloud.ingest.schema.apply_schema` at every start anyway);
+2. raw points tagged by ``sensor`` only, without the derived fields
+   (:mod:`cloud.ingest.migrations.rawtags`, docs/adr/0028-raw-points-tagged-by-sensor.md).
 """
 
 from __future__ import annotations
 
 from cloud.influx import InfluxHTTP, format_line, ident, series_key
 from cloud.ingest.migrations.base import Applied, MigrationError, Step, run_steps
+from cloud.ingest.migrations.rawtags import raw_by_sensor
+from cloud.storage_schema import META_RP
 
-META_RP = "pantau_meta"
 MARKER = "schema_version"
 STORE = "InfluxDB"
 
-INFLUX_STEPS: tuple[Step[InfluxHTTP], ...] = ()
-#: The version this release writes: 1 (the 5ecc6cb layout) until a step is added.
+INFLUX_STEPS: tuple[Step[InfluxHTTP], ...] = (
+    Step(version=2, name="raw points tagged by sensor only", apply=raw_by_sensor),
+)
+#: The version this release writes.
 INFLUX_VERSION = INFLUX_STEPS[-1].version if INFLUX_STEPS else 1
 
 
