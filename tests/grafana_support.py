@@ -11,8 +11,9 @@ import yaml
 from pantau.paths import GRAFANA_DIR
 
 ALERTS_FILE = GRAFANA_DIR / "provisioning" / "alerting" / "pantau-alerts.yaml"
-#: Alert queries whose healthy answer is no rows (they count only what is wrong).
-EMPTY_WHEN_HEALTHY = {"alert pantau-region-stale A"}
+#: Alert queries whose healthy answer is no rows (they count only what is wrong): none since
+#: the silent-sensor rule counts readings per bucket (ADR 0028).
+EMPTY_WHEN_HEALTHY: set[str] = set()
 
 
 def grafana_to_influxql(query: str) -> str:
@@ -20,7 +21,16 @@ def grafana_to_influxql(query: str) -> str:
     for every variable."""
     query = query.replace("$timeFilter", "time > now() - 1h")
     query = query.replace("$__interval", "1m")
-    for variable in ("kecamatan", "site", "bed_type"):
+    for variable in (
+        "kecamatan",
+        "site",
+        "bed_type",
+        # hidden place variables (ADR 0028): with everything chosen, every sensor
+        "ward_sensor",
+        "gate_sensor",
+        "bed_sensor",
+        "bed_site",
+    ):
         query = query.replace(f"${variable}", ".*")
     return query
 

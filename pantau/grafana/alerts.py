@@ -28,8 +28,9 @@ CROWD_RECOVERED = 0.9
 SPOOL_GROWTH = 100
 #: Dead letters per reason in 10 minutes that make a rate worth waking someone for.
 DEAD_LETTERS_PER_10_MIN = 10
-#: A bed sensor seen in the last 24 h is silent when its latest reading is older than this.
-FRESH_MINUTES = 10
+#: A bed sensor seen in the last hour is silent when the current bucket of this many minutes
+#: holds none of its readings for 5 minutes (so it alerts after 5 to 10 minutes of silence).
+SILENT_BUCKET_MINUTES = 5
 
 Reducer = Literal["sum", "mean", "min", "max", "count", "last", "median"]
 Op = Literal["gt", "lt"]
@@ -203,11 +204,13 @@ def crowd_rule() -> alerting.Rule:
 def operations_rules() -> list[alerting.Rule]:
     """Gateways offline or spooling, dead letters arriving, bed sensors gone quiet."""
     # Per sensor, not per kecamatan: raw points carry only their sensor and InfluxQL cannot
-    # join the registry's places (docs/adr/0028-raw-points-tagged-by-sensor.md).
+    # join the registry's places (docs/adr/0028-raw-points-tagged-by-sensor.md). Buckets
+    # filled with 0, not "latest older than now() - 10m" over a subquery: InfluxDB applies an
+    # outer time condition to the subquery too, so that counted a sensor as silent whenever it
+    # had any reading older than the cut.
     silent = (
-        'SELECT count("seq") AS "silent" FROM (SELECT last("seq") AS "seq" FROM "bed" WHERE '
-        f'$timeFilter GROUP BY "sensor") WHERE time <= now() - {FRESH_MINUTES}m '
-        'GROUP BY "sensor"'
+        'SELECT count("seq") AS "readings" FROM "bed" WHERE $timeFilter '
+        f'GROUP BY time({SILENT_BUCKET_MINUTES}m), "sensor" fill(0)'
     )
     return [
         _rule(
@@ -305,14 +308,15 @@ def operations_rules() -> list[alerting.Rule]:
         ),
         _rule(
             "pantau-sensor-silent",
-            f"Bed sensor silent for {FRESH_MINUTES} min",
-            _one_query(silent, 86400, "gt", 0),
+            "Bed sensor silent",
+            _one_query(silent, 3600, "lt", 1),
             condition="C",
             for_="5m",
             severity="warning",
-            summary=f"Bed sensor {{{{ $labels.sensor }}}} has not reported for {FRESH_MINUTES} min",
-            description=f"A bed sensor seen in the last 24 h sent no reading for {FRESH_MINUTES} "
-            "minutes (where it is: the registry, or the sensor_place measurement).",
+            summary="Bed sensor {{ $labels.sensor }} has sent no reading for 5-10 min",
+            description="A bed sensor seen in the last hour has no reading in the current "
+            f"{SILENT_BUCKET_MINUTES}-minute bucket, for 5 minutes (where it is: the registry, "
+            "or the sensor_place measurement).",
             no_data="OK",
         ),
     ]

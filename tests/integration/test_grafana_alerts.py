@@ -234,27 +234,26 @@ def test_dead_letters_alert_from_10_per_reason_in_10_minutes(influx: InfluxHTTP)
     }
 
 
-def test_region_freshness_alerts_below_80_percent_including_a_region_gone_dark(
+def test_a_bed_sensor_silent_for_5_to_10_minutes_alerts_by_its_sensor_id(
     influx: InfluxHTTP,
 ) -> None:
-    """Share of a kecamatan's bed sensors (seen in 24 h) whose latest reading is under 10
-    minutes old: 4 of 5 (80 %) is fine, 3 of 5 alerts, 0 of 2 alerts, all fresh has no stale
-    dimension at all."""
-    plan = {"k80": (4, 1), "k60": (3, 2), "dark": (0, 2), "fine": (3, 0)}
-    lines = []
-    for kec, (fresh, stale) in plan.items():
-        for n in range(fresh + stale):
-            age = 2 * MIN if n < fresh else 30 * MIN
-            tags = {"sensor": f"{kec}-{n}", "kecamatan": kec, "site": "x", "bed_type": "26"}
-            lines.append(point("bed", tags, {"seq": n, "free": 1}, T0 - age))
+    """Raw points carry only their sensor (ADR 0028), so freshness is judged per sensor: a
+    sensor seen in the last hour with no reading in the current 5-minute bucket is Pending,
+    and Alerting once that has lasted 5 minutes; a sensor with a reading in the bucket has no
+    alert whatever older readings it has."""
+    now = T0 - T0 % (5 * MIN) + 3 * MIN  # 3 minutes into a 5-minute bucket
+    ages = {"bed-a": 1 * MIN, "bed-b": 2 * MIN, "bed-c": 4 * MIN, "bed-d": 30 * MIN}
+    lines = [point("bed", {"sensor": s}, {"seq": 1}, now - a) for s, a in ages.items()]
+    lines.append(point("bed", {"sensor": "bed-a"}, {"seq": 0}, now - 40 * MIN))
+    lines.append(point("bed", {"sensor": "bed-gone"}, {"seq": 0}, now - 2 * 60 * MIN))
     influx.write(lines)
-    run = RuleRun(influx=influx, rule=rule("pantau-region-stale"))
-    assert run.evaluate(T0) == {"kecamatan=k80": "Normal", "kecamatan=k60": "Pending",
-                                "kecamatan=dark": "Pending"}  # fmt: skip
-    _, steps = evaluate_condition(influx, rule("pantau-region-stale"), now_ms=T0, loaded=set())
-    assert steps["E"] == {
-        frozenset({("kecamatan", "k80")}): pytest.approx(0.8),
-        frozenset({("kecamatan", "k60")}): pytest.approx(0.6),
-        frozenset({("kecamatan", "dark")}): 0.0,
+    run = RuleRun(influx=influx, rule=rule("pantau-sensor-silent"))
+    got = run.evaluate(now)
+    assert {k: v for k, v in got.items() if v != "Normal"} == {
+        "sensor=bed-c": "Pending",
+        "sensor=bed-d": "Pending",
     }
-    assert run.evaluate(T0 + 5 * MIN)["kecamatan=k60"] == "Alerting"
+    assert got["sensor=bed-a"] == got["sensor=bed-b"] == "Normal"
+    assert "sensor=bed-gone" not in got
+    later = run.evaluate(now + 5 * MIN)
+    assert (later["sensor=bed-c"], later["sensor=bed-d"]) == ("Alerting", "Alerting")

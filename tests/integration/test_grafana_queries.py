@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
+from cloud.influx import FieldValue, InfluxHTTP, format_line, ident, series_key
+from cloud.storage_schema import META_RP
 from pantau.services import InfluxDB
 from tests.grafana_support import (
     EMPTY_WHEN_HEALTHY,
@@ -35,14 +36,24 @@ def _point(
     return format_line(series_key(measurement, tags), fields, ts_ms)
 
 
+def _raw(kind: str, place: dict[str, str], fields: dict[str, FieldValue], ts_ms: int) -> str:
+    """A raw point as the ingester writes it (sensor only) and its place for sensor_place."""
+    _PLACES[place["sensor"]] = {**place, "kind": kind}
+    return _point(kind, {"sensor": place["sensor"]}, fields, ts_ms)
+
+
+_PLACES: dict[str, dict[str, str]] = {}
+
+
 def feed_schema_sample(influx: InfluxHTTP) -> None:
-    """Write a small realistic city state (two readings minutes apart) in the schema's format."""
+    """Write a small realistic city state (two readings minutes apart) in the schema's format,
+    and where its sensors are (``sensor_place`` in ``pantau_meta``, as the ingester does)."""
     now = int(time.time() * 1000)
     lines: list[str] = []
     for age_min in (4, 1):
         ts = now - age_min * 60_000
         lines += [
-            _point(
+            _raw(
                 "bed",
                 {
                     "sensor": "bed-kariadi-icu",
@@ -57,7 +68,6 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 {
                     "capacity": 24,
                     "occupied": 20,
-                    "free": 4,
                     "suspect": 3,
                     "confirmed": 9,
                     "waiting": 2,
@@ -65,7 +75,7 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 },
                 ts,
             ),
-            _point(
+            _raw(
                 "bed",
                 {
                     "sensor": "bed-kariadi-hcu",
@@ -80,7 +90,6 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 {
                     "capacity": 6,
                     "occupied": 6,
-                    "free": 0,
                     "suspect": 0,
                     "confirmed": 0,
                     "waiting": 1,
@@ -88,7 +97,7 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 },
                 ts,
             ),
-            _point(
+            _raw(
                 "bed",
                 {
                     "sensor": "bed-elisabeth-iso",
@@ -103,7 +112,6 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 {
                     "capacity": 8,
                     "occupied": 5,
-                    "free": 3,
                     "suspect": 1,
                     "confirmed": 2,
                     "waiting": 0,
@@ -112,18 +120,24 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 ts,
             ),
         ]
-        for level, code, name, bed_type, capacity, occupied in (
-            ("kota", "33.74", "Kota Semarang", "all", 32, 25),
-            ("kota", "33.74", "Kota Semarang", "26", 24, 20),
-            ("kota", "33.74", "Kota Semarang", "28", 8, 5),
-            ("kecamatan", "33.74.07", "Semarang Selatan", "all", 24, 20),
-            ("kecamatan", KECAMATAN_CANDISARI, "Candisari", "all", 8, 5),
-            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "all", 30, 26),
-            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "26", 24, 20),
+        for level, code, name, bed_type, capacity, occupied, facility in (
+            ("kota", "33.74", "Kota Semarang", "all", 32, 25, "all"),
+            ("kota", "33.74", "Kota Semarang", "26", 24, 20, "all"),
+            ("kota", "33.74", "Kota Semarang", "28", 8, 5, "all"),
+            ("kecamatan", "33.74.07", "Semarang Selatan", "all", 24, 20, "all"),
+            ("kecamatan", KECAMATAN_CANDISARI, "Candisari", "all", 8, 5, "all"),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "all", 30, 26, "all"),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "26", 24, 20, "all"),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "7", 6, 6, "all"),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "26", 24, 20, "hospital"),
+            ("site", "rs-kariadi", "RSUP Dr. Kariadi", "7", 6, 6, "hospital"),
+            ("site", "rs-elisabeth", "RS St. Elisabeth", "all", 8, 5, "all"),
+            ("site", "rs-elisabeth", "RS St. Elisabeth", "28", 8, 5, "all"),
+            ("site", "rs-elisabeth", "RS St. Elisabeth", "28", 8, 5, "hospital"),
             # Other bed groups (HCU, general, emergency) so every group's alert query has data.
-            ("kota", "33.74", "Kota Semarang", "7", 6, 6),
-            ("kota", "33.74", "Kota Semarang", "3", 10, 4),
-            ("kota", "33.74", "Kota Semarang", "32", 4, 1),
+            ("kota", "33.74", "Kota Semarang", "7", 6, 6, "all"),
+            ("kota", "33.74", "Kota Semarang", "3", 10, 4, "all"),
+            ("kota", "33.74", "Kota Semarang", "32", 4, 1, "all"),
         ):
             lines.append(
                 _point(
@@ -133,7 +147,7 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                         "code": code,
                         "name": name,
                         "bed_type": bed_type,
-                        "facility": "all",
+                        "facility": facility,
                     },
                     {
                         "capacity": capacity,
@@ -193,7 +207,7 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 },
                 ts,
             ),
-            _point(
+            _raw(
                 "crowd",
                 {
                     "sensor": "crowd-peterongan-1",
@@ -255,6 +269,11 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
             ),
         ]
     influx.write(lines)
+    influx.execute(
+        [f"CREATE RETENTION POLICY {ident(META_RP)} ON pantau DURATION INF REPLICATION 1"]
+    )
+    places = [_point("sensor_place", place, {"registered": 1}, 0) for place in _PLACES.values()]
+    influx.write_to_policy(places, rp=META_RP)
 
 
 @pytest.fixture
@@ -271,10 +290,9 @@ def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
 
 def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> None:
     """One server for all queries: starting InfluxDB per query would dominate the run time.
-    The one alert query that counts stale sensors is empty when all are fresh (its rule's
-    thresholds are tested in test_grafana_alerts.py)."""
+    Alert thresholds are tested in test_grafana_alerts.py."""
     queries = dashboard_queries() + alert_queries()
-    assert len(queries) == 39 + 20
+    assert len(queries) == 39 + 19
     empty = [name for name, q in queries if not _rows(sample_influx, grafana_to_influxql(q))]
     assert empty == sorted(EMPTY_WHEN_HEALTHY)
 
@@ -293,13 +311,10 @@ def test_panels_compute_the_numbers_an_officer_reads(sample_influx: InfluxHTTP) 
     assert free == {"26": 4, "28": 3, "7": 0, "3": 6, "32": 3}
     bor = {r["name"]: r["bor"] for r in rows("BOR by kecamatan A")}
     assert bor == {"Semarang Selatan": pytest.approx(83.333333), "Candisari": 62.5}
-    icu = {
-        r["site_name"]: r["icu_free"] for r in rows("ICU and isolation free beds per hospital A")
-    }
+    icu = {r["name"]: r["icu_free"] for r in rows("ICU and isolation free beds per hospital A")}
     assert icu == {"RSUP Dr. Kariadi": 4}
     iso = {
-        r["site_name"]: r["isolation_free"]
-        for r in rows("ICU and isolation free beds per hospital B")
+        r["name"]: r["isolation_free"] for r in rows("ICU and isolation free beds per hospital B")
     }
     assert iso == {"RS St. Elisabeth": 3}
     (crowd,) = rows("Crowd occupancy vs health-protocol capacity A")
@@ -326,8 +341,8 @@ def test_platform_health_reads_ingest_gateways_and_freshness(sample_influx: Infl
     gateways = {r["gateway"]: r for r in rows("Gateways now A")}
     assert (gateways["gw-johar"]["spool_depth"], gateways["gw-johar"]["dropped"]) == (139, 7)
     assert gateways["gw-johar"]["silent"] == 3
-    fresh = {r["kecamatan"]: r["fresh"] for r in rows("Bed sensors reporting within 10 min A")}
-    assert fresh == {"33.74.07": 2, KECAMATAN_CANDISARI: 1}
+    (fresh,) = rows("Bed sensors reporting within 10 min A")
+    assert fresh["fresh"] == 3
 
 
 def test_hospital_detail_shows_each_ward_and_bed_group(sample_influx: InfluxHTTP) -> None:
@@ -336,11 +351,11 @@ def test_hospital_detail_shows_each_ward_and_bed_group(sample_influx: InfluxHTTP
     def rows(name: str) -> list[dict[str, Any]]:
         return _rows(sample_influx, grafana_to_influxql(queries[f"hospital-detail: {name}"]))
 
-    wards = {r["ward"]: (r["capacity"], r["occupied"], r["free"]) for r in rows("Wards now A")}
+    wards = {r["sensor"]: (r["capacity"], r["occupied"], r["free"]) for r in rows("Wards now A")}
     assert wards == {
-        "ICU Lt. 3": (24, 20, 4),
-        "HCU": (6, 6, 0),
-        'Ruang "Sehat" = 1, Lt. 2': (8, 5, 3),
+        "bed-kariadi-icu": (24, 20, 4),
+        "bed-kariadi-hcu": (6, 6, 0),
+        "bed-elisabeth-iso": (8, 5, 3),
     }
     (icu,) = rows("Free ICU, HCU and isolation beds A")
     assert icu["icu"] == 4
@@ -366,3 +381,48 @@ def test_the_variables_list_codes_and_filter_panels(sample_influx: InfluxHTTP) -
     free = dict(dashboard_queries())["city-now: Free beds by bed type (city) A"]
     only_28 = grafana_to_influxql(free.replace("$bed_type", "28"))
     assert [r["bed_type"] for r in _rows(sample_influx, only_28)] == ["28"]
+
+
+def _selected(influx: InfluxHTTP, board: str, name: str, **chosen: str) -> str:
+    """A hidden place variable's value as Grafana fills it with All selected: the values its
+    query returns for the chosen variables, as the regex alternation ``(a|b)``, each value
+    regex-escaped."""
+    (variable,) = [v for v in dashboards()[board]["templating"]["list"] if v["name"] == name]
+    query = variable["query"]
+    for var, value in chosen.items():
+        query = query.replace(f"${var}", re.escape(value))
+    values = sorted(r["value"] for r in _rows(influx, grafana_to_influxql(query)))
+    return "(" + "|".join(re.escape(v) for v in values) + ")"
+
+
+def test_raw_panels_answer_for_the_chosen_region_through_sensor_place(
+    sample_influx: InfluxHTTP,
+) -> None:
+    """Raw points carry only their sensor (ADR 0028): choosing a kecamatan, hospital or bed
+    type still narrows the per-ward, per-gate and freshness panels to that region's sensors,
+    because the hidden place variables turn the choice into sensors."""
+    queries = dict(dashboard_queries())
+    wards = _selected(sample_influx, "hospital-detail", "ward_sensor", kecamatan="33.74.08")
+    assert wards == r"(bed\-elisabeth\-iso)"
+    q = queries["hospital-detail: Wards now A"].replace("$ward_sensor", wards)
+    got = {r["sensor"]: r["free"] for r in _rows(sample_influx, grafana_to_influxql(q))}
+    assert got == {"bed-elisabeth-iso": 3}
+    icu_only = _selected(
+        sample_influx, "hospital-detail", "ward_sensor", site="rs-kariadi", bed_type="26"
+    )
+    assert icu_only == r"(bed\-kariadi\-icu)"
+
+    bed = _selected(sample_influx, "platform-health", "bed_sensor", kecamatan="33.74.07")
+    q = queries["platform-health: Bed sensors reporting within 10 min A"]
+    (fresh,) = _rows(sample_influx, grafana_to_influxql(q.replace("$bed_sensor", bed)))
+    assert fresh["fresh"] == 2
+
+    gates = _selected(sample_influx, "crowds-queues", "gate_sensor", kecamatan="33.74.08")
+    assert gates == "()"
+    q = queries["crowds-queues: Gates now A"].replace("$gate_sensor", gates)
+    assert _rows(sample_influx, grafana_to_influxql(q)) == []
+
+    sites = _selected(sample_influx, "city-now", "bed_site", kecamatan="33.74.07")
+    q = queries["city-now: ICU and isolation free beds per hospital A"].replace("$bed_site", sites)
+    got = {r["name"]: r["icu_free"] for r in _rows(sample_influx, grafana_to_influxql(q))}
+    assert got == {"RSUP Dr. Kariadi": 4}
