@@ -49,7 +49,27 @@ STATES: dict[str, Beds] = {
 
 
 def bed_lines(city: Registry, states: dict[str, Beds]) -> list[str]:
-    """``bed`` points for the given sensors, tags and fields exactly as docs/schema.md."""
+    """``bed`` points for the given sensors exactly as docs/schema.md: tagged by sensor only,
+    the device's fields and ``seq``."""
+    lines = []
+    for seq, (sensor_id, st) in enumerate(states.items()):
+        fields: dict[str, FieldValue] = {
+            "capacity": st.capacity,
+            "occupied": st.occupied,
+            "suspect": st.suspect,
+            "confirmed": st.confirmed,
+            "waiting": st.waiting,
+            "seq": seq,
+        }
+        lines.append(
+            format_line(series_key("bed", {"sensor": city.sensors[sensor_id].id}), fields, st.ts)
+        )
+    return lines
+
+
+def bed_lines_v1(city: Registry, states: dict[str, Beds]) -> list[str]:
+    """``bed`` points as InfluxDB layout version 1 stored them (before ADR 0028): every place
+    tag of the sensor and the derived ``free``."""
     lines = []
     for seq, (sensor_id, st) in enumerate(states.items()):
         sensor = city.sensors[sensor_id]
