@@ -193,3 +193,25 @@ def test_every_grafana_query_reads_a_measurement_and_fields_of_the_schema() -> N
 @pytest.mark.parametrize("kind", list(SensorKind))
 def test_every_sensor_kind_has_its_raw_measurement(kind: SensorKind) -> None:
     assert RAW[kind].value == kind.value
+
+
+def test_raw_lines_carry_only_the_sensor_tag_and_what_the_device_sent() -> None:
+    """ADR 0028: a raw point's series key is its measurement and sensor; its fields are the
+    device's values and seq, nothing derived (no free beds, no queue length)."""
+    raw = [line for line in _written_lines() if _parse(line)[0] in set(RAW.values())]
+    assert len(raw) == 6
+    by_kind: dict[str, set[str]] = {}
+    for line in raw:
+        measurement, tags, fields = _parse(line)
+        assert tags == {"sensor"}, line
+        by_kind.setdefault(measurement, set()).update(fields)
+    assert by_kind == {
+        "bed": {"capacity", "occupied", "suspect", "confirmed", "waiting", "seq"},
+        "crowd": {"entries", "exits", "occupancy", "seq"},
+        "queue": {"issued", "served", "counters_open", "seq"},
+    }
+    bed = next(line for line in raw if line.startswith("bed,"))
+    sensor = bed.split(" ", 1)[0].split("=", 1)[1]
+    # 10 beds, 5 occupied, 1 suspect, 1 confirmed, 0 waiting: the values as sent, in order
+    fields = "capacity=10i,occupied=5i,suspect=1i,confirmed=1i,waiting=0i,seq=0i"
+    assert bed == f"bed,sensor={sensor} {fields} {NOW * 1000}"

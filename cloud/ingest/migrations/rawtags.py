@@ -87,8 +87,14 @@ def copy_to_sensor_series(influx: InfluxHTTP, rp: str, measurement: Measurement)
 def raw_by_sensor(influx: InfluxHTTP) -> None:
     """Step 2: every version-1 raw point copied onto its sensor-only series, then the
     version-1 series dropped (from every policy: DROP SERIES is database-wide)."""
+    policies = {
+        str(row["name"])
+        for series in influx.query(f"SHOW RETENTION POLICIES ON {ident(influx.database)}")
+        for row in series.rows()
+    }
     for measurement in V2_FIELDS[RAW_RP]:
-        for rp in (RAW_RP, DOWNSAMPLED_RP):
+        # a policy that was never made holds nothing to copy (and cannot be queried)
+        for rp in (p for p in (RAW_RP, DOWNSAMPLED_RP) if p in policies):
             days = copy_to_sensor_series(influx, rp, measurement)
             if days:
                 log.info("%s.%s: %d day(s) copied to sensor-only series", rp, measurement, days)
