@@ -14,6 +14,8 @@ import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP, QueryError
+from cloud.ingest.places import publish_places, stored_places
+from cloud.ingest.topology import CityIndex
 from contract import StorageError
 from pantau.services import InfluxDB, Mosquitto
 from tests.api_access_support import running_api
@@ -139,6 +141,22 @@ def test_the_writers_account_cannot_drop_or_make_accounts(accounts: InfluxDB) ->
                 writer.execute([statement])
             assert refused.value.status == 403, statement
         assert values(writer, 'SELECT "occupied" FROM "bed"') == [[t, 1]]
+
+
+def test_the_writer_keeps_sensor_place_true_when_sensors_are_removed(
+    accounts: InfluxDB, city: Registry
+) -> None:
+    """``sensor_place`` (ADR 0028) is rewritten by the least-privilege writer at every start
+    and registry swap: it may write into ``pantau_meta`` (made by init-db) and drop the series
+    of removed sensors."""
+    doc = city.doc.model_dump(mode="json", exclude_none=True)
+    smaller = {**doc, "sensors": [s for s in doc["sensors"] if s["gateway"] != "gw-johar"]}
+    removed = len(doc["sensors"]) - len(smaller["sensors"])
+    with client(accounts, "pantau-writer", WRITER_PW) as writer:
+        assert publish_places(writer, CityIndex.from_registry(city)) == 0
+        smaller_index = CityIndex.from_registry(Registry.from_doc(smaller))
+        assert publish_places(writer, smaller_index) == removed == 2
+        assert len(stored_places(writer)) == len(smaller["sensors"]) == 28
 
 
 def test_the_writer_refuses_to_start_on_a_server_init_db_never_set_up(
