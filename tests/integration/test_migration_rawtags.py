@@ -1,7 +1,7 @@
 """InfluxDB layout step 2 (cloud/ingest/migrations/rawtags.py, ADR 0028) on a real InfluxDB 1.x:
 version-1 raw points of several days and every kind end up on sensor-only series with their
-times and device values, the derived fields left behind; re-running the step after a crash
-duplicates nothing."""
+times and device values, the derived fields left behind, copied in parts of a bounded number
+of points; re-running the step after a crash duplicates nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from cloud.influx import InfluxHTTP, format_line, series_key
 from cloud.ingest import StorageSchema, apply_schema
-from cloud.ingest.migrations.rawtags import raw_by_sensor
+from cloud.ingest.migrations.rawtags import copy_to_sensor_series, raw_by_sensor
+from cloud.storage_schema import RAW_RP, Measurement
 from pantau.services import InfluxDB
 from tests.ingest_support import now_ms
 
@@ -91,7 +92,9 @@ def test_version_1_raw_points_move_to_sensor_only_series_and_a_rerun_adds_nothin
     t0 = now_ms() - now_ms() % 1000
     influx.write(_v1_lines(t0))
 
-    raw_by_sensor(influx)
+    # at most 2 points per SELECT INTO: the three days are copied in two parts
+    assert copy_to_sensor_series(influx, RAW_RP, Measurement.BED, chunk_points=2) == 2
+    raw_by_sensor(influx, chunk_points=2)
     after = _everything(influx)
     raw_by_sensor(influx)  # a crash before the version was stamped: the step runs again
 
