@@ -33,6 +33,7 @@ class Measurement(StrEnum):
     DEAD_LETTER = "dead_letter"
     GATEWAY_STATUS = "gateway_status"
     INGEST_HEALTH = "ingest_health"
+    REGION_FRESHNESS = "region_freshness"
 
 
 #: The raw measurement of each sensor kind.
@@ -101,6 +102,10 @@ SCHEMA: dict[Measurement, Series] = {
     ),
     Measurement.GATEWAY_STATUS: Series(
         tags=("gateway", "site"), fields=("online", "state"), open_fields=True
+    ),
+    Measurement.REGION_FRESHNESS: Series(
+        tags=("level", "code", "name", "kind"),
+        fields=("sensors", "reported", "fresh", "share", "within_s"),
     ),
     Measurement.INGEST_HEALTH: Series(
         tags=("ingester",),

@@ -228,6 +228,14 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
                 },
                 ts,
             ),
+            # as the ingester writes them: 2 of Semarang Selatan's 3 bed sensors fresh
+            _point(
+                "region_freshness",
+                {"level": "kecamatan", "code": "33.74.07", "name": "Semarang Selatan"}
+                | {"kind": "bed"},
+                {"sensors": 3, "reported": 3, "fresh": 2, "share": 2 / 3, "within_s": 600},
+                ts,
+            ),
             _point(
                 "ingest_health",
                 {"ingester": "pantau-ingest-1"},

@@ -28,7 +28,6 @@ def grafana_to_influxql(query: str) -> str:
         # hidden place variables (ADR 0028): with everything chosen, every sensor
         "ward_sensor",
         "gate_sensor",
-        "bed_sensor",
         "bed_site",
     ):
         query = query.replace(f"${variable}", ".*")

@@ -24,6 +24,7 @@ from cloud.ingest.boundary import decode_isolating, status_lines
 from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
 from cloud.ingest.decode import DecodedWindow, Message, Rejection, decode_window
 from cloud.ingest.dedup import BatchDedup
+from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.settings import IngestSettings
@@ -80,6 +81,7 @@ class WindowPipeline:
         self._history_paused_at = NO_TIME
         self.builder = PointBuilder(index=index)
         self._clock_ms = clock_ms
+        self._freshness = FreshnessPoints()
 
     def store(self, window: list[Message]) -> DecodedWindow:
         """Everything a window needs before it may be acknowledged: refusals on disk, raw
@@ -247,6 +249,13 @@ class WindowPipeline:
         agg += self.builder.crowd_sites(crowd_sites(state, self.index), stamp_ms)
         agg += self.builder.queue_sites(queue_sites(state, self.index), stamp_ms)
         return agg
+
+    def tick(self) -> None:
+        """Work due on the clock whether or not messages arrive: region freshness falls
+        exactly when nothing comes in (cloud/ingest/freshness_points.py)."""
+        lines = self._freshness.due_lines(self.index, self.state.ts, self._clock_ms())
+        if lines:
+            self.write_aggregates(lines)
 
     def write_aggregates(self, agg: list[str]) -> None:
         """Write aggregate lines; a line InfluxDB refuses is logged (nothing to acknowledge)."""

@@ -217,6 +217,7 @@ class Ingester:
                 self._greet()
                 self._handle(session.collect(idle=self._idle))
                 self._settle()
+                self._require()[1].tick()
             # Flush what was received before the stop, while the deadline allows.
             while time.monotonic() < self._stop_deadline and not session.lost.is_set():
                 window = session.collect(wait=False, idle=self._idle)

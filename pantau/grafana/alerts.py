@@ -15,6 +15,7 @@ from typing import Literal
 from grafana_foundation_sdk.builders import alerting, expr
 from grafana_foundation_sdk.models import alerting as am
 
+from cloud.ingest.freshness_points import FRESH_WITHIN_MIN
 from contract.beds import BED_GROUPS, BOR_CRITICAL, BOR_HIGH, BorBand
 from pantau.grafana.influxql import DATASOURCE_UID, InfluxQL, bed_group_regex
 
@@ -31,6 +32,9 @@ DEAD_LETTERS_PER_10_MIN = 10
 #: A bed sensor seen in the last hour is silent when the current bucket of this many minutes
 #: holds none of its readings for 5 minutes (so it alerts after 5 to 10 minutes of silence).
 SILENT_BUCKET_MINUTES = 5
+#: A kecamatan alerts when fewer than this share of its bed sensors are fresh (reported within
+#: cloud.ingest.freshness_points.FRESH_WITHIN_MIN minutes).
+FRESH_SHARE_MIN = 0.8
 
 Reducer = Literal["sum", "mean", "min", "max", "count", "last", "median"]
 Op = Literal["gt", "lt"]
@@ -317,6 +321,27 @@ def operations_rules() -> list[alerting.Rule]:
             description="A bed sensor seen in the last hour has no reading in the current "
             f"{SILENT_BUCKET_MINUTES}-minute bucket, for 5 minutes (where it is: the registry, "
             "or the sensor_place measurement).",
+            no_data="OK",
+        ),
+        _rule(
+            "pantau-region-stale",
+            f"Region freshness below {FRESH_SHARE_MIN:.0%}",
+            _one_query(
+                'SELECT last("share") AS "share" FROM "region_freshness" WHERE "level" = '
+                '\'kecamatan\' AND "kind" = \'bed\' AND $timeFilter GROUP BY "code", "name"',
+                600,
+                "lt",
+                FRESH_SHARE_MIN,
+            ),
+            condition="C",
+            for_="5m",
+            severity="warning",
+            summary="Only {{ humanizePercentage $values.B.Value }} of the bed sensors in "
+            f"{{{{ $labels.name }}}} reported in the last {FRESH_WITHIN_MIN} min",
+            description=f"Fewer than {FRESH_SHARE_MIN:.0%} of the kecamatan's bed sensors "
+            f"(every one the registry lists) reported within {FRESH_WITHIN_MIN} minutes, for 5 "
+            "minutes. The ingester writes the share every 10 s (region_freshness); when it "
+            "writes nothing, the ingest-stalled alert speaks instead.",
             no_data="OK",
         ),
     ]

@@ -3,34 +3,17 @@ gateways are offline or spooling, and which regions have gone quiet.
 
 Ingest rate and lag come from the ingester's own ``ingest_health`` points
 (cloud/ingest/health.py); gateways from their retained status (``gateway_status``, the stats of
-contract.STAT_TYPES); freshness from the raw readings of the bed sensors the region choice
-selects (hidden ``$bed_sensor`` over ``sensor_place``: raw points carry only their sensor)."""
+contract.STAT_TYPES); freshness from the ``region_freshness`` points the ingester writes
+(raw points carry only their sensor, so InfluxQL cannot count a region's sensors itself)."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.models import dashboard as dm
 
-from pantau.grafana.influxql import KECAMATAN_OF_SITE, InfluxQL
+from cloud.ingest.freshness_points import FRESH_WITHIN_MIN
+from pantau.grafana.influxql import InfluxQL
 from pantau.grafana.panels import board, history_panel, row, stat_panel, table_panel
-from pantau.grafana.variables import kecamatan_variable, place_variable
-
-#: A sensor is fresh when it reported within this many minutes (the freshness alert's window).
-FRESH_MINUTES = 10
-
-
-def freshness_query(*, fresh_only: bool, ref_id: str = "A") -> InfluxQL:
-    """Bed sensors of the selected kecamatan(s) whose latest reading in the range is within
-    :data:`FRESH_MINUTES` (``fresh_only``) or that reported at all in the range."""
-    outer = f"time > now() - {FRESH_MINUTES}m" if fresh_only else "$timeFilter"
-    name = "fresh" if fresh_only else "known"
-    return InfluxQL(
-        f'SELECT count("seq") AS "{name}" FROM (SELECT last("seq") AS "seq" FROM "bed" '
-        'WHERE "sensor" =~ /^$bed_sensor$/ AND $timeFilter GROUP BY "sensor") '
-        f"WHERE {outer}",
-        ref_id=ref_id,
-        result_format="table",
-    )
+from pantau.grafana.variables import kecamatan_variable
 
 
 def _gateways(field: str, ref_id: str = "A") -> InfluxQL:
@@ -49,10 +32,7 @@ def platform_health() -> dashboard.Dashboard:
             "Platform health",
             "pantau-platform-health",
             "Pantau's pipeline: ingest, refusals, gateways, freshness (docs/schema.md).",
-            [
-                kecamatan_variable(),
-                place_variable("bed_sensor", kind="bed", where=KECAMATAN_OF_SITE),
-            ],
+            [kecamatan_variable()],
         )
         .with_panel(
             stat_panel(
@@ -197,24 +177,23 @@ def platform_health() -> dashboard.Dashboard:
         .with_row(row("Freshness"))
         .with_panel(
             table_panel(
-                f"Bed sensors reporting within {FRESH_MINUTES} min",
-                [freshness_query(fresh_only=True), freshness_query(fresh_only=False, ref_id="B")],
+                f"Bed sensors reporting within {FRESH_WITHIN_MIN} min",
+                [
+                    InfluxQL(
+                        'SELECT last("fresh") AS "fresh", last("sensors") AS "sensors", '
+                        'last("share") AS "share" FROM "region_freshness" WHERE "level" = '
+                        "'kecamatan' AND \"kind\" = 'bed' AND \"code\" =~ /^$kecamatan$/ AND "
+                        '$timeFilter GROUP BY "name"',
+                        result_format="table",
+                    )
+                ],
                 description=(
-                    f"fresh: bed sensors whose latest reading is under {FRESH_MINUTES} min old; "
-                    "known: bed sensors that reported in the time range; share = fresh / known."
+                    f"Per kecamatan: fresh = bed sensors whose latest reading is under "
+                    f"{FRESH_WITHIN_MIN} min old, of every bed sensor the registry lists; "
+                    "share = fresh / sensors (the ingester's region_freshness, the API's "
+                    "/v1/freshness formula)."
                 ),
                 steps=((None, "red"), (0.8, "orange"), (0.95, "green")),
-            )
-            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-            .with_transformation(
-                dm.DataTransformerConfig(
-                    id_val="calculateField",
-                    options={
-                        "mode": "binary",
-                        "alias": "share",
-                        "binary": {"left": "fresh", "operator": "/", "right": "known"},
-                    },
-                )
             )
         )
         .with_panel(

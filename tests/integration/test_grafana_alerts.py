@@ -257,3 +257,35 @@ def test_a_bed_sensor_silent_for_5_to_10_minutes_alerts_by_its_sensor_id(
     assert "sensor=bed-gone" not in got
     later = run.evaluate(now + 5 * MIN)
     assert (later["sensor=bed-c"], later["sensor=bed-d"]) == ("Alerting", "Alerting")
+
+
+def test_region_freshness_alerts_below_80_percent_including_a_region_gone_dark(
+    influx: InfluxHTTP,
+) -> None:
+    """The ingester's region_freshness share per kecamatan (cloud/ingest/freshness_points.py):
+    4 of 5 bed sensors fresh (80 %) is fine, 3 of 5 is Pending and then Alerting after 5
+    minutes, a kecamatan gone dark (0 of 2) alerts too; crowd freshness and other levels are
+    not this rule's business."""
+    plan = {"k80": (4, 5), "k60": (3, 5), "dark": (0, 2)}
+    lines = []
+    for ts in (T0 - MIN, T0 + 4 * MIN):
+        for code, (fresh, sensors) in plan.items():
+            fields: dict[str, FieldValue] = {"sensors": sensors, "fresh": fresh}
+            fields["share"] = fresh / sensors
+            tags = {"level": "kecamatan", "code": code, "name": f"Kec {code}", "kind": "bed"}
+            lines.append(point("region_freshness", tags, fields, ts))
+            lines.append(point("region_freshness", tags | {"kind": "crowd"}, fields, ts))
+            lines.append(point("region_freshness", tags | {"level": "site"}, fields, ts))
+    influx.write(lines)
+    run = RuleRun(influx=influx, rule=rule("pantau-region-stale"))
+    assert run.evaluate(T0) == {
+        "code=k80,name=Kec k80": "Normal",
+        "code=k60,name=Kec k60": "Pending",
+        "code=dark,name=Kec dark": "Pending",
+    }
+    later = run.evaluate(T0 + 5 * MIN)
+    assert (later["code=k60,name=Kec k60"], later["code=dark,name=Kec dark"]) == (
+        "Alerting",
+        "Alerting",
+    )
+    assert later["code=k80,name=Kec k80"] == "Normal"

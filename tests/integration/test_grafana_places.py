@@ -47,7 +47,7 @@ def test_raw_panels_answer_for_the_chosen_region_through_sensor_place(
     sample_influx: InfluxHTTP,
 ) -> None:
     """Raw points carry only their sensor (ADR 0028): choosing a kecamatan, hospital or bed
-    type still narrows the per-ward, per-gate and freshness panels to that region's sensors,
+    type still narrows the per-ward and per-gate panels to that region's sensors,
     because the hidden place variables turn the choice into sensors."""
     queries = dict(dashboard_queries())
     wards = _selected(sample_influx, "hospital-detail", "ward_sensor", kecamatan="33.74.08")
@@ -59,11 +59,6 @@ def test_raw_panels_answer_for_the_chosen_region_through_sensor_place(
         sample_influx, "hospital-detail", "ward_sensor", site="rs-kariadi", bed_type="26"
     )
     assert icu_only == r"(bed\-kariadi\-icu)"
-
-    bed = _selected(sample_influx, "platform-health", "bed_sensor", kecamatan="33.74.07")
-    q = queries["platform-health: Bed sensors reporting within 10 min A"]
-    (fresh,) = _rows(sample_influx, grafana_to_influxql(q.replace("$bed_sensor", bed)))
-    assert fresh["fresh"] == 2
 
     gates = _selected(sample_influx, "crowds-queues", "gate_sensor", kecamatan="33.74.08")
     assert gates == "()"

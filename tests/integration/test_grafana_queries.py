@@ -93,7 +93,8 @@ def test_platform_health_reads_ingest_gateways_and_freshness(sample_influx: Infl
     assert (gateways["gw-johar"]["spool_depth"], gateways["gw-johar"]["dropped"]) == (139, 7)
     assert gateways["gw-johar"]["silent"] == 3
     (fresh,) = rows("Bed sensors reporting within 10 min A")
-    assert fresh["fresh"] == 3
+    assert (fresh["name"], fresh["fresh"], fresh["sensors"]) == ("Semarang Selatan", 2, 3)
+    assert fresh["share"] == 2 / 3
 
 
 def test_hospital_detail_shows_each_ward_and_bed_group(sample_influx: InfluxHTTP) -> None:

@@ -125,7 +125,7 @@ def test_boards_have_region_and_bed_type_variables() -> None:
         "city-now.json": ["kecamatan", "bed_type", "bed_site"],
         "crowds-queues.json": ["kecamatan", "gate_sensor"],
         "hospital-detail.json": ["kecamatan", "site", "bed_type", "ward_sensor"],
-        "platform-health.json": ["kecamatan", "bed_sensor"],
+        "platform-health.json": ["kecamatan"],
     }
 
 
@@ -139,7 +139,7 @@ def test_place_variables_are_hidden_and_all_means_every_selected_value() -> None
         for v in json.loads(p.read_text())["templating"]["list"]
         if v.get("hide") == 2
     }
-    assert sorted(hidden) == ["bed_sensor", "bed_site", "gate_sensor", "ward_sensor"]
+    assert sorted(hidden) == ["bed_site", "gate_sensor", "ward_sensor"]
     for v in hidden.values():
         assert v.get("allValue") in (None, ""), v["name"]
         assert v["query"].startswith('SHOW TAG VALUES FROM "sensor_place"'), v["name"]
@@ -195,6 +195,7 @@ def test_alert_rules_cover_the_policy_and_use_the_datasource() -> None:
         "pantau-spool-dropping",
         "pantau-dead-letters-rate",
         "pantau-sensor-silent",
+        "pantau-region-stale",
     }
     uids = _datasource_uids() | {"__expr__"}
     for rule in rules:
@@ -282,7 +283,7 @@ def test_alert_group_payloads_are_the_provisioned_rules_in_the_api_shape() -> No
     assert [(g["title"], g["interval"], len(g["rules"])) for g in groups] == [
         ("pantau-beds", 60, 12),
         ("pantau-crowds", 60, 1),
-        ("pantau-operations", 60, 6),
+        ("pantau-operations", 60, 7),
     ]
     provisioned = {r["uid"]: r for r in _alert_rules()}
     for group in groups:
@@ -353,7 +354,7 @@ def test_push_creates_what_is_missing() -> None:
         *[("update_dashboard", uid) for uid in DASHBOARD_UIDS],
         ("update_rule_group", "pantau/pantau-beds:12"),
         ("update_rule_group", "pantau/pantau-crowds:1"),
-        ("update_rule_group", "pantau/pantau-operations:6"),
+        ("update_rule_group", "pantau/pantau-operations:7"),
     ]
     assert result.created == (DATASOURCE_UID,)
     assert result.alert_groups == ("pantau-beds", "pantau-crowds", "pantau-operations")

@@ -15,6 +15,7 @@ import yaml
 from city import DEMO_CITY, load_registry
 from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
 from cloud.ingest.decode import Readings
+from cloud.ingest.freshness_points import freshness_lines
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import PointBuilder
 from cloud.storage_schema import DOWNSAMPLED_RP, RAW, RAW_RP, SCHEMA, Measurement
@@ -87,6 +88,7 @@ def _written_lines() -> list[str]:
     lines += builder.bed_rollups(bed_rollups(state, index), NOW)
     lines += builder.crowd_sites(crowd_sites(state, index), NOW)
     lines += builder.queue_sites(queue_sites(state, index), NOW)
+    lines += freshness_lines(index, state.ts, NOW)
     lines.append(
         builder.dead_letter(
             reason="schema_violation", gateway="gw-x", topic="t", detail="a b", ts_ms=NOW
@@ -107,7 +109,12 @@ def test_the_writer_writes_only_the_measurements_tags_and_fields_of_the_schema()
         got[0].update(tags)
         got[1].update(fields)
     # Every declared key is written by some point (none is declared and never written).
-    for m in (*RAW.values(), Measurement.BED_ROLLUP, Measurement.CROWD_SITE):
+    for m in (
+        *RAW.values(),
+        Measurement.BED_ROLLUP,
+        Measurement.CROWD_SITE,
+        Measurement.REGION_FRESHNESS,
+    ):
         assert seen[m] == (set(SCHEMA[m].tags), set(SCHEMA[m].fields)), m
     assert seen[Measurement.DEAD_LETTER] == (
         set(SCHEMA[Measurement.DEAD_LETTER].tags),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Query, Response
 
 from cloud.api.auth import require
@@ -17,8 +16,7 @@ from cloud.api.models_ops import FreshnessList, RegionFreshness
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
 from cloud.api.state import LiveState, Snapshot
-from cloud.ingest.aggregate import NO_TIME
-from cloud.ingest.topology import ROLLUP_LEVELS
+from cloud.ingest.aggregate.freshness import region_freshness
 from contract import KIND_CODES, SensorKind
 from contract.clock import now_ms
 
@@ -48,28 +46,18 @@ def _freshness(
     live: LiveState, snap: Snapshot, level: SummaryLevel, kind: str, within_min: float
 ) -> FreshnessList:
     index = live.index
-    col = ROLLUP_LEVELS.index(level.value)
-    group = index.site_group[index.sensor_site, col].astype(np.int64)
-    mask = group >= 0
-    if kind != "all":
-        mask &= index.sensor_kind == KIND_CODES[SensorKind(kind)]
-    ts = snap.state.ts
-    now = now_ms()
-    within_ms = within_min * 60_000
-    reported = mask & (ts != NO_TIME)
-    fresh = reported & (now - ts <= within_ms)
-    n = len(index.groups)
-    total = np.bincount(group[mask], minlength=n)
-    n_rep = np.bincount(group[reported], minlength=n)
-    n_fresh = np.bincount(group[fresh], minlength=n)
-    oldest = np.full(n, np.iinfo(np.int64).max)
-    newest = np.full(n, NO_TIME, dtype=np.int64)
-    np.minimum.at(oldest, group[reported], ts[reported])
-    np.maximum.at(newest, group[reported], ts[reported])
+    got = region_freshness(
+        index,
+        snap.state.ts,
+        level=level.value,
+        kind_code=None if kind == "all" else KIND_CODES[SensorKind(kind)],
+        now_ms=now_ms(),
+        within_ms=within_min * 60_000,
+    )
     items = []
-    for gid in sorted(np.flatnonzero(total).tolist(), key=lambda g: index.groups[g].code):
+    for gid in sorted(got.groups(), key=lambda g: index.groups[g].code):
         g = index.groups[gid]
-        count, rep, fr = int(total[gid]), int(n_rep[gid]), int(n_fresh[gid])
+        count, rep, fr = int(got.sensors[gid]), int(got.reported[gid]), int(got.fresh[gid])
         items.append(
             RegionFreshness(
                 level=g.level,
@@ -80,8 +68,8 @@ def _freshness(
                 reported=rep,
                 never=count - rep,
                 share=fr / count,
-                oldest_ms=int(oldest[gid]) if rep else None,
-                newest_ms=int(newest[gid]) if rep else None,
+                oldest_ms=int(got.oldest_ms[gid]) if rep else None,
+                newest_ms=int(got.newest_ms[gid]) if rep else None,
             )
         )
     return FreshnessList(
