@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
+import numpy.typing as npt
 
 from city import Registry
+from cloud.api.bed_cells import BedCells, CellSums
 from cloud.api.state_gateways import GatewayBook
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import (
@@ -50,6 +52,7 @@ from contract.errors import PayloadError, StorageError
 
 log = logging.getLogger(__name__)
 
+_NONE = np.zeros(0, np.intp)
 #: InfluxDB answers this until the ingester has created the database: no data yet, not an error.
 _NO_DATABASE = "database not found"
 
@@ -91,10 +94,20 @@ class Snapshot:
     queue_row: dict[int, int]
 
     @classmethod
-    def build(cls, state: SensorState, index: CityIndex, *, version: int, seeded: bool) -> Self:
-        """Derive every figure from ``state`` (which the snapshot then owns)."""
+    def build(
+        cls,
+        state: SensorState,
+        index: CityIndex,
+        *,
+        version: int,
+        seeded: bool,
+        beds: BedRollups | None = None,
+    ) -> Self:
+        """Derive every figure from ``state`` (which the snapshot then owns). ``beds``: the bed
+        rollups of ``state`` when the caller has them (:class:`LiveState` keeps them up to date
+        cell by cell, cloud/api/bed_cells.py); else the ingester's ``bed_rollups``."""
         wards = ward_beds(state, index)
-        beds = bed_rollups(state, index)
+        beds = bed_rollups(state, index) if beds is None else beds
         crowds = crowd_sites(state, index)
         queues = queue_sites(state, index)
         keys = zip(beds.group.tolist(), beds.bed_type.tolist(), beds.facility.tolist(), strict=True)
@@ -151,10 +164,18 @@ class Changes:
 
 class LiveState:
     """The latest state of every sensor of ``registry``, merged from seeds and deltas.
-    Thread-safe: the follower thread writes, request handlers read snapshots."""
+    Thread-safe: the follower thread writes, request handlers read snapshots.
 
-    def __init__(self, *, registry: Registry) -> None:
+    ``rebuild_s`` bounds how often a snapshot is rebuilt while changes keep coming (ADR 0025):
+    a snapshot younger than that is served although the state moved on, so under the
+    ingesters' five deltas a second the figures (and every cached answer, keyed by the
+    snapshot's version) are rebuilt at most once per ``rebuild_s``, at most that late. The
+    first change after a quieter spell is rebuilt at once. 0 (the default) rebuilds after
+    every change."""
+
+    def __init__(self, *, registry: Registry, rebuild_s: float = 0.0) -> None:
         self.index = CityIndex.from_registry(registry)
+        self.rebuild_ms = int(rebuild_s * 1000)
         self.digest = registry_digest(self.index.sensor_ids)
         #: (level, region code or site id) -> rollup group (index into ``index.groups``)
         self.group_ids = {(g.level, g.code): i for i, g in enumerate(self.index.groups)}
@@ -163,6 +184,11 @@ class LiveState:
         self._version = 0
         self._seeded = False
         self._snapshot: Snapshot | None = None
+        self._cells = BedCells.of(self.index)
+        #: the bed cells of the last snapshot, and the sensors changed since (None: all)
+        self._cell_sums: CellSums | None = None
+        self._dirty: list[npt.NDArray[np.intp]] | None = None
+        self._dirty_n = 0
         self._listeners: list[Changes] = []
         #: deltas refused (not PSD1, or from an ingester with another registry)
         self.refused = 0
@@ -175,7 +201,7 @@ class LiveState:
         listeners and gateway statuses, and continuing its version count. This object keeps
         the old registry for the requests already reading it (cloud/api/registry_follow.py
         swaps them). Thread-safe: it reads this state under its lock."""
-        new = LiveState(registry=registry)
+        new = LiveState(registry=registry, rebuild_s=self.rebuild_ms / 1000)
         with self._lock:
             new._state = remap_state(self._state, self.index, new.index)
             new._lock, new._listeners, new.gateways = self._lock, self._listeners, self.gateways
@@ -196,18 +222,36 @@ class LiveState:
         return self._seeded
 
     def snapshot(self) -> Snapshot:
-        """The current figures; cheap when nothing changed since the last call."""
+        """The current figures (at most ``rebuild_s`` late); cheap when nothing changed since
+        the last call. Only the bed rollup cells of sensors that changed are recomputed."""
         snap = self._snapshot
-        if snap is not None and snap.version == self._version:
+        if snap is not None and self._current(snap):
             return snap
         with self._lock:
             snap = self._snapshot
-            if snap is None or snap.version != self._version:
+            if snap is None or not self._current(snap):
+                state = self._state.copy()
+                if self._cell_sums is None or self._dirty is None:
+                    sums = self._cells.compute(state)
+                else:
+                    changed = np.unique(np.concatenate(self._dirty)) if self._dirty else _NONE
+                    sums = self._cells.update(self._cell_sums, state, changed)
+                self._cell_sums, self._dirty, self._dirty_n = sums, [], 0
                 snap = Snapshot.build(
-                    self._state.copy(), self.index, version=self._version, seeded=self._seeded
+                    state,
+                    self.index,
+                    version=self._version,
+                    seeded=self._seeded,
+                    beds=self._cells.rollups(sums),
                 )
                 self._snapshot = snap
             return snap
+
+    def _current(self, snap: Snapshot) -> bool:
+        if snap.version == self._version:
+            return True
+        # Serve a young snapshot while changes stream in; never one from before the seed.
+        return snap.seeded == self._seeded and now_ms() - snap.built_at_ms < self.rebuild_ms
 
     def seed(self, influx: InfluxHTTP) -> int:
         """Merge every sensor's latest stored reading from InfluxDB (a kiosk's previous one
@@ -281,6 +325,11 @@ class LiveState:
                 self._seeded = True
             if not len(changed):
                 return 0
+            if self._dirty is not None:
+                self._dirty.append(changed)
+                self._dirty_n += len(changed)
+                if self._dirty_n > self.index.n_sensors:
+                    self._dirty = None  # a whole city's worth: recompute every cell
             self._version += 1
             change = Change(
                 version=self._version,
