@@ -1,0 +1,53 @@
+"""Ward rows built as plain dicts (cloud/api/ward_rows.py) are exactly the ``BedWard`` model's
+JSON: the same fields, types and figures, for wards that reported and wards that did not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from city import Registry
+from cloud.api.models import BedWard
+from cloud.api.state import LiveState
+from cloud.api.ward_rows import ward_rows
+from cloud.ingest import SensorState
+from cloud.ingest.cluster import deltas_of
+from contract.cluster import encode_state_delta
+
+
+def test_a_ward_row_is_the_bed_ward_models_json_reported_or_not(city: Registry) -> None:
+    live = LiveState(registry=city)
+    state = SensorState(n_sensors=live.index.n_sensors)
+    icu = live.index.sensor_pos["bed-kariadi-icu"]
+    state.update(
+        np.array([icu], np.int32),
+        np.array([1_719_802_800_000], np.int64),
+        np.zeros(1, np.int64),
+        np.array([[24, 18, 2, 5, 3]], np.int64),
+    )
+    rows = np.array([icu], np.intp)
+    live.merge_payloads([encode_state_delta(d) for d in deltas_of(state, rows, live.digest)])
+    snap = live.snapshot()
+    now = 1_719_802_800_000 + 60_000
+    got = ward_rows(city, snap, lambda meta: meta["site"] == "rs-kariadi", now=now, after=900)
+    assert [r["sensor"] for r in got] == [
+        s.id for s in city.doc.sensors if s.site == "rs-kariadi" and s.kind.value == "bed"
+    ]
+    for row in got:
+        assert BedWard.model_validate(row).model_dump(mode="json") == row
+    first, second = got[0], got[1]
+    assert (first["capacity"], first["occupied"], first["free"], first["waiting"]) == (24, 18, 6, 3)
+    assert (first["bor"], first["band"], first["stale"]) == (75.0, "high", False)
+    assert first["observed_at"] == "2024-07-01T03:00:00.000Z"
+    assert (second["capacity"], second["bor"], second["observed_at_ms"], second["stale"]) == (
+        None,
+        None,
+        None,
+        True,
+    )
+
+
+def test_no_ward_reported_yet_gives_null_rows_not_an_error(city: Registry) -> None:
+    live = LiveState(registry=city)
+    got = ward_rows(city, live.snapshot(), lambda meta: True, now=0, after=900)
+    assert len(got) == sum(1 for s in city.doc.sensors if s.kind.value == "bed")
+    assert {r["free"] for r in got} == {None}
