@@ -90,6 +90,15 @@ def bed_wards(registry: Registry) -> tuple[Mapping[str, Any], ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=_KEEP)
+def bed_types_by_site(registry: Registry) -> Mapping[str, frozenset[int]]:
+    """The bed type codes each site has a bed sensor of."""
+    out: dict[str, set[int]] = {}
+    for meta in bed_wards(registry):
+        out.setdefault(meta["site"], set()).add(meta["bed_type"])
+    return {site: frozenset(types) for site, types in out.items()}
+
+
 @lru_cache(maxsize=_KEEP * 64)
 def regions_with_beds(
     registry: Registry, level: str, codes: tuple[int, ...] | None, site_kind: str | None

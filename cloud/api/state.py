@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Self
 
 import numpy as np
@@ -88,10 +89,15 @@ class Snapshot:
     beds: BedRollups
     crowds: CrowdSites
     queues: QueueSites
-    ward_row: dict[int, int]
     bed_row: dict[tuple[int, int, int], int]
     crowd_row: dict[int, int]
     queue_row: dict[int, int]
+
+    @cached_property
+    def ward_row(self) -> dict[int, int]:
+        """Sensor index -> its row in ``wards`` (made on first use: the routes gather rows
+        by ``np.searchsorted`` on ``wards.sensor``, so most snapshots never need it)."""
+        return {s: i for i, s in enumerate(self.wards.sensor.tolist())}
 
     @classmethod
     def build(
@@ -120,7 +126,6 @@ class Snapshot:
             beds=beds,
             crowds=crowds,
             queues=queues,
-            ward_row={s: i for i, s in enumerate(wards.sensor.tolist())},
             bed_row={k: i for i, k in enumerate(keys)},
             crowd_row={s: i for i, s in enumerate(crowds.site.tolist())},
             queue_row={s: i for i, s in enumerate(queues.site.tolist())},

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from city import Registry
-from cloud.api.queries import is_stale, iso_ms
+from cloud.api.queries import format_ms_many, is_stale
 from cloud.api.registry_views import bed_wards
 from cloud.api.state import Snapshot
 from contract.beds import BED_TYPES, bed_group, bor_band
@@ -76,21 +76,17 @@ def ward_rows(
     columns = [getattr(w, name)[at].tolist() for name in _COUNTS]
     bors = w.bor[at].tolist()
     stamps = w.ts[at].tolist()
+    stamps_iso = format_ms_many(w.ts[at])
     out = []
     for i, ((static, _), reported) in enumerate(zip(chosen, found.tolist(), strict=True)):
         row = dict(static)
-        if reported:
-            for name, column in zip(_COUNTS, columns, strict=True):
-                row[name] = column[i]
-            bor = bors[i]
-            row["bor"] = None if math.isnan(bor) else bor
-            observed: int | None = stamps[i]
-        else:
-            for name in _COUNTS:
-                row[name] = None
-            row["bor"] = observed = None
-        row["band"] = bor_band(row["bor"])
-        row["observed_at"] = iso_ms(observed)
+        observed: int | None = stamps[i] if reported else None
+        bor = (None if math.isnan(bors[i]) else bors[i]) if reported else None
+        for name, column in zip(_COUNTS, columns, strict=True):
+            row[name] = column[i] if reported else None
+        row["bor"] = bor
+        row["band"] = bor_band(bor)
+        row["observed_at"] = stamps_iso[i] if reported else None
         row["observed_at_ms"] = observed
         row["stale"] = is_stale(observed, now=now, stale_after_s=after)
         out.append(row)

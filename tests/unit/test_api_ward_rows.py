@@ -7,6 +7,7 @@ import numpy as np
 
 from city import Registry
 from cloud.api.models import BedWard
+from cloud.api.queries import format_ms, format_ms_many
 from cloud.api.state import LiveState
 from cloud.api.ward_rows import ward_rows
 from cloud.ingest import SensorState
@@ -51,3 +52,9 @@ def test_no_ward_reported_yet_gives_null_rows_not_an_error(city: Registry) -> No
     got = ward_rows(city, live.snapshot(), lambda meta: True, now=0, after=900)
     assert len(got) == sum(1 for s in city.doc.sensors if s.kind.value == "bed")
     assert {r["free"] for r in got} == {None}
+
+
+def test_times_formatted_at_once_read_exactly_as_one_at_a_time() -> None:
+    stamps = np.array([0, 999, 1_719_802_800_000, 1_719_802_800_007, 4_102_444_799_999])
+    assert format_ms_many(stamps) == [format_ms(int(ms)) for ms in stamps]
+    assert format_ms_many(stamps)[2] == "2024-07-01T03:00:00.000Z"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
@@ -100,27 +101,35 @@ def _rows(
     """One row (``SiranapRow``'s fields, in CSV order) per bed type the hospital has a bed
     sensor of, in code order; every figure is the ingester's site rollup of that type."""
     gid = live.group_ids.get(("site", site.id))
+    types = _types(live.index.registry).get(site.id, ())
+    get = snap.bed_row.get
+    rows = [None if gid is None else get((gid, code, 0)) for code, _ in types]
+    # One gather per column for the hospital's rows (numpy scalars one by one cost more).
+    at = np.array([0 if r is None else r for r in rows], dtype=np.intp)
     b = snap.beds
+    columns = [getattr(b, c)[at].tolist() if len(b.group) else [] for c in _COLUMNS]
+    newest = b.newest_ms[at].tolist() if len(b.group) else []
+    oldest = b.oldest_ms[at].tolist() if len(b.group) else []
     out = []
-    for code, static in _types(live.index.registry).get(site.id, ()):
-        row = None if gid is None else snap.bed_row.get((gid, code, 0))
+    for i, ((code, static), row) in enumerate(zip(types, rows, strict=True)):
         out_row = dict(static)
-        newest = oldest = None
-        if row is None:
-            out_row.update(dict.fromkeys(_FIGURES))
-        else:
-            for name, column in zip(_FIGURES, _COLUMNS, strict=True):
-                out_row[name] = str(int(getattr(b, column)[row]))
-            newest, oldest = int(b.newest_ms[row]), int(b.oldest_ms[row])
+        for name, column in zip(_FIGURES, columns, strict=True):
+            out_row[name] = None if row is None else str(column[i])
         out_row["prepare"] = "0"
         out_row["prepare_plan"] = "0"
         out_row["covid"] = "1" if code in COVID_TYPES else "0"
-        out_row["tglupdate"] = (
-            None if newest is None else zone.local(newest).strftime("%Y-%m-%d %H:%M:%S")
+        out_row["tglupdate"] = None if row is None else _local(zone, newest[i])
+        out_row["stale"] = is_stale(
+            None if row is None else oldest[i], now=now, stale_after_s=after
         )
-        out_row["stale"] = is_stale(oldest, now=now, stale_after_s=after)
         out.append(out_row)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _local(zone: LocalZone, ms: int) -> str:
+    """``tglupdate``: an observation time in the hospital's zone (many rows share one)."""
+    return zone.local(ms).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _csv(rows: list[dict[str, Any]], *, with_site: list[tuple[str, str]] | None = None) -> str:
