@@ -36,6 +36,7 @@ _BED = KIND_CODES[SensorKind.BED]
 _FIELDS = 5
 _NO_MIN = np.iinfo(np.int64).max
 _NO_MAX = np.iinfo(np.int64).min
+_NO_SENSORS = np.zeros(0, np.intp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +179,35 @@ class BedCells:
             oldest_ms=np.minimum.reduceat(np.where(known, ts, _NO_MIN), starts),
             newest_ms=np.maximum.reduceat(np.where(known, ts, _NO_MAX), starts),
         )
+
+
+class BedCellTracker:
+    """The bed rollups of a changing state: only the cells of the sensors :meth:`mark`\\ ed
+    since the last :meth:`rollups` are summed again. Not thread-safe (``LiveState`` calls it
+    under its lock)."""
+
+    def __init__(self, *, index: CityIndex) -> None:
+        self.cells = BedCells.of(index)
+        self._limit = index.n_sensors
+        self._sums: CellSums | None = None  # None: compute every cell next time
+        self._dirty: list[Idx] = []
+        self._dirty_n = 0
+
+    def mark(self, changed: Idx) -> None:
+        """Sensors whose latest or previous reading changed."""
+        if self._sums is None:
+            return
+        self._dirty.append(changed)
+        self._dirty_n += len(changed)
+        if self._dirty_n > self._limit:  # a whole city's worth: recompute every cell
+            self._sums, self._dirty, self._dirty_n = None, [], 0
+
+    def rollups(self, state: SensorState) -> BedRollups:
+        """``bed_rollups(state)``, from the cells kept since the last call."""
+        if self._sums is None:
+            sums = self.cells.compute(state)
+        else:
+            changed = np.unique(np.concatenate(self._dirty)) if self._dirty else _NO_SENSORS
+            sums = self.cells.update(self._sums, state, changed)
+        self._sums, self._dirty, self._dirty_n = sums, [], 0
+        return self.cells.rollups(sums)

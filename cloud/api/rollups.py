@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
-
 from cloud.api.state import LiveState, Snapshot
 
 #: ``bed_rollup``'s facility slot for hospitals and isolation centres together
@@ -41,8 +39,7 @@ def sum_rows(snap: Snapshot, rows: list[int], names: Iterable[str]) -> dict[str,
     """The ``names`` counts of ``rows`` summed; None for no rows."""
     if not rows:
         return None
-    b = snap.beds
-    # One numpy gather and sum per figure: summing numpy scalars in Python was most of
-    # /v1/hospitals' build for a province (docs/performance.md).
-    at = np.asarray(rows, dtype=np.intp)
-    return {name: int(getattr(b, name)[at].sum()) for name in names}
+    # Plain ints: summing numpy scalars one by one was most of /v1/hospitals' build for a
+    # province, and a numpy gather per figure costs more than that for a few rows.
+    cols = snap.bed_columns
+    return {name: sum(cols[name][r] for r in rows) for name in names}

@@ -27,10 +27,9 @@ from functools import cached_property
 from typing import Self
 
 import numpy as np
-import numpy.typing as npt
 
 from city import Registry
-from cloud.api.bed_cells import BedCells, CellSums
+from cloud.api.bed_cells import BedCellTracker
 from cloud.api.state_gateways import GatewayBook
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import (
@@ -53,7 +52,6 @@ from contract.errors import PayloadError, StorageError
 
 log = logging.getLogger(__name__)
 
-_NONE = np.zeros(0, np.intp)
 #: InfluxDB answers this until the ingester has created the database: no data yet, not an error.
 _NO_DATABASE = "database not found"
 
@@ -92,6 +90,14 @@ class Snapshot:
     bed_row: dict[tuple[int, int, int], int]
     crowd_row: dict[int, int]
     queue_row: dict[int, int]
+
+    @cached_property
+    def bed_columns(self) -> dict[str, list[int]]:
+        """``beds``' count columns as Python lists (made on first use): routes sum a few rows
+        at a time, which numpy scalars make slower than plain ints."""
+        b = self.beds
+        names = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
+        return {name: getattr(b, name).tolist() for name in names}
 
     @cached_property
     def ward_row(self) -> dict[int, int]:
@@ -189,11 +195,8 @@ class LiveState:
         self._version = 0
         self._seeded = False
         self._snapshot: Snapshot | None = None
-        self._cells = BedCells.of(self.index)
-        #: the bed cells of the last snapshot, and the sensors changed since (None: all)
-        self._cell_sums: CellSums | None = None
-        self._dirty: list[npt.NDArray[np.intp]] | None = None
-        self._dirty_n = 0
+        #: the bed rollups, kept cell by cell between snapshots
+        self._cells = BedCellTracker(index=self.index)
         self._listeners: list[Changes] = []
         #: deltas refused (not PSD1, or from an ingester with another registry)
         self.refused = 0
@@ -236,18 +239,9 @@ class LiveState:
             snap = self._snapshot
             if snap is None or not self._current(snap):
                 state = self._state.copy()
-                if self._cell_sums is None or self._dirty is None:
-                    sums = self._cells.compute(state)
-                else:
-                    changed = np.unique(np.concatenate(self._dirty)) if self._dirty else _NONE
-                    sums = self._cells.update(self._cell_sums, state, changed)
-                self._cell_sums, self._dirty, self._dirty_n = sums, [], 0
+                beds = self._cells.rollups(state)
                 snap = Snapshot.build(
-                    state,
-                    self.index,
-                    version=self._version,
-                    seeded=self._seeded,
-                    beds=self._cells.rollups(sums),
+                    state, self.index, version=self._version, seeded=self._seeded, beds=beds
                 )
                 self._snapshot = snap
             return snap
@@ -330,11 +324,7 @@ class LiveState:
                 self._seeded = True
             if not len(changed):
                 return 0
-            if self._dirty is not None:
-                self._dirty.append(changed)
-                self._dirty_n += len(changed)
-                if self._dirty_n > self.index.n_sensors:
-                    self._dirty = None  # a whole city's worth: recompute every cell
+            self._cells.mark(changed)
             self._version += 1
             change = Change(
                 version=self._version,
