@@ -63,6 +63,10 @@ class ApiSettings(MqttTlsSettings, SecretFileSettings):
     #: Now-endpoints: how long a serialized answer is reused while the state has not changed
     #: (cloud/api/now_cache.py); 0 builds every answer afresh.
     now_cache_s: float = Field(default=1.0, ge=0, le=60)
+    #: Now-endpoints: while state changes keep coming, the figures are rebuilt at most once per
+    #: this many seconds, so an answer is at most this late (cloud/api/state.py, ADR 0025); 0
+    #: rebuilds after every change.
+    now_rebuild_s: float = Field(default=1.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

@@ -126,6 +126,11 @@ class LiveHub:
         self._ring: deque[LiveEvent] = deque(maxlen=buffer_size)
         self._seq = 0
         self._changed = asyncio.Event()
+        #: Heartbeats so far: one timer for the hub wakes every client each ``heartbeat_s``,
+        #: rather than a timeout per client per wait (a timer made and cancelled per client
+        #: for every event was two thirds of the fan-out's CPU: docs/performance.md).
+        self._beats = 0
+        self._beat: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         #: Set while the MQTT subscription is granted (tests wait on it).
         self.subscribed = asyncio.Event()
@@ -192,6 +197,9 @@ class LiveHub:
             self._loop.call_soon_threadsafe(self.subscribed.clear)
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -274,6 +282,18 @@ class LiveHub:
             asyncio.get_running_loop().call_later(self.flush_s, self._wake)
         return ev
 
+    def _heartbeat(self) -> None:
+        self._beats += 1
+        self._beat = None
+        self._wake()
+        self._keep_beating()
+
+    def _keep_beating(self) -> None:
+        """Keep the heartbeat timer running while a client is connected."""
+        if self._beat is None and self.clients > 0 and not self._closing:
+            loop = asyncio.get_running_loop()
+            self._beat = loop.call_later(self.heartbeat_s, self._heartbeat)
+
     def _wake(self) -> None:
         self._wake_due = False
         changed, self._changed = self._changed, asyncio.Event()
@@ -342,11 +362,10 @@ class LiveHub:
                     seen = events[-1].seq
                     yield b"".join(ev.frame for ev in events)
                     continue
-                try:
-                    # asyncio.timeout, not wait_for: no extra task per client per wait.
-                    async with asyncio.timeout(self.heartbeat_s):
-                        await waiter.wait()
-                except TimeoutError:
+                beats = self._beats
+                self._keep_beating()
+                await waiter.wait()
+                if self._beats != beats and seen >= self._seq:
                     yield b": keepalive\n\n"
         finally:
             self.clients -= 1

@@ -72,7 +72,9 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             timeout=settings.influx_timeout_s,
         )
         app.state.influx = influx.start()
-        app.state.live = live = LiveState(registry=app.state.registry)
+        app.state.live = live = LiveState(
+            registry=app.state.registry, rebuild_s=settings.now_rebuild_s
+        )
         try:
             await asyncio.to_thread(live.seed, influx)
         except StorageError as exc:  # the follower seeds again once it has subscribed

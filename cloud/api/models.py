@@ -3,7 +3,8 @@
 One list envelope (docs/api.md): every list of things is ``items`` with its ``count`` beside it,
 and every response made from stored readings says when it was made (``generated_at``) and what
 counts as stale (``stale_after_s``). A list holds every entity of the city that matches the
-filters (a city has hundreds of sensors, not millions), so there is no pagination.
+filters (a city has hundreds of sensors, not millions), so there is no pagination; the one
+exception is ``/v1/gateways`` (docs/adr/0025), whose pages add ``total`` and ``next_cursor``.
 """
 
 from __future__ import annotations

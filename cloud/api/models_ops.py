@@ -109,7 +109,26 @@ class GatewayView(_List):
 
 
 class GatewayList(_List):
-    """Every gateway of the city."""
+    """A page of the city's gateways that match the filters, in registry order."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "generated_at": "2026-11-29T03:00:00.000Z",
+                    "total": 80,
+                    "next_cursor": "gw-050",
+                    "items": [],
+                    "count": 0,
+                }
+            ]
+        },
+    )
 
     generated_at: str
+    total: int = Field(description="gateways matching the filters, on every page together")
+    next_cursor: str | None = Field(
+        description="pass as ``cursor`` for the next page; null on the last page"
+    )
     items: list[GatewayView]

@@ -34,6 +34,8 @@ from cloud.api.deps import NowDep
 from cloud.api.state import Snapshot
 from contract.clock import now_ms
 
+#: Builds a now-answer: its response model, or that model's JSON
+Builder = Callable[[], BaseModel | bytes]
 #: (path, raw query string, the caller's regions: None for every region)
 CacheKey = tuple[str, str, frozenset[str] | None]
 
@@ -57,9 +59,11 @@ class NowCache:
         self.built = 0
         self.reused = 0
 
-    def body(self, key: CacheKey, snap: Snapshot, build: Callable[[], BaseModel]) -> bytes:
+    def body(self, key: CacheKey, snap: Snapshot, build: Builder) -> bytes:
         """The serialized answer for ``key`` as of ``snap``: reused when it is current,
-        else built by ``build`` (whose exceptions propagate and leave nothing behind)."""
+        else built by ``build`` (whose exceptions propagate and leave nothing behind). A
+        builder returns its response model, or the model's JSON already serialized (routes
+        whose rows are many build plain dicts and ``orjson`` them: no model per row)."""
         now = now_ms()
         entry = self._entries.get(key)
         if (
@@ -69,7 +73,8 @@ class NowCache:
         ):
             self.reused += 1
             return entry.body
-        body = build().model_dump_json().encode()
+        built = build()
+        body = built if isinstance(built, bytes) else built.model_dump_json().encode()
         self.built += 1
         if self.ttl_ms > 0:
             if len(self._entries) >= self.max_entries:
@@ -88,7 +93,7 @@ class Answer:
     key: CacheKey
     snap: Snapshot
 
-    def __call__(self, build: Callable[[], BaseModel]) -> Response:
+    def __call__(self, build: Builder) -> Response:
         return Response(self.cache.body(self.key, self.snap, build), media_type="application/json")
 
 

@@ -14,9 +14,14 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from city import Level, Registry, Sensor, Site
 from contract.payload import SensorKind
 
+Idx = npt.NDArray[np.intp]
+_NO_SENSORS = np.zeros(0, np.intp)
 #: Registries kept (the running one, and one being swapped in by a reload).
 _KEEP = 4
 
@@ -37,6 +42,21 @@ def sensors_by_gateway(registry: Registry) -> Mapping[str, tuple[Sensor, ...]]:
     for sensor in registry:
         out.setdefault(sensor.gateway, []).append(sensor)
     return {gw: tuple(sensors) for gw, sensors in out.items()}
+
+
+@lru_cache(maxsize=_KEEP)
+def _devices(registry: Registry) -> Mapping[str, tuple[tuple[Sensor, ...], Idx]]:
+    pos = {s.id: i for i, s in enumerate(registry.doc.sensors)}
+    return {
+        gw: (sensors, np.array([pos[s.id] for s in sensors], dtype=np.intp))
+        for gw, sensors in sensors_by_gateway(registry).items()
+    }
+
+
+def devices_of(registry: Registry, gateway: str) -> tuple[tuple[Sensor, ...], Idx]:
+    """A gateway's sensors, in file order, and their indices in the registry's sensor list
+    (``CityIndex`` order, which is file order)."""
+    return _devices(registry).get(gateway, ((), _NO_SENSORS))
 
 
 @lru_cache(maxsize=_KEEP * 4)
@@ -68,6 +88,15 @@ def bed_wards(registry: Registry) -> tuple[Mapping[str, Any], ...]:
             }
         )
     return tuple(out)
+
+
+@lru_cache(maxsize=_KEEP)
+def bed_types_by_site(registry: Registry) -> Mapping[str, frozenset[int]]:
+    """The bed type codes each site has a bed sensor of."""
+    out: dict[str, set[int]] = {}
+    for meta in bed_wards(registry):
+        out.setdefault(meta["site"], set()).add(meta["bed_type"])
+    return {site: frozenset(types) for site, types in out.items()}
 
 
 @lru_cache(maxsize=_KEEP * 64)

@@ -23,11 +23,13 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Self
 
 import numpy as np
 
 from city import Registry
+from cloud.api.bed_cells import BedCellTracker
 from cloud.api.state_gateways import GatewayBook
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import (
@@ -85,16 +87,39 @@ class Snapshot:
     beds: BedRollups
     crowds: CrowdSites
     queues: QueueSites
-    ward_row: dict[int, int]
     bed_row: dict[tuple[int, int, int], int]
     crowd_row: dict[int, int]
     queue_row: dict[int, int]
 
+    @cached_property
+    def bed_columns(self) -> dict[str, list[int]]:
+        """``beds``' count columns as Python lists (made on first use): routes sum a few rows
+        at a time, which numpy scalars make slower than plain ints."""
+        b = self.beds
+        names = ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "sensors")
+        return {name: getattr(b, name).tolist() for name in names}
+
+    @cached_property
+    def ward_row(self) -> dict[int, int]:
+        """Sensor index -> its row in ``wards`` (made on first use: the routes gather rows
+        by ``np.searchsorted`` on ``wards.sensor``, so most snapshots never need it)."""
+        return {s: i for i, s in enumerate(self.wards.sensor.tolist())}
+
     @classmethod
-    def build(cls, state: SensorState, index: CityIndex, *, version: int, seeded: bool) -> Self:
-        """Derive every figure from ``state`` (which the snapshot then owns)."""
+    def build(
+        cls,
+        state: SensorState,
+        index: CityIndex,
+        *,
+        version: int,
+        seeded: bool,
+        beds: BedRollups | None = None,
+    ) -> Self:
+        """Derive every figure from ``state`` (which the snapshot then owns). ``beds``: the bed
+        rollups of ``state`` when the caller has them (:class:`LiveState` keeps them up to date
+        cell by cell, cloud/api/bed_cells.py); else the ingester's ``bed_rollups``."""
         wards = ward_beds(state, index)
-        beds = bed_rollups(state, index)
+        beds = bed_rollups(state, index) if beds is None else beds
         crowds = crowd_sites(state, index)
         queues = queue_sites(state, index)
         keys = zip(beds.group.tolist(), beds.bed_type.tolist(), beds.facility.tolist(), strict=True)
@@ -107,7 +132,6 @@ class Snapshot:
             beds=beds,
             crowds=crowds,
             queues=queues,
-            ward_row={s: i for i, s in enumerate(wards.sensor.tolist())},
             bed_row={k: i for i, k in enumerate(keys)},
             crowd_row={s: i for i, s in enumerate(crowds.site.tolist())},
             queue_row={s: i for i, s in enumerate(queues.site.tolist())},
@@ -151,10 +175,18 @@ class Changes:
 
 class LiveState:
     """The latest state of every sensor of ``registry``, merged from seeds and deltas.
-    Thread-safe: the follower thread writes, request handlers read snapshots."""
+    Thread-safe: the follower thread writes, request handlers read snapshots.
 
-    def __init__(self, *, registry: Registry) -> None:
+    ``rebuild_s`` bounds how often a snapshot is rebuilt while changes keep coming (ADR 0025):
+    a snapshot younger than that is served although the state moved on, so under the
+    ingesters' five deltas a second the figures (and every cached answer, keyed by the
+    snapshot's version) are rebuilt at most once per ``rebuild_s``, at most that late. The
+    first change after a quieter spell is rebuilt at once. 0 (the default) rebuilds after
+    every change."""
+
+    def __init__(self, *, registry: Registry, rebuild_s: float = 0.0) -> None:
         self.index = CityIndex.from_registry(registry)
+        self.rebuild_ms = int(rebuild_s * 1000)
         self.digest = registry_digest(self.index.sensor_ids)
         #: (level, region code or site id) -> rollup group (index into ``index.groups``)
         self.group_ids = {(g.level, g.code): i for i, g in enumerate(self.index.groups)}
@@ -163,6 +195,8 @@ class LiveState:
         self._version = 0
         self._seeded = False
         self._snapshot: Snapshot | None = None
+        #: the bed rollups, kept cell by cell between snapshots
+        self._cells = BedCellTracker(index=self.index)
         self._listeners: list[Changes] = []
         #: deltas refused (not PSD1, or from an ingester with another registry)
         self.refused = 0
@@ -175,7 +209,7 @@ class LiveState:
         listeners and gateway statuses, and continuing its version count. This object keeps
         the old registry for the requests already reading it (cloud/api/registry_follow.py
         swaps them). Thread-safe: it reads this state under its lock."""
-        new = LiveState(registry=registry)
+        new = LiveState(registry=registry, rebuild_s=self.rebuild_ms / 1000)
         with self._lock:
             new._state = remap_state(self._state, self.index, new.index)
             new._lock, new._listeners, new.gateways = self._lock, self._listeners, self.gateways
@@ -196,18 +230,27 @@ class LiveState:
         return self._seeded
 
     def snapshot(self) -> Snapshot:
-        """The current figures; cheap when nothing changed since the last call."""
+        """The current figures (at most ``rebuild_s`` late); cheap when nothing changed since
+        the last call. Only the bed rollup cells of sensors that changed are recomputed."""
         snap = self._snapshot
-        if snap is not None and snap.version == self._version:
+        if snap is not None and self._current(snap):
             return snap
         with self._lock:
             snap = self._snapshot
-            if snap is None or snap.version != self._version:
+            if snap is None or not self._current(snap):
+                state = self._state.copy()
+                beds = self._cells.rollups(state)
                 snap = Snapshot.build(
-                    self._state.copy(), self.index, version=self._version, seeded=self._seeded
+                    state, self.index, version=self._version, seeded=self._seeded, beds=beds
                 )
                 self._snapshot = snap
             return snap
+
+    def _current(self, snap: Snapshot) -> bool:
+        if snap.version == self._version:
+            return True
+        # Serve a young snapshot while changes stream in; never one from before the seed.
+        return snap.seeded == self._seeded and now_ms() - snap.built_at_ms < self.rebuild_ms
 
     def seed(self, influx: InfluxHTTP) -> int:
         """Merge every sensor's latest stored reading from InfluxDB (a kiosk's previous one
@@ -281,6 +324,7 @@ class LiveState:
                 self._seeded = True
             if not len(changed):
                 return 0
+            self._cells.mark(changed)
             self._version += 1
             change = Change(
                 version=self._version,

@@ -80,7 +80,7 @@ def _shell(line: str, api_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_doc_has_its_examples() -> None:
-    assert len(_CURL.findall(API_DOC)) == 18
+    assert len(_CURL.findall(API_DOC)) == 20
     assert [path for path, _ in _SHOWN.findall(API_DOC)] == [
         "/v1/beds/rs-nope",
         "/v1/beds/rs-kariadi",

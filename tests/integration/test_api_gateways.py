@@ -81,3 +81,51 @@ def test_a_gateways_retained_status_shows_link_spool_and_silent_sensors(
             assert others["count"] == len(city.gateways)
             assert {g["state"] for g in others["items"][1:]} == {"unknown"}
             assert client.get("/v1/gateways/gw-nope").status_code == 404
+
+
+def test_gateways_come_in_pages_that_follow_next_cursor_and_filter_by_site_state_and_link(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry
+) -> None:
+    """14 gateways, 4 a page: pages of 4, 4, 4 and 2 in registry order, each saying total 14;
+    the last page's next_cursor is null. Filters apply before paging."""
+    with publisher(mosquitto, GW) as pub:
+        retain(pub, status("online", now_ms(), stats={"link": "up"}))
+        with TestClient(create_app(api_settings(mosquitto, influxdb), registry=city)) as client:
+            wait_for(
+                lambda: client.get(f"/v1/gateways/{GW}").json()["state"] == "online",
+                "the retained status",
+            )
+            pages, cursor = [], None
+            while True:
+                params: dict[str, str | int] = {"limit": 4}
+                if cursor is not None:
+                    params["cursor"] = cursor
+                body = client.get("/v1/gateways", params=params).json()
+                pages.append([g["gateway"] for g in body["items"]])
+                assert (body["total"], body["count"]) == (14, len(body["items"]))
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    break
+                assert cursor == pages[-1][-1]
+            assert [len(p) for p in pages] == [4, 4, 4, 2]
+            assert [g for p in pages for g in p] == list(city.gateways)
+
+            def ids(**params: str) -> list[str]:
+                return [
+                    g["gateway"] for g in client.get("/v1/gateways", params=params).json()["items"]
+                ]
+
+            assert ids(state="online") == [GW]
+            assert ids(link="up") == [GW]
+            assert ids(link="down") == []
+            assert len(ids(state="unknown")) == 13
+            assert ids(site="iso-kauman-rw05") == ["gw-iso-kauman"]
+            first = client.get("/v1/gateways").json()
+            assert (first["total"], first["count"], first["next_cursor"]) == (14, 14, None)
+
+            gone = client.get("/v1/gateways", params={"cursor": "gw-removed"})
+            assert gone.status_code == 400
+            assert "start again without cursor" in gone.json()["detail"]
+            assert client.get("/v1/gateways", params={"limit": 0}).status_code == 422
+            assert client.get("/v1/gateways", params={"site": "nowhere"}).status_code == 404
+            assert client.get("/v1/gateways", params={"state": "asleep"}).status_code == 422

@@ -195,3 +195,21 @@ def test_handle_names_the_site_and_skips_what_no_client_needs(city: Registry) ->
         )
     ]
     assert skipped == [None] * 7
+
+
+def test_an_idle_client_gets_a_keepalive_from_the_hubs_one_heartbeat(city: Registry) -> None:
+    """No event for a heartbeat: each of 3 idle clients gets a comment line, then the next
+    event; the hub runs one heartbeat timer whatever the number of clients."""
+
+    async def main() -> list[list[bytes]]:
+        h = LiveHub(registry=city, mqtt_url="mqtt://127.0.0.1:1", flush_s=0.0, heartbeat_s=0.05)
+        streams = [h.frames() for _ in range(3)]
+        for s in streams:
+            assert await anext(s) == RETRY
+        beats = [await anext(s) for s in streams]
+        change(h, 1)  # before the streams resume: each then finds it in the ring
+        return [[beat, await anext(s)] for beat, s in zip(beats, streams, strict=True)]
+
+    got = asyncio.run(main())
+    assert [chunks[0] for chunks in got] == [b": keepalive\n\n"] * 3
+    assert [parse(chunks) for chunks in got] == [[("change", {"n": 1})]] * 3

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, HTTPException, Response, status
 
 from city import Registry, Site, SiteKind
@@ -27,7 +28,6 @@ from cloud.api.models import (
     BedSummary,
     BedSummaryRow,
     BedTotals,
-    BedWard,
     ErrorBody,
     Facility,
     SiteBeds,
@@ -35,14 +35,15 @@ from cloud.api.models import (
 )
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
-from cloud.api.registry_views import bed_wards, regions_with_beds
+from cloud.api.registry_views import regions_with_beds
 from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.routes.beds_free import router as free_router
 from cloud.api.routes.beds_history import router as history_router
 from cloud.api.state import LiveState, Snapshot
+from cloud.api.ward_rows import ward_rows
 from cloud.ingest.topology import FACILITIES
 from cloud.ingest.wards import bor_percent
-from contract.beds import BED_TYPES, bed_group, bor_band
+from contract.beds import bor_band
 from contract.clock import now_ms
 from contract.secrets import bounded_echo
 
@@ -101,51 +102,6 @@ class _Filter:
         )
 
 
-def _ward(meta: Mapping[str, Any], snap: Snapshot, pos: int, *, now: int, after: float) -> BedWard:
-    """One ward from registry metadata and its row in the snapshot (nulls if it never
-    reported). Every figure is the ingester's (cloud.ingest.wards)."""
-    row = snap.ward_row.get(pos)
-    code: int = meta["bed_type"]
-    group = bed_group(code)
-    figures: dict[str, Any] = dict.fromkeys(
-        ("capacity", "occupied", "free", "suspect", "confirmed", "waiting", "bor")
-    )
-    observed: int | None = None
-    if row is not None:
-        w = snap.wards
-        for name in ("capacity", "occupied", "free", "suspect", "confirmed", "waiting"):
-            figures[name] = int(getattr(w, name)[row])
-        figures["bor"] = nan_to_none(float(w.bor[row]))
-        observed = int(w.ts[row])
-    return BedWard(
-        sensor=meta["sensor"],
-        site=meta["site"],
-        site_name=meta["site_name"],
-        site_kind=meta["site_kind"],
-        ward=meta["ward"],
-        kelurahan=meta["kelurahan"],
-        kecamatan=meta["kecamatan"],
-        bed_type=code,
-        bed_type_name=BED_TYPES.get(code, f"bed type {code}"),
-        bed_group=None if group is None else BedGroup(group),
-        band=bor_band(figures["bor"]),
-        observed_at=iso_ms(observed),
-        observed_at_ms=observed,
-        stale=is_stale(observed, now=now, stale_after_s=after),
-        **figures,
-    )
-
-
-def _wards(snap: Snapshot, live: LiveState, flt: _Filter, *, after: float) -> list[BedWard]:
-    now = now_ms()
-    pos = live.index.sensor_pos
-    return [
-        _ward(meta, snap, pos[meta["sensor"]], now=now, after=after)
-        for meta in bed_wards(live.index.registry)
-        if flt.matches(meta)
-    ]
-
-
 @router.get("/v1/beds", response_model=BedList, responses=_ERRORS)
 async def list_beds(
     caller: Annotated[
@@ -174,10 +130,22 @@ async def list_beds(
         site=site, kecamatan=kecamatan, kelurahan=kelurahan, codes=codes, facility=facility
     )
 
-    def build() -> BedList:
-        items = _wards(snap, live, flt, after=settings.stale_after_s)
-        items = [w for w in items if caller.sees(w.kelurahan)]
-        return BedList(stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=items)
+    def build() -> bytes:
+        items = ward_rows(
+            registry,
+            snap,
+            lambda meta: flt.matches(meta) and caller.sees(meta["kelurahan"]),
+            now=now_ms(),
+            after=settings.stale_after_s,
+        )
+        return orjson.dumps(
+            {
+                "stale_after_s": settings.stale_after_s,
+                "generated_at": now_iso(),
+                "items": items,
+                "count": len(items),
+            }
+        )
 
     return answer(build)
 
@@ -302,10 +270,12 @@ async def site_beds(
     return answer(lambda: _site_beds(site, live, snap, after=settings.stale_after_s))
 
 
-def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> SiteBeds:
+def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> bytes:
     registry = live.index.registry
     site_id = site.id
-    wards = _wards(snap, live, _Filter(site=site_id), after=after)
+    wards = ward_rows(
+        registry, snap, lambda meta: meta["site"] == site_id, now=now_ms(), after=after
+    )
     rows = rollup_rows(live, snap, "site", site_id, [ALL_BED_TYPES])
     row = rows[0] if rows else None
     b = snap.beds
@@ -315,16 +285,18 @@ def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> 
     else:
         capacity, occupied, free = int(b.capacity[row]), int(b.occupied[row]), int(b.free[row])
         bor = nan_to_none(float(b.bor[row]))
-    return SiteBeds(
-        site=site.id,
-        site_name=site.name,
-        site_kind=site.kind.value,
-        kelurahan=site.kelurahan,
-        kecamatan=registry.kecamatan_of_kelurahan[site.kelurahan].code,
-        stale_after_s=after,
-        generated_at=now_iso(),
-        totals=BedTotals(
-            capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor)
-        ),
-        items=wards,
+    totals = BedTotals(capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor))
+    return orjson.dumps(
+        {
+            "site": site.id,
+            "site_name": site.name,
+            "site_kind": site.kind.value,
+            "kelurahan": site.kelurahan,
+            "kecamatan": registry.kecamatan_of_kelurahan[site.kelurahan].code,
+            "stale_after_s": after,
+            "generated_at": now_iso(),
+            "totals": totals.model_dump(mode="json"),
+            "items": wards,
+            "count": len(wards),
+        }
     )

@@ -9,6 +9,7 @@ no occupied, suspect or confirmed count, and no other group: nothing that descri
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -20,7 +21,7 @@ from cloud.api.models import ErrorBody
 from cloud.api.models_free import FreeBeds, FreeCount, FreeGroups, FreeKecamatan, FreePlace
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, now_iso
-from cloud.api.registry_views import bed_wards
+from cloud.api.registry_views import bed_types_by_site
 from cloud.api.rollups import ALL_BED_TYPES, rollup_rows, sum_rows
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_GROUPS
@@ -38,7 +39,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _groups(
-    live: LiveState, snap: Snapshot, level: str, code: str, bed_types: set[int]
+    live: LiveState, snap: Snapshot, level: str, code: str, bed_types: AbstractSet[int]
 ) -> FreeGroups:
     out: dict[str, FreeCount | None] = {}
     for group in PUBLIC_GROUPS:
@@ -72,9 +73,7 @@ def free_beds(live: LiveState, snap: Snapshot, *, after: float) -> FreeBeds:
     """Every kecamatan with a hospital or isolation centre, in the registry's order, with
     its places in the registry's order."""
     registry = live.index.registry
-    types_at: dict[str, set[int]] = {}
-    for meta in bed_wards(registry):
-        types_at.setdefault(meta["site"], set()).add(meta["bed_type"])
+    types_at = bed_types_by_site(registry)
     places: dict[str, list[FreePlace]] = {}
     kec_types: dict[str, set[int]] = {}
     now = now_ms()
@@ -82,7 +81,7 @@ def free_beds(live: LiveState, snap: Snapshot, *, after: float) -> FreeBeds:
         if site.kind not in _PLACE_KINDS:
             continue
         kec = registry.kecamatan_of_kelurahan[site.kelurahan].code
-        types = types_at.get(site.id, set())
+        types = types_at.get(site.id, frozenset())
         kec_types.setdefault(kec, set()).update(types)
         places.setdefault(kec, []).append(
             FreePlace(

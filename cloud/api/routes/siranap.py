@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Annotated, Any
 
+import numpy as np
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from city import Registry, Site, SiteKind
@@ -25,10 +29,9 @@ from cloud.api.models_siranap import (
     ExportFormat,
     SiranapHospital,
     SiranapList,
-    SiranapRow,
 )
 from cloud.api.now_cache import AnswerDep
-from cloud.api.queries import is_stale, now_iso
+from cloud.api.queries import format_ms, is_stale, now_iso
 from cloud.api.registry_views import sensors_by_site
 from cloud.api.state import LiveState, Snapshot
 from contract.beds import BED_TYPES
@@ -63,60 +66,78 @@ def _hospital(registry: Registry, site_id: str) -> Site:
     return site
 
 
-def _rows(
-    site: Site, live: LiveState, snap: Snapshot, zone: LocalZone, *, after: float
-) -> list[SiranapRow]:
-    """One row per bed type the hospital has a bed sensor of, in code order."""
-    wards: dict[int, list[str]] = {}
-    for sensor in sensors_by_site(live.index.registry).get(site.id, ()):
-        if sensor.kind is SensorKind.BED and sensor.bed_type is not None:
-            wards.setdefault(sensor.bed_type, []).append(sensor.ward or "")
-    gid = live.group_ids.get(("site", site.id))
-    b = snap.beds
-    now = now_ms()
-    out = []
-    for code in sorted(wards):
-        row = None if gid is None else snap.bed_row.get((gid, code, 0))
-        figures: dict[str, str | None] = dict.fromkeys(
-            ("jumlah", "terpakai", "terpakai_suspek", "terpakai_konfirmasi", "kosong", "antrian")
-        )
-        newest = oldest = None
-        if row is not None:
-            figures = {
-                "jumlah": str(int(b.capacity[row])),
-                "terpakai": str(int(b.occupied[row])),
-                "terpakai_suspek": str(int(b.suspect[row])),
-                "terpakai_konfirmasi": str(int(b.confirmed[row])),
-                "kosong": str(int(b.free[row])),
-                "antrian": str(int(b.waiting[row])),
-            }
-            newest, oldest = int(b.newest_ms[row]), int(b.oldest_ms[row])
-        out.append(
-            SiranapRow(
-                id_tt=str(code),
-                tt=BED_TYPES.get(code, f"bed type {code}"),
-                ruang="; ".join(wards[code]),
-                jumlah_ruang=str(len(wards[code])),
-                prepare="0",
-                prepare_plan="0",
-                covid="1" if code in COVID_TYPES else "0",
-                tglupdate=None
-                if newest is None
-                else zone.local(newest).strftime("%Y-%m-%d %H:%M:%S"),
-                stale=is_stale(oldest, now=now, stale_after_s=after),
-                **figures,
+@lru_cache(maxsize=4)
+def _types(registry: Registry) -> Mapping[str, tuple[tuple[int, dict[str, Any]], ...]]:
+    """Per hospital, per bed type it has a bed sensor of (in code order): the code and the
+    row's registry fields. Made once per registry: a province has hundreds of hospitals."""
+    out: dict[str, tuple[tuple[int, dict[str, Any]], ...]] = {}
+    for site_id, sensors in sensors_by_site(registry).items():
+        wards: dict[int, list[str]] = {}
+        for sensor in sensors:
+            if sensor.kind is SensorKind.BED and sensor.bed_type is not None:
+                wards.setdefault(sensor.bed_type, []).append(sensor.ward or "")
+        out[site_id] = tuple(
+            (
+                code,
+                {
+                    "id_tt": str(code),
+                    "tt": BED_TYPES.get(code, f"bed type {code}"),
+                    "ruang": "; ".join(wards[code]),
+                    "jumlah_ruang": str(len(wards[code])),
+                },
             )
+            for code in sorted(wards)
         )
     return out
 
 
-def _csv(rows: list[SiranapRow], *, with_site: list[tuple[str, str]] | None = None) -> str:
+_FIGURES = ("jumlah", "terpakai", "terpakai_suspek", "terpakai_konfirmasi", "kosong", "antrian")
+_COLUMNS = ("capacity", "occupied", "suspect", "confirmed", "free", "waiting")
+
+
+def _rows(
+    site: Site, live: LiveState, snap: Snapshot, zone: LocalZone, *, now: int, after: float
+) -> list[dict[str, Any]]:
+    """One row (``SiranapRow``'s fields, in CSV order) per bed type the hospital has a bed
+    sensor of, in code order; every figure is the ingester's site rollup of that type."""
+    gid = live.group_ids.get(("site", site.id))
+    types = _types(live.index.registry).get(site.id, ())
+    get = snap.bed_row.get
+    rows = [None if gid is None else get((gid, code, 0)) for code, _ in types]
+    # One gather per column for the hospital's rows (numpy scalars one by one cost more).
+    at = np.array([0 if r is None else r for r in rows], dtype=np.intp)
+    b = snap.beds
+    columns = [getattr(b, c)[at].tolist() if len(b.group) else [] for c in _COLUMNS]
+    newest = b.newest_ms[at].tolist() if len(b.group) else []
+    oldest = b.oldest_ms[at].tolist() if len(b.group) else []
+    out = []
+    for i, ((code, static), row) in enumerate(zip(types, rows, strict=True)):
+        out_row = dict(static)
+        for name, column in zip(_FIGURES, columns, strict=True):
+            out_row[name] = None if row is None else str(column[i])
+        out_row["prepare"] = "0"
+        out_row["prepare_plan"] = "0"
+        out_row["covid"] = "1" if code in COVID_TYPES else "0"
+        out_row["tglupdate"] = None if row is None else _local(zone, newest[i])
+        out_row["stale"] = is_stale(
+            None if row is None else oldest[i], now=now, stale_after_s=after
+        )
+        out.append(out_row)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _local(zone: LocalZone, ms: int) -> str:
+    """``tglupdate``: an observation time in the hospital's zone (many rows share one)."""
+    return zone.local(ms).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _csv(rows: list[dict[str, Any]], *, with_site: list[tuple[str, str]] | None = None) -> str:
     buf = io.StringIO()
     lead = ["kode_rs", "nama_rs"] if with_site is not None else []
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*lead, *SIRANAP_FIELDS])
-    for i, row in enumerate(rows):
-        data = row.model_dump()
+    for i, data in enumerate(rows):
         cells = [
             "" if data[f] is None else str(data[f]).lower() if f == "stale" else data[f]
             for f in SIRANAP_FIELDS
@@ -125,16 +146,21 @@ def _csv(rows: list[SiranapRow], *, with_site: list[tuple[str, str]] | None = No
     return buf.getvalue()
 
 
-def _report(site: Site, settings: SettingsDep, live: LiveState, snap: Snapshot) -> SiranapHospital:
+def _report(
+    site: Site, settings: SettingsDep, live: LiveState, snap: Snapshot, *, now: int
+) -> dict[str, Any]:
+    """``SiranapHospital``'s JSON object for ``site``."""
     zone = zone_of_province(live.index.registry.city.province.code)
-    return SiranapHospital(
-        kode_rs=site.id,
-        nama_rs=site.name,
-        zona_waktu=zone.name,
-        stale_after_s=settings.stale_after_s,
-        generated_at=now_iso(),
-        items=_rows(site, live, snap, zone, after=settings.stale_after_s),
-    )
+    items = _rows(site, live, snap, zone, now=now, after=settings.stale_after_s)
+    return {
+        "kode_rs": site.id,
+        "nama_rs": site.name,
+        "zona_waktu": zone.name,
+        "stale_after_s": settings.stale_after_s,
+        "generated_at": format_ms(now),
+        "items": items,
+        "count": len(items),
+    }
 
 
 FormatQuery = Annotated[ExportFormat, Query(description="json (default) or csv")]
@@ -153,21 +179,31 @@ async def siranap_all(
     """Every hospital's SIRANAP bed report. CSV has one line per hospital and bed type, led by
     ``kode_rs`` and ``nama_rs``."""
 
-    def build() -> SiranapList:
-        reports = [
-            _report(site, settings, live, snap)
+    def reports() -> list[dict[str, Any]]:
+        now = now_ms()
+        return [
+            _report(site, settings, live, snap, now=now)
             for site in registry.sites.values()
             if site.kind is SiteKind.HOSPITAL and caller.sees(site.id)
         ]
-        return SiranapList(
-            stale_after_s=settings.stale_after_s, generated_at=now_iso(), items=reports
-        )
 
     if format is ExportFormat.CSV:
-        reports = build().items
-        rows = [row for rep in reports for row in rep.items]
-        sites = [(rep.kode_rs, rep.nama_rs) for rep in reports for _ in rep.items]
+        done = reports()
+        rows = [row for rep in done for row in rep["items"]]
+        sites = [(rep["kode_rs"], rep["nama_rs"]) for rep in done for _ in rep["items"]]
         return Response(_csv(rows, with_site=sites), media_type="text/csv; charset=utf-8")
+
+    def build() -> bytes:
+        items = reports()
+        return orjson.dumps(
+            {
+                "stale_after_s": settings.stale_after_s,
+                "generated_at": now_iso(),
+                "items": items,
+                "count": len(items),
+            }
+        )
+
     return answer(build)
 
 
@@ -187,7 +223,7 @@ async def siranap_hospital(
 ) -> SiranapHospital | Response:
     """One hospital's SIRANAP bed report: one row per bed type, values as strings as RS Online
     has them, ``tglupdate`` the newest observation in the hospital's local time."""
-    report = _report(_hospital(registry, site_id), settings, live, snap)
+    report = _report(_hospital(registry, site_id), settings, live, snap, now=now_ms())
     if format is ExportFormat.CSV:
-        return Response(_csv(report.items), media_type="text/csv; charset=utf-8")
-    return report
+        return Response(_csv(report["items"]), media_type="text/csv; charset=utf-8")
+    return SiranapHospital.model_validate(report)
