@@ -290,13 +290,13 @@ class StreamThread(threading.Thread):
         self.hold_at = hold_at
         self.sent = 0
         self.error: AssertionError | OSError | None = None
-        self._resumed = threading.Event()
+        self._moved = threading.Condition()
 
     def run(self) -> None:
         try:
             for msg in self.stream.messages:
-                if self.sent == self.hold_at:
-                    self._resumed.wait()
+                with self._moved:
+                    self._moved.wait_for(lambda: self.sent != self.hold_at)
                 self.pub.publish(msg)
                 self.sent += 1
                 if self.pause_s:
@@ -304,9 +304,11 @@ class StreamThread(threading.Thread):
         except (AssertionError, OSError) as exc:  # surfaced by finish() in the test thread
             self.error = exc
 
-    def resume(self) -> None:
-        """Let a stream held at ``hold_at`` go on."""
-        self._resumed.set()
+    def resume(self, *, hold_at: int | None = None) -> None:
+        """Let a held stream go on, to be held again after ``hold_at`` messages if given."""
+        with self._moved:
+            self.hold_at = hold_at
+            self._moved.notify_all()
 
     def finish(self, timeout: float = 30.0) -> None:
         """Resume if held, join, and fail if publishing failed."""
