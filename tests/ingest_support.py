@@ -203,8 +203,10 @@ def _values(kind: SensorKind, beds: int, last: list[int], rng: random.Random) ->
 
 class Publisher:
     """Gateways publishing a stream at QoS 1. ``publish`` returns once the broker has the
-    message, retrying through disconnects (a broker restart): at least once, like a gateway's
-    spool. A retried message may arrive twice; the ingester stores it once."""
+    message, through disconnects (a broker restart): at least once, like a gateway's spool.
+    A message in flight when the connection drops is sent again by paho after the reconnect
+    and may arrive twice; the ingester stores it once. A merely slow PUBACK never makes a
+    second copy (tests that count messages exactly rely on that)."""
 
     def __init__(
         self, broker: Mosquitto, gateways: list[str], *, role: ServiceRole | None = None
@@ -231,16 +233,24 @@ class Publisher:
         """Publish until the broker acknowledged ``msg``."""
         client = self.clients[msg.gateway]
         deadline = time.monotonic() + timeout
+        info: mqtt.MQTTMessageInfo | None = None
         while time.monotonic() < deadline:
-            if client.is_connected():
+            if info is None and client.is_connected():
                 info = client.publish(msg.topic, msg.payload, qos=1)
-                try:
-                    info.wait_for_publish(2.0)
-                    if info.is_published():
-                        return
-                except (RuntimeError, ValueError):
-                    pass
-            time.sleep(0.05)
+            if info is None:
+                time.sleep(0.05)
+                continue
+            try:
+                # However long the PUBACK takes, wait for this copy: paho resends it itself
+                # after a reconnect, and publishing again would deliver the message twice.
+                info.wait_for_publish(0.5)
+                if info.is_published():
+                    return
+            except (RuntimeError, ValueError):
+                # Refused on the spot (the connection went between the check and the call):
+                # publish it again once connected.
+                info = None
+                time.sleep(0.05)
         raise AssertionError(f"could not publish {msg.topic} within {timeout}s")
 
     def close(self) -> None:
@@ -268,17 +278,25 @@ def publishing(
 
 class StreamThread(threading.Thread):
     """Publishes a stream from a daemon thread, ``pause_s`` between messages; ``sent``
-    counts the messages the broker acknowledged."""
+    counts the messages the broker acknowledged. With ``hold_at`` it stops after that many
+    messages until :meth:`resume`, so a test acting "mid-stream" has a stream left to send
+    whatever the machine's speed."""
 
-    def __init__(self, pub: Publisher, stream: Stream, *, pause_s: float = 0.0) -> None:
+    def __init__(
+        self, pub: Publisher, stream: Stream, *, pause_s: float = 0.0, hold_at: int | None = None
+    ) -> None:
         super().__init__(name="stream-publisher", daemon=True)
         self.pub, self.stream, self.pause_s = pub, stream, pause_s
+        self.hold_at = hold_at
         self.sent = 0
         self.error: AssertionError | OSError | None = None
+        self._moved = threading.Condition()
 
     def run(self) -> None:
         try:
             for msg in self.stream.messages:
+                with self._moved:
+                    self._moved.wait_for(lambda: self.sent != self.hold_at)
                 self.pub.publish(msg)
                 self.sent += 1
                 if self.pause_s:
@@ -286,8 +304,15 @@ class StreamThread(threading.Thread):
         except (AssertionError, OSError) as exc:  # surfaced by finish() in the test thread
             self.error = exc
 
+    def resume(self, *, hold_at: int | None = None) -> None:
+        """Let a held stream go on, to be held again after ``hold_at`` messages if given."""
+        with self._moved:
+            self.hold_at = hold_at
+            self._moved.notify_all()
+
     def finish(self, timeout: float = 30.0) -> None:
-        """Join, and fail if publishing failed."""
+        """Resume if held, join, and fail if publishing failed."""
+        self.resume()
         self.join(timeout)
         assert not self.is_alive(), "publisher still running"
         if self.error is not None:

@@ -1,6 +1,7 @@
-"""A loopback TCP proxy between a device and the broker that the test controls: it can freeze
-every open connection like a NAT box that lost its state, or pass only a budget of the broker's
-bytes to the device so that acknowledgements stop at a known point."""
+"""A loopback TCP proxy between a client and a server (a device and the broker, an ingester and
+InfluxDB) that the test controls: it can freeze every open connection like a NAT box that lost
+its state, or pass only a budget of bytes in one direction so that a drain stops at a known
+point whatever the machine's speed, and go on when the test lifts the budget."""
 
 from __future__ import annotations
 
@@ -9,18 +10,31 @@ import select
 import socket
 import threading
 
+#: Bytes one pump moves per read when nothing limits it.
+_CHUNK = 65536
+
 
 class FreezingProxy:
-    """A loopback TCP proxy to the broker that can "freeze": every connection open at that
+    """A loopback TCP proxy to ``target`` that can "freeze": every connection open at that
     moment stops passing bytes in both directions while its sockets stay open (no FIN, no RST),
     exactly like a NAT box that lost its state. While frozen, new connections are cut at once;
     after :meth:`heal` new connections pass again (the frozen ones never do).
 
-    With ``answer_budget`` the proxy passes at most that many bytes from the broker to the
-    device in all, then holds the rest unread: the device keeps publishing but hears no more
-    acknowledgements, so a test can stop a drain part-way without racing it."""
+    Budgets stop a drain part-way without racing it. With ``answer_budget`` the proxy passes
+    at most that many bytes from the server to the client in all (over every connection), then
+    holds the rest unread: a device keeps publishing but hears no more acknowledgements. With
+    ``request_budget`` it passes at most that many bytes from the client to the server: an
+    ingester's writes to InfluxDB stall after a known amount of line protocol (the request
+    waits, its connection stays open). :attr:`holding` is set once a client has bytes the
+    request budget keeps back; :meth:`lift` removes both budgets and the held bytes flow."""
 
-    def __init__(self, *, target: tuple[str, int], answer_budget: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        target: tuple[str, int],
+        answer_budget: int | None = None,
+        request_budget: int | None = None,
+    ) -> None:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -29,12 +43,23 @@ class FreezingProxy:
         self._frozen = threading.Event()
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._answer_left = answer_budget
+        #: bytes each direction may still pass (None: unlimited); False: requests, True: answers
+        self._left: dict[bool, int | None] = {False: request_budget, True: answer_budget}
+        #: set once a client has bytes waiting that the request budget keeps back
+        self.holding = threading.Event()
+        #: bytes passed so far, requests then answers (for failure messages)
+        self.passed = [0, 0]
         self.accepted = 0
 
     @property
     def url(self) -> str:
+        """The proxy as an MQTT broker URL."""
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The proxy as an HTTP base URL (in front of InfluxDB)."""
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
@@ -56,49 +81,58 @@ class FreezingProxy:
             stop = threading.Event()
             with self._lock:
                 self._pairs.append((client, upstream, stop))
-            for src, dst, budgeted in ((client, upstream, False), (upstream, client, True)):
+            for src, dst, answers in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(
                     target=self._pump,
-                    args=(src, dst, stop, budgeted),
+                    args=(src, dst, stop, answers),
                     name="proxy-pump",
                     daemon=True,
                 ).start()
 
-    def _allowance(self, budgeted: bool) -> int:
-        """How many bytes this direction may pass now (65 536 when unlimited)."""
-        if not budgeted or self._answer_left is None:
-            return 65536
+    def _allowance(self, answers: bool) -> int:
+        """How many bytes this direction may pass now (:data:`_CHUNK` when unlimited)."""
         with self._lock:
-            return min(65536, self._answer_left)
+            left = self._left[answers]
+        return _CHUNK if left is None else min(_CHUNK, left)
 
-    def _spend(self, budgeted: bool, n: int) -> None:
-        if budgeted and self._answer_left is not None:
-            with self._lock:
-                self._answer_left -= n
+    def _spend(self, answers: bool, n: int) -> None:
+        with self._lock:
+            left = self._left[answers]
+            if left is not None:
+                self._left[answers] = left - n
+            self.passed[answers] += n
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, stop: threading.Event, budgeted: bool
+        self, src: socket.socket, dst: socket.socket, stop: threading.Event, answers: bool
     ) -> None:
         while not stop.is_set() and not self._closing.is_set():
-            allowance = self._allowance(budgeted)
-            if allowance == 0:
-                stop.wait(0.05)  # out of budget: leave the bytes unread; the sockets stay open
-                continue
-            ready, _, _ = select.select([src], [], [], 0.05)
-            if not ready or stop.is_set():
-                continue  # frozen: leave the bytes unread; the sockets stay open
+            allowance = self._allowance(answers)
             try:
+                if allowance == 0:
+                    # Out of budget: leave the bytes unread (the sockets stay open) until lift().
+                    if not answers and select.select([src], [], [], 0)[0]:
+                        self.holding.set()
+                    stop.wait(0.05)
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.05)
+                if not ready or stop.is_set():
+                    continue  # frozen: leave the bytes unread; the sockets stay open
                 data = src.recv(allowance)
                 if not data:
                     break
-                self._spend(budgeted, len(data))
+                self._spend(answers, len(data))
                 dst.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
                 break
         if not stop.is_set():  # a real close on one side: pass it on
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def lift(self) -> None:
+        """Remove both budgets: what they held back flows, and everything after it."""
+        with self._lock:
+            self._left = {False: None, True: None}
 
     def freeze(self) -> None:
         """Stop every open connection passing bytes, and refuse new ones until :meth:`heal`."""
@@ -108,6 +142,19 @@ class FreezingProxy:
                 stop.set()
                 self.frozen_pairs.append((client, upstream))
             self._pairs.clear()
+
+    def cut(self) -> None:
+        """Close every open connection at once (the client sees the server go away, in the
+        middle of a request if one is held) and refuse new ones until :meth:`heal`."""
+        self._frozen.set()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for client, upstream, stop in pairs:
+            stop.set()
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
 
     def heal(self) -> None:
         """Let new connections through again."""

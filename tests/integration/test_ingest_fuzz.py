@@ -261,6 +261,7 @@ def test_fuzzed_device_messages_never_stop_ingestion_and_each_is_accounted_for(
         total = sum(published)
         wait_for(lambda: settled(ing, total), "every message through a window", timeout=60)
         assert alive(ing), ing.log.read_text()[-3000:]
+        assert ing.metric("pantau_ingest_messages_total") == total  # each delivered once
         dead = dead_by_reason(ing.port)
         duplicates = scrape(ing.port)["pantau_ingest_dead_letters_duplicate_total"]
         ours = {s.id for s in city.sensors_of(gateway=GOOD)}

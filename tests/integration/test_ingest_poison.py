@@ -103,6 +103,7 @@ def test_poison_messages_are_dead_lettered_and_ingestion_goes_on(
         published = len(stream.messages) - 1 + len(poisons)
         wait_for(lambda: settled(ing, published), "every message through a window")
         assert alive(ing), ing.log.read_text()[-3000:]
+        assert ing.metric("pantau_ingest_messages_total") == published
         dead = dead_by_reason(ing.port)
         dropped = ing.metric("pantau_ingest_status_stats_dropped_total")
         rows = stored_rows(influx)
@@ -136,6 +137,7 @@ def test_metrics_listen_on_loopback_and_routine_writes_are_not_logged_at_info(
         for msg in stream.messages:
             pub.publish(msg)
         wait_for(lambda: settled(ing, 10), "10 batches through a window")
+        assert ing.metric("pantau_ingest_messages_total") == 10
         writes = ing.metric("pantau_ingest_write_seconds_count")
         address = _listening_address(ing.port)
         log = ing.log.read_text()

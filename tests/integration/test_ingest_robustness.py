@@ -6,6 +6,7 @@ the end is exactly what was sent: no reading lost, none stored twice."""
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -24,36 +25,60 @@ from tests.ingest_support import (
     stored_rows,
     wait_for,
 )
+from tests.link_proxy_support import FreezingProxy
 
 pytestmark = pytest.mark.integration
 
 GATEWAYS = ["gw-kariadi", "gw-wongsonegoro", "gw-johar", "gw-simpanglima", "gw-mpp"]
+#: Mid-stream tests: the stream (40 rounds of the 5 gateways' batches, 15 readings a round)
+#: holds after 20 rounds, 300 readings, until the test has acted, so the kill or restart lands
+#: before the end of the stream on any machine.
+HOLD_AT = 20 * len(GATEWAYS)
 
 
 def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
     mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
 ) -> None:
-    """A power cut of the ingester while readings flow: messages it had not acknowledged wait
-    in its persistent session, the restarted process stores them, and redelivered ones
-    overwrite themselves."""
+    """A power cut of the ingester while readings flow: messages it had not acknowledged, and
+    those sent while it is down, wait in its persistent session, the restarted process stores
+    them, and redelivered ones overwrite themselves.
+
+    Neither the machine's speed nor luck decides the moment: the stream holds at HOLD_AT
+    messages, then InfluxDB's connections are cut (a proxy) and one more round is sent, which
+    the ingester can only hold unacknowledged; the kill comes then, and the stream goes on
+    while the ingester is down."""
     stream = make_stream(city, GATEWAYS, batches=40, t0=now_ms() - 60_000)
     sent = stream.rows
+    link = FreezingProxy(target=(influxdb.host, influxdb.port))
+    link.start()
     with (
-        ingest_process(mosquitto, influxdb, tmp_path) as ing,
+        closing(link),
+        ingest_process(mosquitto, influxdb, tmp_path, PANTAU_INFLUX_URL=link.http_url) as ing,
         publishing(mosquitto, GATEWAYS) as pub,
         InfluxHTTP(url=influxdb.url, database="pantau") as influx,
     ):
-        flow = StreamThread(pub, stream, pause_s=0.01)
+        flow = StreamThread(pub, stream, pause_s=0.01, hold_at=HOLD_AT)
         flow.start()
         wait_for(lambda: ing.metric("pantau_ingest_readings_stored_total") >= 50, "some stored")
+        link.cut()
+        flow.resume(hold_at=HOLD_AT + len(GATEWAYS))
+        wait_for(
+            lambda: (
+                flow.sent == HOLD_AT + len(GATEWAYS)
+                and ing.metric("pantau_ingest_unacked_messages") > 0
+            ),
+            "a round sent that the ingester holds unacknowledged",
+        )
         ing.kill()
         at_kill = (flow.sent, raw_count(influx))
+        flow.resume()  # the gateways go on while the ingester is down: queued in its session
+        ing.env["PANTAU_INFLUX_URL"] = influxdb.url
         ing.start()
         flow.finish()
         wait_for(lambda: raw_count(influx) >= len(sent), "every reading stored", timeout=30)
         rows = stored_rows(influx)
-    assert 0 < at_kill[0] < len(stream.messages), "the kill must come mid-stream"
-    assert 0 < at_kill[1] < len(sent)
+    assert at_kill[0] == HOLD_AT + len(GATEWAYS) < len(stream.messages)
+    assert 50 <= at_kill[1] <= 20 * 15 < len(sent)  # the round after HOLD_AT is not stored
     assert len(sent) == 40 * (6 + 4 + 2 + 2 + 1)  # batches x the gateways' sensors
     assert len(rows) == len(sent)
     assert sorted(rows) == sorted(sent)
@@ -117,9 +142,10 @@ def test_influxdb_outage_loses_nothing_and_holds_at_most_receive_maximum_message
 def test_broker_restart_mid_stream_loses_nothing(
     mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
 ) -> None:
-    """Mosquitto (with persistence) stops and starts while readings flow: the ingester's session
-    and the messages queued in it survive, the gateways resend what the broker never
-    acknowledged, and InfluxDB ends up with every reading once."""
+    """Mosquitto (with persistence) stops and starts mid-stream: the ingester's session and
+    the messages queued in it survive, the gateways resend what the broker never
+    acknowledged, and InfluxDB ends up with every reading once. The stream holds at HOLD_AT
+    messages until the broker is back, so the restart comes before its end on any machine."""
     stream = make_stream(city, GATEWAYS, batches=40, t0=now_ms() - 60_000)
     sent = stream.rows
     with (
@@ -127,7 +153,7 @@ def test_broker_restart_mid_stream_loses_nothing(
         publishing(mosquitto, GATEWAYS) as pub,
         InfluxHTTP(url=influxdb.url, database="pantau") as influx,
     ):
-        flow = StreamThread(pub, stream, pause_s=0.01)
+        flow = StreamThread(pub, stream, pause_s=0.01, hold_at=HOLD_AT)
         flow.start()
         wait_for(lambda: ing.metric("pantau_ingest_readings_stored_total") >= 50, "some stored")
         mosquitto.restart(down_s=1.0)
@@ -136,7 +162,7 @@ def test_broker_restart_mid_stream_loses_nothing(
         wait_for(lambda: raw_count(influx) >= len(sent), "every reading stored", timeout=30)
         rows = stored_rows(influx)
         subscribed = ing.metric("pantau_ingest_subscribed")
-    assert 0 < at_restart < len(stream.messages), "the restart must come mid-stream"
+    assert 0 < at_restart <= HOLD_AT < len(stream.messages), "the restart must come mid-stream"
     assert subscribed == 1
     assert len(rows) == len(sent)
     assert sorted(rows) == sorted(sent)
