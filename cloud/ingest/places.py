@@ -4,9 +4,10 @@ Raw points carry the sensor only (docs/adr/0028-raw-points-tagged-by-sensor.md).
 site, region, ward and gate from its own registry; InfluxQL cannot join, so Grafana's variables
 and its per-ward and per-gate panels read this measurement instead: one point per registry
 sensor, its place as tags, at time 0 in the ``pantau_meta`` policy (duration INF, so it never
-expires with the data). The ingester rewrites it at start and at every registry swap; a
-series the registry no longer has (a sensor removed or moved) is dropped first, so a sensor
-always has exactly one place. Cost: one line per sensor per start or reload, none per reading.
+expires with the data). The ingester brings it up to date at start and at every registry
+swap: a series the registry no longer has (a sensor removed or moved) is dropped first, so a
+sensor always has exactly one place, and only missing lines are written. Cost: one query per
+start or reload, a line per new or moved sensor, none per reading.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def place_tags(index: CityIndex) -> list[dict[str, str]]:
     return out
 
 
-def place_lines(index: CityIndex) -> list[str]:
-    """One ``sensor_place`` line per registry sensor, at time 0 (ms precision)."""
+def place_lines_of(places: list[dict[str, str]]) -> list[str]:
+    """The ``sensor_place`` lines of these tag sets, at time 0 (ms precision)."""
     return [
         format_line(series_key(Measurement.SENSOR_PLACE, tags), {"registered": 1}, 0)
-        for tags in place_tags(index)
+        for tags in places
     ]
 
 
@@ -66,9 +67,8 @@ def publish_places(influx: InfluxHTTP, index: CityIndex) -> int:
     WRITE on the database (the least-privilege writer has it)."""
     wanted = place_tags(index)
     keep = {tuple(sorted(t.items())) for t in wanted}
-    stale = sorted(
-        {t.get("sensor", "") for t in stored_places(influx) if tuple(sorted(t.items())) not in keep}
-    )
+    stored = {tuple(sorted(t.items())) for t in stored_places(influx)}
+    stale = sorted({dict(t).get("sensor", "") for t in stored - keep})
     # Dropping by sensor removes its current series too; it is written again just below.
     influx.execute(
         [
@@ -77,7 +77,12 @@ def publish_places(influx: InfluxHTTP, index: CityIndex) -> int:
             for sensor in stale
         ]
     )
-    influx.write_to_policy(place_lines(index), rp=META_RP)
+    # Only what is missing: an unchanged registry writes nothing at a start (a province's
+    # 8 000 lines per member per start would be written for nothing).
+    gone = set(stale)
+    missing = [t for t in wanted if t["sensor"] in gone or tuple(sorted(t.items())) not in stored]
+    if missing:
+        influx.write_to_policy(place_lines_of(missing), rp=META_RP)
     if stale:
         log.info("sensor_place: %d moved or removed sensor(s) dropped", len(stale))
     return len(stale)

@@ -4,7 +4,7 @@ queries that cannot join (Grafana). Against a real InfluxDB 1.x."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -70,8 +70,23 @@ def test_sensor_place_says_where_each_registry_sensor_is_and_follows_a_changed_r
     assert _as_set(stored) == _as_set(place_tags(second))
     assert [p["ward"] for p in stored if p["sensor"] == "bed-kariadi-icu"] == ["ICU Lt. 4"]
     assert not {p["sensor"] for p in stored} & set(gone)
-    # Running again changes nothing: nothing is stale.
+    # Running again changes nothing: nothing is stale, and nothing is written.
+    writes: list[int] = []
+    write = influx.write_to_policy
+
+    def counted(lines: Iterable[str], *, rp: str) -> None:
+        kept = list(lines)
+        writes.append(len(kept))
+        write(kept, rp=rp)
+
+    influx.write_to_policy = counted  # type: ignore[method-assign]
     assert publish_places(influx, second) == 0
+    assert writes == []
+    # A place lost from InfluxDB is written again, alone.
+    influx.execute(['DROP SERIES FROM "sensor_place" WHERE "sensor" = \'bed-kariadi-icu\''])
+    assert publish_places(influx, second) == 0
+    assert writes == [1]
+    assert _as_set(stored_places(influx)) == _as_set(place_tags(second))
 
 
 def test_grafana_turns_a_kecamatan_into_its_bed_sensors_through_sensor_place(
