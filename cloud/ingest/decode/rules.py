@@ -17,7 +17,6 @@ Which fault is reported when a reading breaks several rules (first match wins):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,6 @@ READING_KEYS = frozenset(Reading.model_fields)
 BATCH_KEYS = frozenset(Batch.model_fields)
 SINGLE_KEYS = frozenset(SingleReading.model_fields)
 CLOCKS = tuple(c.value for c in ClockSource)
-CLOCK_SET = frozenset(CLOCKS)
 KIND_BY_NAME = {kind.value: code for kind, code in KIND_CODES.items()}
 #: Every value field name of every kind, each once.
 ALL_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for fs in KIND_FIELDS.values() for f in fs))
@@ -63,9 +61,6 @@ for _kind, _code in KIND_CODES.items():
         ORDER[_code, _pos] = ALL_FIELDS.index(_name)
     N_EXPECTED[_code] = len(KIND_FIELDS[_kind])
 USED = ORDER >= 0
-#: kind code -> pulls the kind's fields, in wire order, out of a values dict
-FIELD_GETTERS = {code: itemgetter(*KIND_FIELDS[kind]) for kind, code in KIND_CODES.items()}
-WIDTH = {code: len(KIND_FIELDS[kind]) for kind, code in KIND_CODES.items()}
 #: contract.CROSS_FIELD_RULES as columns: (kind code, wire positions of the parts, wire
 #: position of the whole, reason code), in the contract's order
 CROSS_FIELD: tuple[tuple[int, list[int], int, int], ...] = tuple(

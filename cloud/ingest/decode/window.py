@@ -8,23 +8,22 @@ every rule of ``contract.payload`` is then applied to the whole window's columns
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson, admit
-from cloud.ingest.decode.json_columns import PlainJson
+from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson, AdmittedStructs, admit
 from cloud.ingest.decode.rules import judge, reading_detail
 from cloud.ingest.decode.segments import (
     Segment,
     binary_segment,
     concat,
     json_segment,
-    plain_segment,
+    struct_segment,
 )
+from cloud.ingest.decode.struct_columns import StructColumns
 from cloud.ingest.decode.types import (
     REASONS,
     DecodedWindow,
@@ -42,9 +41,9 @@ from cloud.ingest.topology import CityIndex
 class Admitted:
     """A window's messages sorted by what decoding they need."""
 
+    structs: StructColumns
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
-    plain: PlainJson = field(default_factory=PlainJson)
     general: list[tuple[int, AdmittedJson]] = field(default_factory=list)
     binaries: list[tuple[int, AdmittedBinary]] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
@@ -52,7 +51,7 @@ class Admitted:
 
 
 def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup | None) -> Admitted:
-    out = Admitted()
+    out = Admitted(structs=StructColumns(index=index))
     in_window: set[tuple[int, int, int]] = set()
     for m, msg in enumerate(messages):
         got = admit(m, msg, index)
@@ -64,7 +63,7 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
             continue
         if got is None:
             continue
-        if isinstance(got, AdmittedBinary) or got.is_batch:
+        if not isinstance(got, AdmittedJson) or got.is_batch:
             seq = got.batch.seq if isinstance(got, AdmittedBinary) else got.seq
             key = (got.gateway, seq, content_fingerprint(msg.payload))
             if key in in_window or (dedup is not None and dedup.seen(*key)):
@@ -72,9 +71,11 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
                 continue
             in_window.add(key)
             out.keys.append(key)
-        if isinstance(got, AdmittedBinary):
+        if isinstance(got, AdmittedStructs):
+            out.structs.add(m, got.gateway, got.readings)
+        elif isinstance(got, AdmittedBinary):
             out.binaries.append((m, got))
-        elif not (got.plain and out.plain.add(m, got)):
+        else:
             out.general.append((m, got))
     return out
 
@@ -89,36 +90,16 @@ def decode_window(
     """Decode and validate a window of messages. Never raises for bad input: every refused
     message or reading is a :class:`Rejection`. With ``dedup``, a batch it has seen (or one
     seen earlier in this window) is not decoded, only listed in ``duplicates``."""
-    # Decoding allocates millions of small acyclic objects (parsed JSON, tuples); the cyclic
-    # GC would traverse them again and again for nothing. Process-wide for the length of one
-    # decode, which no other thread of the ingester needs collected. Measured by
-    # `bench.ingest_decode --gc-on` (and in CPU time on a loaded machine, docs/adr/0022):
-    # the collector left on costs 0-15 % of the decode (JSON 1000/msg: 0.35 vs 0.29-0.33 M
-    # readings/s per CPU second).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return decode_gc_on(messages, index, now_ms, dedup)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def decode_gc_on(
-    messages: Sequence[Message],
-    index: CityIndex,
-    now_ms: int,
-    dedup: BatchDedup | None = None,
-) -> DecodedWindow:
-    """:func:`decode_window` without switching the cyclic GC off (``bench.ingest_decode
-    --gc-on`` measures what that switch saves)."""
+    # The cyclic GC stays on: a valid batch decodes to structs it does not track (json_structs),
+    # so it has nothing to traverse per reading. (Parsed to dicts, it used to cost up to 15 %,
+    # and decoding switched the collector off process-wide: docs/adr/0026.)
     adm = admit_all(messages, index, dedup)
     rejections, statuses = adm.rejections, adm.statuses
     duplicates, keys = adm.duplicates, adm.keys
-    plain, general, binaries = adm.plain, adm.general, adm.binaries
+    structs, general, binaries = adm.structs, adm.general, adm.binaries
     segments: list[Segment] = []
-    if plain.n:
-        segments.append(plain_segment(plain, messages, index))
+    if structs.n:
+        segments.append(struct_segment(structs, messages))
     if general:
         segments.append(json_segment(general, index))
     if binaries:
