@@ -4,7 +4,7 @@ vectorised validation), no MQTT and no InfluxDB.
     .venv/bin/python -m bench.ingest_decode [--seconds 2] [--gc-off]
 
 Prints CPU microseconds per reading (median and best round; the rate that is on one free core)
-per payload form: JSON batches of 100 and 1 000 readings per message, with ``orjson.loads``
+per payload form: JSON batches of 100, 500 and 1 000 readings per message, with ``orjson.loads``
 alone on the same payloads beside them (issue 14's limit for mode (b)), binary batches of
 1 000 and 5 000. Windows hold 5 000 messages or 100 000 readings (whichever is
 fewer), like a busy ingester's. Readings are valid and spread over the demo city's gateways.
@@ -148,6 +148,7 @@ def main() -> None:
     index = CityIndex.from_registry(load_registry(DEMO_CITY))
     forms: list[tuple[str, Callable[[CityIndex, int, int], list[Message]], int]] = [
         ("json", json_messages, 100),
+        ("json", json_messages, 500),  # bench.ingest_throughput's mode (b) batch
         ("json", json_messages, 1000),
         ("binary", binary_messages, 1000),
         ("binary", binary_messages, 5000),

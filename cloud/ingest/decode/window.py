@@ -133,7 +133,8 @@ def decode_window(
         order = np.argsort(message, kind="stable")
         readings = readings.take(order)
         code = code[order]
-    for row in np.flatnonzero(code).tolist():
+    refused = np.flatnonzero(code)
+    for row in refused.tolist():
         origin = int(order[row]) if order is not None else row
         k = int(np.searchsorted(seg_starts, origin, side="right")) - 1
         why = REASONS[int(code[row]) - 1]
@@ -143,7 +144,7 @@ def decode_window(
             Rejection(int(readings.message[row]), why, detail, None if at < 0 else at)
         )
     return DecodedWindow(
-        readings=readings.take(code == 0),
+        readings=readings.take(code == 0) if len(refused) else readings,
         rejections=rejections,
         statuses=statuses,
         duplicates=duplicates,
