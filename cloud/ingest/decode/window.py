@@ -1,9 +1,11 @@
 """Decode a flush window of MQTT messages into validated numpy columns.
 
-Per message: the envelope (``envelope``); per reading the only Python work is pulling the
-columns out of the parsed JSON (``json_columns``) or the binary batch (``binary_columns``);
-every rule of ``contract.payload`` is then applied to the whole window's columns at once
-(``rules``), by the precedence written there. Reading-level faults reject only that reading.
+Per message: the envelope (``envelope``), which decodes a JSON batch to structs
+(``json_structs``); per reading the only Python work is pulling the columns out of the structs
+(``struct_columns``), of JSON the struct decoder refused (``json_columns``, the general path) or
+of the binary batch (``binary_columns``); every rule of ``contract.payload`` is then applied to
+the whole window's columns at once (``rules``), by the precedence written there. Reading-level
+faults reject only that reading.
 """
 
 from __future__ import annotations
