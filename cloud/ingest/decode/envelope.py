@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cloud.ingest.decode.json_structs import WireBatch, decode_batch
 from cloud.ingest.decode.rules import BATCH_KEYS, SINGLE_KEYS
 from cloud.ingest.decode.types import Message, Rejection, StatusUpdate
 from cloud.ingest.topology import CityIndex
@@ -33,13 +34,23 @@ from contract import (
 
 @dataclass(frozen=True, slots=True)
 class AdmittedJson:
-    """An admitted JSON message: its gateway, readings and whether it can take the fast path."""
+    """An admitted JSON message the struct decoder refused: its gateway and parsed readings
+    (any JSON values), for the general path."""
 
     gateway: int
     readings: list[Any]
     is_batch: bool
-    plain: bool
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedStructs:
+    """An admitted JSON batch as ``json_structs`` decoded it (well-formed to the last
+    reading): its gateway, batch seq and reading structs."""
+
+    gateway: int
+    seq: int
+    readings: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +61,11 @@ class AdmittedBinary:
 
 def admit(
     m: int, msg: Message, index: CityIndex
-) -> Rejection | StatusUpdate | AdmittedJson | AdmittedBinary | None:
+) -> Rejection | StatusUpdate | AdmittedJson | AdmittedStructs | AdmittedBinary | None:
     """Envelope of one message: a Rejection, a StatusUpdate, admitted readings, or None for a
     message with nothing to store."""
     binary: BinaryBatch | None = None
+    wire: WireBatch | None = None
     doc: Any = None
     try:
         topic = topics.parse(msg.topic)
@@ -62,8 +74,14 @@ def admit(
         if topic.channel is Channel.READINGS and is_binary(msg.payload):
             binary = decode_binary_batch(msg.payload)
         else:
-            doc = load_json(msg.payload)
-            check_version(doc)
+            # A well-formed batch of this topic's gateway skips the parse to dicts; anything
+            # else (a fault anywhere, another gw) is parsed again and judged by the rules below.
+            if topic.channel is Channel.READINGS:
+                wire = decode_batch(msg.payload)
+            if wire is None or wire.gw != topic.gateway:
+                wire = None
+                doc = load_json(msg.payload)
+                check_version(doc)
     except (TopicError, PayloadError) as exc:
         return Rejection(m, exc.reason, exc.detail)
     gw = index.gateway_pos.get(topic.gateway)
@@ -80,6 +98,8 @@ def admit(
             detail = f"payload gw {binary.gw!r} != topic {topic.gateway!r}"
             return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
         return AdmittedBinary(gw, binary)
+    if wire is not None:
+        return AdmittedStructs(gw, wire.seq, wire.readings)
     if topic.channel is Channel.STATUS:
         try:
             status = GatewayStatus.model_validate(doc)
@@ -100,11 +120,7 @@ def admit(
         fault = batch_fault(doc, topic.gateway)
         if fault is not None:
             return Rejection(m, fault.reason, fault.detail)
-        # JSON true/false would pass numpy's integer check as 1/0: such payloads (and only
-        # they) take the general path, which tells booleans from integers.
-        p = msg.payload
-        plain = b"true" not in p and b"false" not in p
-        return AdmittedJson(gw, doc["readings"], True, plain, doc["seq"])
+        return AdmittedJson(gw, doc["readings"], True, doc["seq"])
     if topic.channel is Channel.READING:
         if doc.keys() - SINGLE_KEYS:
             extra = sorted(doc.keys() - SINGLE_KEYS)
@@ -114,7 +130,7 @@ def admit(
         if reading.get("ts") is None:  # a device without a clock: stamp on receipt
             reading["ts"] = msg.received_ms
             reading["clock"] = "gateway"
-        return AdmittedJson(gw, [reading], False, False)
+        return AdmittedJson(gw, [reading], False)
     return Rejection(m, RejectReason.BAD_TOPIC, f"channel {topic.channel.value} is not ingested")
 
 

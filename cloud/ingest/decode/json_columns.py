@@ -1,43 +1,30 @@
-"""Columns out of parsed JSON readings: the general path (any shape, says exactly what is
-wrong) and the plain path (well-formed batches, pulled out with C-level ``map`` calls)."""
+"""Columns out of parsed JSON readings of any shape: the general path, which says exactly what
+is wrong. It takes what ``json_structs`` refused (a fault somewhere in the message) and the
+single readings of direct devices; well-formed batches never reach it."""
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
-from itertools import chain, repeat
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from cloud.ingest.decode.rules import (
     ALL_FIELDS,
-    CLOCK_SET,
     CLOCKS,
     EXPECTED,
-    FIELD_GETTERS,
     KIND_BY_NAME,
     N_EXPECTED,
     ORDER,
     READING_KEYS,
     USED,
-    WIDTH,
     Columns,
     judge,
 )
 from cloud.ingest.decode.types import I8, I32, I64, Bools, Readings
-from cloud.ingest.topology import MAX_FIELDS, CityIndex
-from contract import KIND_CODES
+from cloud.ingest.topology import CityIndex
 from contract.payload import MAX_COUNT
 
-if TYPE_CHECKING:
-    from cloud.ingest.decode.envelope import AdmittedJson
-
-_G_SENSOR, _G_KIND, _G_TS, _G_SEQ, _G_VALUES, _G_CLOCK = map(
-    itemgetter, ("sensor", "kind", "ts", "seq", "values", "clock")
-)
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 _EMPTY: dict[str, Any] = {}
@@ -104,116 +91,6 @@ def json_columns(raw: Sequence[Any], index: CityIndex) -> Columns:
         shape_bad=~is_dict | (extra > 0) | ~ts_ok | ~seq_ok | ~values_is_dict | ~clock_ok,
         keys_bad=~(present == EXPECTED[kind]).all(axis=1) | (n_values != N_EXPECTED[kind]),
     )
-
-
-class PlainJson:
-    """Columns of the window's plain JSON batches, pulled out message by message with C-level
-    ``map``/``itemgetter`` into ``array('q')`` buffers (no per-reading Python code) while each
-    parsed document is still hot in the cache; numpy views them once per window.
-
-    Plain means: every reading has exactly the keys sensor, kind, ts, seq, values (and
-    optionally a valid clock), a registered kind name, values with exactly that kind's fields,
-    and ts, seq and every value an integer in int64 range (``array('q')`` refuses anything
-    else; JSON ``true``/``false``, which it would take as 1/0, never reach here). :meth:`add`
-    refuses other messages whole (the caller uses the general path, which says exactly what is
-    wrong). Every later rule (registry, signs, sizes, cross-field, time) is :func:`judge`'s,
-    as for every form."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        #: per message taken: (window index, gateway, readings); the parsed documents are not
-        #: kept (freeing each while it is hot is cheaper than freeing them all at the end)
-        self.items: list[tuple[int, int, int]] = []
-        self.sensors: list[Any] = []
-        self.ts = array("q")
-        self.seq = array("q")
-        #: per kind code: its value rows (flat) and the window rows they belong to
-        self.values: dict[int, array[int]] = {c: array("q") for c in KIND_CODES.values()}
-        self.rows: dict[int, list[range | list[int]]] = {c: [] for c in KIND_CODES.values()}
-
-    def add(self, m: int, j: AdmittedJson) -> bool:
-        """Take message ``m``'s readings if they are plain; False (nothing taken) if not."""
-        rs = j.readings
-        k = len(rs)
-        try:
-            lens = set(map(len, rs))
-            if lens == {6}:
-                if not CLOCK_SET.issuperset(map(_G_CLOCK, rs)):
-                    return False
-            elif lens != {5}:
-                return False
-            names = set(map(_G_KIND, rs))
-            vals = list(map(_G_VALUES, rs))
-            got: list[tuple[int, array[int], range | list[int]]] = []
-            rows: range | list[int]
-            kinds = list(map(_G_KIND, rs)) if len(names) > 1 else []
-            for name in names:
-                code = KIND_BY_NAME[name]
-                if len(names) == 1:
-                    sub, rows = vals, range(self.n, self.n + k)
-                else:
-                    at = [i for i, kn in enumerate(kinds) if kn == name]
-                    sub, rows = [vals[i] for i in at], [self.n + i for i in at]
-                if set(map(len, sub)) != {WIDTH[code]}:
-                    return False
-                flat = array("q", chain.from_iterable(map(FIELD_GETTERS[code], sub)))
-                got.append((code, flat, rows))
-            ts = array("q", map(_G_TS, rs))
-            seq = array("q", map(_G_SEQ, rs))
-            sensors = list(map(_G_SENSOR, rs))
-        except (KeyError, TypeError, OverflowError):
-            # not dicts, a key missing, an unknown or unhashable kind, a value that is not an
-            # int64 integer
-            return False
-        for code, flat, where in got:
-            self.values[code] += flat
-            self.rows[code].append(where)
-        self.sensors += sensors
-        self.ts += ts
-        self.seq += seq
-        self.items.append((m, j.gateway, k))
-        self.n += k
-        return True
-
-    def columns(self, index: CityIndex) -> Columns:
-        """The window's arrays."""
-        n = self.n
-        kind = np.zeros(n, dtype=np.int8)
-        values = np.zeros((n, MAX_FIELDS), dtype=np.int64)
-        for code, flat in self.values.items():
-            if not flat:
-                continue
-            width = WIDTH[code]
-            parts = self.rows[code]
-            if len(parts) == 1 and isinstance(parts[0], range) and len(parts[0]) == n:
-                rows: npt.NDArray[np.intp] | slice = slice(None)
-            else:
-                rows = np.concatenate(
-                    [np.arange(r.start, r.stop) if isinstance(r, range) else r for r in parts]
-                ).astype(np.intp)
-            kind[rows] = code
-            values[rows, :width] = np.frombuffer(flat, dtype=np.int64).reshape(-1, width)
-        pos = index.sensor_pos
-        try:
-            sensor = np.fromiter(map(pos.get, self.sensors, repeat(-1)), np.int32, count=n)
-        except TypeError:
-            # An id that is a JSON array or object cannot even be looked up (found by the fuzz
-            # test: it used to fail the whole window). Rare: only then, the per-id path.
-            ids = self.sensors
-            sensor = np.fromiter(
-                (pos.get(s, -1) if type(s) is str else -2 for s in ids), np.int32, n
-            )
-        unknown = np.flatnonzero(sensor == -1)
-        if len(unknown):  # an id that is not a string is a schema fault, not an unknown sensor
-            is_str = [type(self.sensors[i]) is str for i in unknown.tolist()]
-            sensor[unknown[~np.array(is_str, dtype=bool)]] = -2
-        return Columns(
-            sensor=sensor,
-            kind=kind,
-            ts=np.frombuffer(self.ts, dtype=np.int64),
-            seq=np.frombuffer(self.seq, dtype=np.int64),
-            values=np.clip(values, -1, MAX_COUNT + 1),
-        )
 
 
 def check_readings(

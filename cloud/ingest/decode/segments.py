@@ -1,5 +1,5 @@
-"""Segments: the readings of a group of messages of one form (plain JSON, general JSON,
-binary) as columns, with where each row came from; and their concatenation."""
+"""Segments: the readings of a group of messages of one form (struct-decoded JSON batches,
+general JSON, binary) as columns, with where each row came from; and their concatenation."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import orjson
 from cloud.ingest.binary_detail import BinaryRow
 from cloud.ingest.decode.binary_columns import binary_columns
 from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson
-from cloud.ingest.decode.json_columns import PlainJson, json_columns
+from cloud.ingest.decode.json_columns import json_columns
 from cloud.ingest.decode.rules import Columns
+from cloud.ingest.decode.struct_columns import StructColumns
 from cloud.ingest.decode.types import I32, Bools, Message
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 
@@ -31,37 +32,34 @@ class Segment:
     source: Callable[[int], Any]
 
 
-def plain_segment(plain: PlainJson, messages: Sequence[Message], index: CityIndex) -> Segment:
-    """The segment of the window's plain JSON batches."""
-    counts = np.array([k for _, _, k in plain.items], dtype=np.intp)
+def struct_segment(structs: StructColumns, messages: Sequence[Message]) -> Segment:
+    """The segment of the window's struct-decoded JSON batches."""
+    counts = np.array([k for _, _, k in structs.items], dtype=np.intp)
     ends = np.cumsum(counts)
     starts = ends - counts
 
     def source(row: int) -> Any:
         # Only for refused readings: parse the payload again rather than keep every document.
         at = int(np.searchsorted(ends, row, side="right"))
-        doc = orjson.loads(messages[plain.items[at][0]].payload)
+        doc = orjson.loads(messages[structs.items[at][0]].payload)
         return doc["readings"][row - int(starts[at])]
 
     return Segment(
-        cols=plain.columns(index),
-        message=np.repeat(np.array([m for m, _, _ in plain.items], dtype=np.int32), counts),
-        index=np.arange(plain.n, dtype=np.int32) - np.repeat(starts.astype(np.int32), counts),
-        gateway=np.repeat(np.array([g for _, g, _ in plain.items], dtype=np.int32), counts),
+        cols=structs.columns(),
+        message=np.repeat(np.array([m for m, _, _ in structs.items], dtype=np.int32), counts),
+        index=np.arange(structs.n, dtype=np.int32) - np.repeat(starts.astype(np.int32), counts),
+        gateway=np.repeat(np.array([g for _, g, _ in structs.items], dtype=np.int32), counts),
         source=source,
     )
 
 
-def json_segment(
-    items: list[tuple[int, AdmittedJson]], index: CityIndex, cols: Columns | None = None
-) -> Segment:
-    """The segment of JSON messages ``items``; ``cols`` if already extracted (plain path)."""
+def json_segment(items: list[tuple[int, AdmittedJson]], index: CityIndex) -> Segment:
+    """The segment of JSON messages ``items`` (the general path)."""
     raw: list[Any] = []
     for _, j in items:
         raw += j.readings
     counts = np.array([len(j.readings) for _, j in items], dtype=np.intp)
-    if cols is None:
-        cols = json_columns(raw, index)
+    cols = json_columns(raw, index)
     if all(j.is_batch for _, j in items):
         positions = np.arange(len(raw), dtype=np.int32) - np.repeat(
             (np.cumsum(counts) - counts).astype(np.int32), counts

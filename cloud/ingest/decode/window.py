@@ -1,30 +1,31 @@
 """Decode a flush window of MQTT messages into validated numpy columns.
 
-Per message: the envelope (``envelope``); per reading the only Python work is pulling the
-columns out of the parsed JSON (``json_columns``) or the binary batch (``binary_columns``);
-every rule of ``contract.payload`` is then applied to the whole window's columns at once
-(``rules``), by the precedence written there. Reading-level faults reject only that reading.
+Per message: the envelope (``envelope``), which decodes a JSON batch to structs
+(``json_structs``); per reading the only Python work is pulling the columns out of the structs
+(``struct_columns``), of JSON the struct decoder refused (``json_columns``, the general path) or
+of the binary batch (``binary_columns``); every rule of ``contract.payload`` is then applied to
+the whole window's columns at once (``rules``), by the precedence written there. Reading-level
+faults reject only that reading.
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson, admit
-from cloud.ingest.decode.json_columns import PlainJson
+from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson, AdmittedStructs, admit
 from cloud.ingest.decode.rules import judge, reading_detail
 from cloud.ingest.decode.segments import (
     Segment,
     binary_segment,
     concat,
     json_segment,
-    plain_segment,
+    struct_segment,
 )
+from cloud.ingest.decode.struct_columns import StructColumns
 from cloud.ingest.decode.types import (
     REASONS,
     DecodedWindow,
@@ -42,9 +43,9 @@ from cloud.ingest.topology import CityIndex
 class Admitted:
     """A window's messages sorted by what decoding they need."""
 
+    structs: StructColumns
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
-    plain: PlainJson = field(default_factory=PlainJson)
     general: list[tuple[int, AdmittedJson]] = field(default_factory=list)
     binaries: list[tuple[int, AdmittedBinary]] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
@@ -52,7 +53,7 @@ class Admitted:
 
 
 def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup | None) -> Admitted:
-    out = Admitted()
+    out = Admitted(structs=StructColumns(index=index))
     in_window: set[tuple[int, int, int]] = set()
     for m, msg in enumerate(messages):
         got = admit(m, msg, index)
@@ -64,7 +65,7 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
             continue
         if got is None:
             continue
-        if isinstance(got, AdmittedBinary) or got.is_batch:
+        if not isinstance(got, AdmittedJson) or got.is_batch:
             seq = got.batch.seq if isinstance(got, AdmittedBinary) else got.seq
             key = (got.gateway, seq, content_fingerprint(msg.payload))
             if key in in_window or (dedup is not None and dedup.seen(*key)):
@@ -72,9 +73,11 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
                 continue
             in_window.add(key)
             out.keys.append(key)
-        if isinstance(got, AdmittedBinary):
+        if isinstance(got, AdmittedStructs):
+            out.structs.add(m, got.gateway, got.readings)
+        elif isinstance(got, AdmittedBinary):
             out.binaries.append((m, got))
-        elif not (got.plain and out.plain.add(m, got)):
+        else:
             out.general.append((m, got))
     return out
 
@@ -89,36 +92,16 @@ def decode_window(
     """Decode and validate a window of messages. Never raises for bad input: every refused
     message or reading is a :class:`Rejection`. With ``dedup``, a batch it has seen (or one
     seen earlier in this window) is not decoded, only listed in ``duplicates``."""
-    # Decoding allocates millions of small acyclic objects (parsed JSON, tuples); the cyclic
-    # GC would traverse them again and again for nothing. Process-wide for the length of one
-    # decode, which no other thread of the ingester needs collected. Measured by
-    # `bench.ingest_decode --gc-on` (and in CPU time on a loaded machine, docs/adr/0022):
-    # the collector left on costs 0-15 % of the decode (JSON 1000/msg: 0.35 vs 0.29-0.33 M
-    # readings/s per CPU second).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return decode_gc_on(messages, index, now_ms, dedup)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def decode_gc_on(
-    messages: Sequence[Message],
-    index: CityIndex,
-    now_ms: int,
-    dedup: BatchDedup | None = None,
-) -> DecodedWindow:
-    """:func:`decode_window` without switching the cyclic GC off (``bench.ingest_decode
-    --gc-on`` measures what that switch saves)."""
+    # The cyclic GC stays on: a valid batch decodes to structs it does not track (json_structs),
+    # so it has nothing to traverse per reading. (Parsed to dicts, it used to cost up to 15 %,
+    # and decoding switched the collector off process-wide: docs/adr/0026.)
     adm = admit_all(messages, index, dedup)
     rejections, statuses = adm.rejections, adm.statuses
     duplicates, keys = adm.duplicates, adm.keys
-    plain, general, binaries = adm.plain, adm.general, adm.binaries
+    structs, general, binaries = adm.structs, adm.general, adm.binaries
     segments: list[Segment] = []
-    if plain.n:
-        segments.append(plain_segment(plain, messages, index))
+    if structs.n:
+        segments.append(struct_segment(structs, messages))
     if general:
         segments.append(json_segment(general, index))
     if binaries:
@@ -152,7 +135,8 @@ def decode_gc_on(
         order = np.argsort(message, kind="stable")
         readings = readings.take(order)
         code = code[order]
-    for row in np.flatnonzero(code).tolist():
+    refused = np.flatnonzero(code)
+    for row in refused.tolist():
         origin = int(order[row]) if order is not None else row
         k = int(np.searchsorted(seg_starts, origin, side="right")) - 1
         why = REASONS[int(code[row]) - 1]
@@ -162,7 +146,7 @@ def decode_gc_on(
             Rejection(int(readings.message[row]), why, detail, None if at < 0 else at)
         )
     return DecodedWindow(
-        readings=readings.take(code == 0),
+        readings=readings.take(code == 0) if len(refused) else readings,
         rejections=rejections,
         statuses=statuses,
         duplicates=duplicates,

@@ -1,0 +1,173 @@
+"""The struct decoder (cloud.ingest.decode.json_structs) changes how fast a JSON batch is
+decoded, never what is decided: on any bytes, decode_window gives exactly what the general
+path alone gives (the path test_ingest_decode.py proves equal to the contract)."""
+
+from __future__ import annotations
+
+import gc
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from city import Registry
+from cloud.ingest import CityIndex, decode_window
+from cloud.ingest.decode import DecodedWindow, Message, envelope
+from cloud.ingest.decode.json_structs import KIND_OF_TYPE, WireBatch, decode_batch
+from contract import KIND_CODES, KIND_FIELDS, Batch, Reading, SensorKind
+from contract.payload import MAX_READINGS_PER_BATCH
+from tests.ingest_decode_support import NOW, TOPIC, bed, msg, plain_readings
+
+#: integer tokens a device might send instead of a valid one, each judged by the general path
+_ODD_NUMBERS = [
+    b"1.0", b"1e2", b"true", b"false", b"null", b'"7"', b"-0", b"[]", b"{}",
+    b"9223372036854775807", b"9223372036854775808", b"18446744073709551616",
+    b"-9223372036854775808", b"-9223372036854775809", b"-1",
+]  # fmt: skip
+_NUMBER = re.compile(rb"(?<=:)-?\d+")
+_KEY = re.compile(rb'"[a-z_]+":')
+
+
+@st.composite
+def mutated_batch(draw: st.DrawFn) -> bytes:
+    """A JSON batch's bytes, mostly well-formed, with a few edits a device or a fuzzer makes:
+    a number swapped for a non-integer or an out-of-range one, a key renamed, duplicated or
+    dropped, an escaped character, whitespace, a cut, another version or gateway."""
+    readings = draw(st.lists(plain_readings(), min_size=1, max_size=6))
+    if draw(st.booleans()):  # each reading with its own kind's field names: the struct path
+        for r in readings:
+            fields = KIND_FIELDS[SensorKind(r["kind"])]
+            r["values"] = dict(zip(fields, [*r["values"].values(), 0, 0], strict=False))
+    doc: dict[str, Any] = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW}
+    if draw(st.booleans()):
+        doc["clock_offset_ms"] = draw(st.sampled_from([None, -3, 0.5]))
+    doc["readings"] = readings
+    raw = orjson.dumps(doc)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
+        edit = draw(
+            st.sampled_from(["number", "key", "dup", "drop", "escape", "space", "cut", "envelope"])
+        )
+        if edit == "number" and (nums := list(_NUMBER.finditer(raw))):
+            at = draw(st.sampled_from(nums))
+            raw = raw[: at.start()] + draw(st.sampled_from(_ODD_NUMBERS)) + raw[at.end() :]
+        elif edit in ("key", "dup", "drop") and (keys := list(_KEY.finditer(raw))):
+            at = draw(st.sampled_from(keys))
+            if edit == "key":
+                new = draw(st.sampled_from([b'"bogus":', b'"kind":', b'"values":', b'"v":']))
+                raw = raw[: at.start()] + new + raw[at.end() :]
+            elif edit == "dup":  # the same key again, with the value of the next key
+                raw = raw[: at.start()] + at.group() + b'"crowd",' + raw[at.start() :]
+            else:
+                end = raw.find(b",", at.end())
+                raw = raw[: at.start()] + raw[end + 1 :] if end > 0 else raw
+        elif edit == "escape":
+            raw = raw.replace(b"kariadi", draw(st.sampled_from([rb"kari\u0061di", b"kar\xc3\xa9"])))
+        elif edit == "envelope":  # the batch's own fields: version, gateway
+            old, new = draw(
+                st.sampled_from(
+                    [(b'"v":1', b'"v":' + v) for v in (b"2", b"0", b"true", b"1.0", b"-1")]
+                    + [(b'"gw-kariadi"', b'"gw-johar"'), (b'"gw-kariadi"', b'"GW"')]
+                )
+            )
+            raw = raw.replace(old, new, 1)
+        elif edit == "space":
+            raw = raw.replace(b",", b" ,\n\t", 1)
+        elif edit == "cut":
+            raw = raw[: draw(st.integers(0, len(raw)))]
+    return raw
+
+
+def _general_only(messages: list[Message], index: CityIndex) -> DecodedWindow:
+    """decode_window with the struct decoder refusing everything: the general path alone."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(envelope, "decode_batch", lambda payload: None)
+        return decode_window(messages, index, NOW)
+
+
+def _outcome(out: DecodedWindow) -> tuple[Any, ...]:
+    r = out.readings
+    return (
+        [(x.message, x.reason, x.detail, x.index) for x in out.rejections],
+        [getattr(r, name).tolist() for name in ("message", "index", "sensor", "kind", "ts")],
+        r.seq.tolist(),
+        r.values.tolist(),
+        out.duplicates,
+        out.batch_keys,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(payloads=st.lists(mutated_batch(), min_size=1, max_size=3))
+@example(payloads=[orjson.dumps({"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW,
+                                 "readings": [bed()] * (MAX_READINGS_PER_BATCH + 1)})])  # fmt: skip
+@example(payloads=[orjson.dumps({"v": 1, "gw": "gw-johar", "seq": 1, "sent": NOW,
+                                 "readings": [bed()]})])  # fmt: skip
+def test_struct_decoder_decides_exactly_like_the_general_path(
+    city: Registry, payloads: list[bytes]
+) -> None:
+    """For any bytes (valid batches, mutated ones, broken JSON), every refusal with its reason,
+    detail and position, every stored column, duplicates and dedup keys are the same with and
+    without the struct decoder."""
+    index = CityIndex.from_registry(city)
+    messages = [msg(TOPIC, p, i) for i, p in enumerate(payloads)]
+    assert _outcome(decode_window(messages, index, NOW)) == _outcome(_general_only(messages, index))
+
+
+def test_struct_types_have_the_contract_models_fields() -> None:
+    """A field added to or renamed in contract.Batch or contract.Reading must be typed in
+    json_structs too (else every batch would silently take the slow path)."""
+    assert set(WireBatch.__struct_fields__) == set(Batch.model_fields)
+    for struct, code in KIND_OF_TYPE.items():
+        config = struct.__struct_config__
+        assert {*struct.__struct_fields__, config.tag_field} == set(Reading.model_fields)
+        kind = next(k for k, c in KIND_CODES.items() if c == code)
+        assert config.tag == kind.value
+        values = struct.__annotations__["values"]
+        assert values.__struct_fields__ == KIND_FIELDS[kind]
+
+
+def test_a_well_formed_batch_takes_the_struct_path_and_a_faulty_one_does_not() -> None:
+    """decode_batch accepts what needs no general path (a bad seq or an unknown sensor is
+    judged later, on columns) and refuses the rest whole."""
+    good = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": [bed(seq=-1)]}
+    got = decode_batch(orjson.dumps(good))
+    assert got is not None
+    assert [(type(r).__name__, r.seq) for r in got.readings] == [("BedReading", -1)]
+    for bad in (
+        {**good, "v": True},
+        {**good, "readings": [bed(extra=1)]},
+        {**good, "readings": [bed(ts=2**63)]},
+        {**good, "readings": [bed(values={"capacity": 1})]},
+        {**good, "readings": [bed(kind="tide")]},
+        {**good, "seq": -1},
+    ):
+        assert decode_batch(orjson.dumps(bad)) is None, bad
+
+
+def test_a_decoded_batch_gives_the_cyclic_gc_nothing_to_track_per_reading() -> None:
+    """Of 1 000 readings decoded to structs, the GC tracks none (nor their values); parsed to
+    dicts it tracks all 1 000 reading dicts, which is what made decoding switch it off."""
+    payload = orjson.dumps(
+        {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": [bed()] * 1000}
+    )
+    batch = decode_batch(payload)
+    assert batch is not None
+    assert len(batch.readings) == 1000
+    assert sum(gc.is_tracked(r) or gc.is_tracked(r.values) for r in batch.readings) == 0
+    assert sum(map(gc.is_tracked, orjson.loads(payload)["readings"])) == 1000
+
+
+def test_decoding_never_switches_the_process_wide_gc_off(city: Registry) -> None:
+    """Issue 14: decode_window leaves the collector alone (other threads of the ingester keep
+    theirs); valid batches give it nothing to do per reading (test above)."""
+    index = CityIndex.from_registry(city)
+    batch = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW, "readings": [bed()] * 10}
+    switched: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gc, "disable", lambda: switched.append("disable"))
+        out = decode_window([msg(TOPIC, batch)], index, NOW)
+    assert len(out.readings) == 10
+    assert switched == []
