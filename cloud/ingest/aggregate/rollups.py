@@ -110,9 +110,23 @@ def _sum(col: I64, order: Idx, starts: Idx) -> I64:
     return np.add.reduceat(col[order], starts).astype(np.int64)
 
 
-def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
-    """Bed rollups at every level, bed type and facility, from the latest state."""
-    sensors = np.flatnonzero(state.known & (index.sensor_kind == _BED))
+@dataclass(frozen=True, kw_only=True)
+class BedLayout:
+    """Which reporting bed sensor counts in which rollup cell, sorted by cell: the sort
+    :func:`bed_rollups` needs, which depends only on *which* bed sensors have reported."""
+
+    #: the bed sensors that have reported, ascending
+    sensors: Idx
+    #: per cell member, in cell order: the sensor (an index into the state's arrays)
+    members: Idx
+    #: where each cell starts in ``members``
+    starts: Idx
+    #: each cell's key: (group x BED_TYPE_SLOTS + bed type) x 3 + facility
+    cells: I64
+
+
+def bed_layout(sensors: Idx, index: CityIndex) -> BedLayout:
+    """The cells of ``sensors`` (reporting bed sensors, ascending) at every level."""
     site = index.sensor_site[sensors]
     n_levels = len(ROLLUP_LEVELS)
     group = index.site_group[site]  # (n, levels)
@@ -129,12 +143,39 @@ def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
     src = np.broadcast_to(np.arange(len(sensors))[:, None], g.shape)[valid]
     keys = (g[valid] * BED_TYPE_SLOTS + bt_choice[valid]) * 3 + fac_choice[valid]
     order, starts, uniq = _groups(keys)
-    rows = src[order]
-    vals = state.values[sensors][rows]
-    ts = state.ts[sensors][rows]
-    capacity = _sum(vals[:, 0], np.arange(len(rows)), starts)
-    occupied = _sum(vals[:, 1], np.arange(len(rows)), starts)
-    ident = np.arange(len(rows))
+    return BedLayout(sensors=sensors, members=sensors[src[order]], starts=starts, cells=uniq)
+
+
+class BedLayouts:
+    """The last :class:`BedLayout`, reused while the same bed sensors have reported (after
+    the first minutes of a run, always): the sort is most of :func:`bed_rollups`' work."""
+
+    def __init__(self, *, index: CityIndex) -> None:
+        self.index = index
+        self._last: BedLayout | None = None
+
+    def of(self, sensors: Idx) -> BedLayout:
+        """The layout of ``sensors`` (reporting bed sensors, ascending)."""
+        last = self._last
+        if last is None or not np.array_equal(last.sensors, sensors):
+            last = self._last = bed_layout(sensors, self.index)
+        return last
+
+
+def bed_rollups(
+    state: SensorState, index: CityIndex, layouts: BedLayouts | None = None
+) -> BedRollups:
+    """Bed rollups at every level, bed type and facility, from the latest state; with
+    ``layouts`` (of the same ``index``) the cells are sorted once, not on every call."""
+    sensors = np.flatnonzero(state.known & (index.sensor_kind == _BED))
+    layout = layouts.of(sensors) if layouts is not None else bed_layout(sensors, index)
+    starts, uniq, members = layout.starts, layout.cells, layout.members
+    ts = state.ts[members]
+    if len(starts):  # the five bed fields of every cell in one reduction
+        sums = np.add.reduceat(state.values[members, :5], starts, axis=0).astype(np.int64)
+    else:
+        sums = np.zeros((0, 5), dtype=np.int64)
+    capacity, occupied = sums[:, 0], sums[:, 1]
     return BedRollups(
         group=(uniq // 3 // BED_TYPE_SLOTS).astype(np.intp),
         bed_type=(uniq // 3 % BED_TYPE_SLOTS).astype(np.intp),
@@ -142,10 +183,10 @@ def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
         capacity=capacity,
         occupied=occupied,
         free=free_beds(capacity, occupied),
-        suspect=_sum(vals[:, 2], ident, starts),
-        confirmed=_sum(vals[:, 3], ident, starts),
-        waiting=_sum(vals[:, 4], ident, starts),
-        sensors=np.diff(np.r_[starts, len(rows)]).astype(np.int64),
+        suspect=sums[:, 2],
+        confirmed=sums[:, 3],
+        waiting=sums[:, 4],
+        sensors=np.diff(np.r_[starts, len(members)]).astype(np.int64),
         bor=bor_percent(occupied, capacity),
         oldest_ms=np.minimum.reduceat(ts, starts) if len(starts) else ts[:0],
         newest_ms=np.maximum.reduceat(ts, starts) if len(starts) else ts[:0],
