@@ -112,14 +112,19 @@ def _sum(col: I64, order: Idx, starts: Idx) -> I64:
 
 @dataclass(frozen=True, kw_only=True)
 class BedLayout:
-    """Which reporting bed sensor counts in which rollup cell, sorted by cell: the sort
-    :func:`bed_rollups` needs, which depends only on *which* bed sensors have reported."""
+    """Which reporting bed sensor counts in which rollup cell: what :func:`bed_rollups` sorts,
+    which depends only on *which* bed sensors have reported. Two stages: sensors are summed
+    into *base* cells (site x bed type), and base cells into every rollup cell, so the wide
+    stage (each level x type x facility) runs over a few hundred base cells, not every
+    sensor."""
 
     #: the bed sensors that have reported, ascending
     sensors: Idx
-    #: per cell member, in cell order: the sensor (an index into the state's arrays)
+    #: the sensors in base-cell order, and where each base cell starts there
+    base_members: Idx
+    base_starts: Idx
+    #: per rollup-cell member, in cell order: the base cell; where each cell starts there
     members: Idx
-    #: where each cell starts in ``members``
     starts: Idx
     #: each cell's key: (group x BED_TYPE_SLOTS + bed type) x 3 + facility
     cells: I64
@@ -127,12 +132,15 @@ class BedLayout:
 
 def bed_layout(sensors: Idx, index: CityIndex) -> BedLayout:
     """The cells of ``sensors`` (reporting bed sensors, ascending) at every level."""
-    site = index.sensor_site[sensors]
+    base_key = index.sensor_site[sensors].astype(np.int64) * BED_TYPE_SLOTS
+    base_key += index.sensor_bed_type[sensors]
+    base_order, base_starts, base_keys = _groups(base_key)
+    site = base_keys // BED_TYPE_SLOTS
+    bt = base_keys % BED_TYPE_SLOTS
     n_levels = len(ROLLUP_LEVELS)
     group = index.site_group[site]  # (n, levels)
     fac = index.site_facility[site].astype(np.int64)
-    bt = index.sensor_bed_type[sensors].astype(np.int64)
-    # Each sensor counts in 4 cells per level: (its type | all) x (its facility | all).
+    # Each base cell counts in 4 cells per level: (its type | all) x (its facility | all).
     g = np.repeat(group.astype(np.int64), 4, axis=1)  # (n, levels*4)
     bt_choice = np.tile(np.stack([bt, bt, np.zeros_like(bt), np.zeros_like(bt)], axis=1), n_levels)
     fac_choice = np.tile(
@@ -140,10 +148,17 @@ def bed_layout(sensors: Idx, index: CityIndex) -> BedLayout:
     )
     # A site of another kind (fac 0) would put its "own facility" cell into "all" twice.
     valid = (g >= 0) & ~((fac[:, None] == 0) & np.tile([True, False, True, False], n_levels))
-    src = np.broadcast_to(np.arange(len(sensors))[:, None], g.shape)[valid]
+    src = np.broadcast_to(np.arange(len(base_keys))[:, None], g.shape)[valid]
     keys = (g[valid] * BED_TYPE_SLOTS + bt_choice[valid]) * 3 + fac_choice[valid]
     order, starts, uniq = _groups(keys)
-    return BedLayout(sensors=sensors, members=sensors[src[order]], starts=starts, cells=uniq)
+    return BedLayout(
+        sensors=sensors,
+        base_members=sensors[base_order],
+        base_starts=base_starts,
+        members=src[order],
+        starts=starts,
+        cells=uniq,
+    )
 
 
 class BedLayouts:
@@ -170,11 +185,18 @@ def bed_rollups(
     sensors = np.flatnonzero(state.known & (index.sensor_kind == _BED))
     layout = layouts.of(sensors) if layouts is not None else bed_layout(sensors, index)
     starts, uniq, members = layout.starts, layout.cells, layout.members
-    ts = state.ts[members]
-    if len(starts):  # the five bed fields of every cell in one reduction
-        sums = np.add.reduceat(state.values[members, :5], starts, axis=0).astype(np.int64)
+    if len(starts):  # the five bed fields, per base cell, then per cell
+        b_rows, b_starts = layout.base_members, layout.base_starts
+        b_ts = state.ts[b_rows]
+        b_sums = np.add.reduceat(state.values[b_rows, :5], b_starts, axis=0)
+        b_count = np.diff(np.r_[b_starts, len(b_rows)])
+        sums = np.add.reduceat(b_sums[members], starts, axis=0).astype(np.int64)
+        counts = np.add.reduceat(b_count[members], starts).astype(np.int64)
+        oldest = np.minimum.reduceat(np.minimum.reduceat(b_ts, b_starts)[members], starts)
+        newest = np.maximum.reduceat(np.maximum.reduceat(b_ts, b_starts)[members], starts)
     else:
         sums = np.zeros((0, 5), dtype=np.int64)
+        counts = oldest = newest = np.zeros(0, dtype=np.int64)
     capacity, occupied = sums[:, 0], sums[:, 1]
     return BedRollups(
         group=(uniq // 3 // BED_TYPE_SLOTS).astype(np.intp),
@@ -186,10 +208,10 @@ def bed_rollups(
         suspect=sums[:, 2],
         confirmed=sums[:, 3],
         waiting=sums[:, 4],
-        sensors=np.diff(np.r_[starts, len(members)]).astype(np.int64),
+        sensors=counts,
         bor=bor_percent(occupied, capacity),
-        oldest_ms=np.minimum.reduceat(ts, starts) if len(starts) else ts[:0],
-        newest_ms=np.maximum.reduceat(ts, starts) if len(starts) else ts[:0],
+        oldest_ms=oldest,
+        newest_ms=newest,
     )
 
 
