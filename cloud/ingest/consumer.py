@@ -220,8 +220,7 @@ class MqttSession:
             or len(self._inbox) >= self._inbox_max
             or self._abandoned(gen)
         ) and not self._wait_for_room(gen, size):
-            self.metrics.released(1)  # never acknowledged: the broker redelivers it
-            return
+            return  # not counted as held, never acknowledged: the broker redelivers it
         self.metrics.received()
         # Read by the ack settling: a broker that still sends is alive, however late our
         # PUBACK is.
