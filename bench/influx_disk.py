@@ -3,7 +3,7 @@
 ``python -m bench.influx_disk [--hours 24] [--interval 10]``
 
 Builds the points exactly as the ingester does (``cloud.ingest.writer.PointBuilder`` from the
-demo city's registry, ``cloud.ingest.aggregate`` rollups from a ``SensorState``): every sensor
+demo city's registry, ``cloud.ingest.rollup_points`` of a ``SensorState``): every sensor
 reports every ``--interval`` seconds for ``--hours`` of observation time (values drift like the
 simulator's: beds by one patient, crowds and queues by a few people), and each 60 s rollup
 bucket gets one point per rollup series, as the ingester leaves it. Raw points and aggregates
@@ -28,8 +28,9 @@ import numpy.typing as npt
 
 from city import DEMO_CITY, load_registry
 from cloud.influx import InfluxHTTP
-from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
+from cloud.ingest.aggregate import SensorState
 from cloud.ingest.decode import Readings
+from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import PointBuilder
 from contract import KIND_CODES, SensorKind
@@ -93,6 +94,7 @@ def run(hours: float, interval_s: float) -> None:
     registry = load_registry(DEMO_CITY)
     index = CityIndex.from_registry(registry)
     builder = PointBuilder(index=index)
+    rollups = RollupPoints(index=index)
     rng = np.random.default_rng(7)
     n = index.n_sensors
     steps = int(hours * 3600 / interval_s)
@@ -145,9 +147,7 @@ def run(hours: float, interval_s: float) -> None:
                 if bucket != last_bucket:
                     # One point per rollup series per bucket: what the ingester leaves after
                     # rewriting the bucket's points in place.
-                    agg_buf += builder.bed_rollups(bed_rollups(state, index), bucket)
-                    agg_buf += builder.crowd_sites(crowd_sites(state, index), bucket)
-                    agg_buf += builder.queue_sites(queue_sites(state, index), bucket)
+                    agg_buf += rollups.lines(state, bucket)
                     last_bucket = bucket
                 for db, buf in ((raw_db, raw_buf), (agg_db, agg_buf)):
                     if len(buf) >= CHUNK:

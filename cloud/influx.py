@@ -154,6 +154,32 @@ def format_int_rows(
     ]
 
 
+def format_rows_at(
+    keys: Sequence[str],
+    names: Sequence[str],
+    rows: Iterable[Sequence[int]],
+    float_name: str,
+    floats: Iterable[float],
+    ts: int,
+) -> list[str]:
+    """Many points at one time ``ts``, column-wise: ``keys[i]``, the integer fields ``names``
+    with ``rows[i]``, then the float field ``float_name`` with ``floats[i]``, left out where it
+    is NaN (undefined). Same output as :func:`format_line` per point."""
+    if not names:
+        raise LineProtocolError("a point needs at least one field")
+    template = ",".join(escape_tag(n).replace("{", "{{").replace("}", "}}") + "={}i" for n in names)
+    with_float = f",{escape_tag(float_name)}="
+    out = []
+    for key, row, value in zip(keys, rows, floats, strict=True):
+        body = template.format(*row)
+        if value == value:  # noqa: PLR0124 -- NaN is the one float unequal to itself
+            if not math.isfinite(value):
+                raise LineProtocolError(f"{value} cannot be stored")
+            body += with_float + repr(value)
+        out.append(f"{key} {body} {ts}")
+    return out
+
+
 def literal(value: str) -> str:
     """An InfluxQL single-quoted string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -10,15 +10,21 @@ Backpressure: the broker may have at most ``mqtt_receive_maximum`` unacknowledge
 flight to us (MQTT v5 Receive Maximum), and we hold at most ``held_max_bytes`` of payload (past
 it the network thread stops reading the socket until a window is done), so the buffer and
 memory stay bounded and the backlog waits at the broker.
+
+The per-message path: paho's network thread only appends (topic, payload, time, packet id) to
+the inbox and counts; it wakes the consumer once per window (when the inbox holds a full
+window), never per message, and takes a lock only when it must wait for room. Everything else
+waits for the window, on the consumer thread, and the window's PUBACKs go out as one write
+(``pubacks``). docs/adr/0027-per-message-path-and-changed-rollups.md.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
@@ -31,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from cloud.ingest.acks import Ack
 from cloud.ingest.decode import Message
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.pubacks import send_pubacks
 from cloud.ingest.settings import IngestSettings
 from contract import Channel, topics
 from contract.mqtt_reason import reason_words, reasons_words
@@ -46,6 +53,10 @@ _STATUS_FILTER = topics.subscription(Channel.STATUS)
 DISCONNECT_WAIT_S = 1.0
 #: How long the connect waits for the CONNACK.
 _CONNACK_WAIT_S = 10.0
+
+#: What the network thread keeps of a message: topic, payload, received ms, packet id, QoS,
+#: connection generation.
+_Received = tuple[str, bytes, int, int, int, int]
 
 
 def subscribe_options(topic_filter: str) -> SubscribeOptions:
@@ -86,11 +97,21 @@ class MqttSession:
         self.generation = 0
         #: monotonic time of the last message from the broker (network thread)
         self.last_heard = time.monotonic()
-        self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_receive_maximum)
-        #: payload bytes received and not yet through a window (see held_max_bytes)
-        self._held_bytes = 0
-        self._held_cond = threading.Condition()
-        self.metrics.held_bytes.set_function(lambda: self._held_bytes)
+        #: received, not yet taken into a window (appended by the network thread only,
+        #: taken by the consumer only: deque's append and popleft are thread-safe)
+        self._inbox: deque[_Received] = deque()
+        #: bound on the inbox (Mosquitto 2.0.11 can send a whole Receive Maximum more per
+        #: PUBACK while a backlog is queued; ADR 0006): last-resort backpressure
+        self._inbox_max = 2 * settings.mqtt_receive_maximum
+        #: payload bytes received (network thread) / taken into windows and released
+        #: (consumer); each counter has one writer, so no lock is taken per message
+        self._in_bytes = 0
+        self._taken_bytes = 0
+        self._out_bytes = 0
+        #: set by the network thread when the inbox holds a full window
+        self._window_ready = threading.Event()
+        self._room = threading.Condition()
+        self.metrics.held_bytes.set_function(lambda: self._in_bytes - self._out_bytes)
         self._connected = threading.Event()
         self._connack_ok = False
 
@@ -189,46 +210,44 @@ class MqttSession:
         self.subscribed.set()
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        # The network thread's whole per-message work: anything that can wait for the window
+        # waits (module docstring).
+        payload = bytes(msg.payload)  # already bytes: no copy
+        size = len(payload)
+        held = self._in_bytes - self._out_bytes
+        if (
+            (held and held + size > self.settings.held_max_bytes)
+            or len(self._inbox) >= self._inbox_max
+            or self._abandoned(gen)
+        ) and not self._wait_for_room(gen, size):
+            return  # not counted as held, never acknowledged: the broker redelivers it
         self.metrics.received()
         # Read by the ack settling: a broker that still sends is alive, however late our
         # PUBACK is.
         self.last_heard = time.monotonic()
-        size = len(msg.payload)
-        with self._held_cond:
-            # Past the byte budget, wait for the consumer to finish a window (it always
-            # can: whatever we hold is queued or being processed). Blocking this thread
-            # stops reads from the socket, which is the backpressure we want.
-            while (
-                self._held_bytes
-                and self._held_bytes + size > self.settings.held_max_bytes
-                and not self._abandoned(gen)
-            ):
-                self._held_cond.wait(0.5)
-            if self._abandoned(gen):
-                self.metrics.released(1)
-                return
-            self._held_bytes += size
-        message = Message(
-            topic=msg.topic,
-            payload=bytes(msg.payload),
-            received_ms=self._clock_ms(),
-            mid=msg.mid,
-            qos=msg.qos,
-            generation=gen,
-        )
-        # Blocks when the broker sends more than our Receive Maximum (Mosquitto 2.0.11 sends a
-        # whole Receive Maximum more per PUBACK while a backlog is queued; ADR 0006):
-        # last-resort backpressure, which the consumer always relieves, never waiting for us.
-        while True:
-            try:
-                self._queue.put(message, timeout=0.5)
-            except queue.Full:
-                if self._abandoned(gen):
-                    self.release(size)
-                    self.metrics.released(1)
-                    return
-                continue
-            return
+        self._inbox.append((msg.topic, payload, self._clock_ms(), msg.mid, msg.qos, gen))
+        self._in_bytes += size
+        if (
+            len(self._inbox) >= self.settings.window_max_messages
+            or self._in_bytes - self._taken_bytes >= self.settings.window_max_bytes
+        ):
+            self._window_ready.set()
+
+    def _wait_for_room(self, gen: int, size: int) -> bool:
+        """Past the byte budget or the inbox bound, wait for the consumer to take or finish a
+        window (it always can: whatever we hold is in the inbox or being processed). Blocking
+        this thread stops reads from the socket, which is the backpressure we want. False if
+        the message is no longer wanted."""
+        with self._room:
+            while not self._abandoned(gen):
+                held = self._in_bytes - self._out_bytes
+                if not (held and held + size > self.settings.held_max_bytes) and (
+                    len(self._inbox) < self._inbox_max
+                ):
+                    return True
+                self._window_ready.set()  # the consumer need not wait for its deadline
+                self._room.wait(0.5)
+        return False
 
     def _abandoned(self, gen: int) -> bool:
         """A message of connection ``gen`` is no longer wanted: we are stopping, or that
@@ -252,50 +271,69 @@ class MqttSession:
         # Retire the connection first: a network thread waiting in _on_message for room then
         # gives up (the message stays unacknowledged), so loop_stop's join cannot hang.
         self.generation += 1
-        with self._held_cond:
-            self._held_cond.notify_all()
+        with self._room:
+            self._room.notify_all()
         client.loop_stop()
 
     def release(self, size: int) -> None:
         """A window is done (acknowledged, or left for redelivery): its bytes no longer count
         against ``held_max_bytes``."""
-        with self._held_cond:
-            self._held_bytes -= size
-            self._held_cond.notify_all()
+        with self._room:  # once per window; the network thread may wait for room
+            self._out_bytes += size
+            self._room.notify_all()
 
     def collect(self, *, wait: bool = True, idle: Callable[[], float | None]) -> list[Message]:
         """The next window: up to ``window_max_messages`` / ``window_max_bytes``, waiting at
-        most ``flush_interval_s`` (not at all without ``wait``). While the buffer is empty it
-        calls ``idle``, which returns how soon it wants to be called again (None: not)."""
-        limit = self.settings.window_max_messages
-        max_bytes = self.settings.window_max_bytes
+        most ``flush_interval_s`` (not at all without ``wait``) for a full one. While it waits
+        it calls ``idle``, which returns how soon it wants to be called again (None: not)."""
+        s = self.settings
+        deadline = time.monotonic() + (s.flush_interval_s if wait else 0)
+        while not self._full():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._stop.is_set() and wait):
+                break
+            again = idle()
+            self._window_ready.clear()
+            if self._full():  # filled up before the clear: no wake-up will come for it
+                break
+            self._window_ready.wait(remaining if again is None else min(remaining, again))
+        inbox = self._inbox
         window: list[Message] = []
         size = 0
-        deadline = time.monotonic() + (self.settings.flush_interval_s if wait else 0)
-        while len(window) < limit and size < max_bytes:
-            try:
-                msg = self._queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self._stop.is_set() and wait):
-                    break
-                again = idle()
-                if again is not None:
-                    remaining = min(remaining, again)
-                try:
-                    msg = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    continue
-            window.append(msg)
-            size += len(msg.payload)
+        while inbox and len(window) < s.window_max_messages and size < s.window_max_bytes:
+            topic, payload, received_ms, mid, qos, gen = inbox.popleft()
+            window.append(
+                Message(
+                    topic=topic,
+                    payload=payload,
+                    received_ms=received_ms,
+                    mid=mid,
+                    qos=qos,
+                    generation=gen,
+                )
+            )
+            size += len(payload)
+        self._taken_bytes += size
+        if window:
+            with self._room:  # once per window: the network thread may wait for the inbox
+                self._room.notify_all()
         return window
 
+    def _full(self) -> bool:
+        """The inbox holds a whole window."""
+        s = self.settings
+        return (
+            len(self._inbox) >= s.window_max_messages
+            or self._in_bytes - self._taken_bytes >= s.window_max_bytes
+        )
+
     def ack(self, window: Sequence[Message | Ack]) -> None:
-        """Acknowledge messages delivered on the current connection (QoS > 0)."""
+        """Acknowledge messages delivered on the current connection (QoS > 0), in one write."""
         self.metrics.released(len(window))
         client = self.client
-        for msg in window:
-            # A message delivered on an earlier connection is redelivered on this one (same
-            # session) and acknowledged then; its old packet id means nothing here.
-            if client is not None and msg.generation == self.generation and msg.qos > 0:
-                client.ack(msg.mid, msg.qos)
+        if client is None:
+            return
+        # A message delivered on an earlier connection is redelivered on this one (same
+        # session) and acknowledged then; its old packet id means nothing here.
+        gen = self.generation
+        send_pubacks(client, [(m.mid, m.qos) for m in window if m.generation == gen and m.qos])

@@ -12,13 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from cloud.ingest.aggregate import (
-    ReadingHistory,
-    SensorState,
-    bed_rollups,
-    crowd_sites,
-    queue_sites,
-)
+from cloud.ingest.aggregate import ReadingHistory, SensorState
 from cloud.ingest.aggregate.state import NO_TIME
 from cloud.ingest.boundary import decode_isolating, status_lines
 from cloud.ingest.deadletter import DETAIL_MAX, DeadLetterStore, Problem, Refusal
@@ -27,6 +21,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PointBuilder, PointWriter
@@ -80,6 +75,7 @@ class WindowPipeline:
         self.history = history
         self._history_paused_at = NO_TIME
         self.builder = PointBuilder(index=index)
+        self.rollups = RollupPoints(index=index)
         self._clock_ms = clock_ms
         self._freshness = FreshnessPoints()
 
@@ -238,17 +234,18 @@ class WindowPipeline:
         )
 
     def write_rollups(self, now: int) -> None:
-        """Write every aggregate of the current state, stamped at the start of ``now``'s
-        rollup bucket (rewritten in place until the bucket ends; docs/schema.md)."""
+        """Write the aggregates of the current state, stamped at the start of ``now``'s
+        rollup bucket (rewritten in place until the bucket ends; docs/schema.md): the whole
+        set on a bucket's first write, then only the cells that changed (rollup_points)."""
         bucket = self.settings.rollup_bucket_s * 1000
-        self.write_aggregates(self.rollup_lines(self.state, now - now % bucket))
+        lines, written = self.rollups.changed(self.state, now - now % bucket)
+        self.rollups.forget()  # a write that raises leaves the next one whole
+        self.write_aggregates(lines)
+        self.rollups.remember(written)
 
     def rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:
-        """The bed, crowd and queue rollup lines of ``state``, stamped ``stamp_ms``."""
-        agg = self.builder.bed_rollups(bed_rollups(state, self.index), stamp_ms)
-        agg += self.builder.crowd_sites(crowd_sites(state, self.index), stamp_ms)
-        agg += self.builder.queue_sites(queue_sites(state, self.index), stamp_ms)
-        return agg
+        """Every bed, crowd and queue rollup line of ``state``, stamped ``stamp_ms``."""
+        return self.rollups.lines(state, stamp_ms)
 
     def tick(self) -> None:
         """Work due on the clock whether or not messages arrive: region freshness falls

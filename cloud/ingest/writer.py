@@ -1,6 +1,6 @@
 """Points of docs/schema.md, built from the decoded columns, and written to InfluxDB.
 
-Series keys come from the registry and are built once (per sensor, per site, per rollup cell);
+Series keys come from the registry and are built once (per sensor; rollups: ``rollup_points``);
 only the field part of a line is formatted per point, through ``cloud.influx`` (the only place
 that formats line protocol).
 
@@ -18,7 +18,6 @@ Any other failure (401, 404 database not found...) is raised: nothing is acknowl
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,19 +26,14 @@ from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
-import numpy.typing as npt
 
 from cloud.influx import FieldValue, InfluxHTTP, format_int_rows, format_line, series_key
-from cloud.ingest.aggregate import BedRollups, CrowdSites, QueueSites
 from cloud.ingest.decode import Readings, StatusUpdate
-from cloud.ingest.topology import FACILITIES, CityIndex
+from cloud.ingest.topology import CityIndex
 from cloud.storage_schema import (
     BED_FIELDS,
-    BED_ROLLUP_INTS,
     CROWD_FIELDS,
-    CROWD_SITE_INTS,
     QUEUE_FIELDS,
-    QUEUE_SITE_INTS,
     RAW,
     Measurement,
 )
@@ -94,23 +88,10 @@ class PointBuilder:
     def __init__(self, *, index: CityIndex) -> None:
         self.index = index
         reg = index.registry
-        self._site_tags: list[dict[str, str]] = []
-        for site in reg.doc.sites:
-            kec = reg.kecamatan_of_kelurahan[site.kelurahan]
-            self._site_tags.append(
-                {
-                    "site": site.id,
-                    "site_name": site.name,
-                    "kelurahan": site.kelurahan,
-                    "kecamatan": kec.code,
-                }
-            )
         # Raw points carry the sensor only (ADR 0028): the registry answers where it is.
         self.raw_keys = [
             series_key(RAW[sensor.kind], {"sensor": sensor.id}) for sensor in reg.doc.sensors
         ]
-        self._site_keys: dict[tuple[str, int], str] = {}
-        self._rollup_keys: dict[tuple[int, int, int], str] = {}
 
     def raw(self, readings: Readings) -> Lines:
         """Raw ``bed``/``crowd``/``queue`` points at observation time, one per reading."""
@@ -128,77 +109,6 @@ class PointBuilder:
             ts_us = readings.ts[rows] * 1000 + readings.seq[rows] % 1000
             lines = format_int_rows(keys, names, cols.tolist(), ts_us.tolist())
             out.add(lines, readings.message[rows].tolist(), readings.index[rows].tolist())
-        return out
-
-    def _site_key(self, measurement: str, site: int) -> str:
-        key = self._site_keys.get((measurement, site))
-        if key is None:
-            tags = dict(self._site_tags[site])
-            tags["site_kind"] = self.index.registry.doc.sites[site].kind.value
-            key = self._site_keys[(measurement, site)] = series_key(measurement, tags)
-        return key
-
-    def _rollup_key(self, group: int, bed_type: int, facility: int) -> str:
-        cell = (group, bed_type, facility)
-        key = self._rollup_keys.get(cell)
-        if key is None:
-            g = self.index.groups[group]
-            tags = {
-                "level": g.level,
-                "code": g.code,
-                "name": g.name,
-                "bed_type": str(bed_type) if bed_type else "all",
-                "facility": FACILITIES[facility],
-            }
-            key = self._rollup_keys[cell] = series_key(Measurement.BED_ROLLUP, tags)
-        return key
-
-    def bed_rollups(self, r: BedRollups, now_ms: int) -> list[str]:
-        """``bed_rollup`` points at the flush time."""
-        cols = [getattr(r, name).tolist() for name in BED_ROLLUP_INTS]
-        cols += [r.oldest_ms.tolist(), r.newest_ms.tolist()]
-        names = (*BED_ROLLUP_INTS, "oldest_ms", "newest_ms")
-        bor = r.bor.tolist()
-        out = []
-        for i, (g, bt, fac) in enumerate(
-            zip(r.group.tolist(), r.bed_type.tolist(), r.facility.tolist(), strict=True)
-        ):
-            fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
-            if not math.isnan(bor[i]):
-                fields["bor"] = bor[i]
-            out.append(format_line(self._rollup_key(g, bt, fac), fields, now_ms * 1000))
-        return out
-
-    def crowd_sites(self, r: CrowdSites, now_ms: int) -> list[str]:
-        """``crowd_site`` points at the flush time."""
-        names = (*CROWD_SITE_INTS, "oldest_ms", "newest_ms")
-        site = r.site.tolist()
-        return self._site_lines(Measurement.CROWD_SITE, site, r, names, "ratio", r.ratio, now_ms)
-
-    def queue_sites(self, r: QueueSites, now_ms: int) -> list[str]:
-        """``queue_site`` points at the flush time."""
-        names = (*QUEUE_SITE_INTS, "oldest_ms", "newest_ms")
-        site = r.site.tolist()
-        return self._site_lines(Measurement.QUEUE_SITE, site, r, names, "wait_s", r.wait_s, now_ms)
-
-    def _site_lines(
-        self,
-        measurement: str,
-        sites: list[int],
-        r: CrowdSites | QueueSites,
-        names: tuple[str, ...],
-        float_name: str,
-        floats: npt.NDArray[np.float64],
-        now_ms: int,
-    ) -> list[str]:
-        cols = [getattr(r, n).tolist() for n in names]
-        fl = floats.tolist()
-        out = []
-        for i, site in enumerate(sites):
-            fields: dict[str, FieldValue] = {n: c[i] for n, c in zip(names, cols, strict=True)}
-            if not math.isnan(fl[i]):
-                fields[float_name] = fl[i]
-            out.append(format_line(self._site_key(measurement, site), fields, now_ms * 1000))
         return out
 
     def dead_letter(

@@ -206,3 +206,19 @@ def test_littles_law_wait_for_one_kiosk(city: Registry) -> None:
     assert state.values[q, :3].tolist() == [50, 30, 4]
     assert state.ts[q] == 1_700_000_060_000
     assert queue_sites(state, index).wait_s.tolist() == [200.0]
+
+
+def test_state_order_is_the_same_when_times_span_too_far_for_one_sort_key() -> None:
+    """Times more than 2**42 ms apart take the three-key sort: same latest and previous."""
+    sensor = np.array([1, 0, 1, 1, 0], dtype=np.int32)
+    far = 2**43
+    for base in (0, far):  # 0: one combined key; far: the fallback
+        ts = np.array([5, 7, base + 9, 5, 3], dtype=np.int64)
+        vals = np.arange(5 * MAX_FIELDS, dtype=np.int64).reshape(5, MAX_FIELDS)
+        state = SensorState(n_sensors=2)
+        assert state.update(sensor, ts, np.zeros(5, dtype=np.int64), vals) == 2
+        assert state.ts.tolist() == [7, base + 9]
+        assert state.values[:, 0].tolist() == [MAX_FIELDS, 2 * MAX_FIELDS]
+        # sensor 1's previous: time 5, the later arrival of the two (row 3)
+        assert state.prev_ts.tolist() == [3, 5]
+        assert state.prev_values[:, 0].tolist() == [4 * MAX_FIELDS, 3 * MAX_FIELDS]

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from city import DEMO_CITY, load_registry
-from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
+from cloud.ingest.aggregate import SensorState
 from cloud.ingest.decode import Readings
 from cloud.ingest.freshness_points import freshness_lines
+from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import PointBuilder
 from cloud.storage_schema import DOWNSAMPLED_RP, RAW, RAW_RP, SCHEMA, Measurement
@@ -85,9 +86,7 @@ def _written_lines() -> list[str]:
     state = SensorState(n_sensors=index.n_sensors)
     state.update(readings.sensor, readings.ts - 60_000, readings.seq, readings.values)
     state.update(readings.sensor, readings.ts, readings.seq, readings.values)
-    lines += builder.bed_rollups(bed_rollups(state, index), NOW)
-    lines += builder.crowd_sites(crowd_sites(state, index), NOW)
-    lines += builder.queue_sites(queue_sites(state, index), NOW)
+    lines += RollupPoints(index=index).lines(state, NOW)
     lines += freshness_lines(index, state.ts, NOW)
     lines.append(
         builder.dead_letter(

@@ -8,9 +8,12 @@ and the registry, never paho, httpx or prometheus_client (tests/unit/test_archit
 
 from cloud.ingest.aggregate.history import ReadingHistory
 from cloud.ingest.aggregate.rollups import (
+    BedLayout,
+    BedLayouts,
     BedRollups,
     CrowdSites,
     QueueSites,
+    bed_layout,
     bed_rollups,
     crowd_sites,
     queue_sites,
@@ -19,11 +22,14 @@ from cloud.ingest.aggregate.state import NO_TIME, SensorState
 
 __all__ = [
     "NO_TIME",
+    "BedLayout",
+    "BedLayouts",
     "BedRollups",
     "CrowdSites",
     "QueueSites",
     "ReadingHistory",
     "SensorState",
+    "bed_layout",
     "bed_rollups",
     "crowd_sites",
     "queue_sites",

@@ -97,7 +97,10 @@ class ReadingHistory:
     def _fold(self, now_ms: int) -> None:
         new_cut = max(self.cut, now_ms - self.horizon_ms)
         if self._n > self.capacity:
-            _, ts, _, _ = self._columns()
+            # Only the times: if the history pauses below, the other columns are dropped
+            # without ever being copied into one (at a high rate that copy was the ingester's
+            # peak memory).
+            ts = np.concatenate([p[1] for p in self._parts])
             keep = self.capacity // 2
             # the keep-th newest observation time: everything before it is folded
             new_cut = max(new_cut, int(np.partition(ts, self._n - keep)[self._n - keep]))

@@ -110,15 +110,37 @@ def _sum(col: I64, order: Idx, starts: Idx) -> I64:
     return np.add.reduceat(col[order], starts).astype(np.int64)
 
 
-def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
-    """Bed rollups at every level, bed type and facility, from the latest state."""
-    sensors = np.flatnonzero(state.known & (index.sensor_kind == _BED))
-    site = index.sensor_site[sensors]
+@dataclass(frozen=True, kw_only=True)
+class BedLayout:
+    """Which reporting bed sensor counts in which rollup cell: what :func:`bed_rollups` sorts,
+    which depends only on *which* bed sensors have reported. Two stages: sensors are summed
+    into *base* cells (site x bed type), and base cells into every rollup cell, so the wide
+    stage (each level x type x facility) runs over a few hundred base cells, not every
+    sensor."""
+
+    #: the bed sensors that have reported, ascending
+    sensors: Idx
+    #: the sensors in base-cell order, and where each base cell starts there
+    base_members: Idx
+    base_starts: Idx
+    #: per rollup-cell member, in cell order: the base cell; where each cell starts there
+    members: Idx
+    starts: Idx
+    #: each cell's key: (group x BED_TYPE_SLOTS + bed type) x 3 + facility
+    cells: I64
+
+
+def bed_layout(sensors: Idx, index: CityIndex) -> BedLayout:
+    """The cells of ``sensors`` (reporting bed sensors, ascending) at every level."""
+    base_key = index.sensor_site[sensors].astype(np.int64) * BED_TYPE_SLOTS
+    base_key += index.sensor_bed_type[sensors]
+    base_order, base_starts, base_keys = _groups(base_key)
+    site = base_keys // BED_TYPE_SLOTS
+    bt = base_keys % BED_TYPE_SLOTS
     n_levels = len(ROLLUP_LEVELS)
     group = index.site_group[site]  # (n, levels)
     fac = index.site_facility[site].astype(np.int64)
-    bt = index.sensor_bed_type[sensors].astype(np.int64)
-    # Each sensor counts in 4 cells per level: (its type | all) x (its facility | all).
+    # Each base cell counts in 4 cells per level: (its type | all) x (its facility | all).
     g = np.repeat(group.astype(np.int64), 4, axis=1)  # (n, levels*4)
     bt_choice = np.tile(np.stack([bt, bt, np.zeros_like(bt), np.zeros_like(bt)], axis=1), n_levels)
     fac_choice = np.tile(
@@ -126,15 +148,56 @@ def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
     )
     # A site of another kind (fac 0) would put its "own facility" cell into "all" twice.
     valid = (g >= 0) & ~((fac[:, None] == 0) & np.tile([True, False, True, False], n_levels))
-    src = np.broadcast_to(np.arange(len(sensors))[:, None], g.shape)[valid]
+    src = np.broadcast_to(np.arange(len(base_keys))[:, None], g.shape)[valid]
     keys = (g[valid] * BED_TYPE_SLOTS + bt_choice[valid]) * 3 + fac_choice[valid]
     order, starts, uniq = _groups(keys)
-    rows = src[order]
-    vals = state.values[sensors][rows]
-    ts = state.ts[sensors][rows]
-    capacity = _sum(vals[:, 0], np.arange(len(rows)), starts)
-    occupied = _sum(vals[:, 1], np.arange(len(rows)), starts)
-    ident = np.arange(len(rows))
+    return BedLayout(
+        sensors=sensors,
+        base_members=sensors[base_order],
+        base_starts=base_starts,
+        members=src[order],
+        starts=starts,
+        cells=uniq,
+    )
+
+
+class BedLayouts:
+    """The last :class:`BedLayout`, reused while the same bed sensors have reported (after
+    the first minutes of a run, always): the sort is most of :func:`bed_rollups`' work."""
+
+    def __init__(self, *, index: CityIndex) -> None:
+        self.index = index
+        self._last: BedLayout | None = None
+
+    def of(self, sensors: Idx) -> BedLayout:
+        """The layout of ``sensors`` (reporting bed sensors, ascending)."""
+        last = self._last
+        if last is None or not np.array_equal(last.sensors, sensors):
+            last = self._last = bed_layout(sensors, self.index)
+        return last
+
+
+def bed_rollups(
+    state: SensorState, index: CityIndex, layouts: BedLayouts | None = None
+) -> BedRollups:
+    """Bed rollups at every level, bed type and facility, from the latest state; with
+    ``layouts`` (of the same ``index``) the cells are sorted once, not on every call."""
+    sensors = np.flatnonzero(state.known & (index.sensor_kind == _BED))
+    layout = layouts.of(sensors) if layouts is not None else bed_layout(sensors, index)
+    starts, uniq, members = layout.starts, layout.cells, layout.members
+    if len(starts):  # the five bed fields, per base cell, then per cell
+        b_rows, b_starts = layout.base_members, layout.base_starts
+        b_ts = state.ts[b_rows]
+        b_sums = np.add.reduceat(state.values[b_rows, :5], b_starts, axis=0)
+        b_count = np.diff(np.r_[b_starts, len(b_rows)])
+        sums = np.add.reduceat(b_sums[members], starts, axis=0).astype(np.int64)
+        counts = np.add.reduceat(b_count[members], starts).astype(np.int64)
+        oldest = np.minimum.reduceat(np.minimum.reduceat(b_ts, b_starts)[members], starts)
+        newest = np.maximum.reduceat(np.maximum.reduceat(b_ts, b_starts)[members], starts)
+    else:
+        sums = np.zeros((0, 5), dtype=np.int64)
+        counts = oldest = newest = np.zeros(0, dtype=np.int64)
+    capacity, occupied = sums[:, 0], sums[:, 1]
     return BedRollups(
         group=(uniq // 3 // BED_TYPE_SLOTS).astype(np.intp),
         bed_type=(uniq // 3 % BED_TYPE_SLOTS).astype(np.intp),
@@ -142,13 +205,13 @@ def bed_rollups(state: SensorState, index: CityIndex) -> BedRollups:
         capacity=capacity,
         occupied=occupied,
         free=free_beds(capacity, occupied),
-        suspect=_sum(vals[:, 2], ident, starts),
-        confirmed=_sum(vals[:, 3], ident, starts),
-        waiting=_sum(vals[:, 4], ident, starts),
-        sensors=np.diff(np.r_[starts, len(rows)]).astype(np.int64),
+        suspect=sums[:, 2],
+        confirmed=sums[:, 3],
+        waiting=sums[:, 4],
+        sensors=counts,
         bor=bor_percent(occupied, capacity),
-        oldest_ms=np.minimum.reduceat(ts, starts) if len(starts) else ts[:0],
-        newest_ms=np.maximum.reduceat(ts, starts) if len(starts) else ts[:0],
+        oldest_ms=oldest,
+        newest_ms=newest,
     )
 
 

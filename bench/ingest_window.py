@@ -1,0 +1,114 @@
+"""CPU of the ingester's window pipeline alone, in process: no broker, InfluxDB replaced by a
+writer that only counts lines. What is left of a drain's CPU once MQTT is taken out.
+
+``python -m bench.ingest_window --mode a --window 600 [--profile]``
+
+The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
+``bench.ingest_throughput`` (``sample_payloads``): mode ``a`` single readings, ``c`` binary
+batches of 2 000 readings; ``--window`` messages per window (a drain's windows hold 600-1 500
+single readings at 0.2 s, or 4 MiB: about 55 binary batches). Prints CPU microseconds per
+reading (``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's
+top functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import yaml
+
+from bench.ingest_load import gateway_loads, synthetic_province
+from bench.ingest_throughput.workload import sample_payloads
+from city import load_registry
+from cloud.ingest.aggregate import SensorState
+from cloud.ingest.bootstrap import start_history
+from cloud.ingest.deadletter import DeadLetterStore
+from cloud.ingest.decode import Message
+from cloud.ingest.dedup import BatchDedup
+from cloud.ingest.health import IngestHealth
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.pipeline import WindowPipeline
+from cloud.ingest.settings import IngestSettings
+from cloud.ingest.topology import CityIndex
+from cloud.ingest.writer import PointWriter, Refused
+
+_MODES = {"a": ("reading", 1), "c": ("binary", 2000)}
+
+
+class _CountingWriter:
+    """Stands for ``PointWriter``: counts the lines, stores nothing."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def write(self, lines: Sequence[str]) -> list[Refused]:
+        self.lines += len(lines)
+        return []
+
+
+def main() -> None:
+    """Run the windows and print the figures."""
+    p = argparse.ArgumentParser(prog="python -m bench.ingest_window", description=__doc__)
+    p.add_argument("--mode", choices=sorted(_MODES), default="a")
+    p.add_argument("--window", type=int, default=600, help="messages per window")
+    p.add_argument("--windows", type=int, default=20)
+    p.add_argument("--profile", action="store_true")
+    a = p.parse_args()
+    channel, batch = _MODES[a.mode]
+    tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-window-"))
+    doc = synthetic_province(gateways=16, sensors_per_gateway=500)
+    city = tmp / "province.yaml"
+    city.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    index = CityIndex.from_registry(load_registry(city))
+    state = SensorState(n_sensors=index.n_sensors)
+    n = a.window * (a.windows + 1)
+    passwords = {g["id"]: "unused" for g in doc["gateways"]}
+    payloads = sample_payloads(gateway_loads(doc, passwords), channel, batch, n)
+    settings = IngestSettings(city_file=city, store_raw=False, dead_letter_dir=tmp / "dead")
+    writer = _CountingWriter()
+    pipeline = WindowPipeline(
+        settings=settings,
+        index=index,
+        state=state,
+        writer=cast(PointWriter, writer),
+        dead=cast(DeadLetterStore, None),  # nothing in these payloads is refused
+        metrics=IngestMetrics(),
+        health=IngestHealth(ingester="bench"),
+        dedup=BatchDedup(per_gateway=1024),
+        history=start_history(settings, index, state),
+        clock_ms=lambda: time.time_ns() // 1_000_000,
+    )
+    msgs = [
+        Message(topic=t, payload=b, received_ms=0, mid=i, qos=1, generation=1)
+        for i, (t, b, _) in enumerate(payloads)
+    ]
+    windows = [msgs[i : i + a.window] for i in range(0, len(msgs), a.window)]
+    pipeline.store(windows[0])  # the first window lays out every cell: not the steady state
+    writer.lines = 0
+    profile = cProfile.Profile() if a.profile else None
+    started = time.process_time()
+    if profile is not None:
+        profile.enable()
+    for w in windows[1:]:
+        pipeline.store(w)
+    if profile is not None:
+        profile.disable()
+    cpu = time.process_time() - started
+    readings = sum(r for _, _, r in payloads[a.window :])
+    print(
+        f"mode {a.mode}: {len(windows) - 1} windows of {a.window} messages, {readings:,} "
+        f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} rollup lines"
+    )
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

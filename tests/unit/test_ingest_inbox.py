@@ -1,0 +1,70 @@
+"""The MQTT session's inbox: paho's network thread appends, the consumer takes windows in
+arrival order, and what is held is counted until the window is released
+(cloud/ingest/consumer.py). No broker: the callback is called as paho calls it."""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+
+from cloud.ingest.consumer import MqttSession
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.settings import IngestSettings
+
+
+def _session(**settings: int) -> tuple[MqttSession, IngestMetrics]:
+    metrics = IngestMetrics()
+    session = MqttSession(
+        settings=IngestSettings(**settings),  # type: ignore[arg-type]
+        metrics=metrics,
+        stop=threading.Event(),
+        clock_ms=lambda: 1_234,
+        state_topic=None,
+    )
+    session.generation = 1
+    return session, metrics
+
+
+def _message(mid: int, payload: bytes) -> mqtt.MQTTMessage:
+    msg = mqtt.MQTTMessage(mid=mid, topic=b"pantau/v1/site-a/gw-1/reading")
+    msg.payload = payload
+    msg.qos = 1
+    return msg
+
+
+def _held_bytes(metrics: IngestMetrics) -> float:
+    return metrics.registry.get_sample_value("pantau_ingest_held_bytes") or 0.0
+
+
+def test_windows_come_out_in_arrival_order_and_held_bytes_count_until_released() -> None:
+    session, metrics = _session(window_max_messages=2)
+    for mid in (1, 2, 3):
+        session._on_message(1, _message(mid, b"x" * (10 * mid)))
+    first = session.collect(wait=False, idle=lambda: None)
+    assert [(m.mid, m.payload, m.qos, m.generation, m.received_ms) for m in first] == [
+        (1, b"x" * 10, 1, 1, 1_234),
+        (2, b"x" * 20, 1, 1, 1_234),
+    ]
+    assert first[0].topic == "pantau/v1/site-a/gw-1/reading"
+    assert [m.mid for m in session.collect(wait=False, idle=lambda: None)] == [3]
+    assert _held_bytes(metrics) == 60
+    assert metrics.held == 3
+    session.release(30)
+    assert _held_bytes(metrics) == 30
+
+
+def test_a_full_window_is_collected_without_waiting_for_the_flush_interval() -> None:
+    # With flush_interval_s at an hour, collect returns only because the window is full.
+    session, _ = _session(window_max_messages=2, flush_interval_s=3600)
+    session._on_message(1, _message(1, b"a"))
+    session._on_message(1, _message(2, b"b"))
+    assert [m.mid for m in session.collect(idle=lambda: None)] == [1, 2]
+
+
+def test_a_message_of_a_torn_down_connection_is_neither_held_nor_counted() -> None:
+    session, metrics = _session()
+    session._on_message(0, _message(1, b"late"))  # generation 0: no longer the connection
+    assert session.collect(wait=False, idle=lambda: None) == []
+    assert _held_bytes(metrics) == 0
+    assert metrics.held == 0
