@@ -29,10 +29,10 @@ from typing import Self
 import numpy as np
 
 from city import Registry
-from cloud.api.bed_cells import BedCellTracker
 from cloud.api.state_gateways import GatewayBook
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import (
+    BedLayouts,
     BedRollups,
     CrowdSites,
     QueueSites,
@@ -116,8 +116,8 @@ class Snapshot:
         beds: BedRollups | None = None,
     ) -> Self:
         """Derive every figure from ``state`` (which the snapshot then owns). ``beds``: the bed
-        rollups of ``state`` when the caller has them (:class:`LiveState` keeps them up to date
-        cell by cell, cloud/api/bed_cells.py); else the ingester's ``bed_rollups``."""
+        rollups of ``state`` when the caller has them (:class:`LiveState` computes them with
+        its sorted cell layout); else the ingester's ``bed_rollups`` from scratch."""
         wards = ward_beds(state, index)
         beds = bed_rollups(state, index) if beds is None else beds
         crowds = crowd_sites(state, index)
@@ -195,8 +195,8 @@ class LiveState:
         self._version = 0
         self._seeded = False
         self._snapshot: Snapshot | None = None
-        #: the bed rollups, kept cell by cell between snapshots
-        self._cells = BedCellTracker(index=self.index)
+        #: the bed rollup cells, sorted once while the same bed sensors report
+        self._layouts = BedLayouts(index=self.index)
         self._listeners: list[Changes] = []
         #: deltas refused (not PSD1, or from an ingester with another registry)
         self.refused = 0
@@ -231,7 +231,7 @@ class LiveState:
 
     def snapshot(self) -> Snapshot:
         """The current figures (at most ``rebuild_s`` late); cheap when nothing changed since
-        the last call. Only the bed rollup cells of sensors that changed are recomputed."""
+        the last call."""
         snap = self._snapshot
         if snap is not None and self._current(snap):
             return snap
@@ -239,7 +239,7 @@ class LiveState:
             snap = self._snapshot
             if snap is None or not self._current(snap):
                 state = self._state.copy()
-                beds = self._cells.rollups(state)
+                beds = bed_rollups(state, self.index, self._layouts)
                 snap = Snapshot.build(
                     state, self.index, version=self._version, seeded=self._seeded, beds=beds
                 )
@@ -324,7 +324,6 @@ class LiveState:
                 self._seeded = True
             if not len(changed):
                 return 0
-            self._cells.mark(changed)
             self._version += 1
             change = Change(
                 version=self._version,

@@ -1,6 +1,6 @@
-"""The API's snapshot keeps its bed rollups up to date cell by cell (cloud/api/bed_cells.py):
-after any sequence of state changes it holds exactly what the ingester's ``bed_rollups``
-computes from scratch, and ``rebuild_s`` bounds how late a snapshot may be."""
+"""The API's snapshot (cloud/api/state.py) reuses the bed rollups' sorted cell layout between
+states: after any sequence of state changes it holds exactly what the ingester's
+``bed_rollups`` computes from scratch, and ``rebuild_s`` bounds how late a snapshot may be."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from city import Registry
-from cloud.api.bed_cells import BedCells
 from cloud.api.state import LiveState
-from cloud.ingest import CityIndex, SensorState, bed_rollups
+from cloud.ingest import SensorState, bed_rollups
 from cloud.ingest.aggregate import BedRollups
-from cloud.ingest.cluster import changed_sensors, deltas_of
+from cloud.ingest.cluster import deltas_of
 from cloud.ingest.topology import MAX_FIELDS
 from contract.cluster import encode_state_delta
 
@@ -49,24 +48,6 @@ def assert_same(got: BedRollups, want: BedRollups) -> None:
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype.kind == b.dtype.kind, name
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
-
-
-@settings(max_examples=120, deadline=None)
-@given(data=st.data())
-def test_cells_updated_after_each_window_equal_the_ingesters_bed_rollups(
-    city: Registry, data: st.DataObject
-) -> None:
-    index = CityIndex.from_registry(city)
-    cells = BedCells.of(index)
-    state = SensorState(n_sensors=index.n_sensors)
-    sums = cells.compute(state)
-    assert len(cells.rollups(sums).group) == 0
-    for window in data.draw(windows(index.n_sensors)):
-        before = state.copy()
-        _update(state, window)
-        sums = cells.update(sums, state, changed_sensors(state, before))
-        assert_same(cells.rollups(sums), bed_rollups(state, index))
-        assert_same(cells.rollups(cells.compute(state)), bed_rollups(state, index))
 
 
 def _merge(live: LiveState, state: SensorState, sensors: list[int]) -> None:
