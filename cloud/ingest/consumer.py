@@ -240,6 +240,10 @@ class MqttSession:
         the message is no longer wanted."""
         with self._room:
             while not self._abandoned(gen):
+                # We are not reading, so the broker's silence says nothing: the ack watchdog
+                # (acks.overdue) must not take our own backpressure for a dead link, as it
+                # did while crash suspects were retried one message per window.
+                self.last_heard = time.monotonic()
                 held = self._in_bytes - self._out_bytes
                 if not (held and held + size > self.settings.held_max_bytes) and (
                     len(self._inbox) < self._inbox_max

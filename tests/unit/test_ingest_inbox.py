@@ -5,6 +5,7 @@ arrival order, and what is held is counted until the window is released
 from __future__ import annotations
 
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -68,3 +69,28 @@ def test_a_message_of_a_torn_down_connection_is_neither_held_nor_counted() -> No
     assert session.collect(wait=False, idle=lambda: None) == []
     assert _held_bytes(metrics) == 0
     assert metrics.held == 0
+
+
+def test_while_our_own_byte_budget_stops_reading_the_broker_counts_as_heard() -> None:
+    """The ack watchdog reconnects when a state delta is unacknowledged and nothing came from
+    the broker for 10 s. While the network thread waits for room in the held budget we read
+    nothing, so that silence is ours: ``last_heard`` stays fresh until the thread reads again
+    (before, a slow crash-suspect retry loop was taken for a dead link every 10 s)."""
+    budget = 256 * 1024
+    session, _ = _session(held_max_bytes=budget)
+    session._on_message(1, _message(1, b"x" * (budget - 10)))
+    session.last_heard = 0.0  # the broker was last heard long ago
+    blocked = threading.Thread(
+        target=session._on_message, args=(1, _message(2, b"y" * 100)), daemon=True
+    )
+    blocked.start()
+    deadline = time.monotonic() + 10
+    while session.last_heard == 0.0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the thread to reach its wait, not a delay
+    assert session.last_heard > 0.0
+    assert blocked.is_alive()  # still waiting for room: the budget is full
+    [first] = session.collect(wait=False, idle=lambda: None)
+    session.release(len(first.payload))
+    blocked.join(10)
+    assert not blocked.is_alive()
+    assert [m.mid for m in session.collect(wait=False, idle=lambda: None)] == [2]
