@@ -5,9 +5,14 @@ their sensors in ``sensor_place`` (as the ingester writes them), rollups, status
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from cloud.influx import FieldValue, InfluxHTTP, format_line, ident, series_key
 from cloud.storage_schema import META_RP
+from pantau.services import InfluxDB
 
 KECAMATAN_CANDISARI = "33.74.08"
 
@@ -264,3 +269,17 @@ def feed_schema_sample(influx: InfluxHTTP) -> None:
     )
     places = [_point("sensor_place", place, {"registered": 1}, 0) for place in _PLACES.values()]
     influx.write_to_policy(places, rp=META_RP)
+
+
+@pytest.fixture
+def sample_influx(influxdb: InfluxDB) -> Iterator[InfluxHTTP]:
+    """The test InfluxDB holding :func:`feed_schema_sample`'s city."""
+    with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
+        influx.ensure_database()
+        feed_schema_sample(influx)
+        yield influx
+
+
+def query_rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
+    """Every row of every series ``query`` returns."""
+    return [row for series in influx.query(query) for row in series.rows()]

@@ -6,29 +6,18 @@ sample of tests/grafana_sample_support.py."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from cloud.influx import InfluxHTTP
-from pantau.services import InfluxDB
-from tests.grafana_sample_support import feed_schema_sample
+from tests.grafana_sample_support import query_rows as _rows
+from tests.grafana_sample_support import sample_influx
 from tests.grafana_support import dashboard_queries, dashboards, grafana_to_influxql
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sample_influx(influxdb: InfluxDB) -> Iterator[InfluxHTTP]:
-    with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
-        influx.ensure_database()
-        feed_schema_sample(influx)
-        yield influx
-
-
-def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
-    return [row for series in influx.query(query) for row in series.rows()]
+__all__ = ["sample_influx"]  # the fixture, re-used
 
 
 def _selected(influx: InfluxHTTP, board: str, name: str, **chosen: str) -> str:

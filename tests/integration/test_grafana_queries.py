@@ -8,14 +8,13 @@ the real pipeline wrote.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cloud.influx import InfluxHTTP
-from pantau.services import InfluxDB
-from tests.grafana_sample_support import KECAMATAN_CANDISARI, feed_schema_sample
+from tests.grafana_sample_support import KECAMATAN_CANDISARI, sample_influx
+from tests.grafana_sample_support import query_rows as _rows
 from tests.grafana_support import (
     EMPTY_WHEN_HEALTHY,
     alert_queries,
@@ -27,16 +26,7 @@ from tests.grafana_support import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sample_influx(influxdb: InfluxDB) -> Iterator[InfluxHTTP]:
-    with InfluxHTTP(url=influxdb.url, database="pantau") as influx:
-        influx.ensure_database()
-        feed_schema_sample(influx)
-        yield influx
-
-
-def _rows(influx: InfluxHTTP, query: str) -> list[dict[str, Any]]:
-    return [row for series in influx.query(query) for row in series.rows()]
+__all__ = ["sample_influx"]  # the fixture, re-used
 
 
 def test_every_panel_and_alert_query_returns_rows(sample_influx: InfluxHTTP) -> None:
