@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import StrEnum
 
 from contract.errors import TopicError
@@ -56,6 +57,10 @@ def build(site: str, gateway: str, channel: Channel) -> str:
     return f"{PREFIX}/{VERSION}/{site}/{gateway}/{channel.value}"
 
 
+# Every message's topic is parsed, and a city has a few topics per gateway: the parse of a good
+# one is remembered (a Topic is immutable); a bad one raises and is never cached, and the
+# bound keeps a device inventing topics from growing it.
+@lru_cache(maxsize=16384)
 def parse(topic: str) -> Topic:
     """Parse a concrete topic; raises :class:`TopicError` for anything not in the layout."""
     parts = topic.split("/")

@@ -53,6 +53,14 @@ def test_topic_build_and_parse_round_trip() -> None:
 def test_foreign_topics_are_refused(bad: str) -> None:
     with pytest.raises(TopicError):
         topics.parse(bad)
+    with pytest.raises(TopicError):  # a refusal is never remembered as a parse
+        topics.parse(bad)
+
+
+def test_a_topic_is_parsed_once_and_the_cache_is_bounded() -> None:
+    t = topics.build("rs-kariadi", "gw-kariadi", Channel.STATUS)
+    assert topics.parse(t) is topics.parse(t)
+    assert topics.parse.cache_info().maxsize == 16384
 
 
 def test_build_refuses_ids_that_would_break_topics() -> None:
