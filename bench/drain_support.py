@@ -187,6 +187,17 @@ def member(
     )
 
 
+def stop_members(members: Iterable[Member], timeout: float = 30.0) -> None:
+    """SIGTERM every member at once (they stop in parallel), then wait for each; one still
+    running after ``timeout`` s is killed."""
+    members = list(members)
+    for m in members:
+        m.signal(signal.SIGTERM)
+    for m in members:
+        if m.wait(timeout) is None:
+            m.kill()
+
+
 def stored(members: list[Member], *, raw: bool = True) -> int:
     """Readings the members stored (raw) or folded into acknowledged state (aggregates-only),
     from their counters; a member that does not answer counts 0."""

@@ -45,6 +45,7 @@ from bench.drain_support import (
     forget,
     member,
     open_accounts,
+    stop_members,
     stored,
     until,
     watch,
@@ -144,11 +145,7 @@ def drain_members(env: Env, n: int) -> Result:
         in_db = influx_count(env.influx.url, db)
         counted = stored(members)
     finally:
-        for m in members:
-            m.signal(signal.SIGTERM)
-        for m in members:
-            if m.wait(30) is None:
-                m.kill()
+        stop_members(members)
     for m in members:
         env.forget(m.client_id)
     name = "1 ingester" if n == 1 else f"{n} members"

@@ -12,7 +12,6 @@ beside it.
 from __future__ import annotations
 
 import multiprocessing as mp
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from bench.drain_support import Member, until
+from bench.drain_support import Member, stop_members, until
 from bench.ingest_throughput.env import Bench
 from bench.ingest_throughput.procstat import histogram_quantiles, scrape, stored_of
 from bench.ingest_throughput.workload import Workload
@@ -109,9 +108,7 @@ def paced(bench: Bench, w: Workload, rate: float) -> Paced:
             p.join(10)
             if p.is_alive():
                 p.kill()
-        m.signal(signal.SIGTERM)
-        if m.wait(30) is None:
-            m.kill()
+        stop_members([m])
         bench.forget(m.client_id)
     return res
 

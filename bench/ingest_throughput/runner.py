@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from bench.drain_support import Member, until, watch
+from bench.drain_support import Member, stop_members, until, watch
 from bench.ingest_throughput.env import Bench
 from bench.ingest_throughput.procstat import (
     BenchError,
@@ -145,11 +145,7 @@ def drain(bench: Bench, w: Workload, n: int) -> Drain:
         _settle(members, res.sent, bench.args.stall)
         check(bench, w, members, db, res)
     finally:
-        for m in members:
-            m.signal(signal.SIGTERM)
-        for m in members:
-            if m.wait(30) is None:
-                m.kill()
+        stop_members(members)
         for m in members:
             bench.forget(m.client_id)
     return res
