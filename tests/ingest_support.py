@@ -235,11 +235,10 @@ class Publisher:
         deadline = time.monotonic() + timeout
         info: mqtt.MQTTMessageInfo | None = None
         while time.monotonic() < deadline:
-            if info is None and client.is_connected():
-                info = client.publish(msg.topic, msg.payload, qos=1)
             if info is None:
-                time.sleep(0.05)
-                continue
+                left = max(0.05, deadline - time.monotonic())
+                wait_for(client.is_connected, f"{msg.gateway} connected", left)
+                info = client.publish(msg.topic, msg.payload, qos=1)
             try:
                 # However long the PUBACK takes, wait for this copy: paho resends it itself
                 # after a reconnect, and publishing again would deliver the message twice.
@@ -250,7 +249,6 @@ class Publisher:
                 # Refused on the spot (the connection went between the check and the call):
                 # publish it again once connected.
                 info = None
-                time.sleep(0.05)
         raise AssertionError(f"could not publish {msg.topic} within {timeout}s")
 
     def close(self) -> None:

@@ -268,7 +268,7 @@ def test_rotate_issues_a_secret_and_commit_loses_no_reading_of_a_publishing_agen
             os.write(master, encode_frame(bed("bed-test-icu", seq, T0 + seq)))
             written.append(("bed-test-icu", seq))
             seq += 1
-            time.sleep(0.01)
+            time.sleep(0.01)  # the sensor's pace (100 frames/s), not a wait for an event
 
     with Watcher(mosquitto) as watcher, running(agent):
         wait_for(lambda: len(watcher.statuses()) > 0, "online status")
