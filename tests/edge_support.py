@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from contract import Batch, CommandAck, GatewayStatus, SensorKind, SerialFrame
+from contract import Batch, CommandAck, GatewayStatus, SensorKind, SerialFrame, encode_frame
 from contract.topics import Channel, build
 from edge import EdgeAgent, EdgeSettings
 from pantau.services import Mosquitto
@@ -162,6 +162,39 @@ def bed(sensor: str, seq: int, ts: int | None, occupied: int = 10) -> SerialFram
     return SerialFrame(
         sensor=sensor, kind=SensorKind.BED, seq=seq, ts_ms=ts, values=(40, occupied, 2, 1, 3)
     )
+
+
+class PacedSensor:
+    """Bed sensors ``names`` writing a frame each on a PTY every ``pace_s`` from a thread
+    (their pace, not a wait for an event), seq 0, 1, 2, ... stamped ``t0 + seq``;
+    ``written`` lists every (sensor, seq) written, in order."""
+
+    def __init__(
+        self, master: int, names: tuple[str, ...], *, t0: int, pace_s: float = 0.01
+    ) -> None:
+        self.written: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(master, names, t0, pace_s), name="sensor", daemon=True
+        )
+
+    def _run(self, master: int, names: tuple[str, ...], t0: int, pace_s: float) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            for name in names:
+                os.write(master, encode_frame(bed(name, seq, t0 + seq)))
+                self.written.append((name, seq))
+            seq += 1
+            time.sleep(pace_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop writing; ``written`` is final once this returns."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
 
 
 def crowd(sensor: str, seq: int, ts: int | None) -> SerialFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from tests.edge_support import (
     PASSWORD,
     SITE,
     T0,
+    PacedSensor,
     Watcher,
     bed,
     crowd,
@@ -231,22 +231,12 @@ def test_every_reading_arrives_across_a_broker_restart(
     master, path = pty_pair
     settings = make_settings(mosquitto, tmp_path, {"bus0": path}, batch_max_readings=5)
     agent = EdgeAgent(settings=settings)
-    written: list[tuple[str, int]] = []
-    stop_writing = threading.Event()
-
-    def sensor() -> None:
-        seq = 0
-        while not stop_writing.is_set():
-            for name in ("icu-1", "hcu-2"):
-                os.write(master, encode_frame(bed(name, seq, T0 + seq)))
-                written.append((name, seq))
-            seq += 1
-            time.sleep(0.01)
+    sensors = PacedSensor(master, ("icu-1", "hcu-2"), t0=T0)
+    written = sensors.written
 
     with Watcher(mosquitto) as watcher, running(agent):
         wait_for(lambda: len(watcher.statuses()) > 0, "online status")
-        writer = threading.Thread(target=sensor, daemon=True)
-        writer.start()
+        sensors.start()
         wait_for(lambda: len(watcher.readings()) >= 40, "readings before the outage")
         mosquitto.stop()
         wait_for(lambda: int(agent.status().stats["spool_depth"]) >= 20, "readings spooled")
@@ -254,8 +244,7 @@ def test_every_reading_arrives_across_a_broker_restart(
         wait_for(lambda: agent.status().stats["connects"] == 2, "agent reconnected")
         after = len(written)
         wait_for(lambda: len(written) >= after + 20, "readings written after the reconnect")
-        stop_writing.set()
-        writer.join(5)
+        sensors.stop()
 
         def all_arrived() -> bool:
             got = {(r.sensor, r.seq) for r in watcher.readings()}

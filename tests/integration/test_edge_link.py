@@ -5,7 +5,6 @@ observation times. Real Mosquitto, real PTYs, a real TCP proxy on loopback."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from edge.mqtt import SILENCE_KEEPALIVES, Link
 from pantau.services import Mosquitto, free_port
 from tests.edge_support import (
     GW,
+    PacedSensor,
     Watcher,
     bed,
     make_settings,
@@ -51,23 +51,12 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
     )
     settings = settings.model_copy(update={"mqtt_url": BrokerUrl.parse(proxy.url)})
     agent = EdgeAgent(settings=settings)
-    written: list[tuple[str, int]] = []
-    stop_writing = threading.Event()
-
-    def sensor() -> None:
-        seq = 0
-        while not stop_writing.is_set():
-            for name in ("icu-1", "hcu-2"):
-                os.write(master, encode_frame(bed(name, seq, 1_700_000_000_000 + seq)))
-                written.append((name, seq))
-            seq += 1
-            time.sleep(0.02)
-
-    writer = threading.Thread(target=sensor, name="sensor", daemon=True)
+    sensors = PacedSensor(master, ("icu-1", "hcu-2"), t0=1_700_000_000_000, pace_s=0.02)
+    written = sensors.written
     try:
         with Watcher(mosquitto) as watcher, running(agent):
             wait_for(lambda: agent.link.state is Link.CONNECTED, "link connected")
-            writer.start()
+            sensors.start()
             wait_for(lambda: len(watcher.readings()) >= 40, "readings before the freeze")
             proxy.freeze()
             window = SILENCE_KEEPALIVES * KEEPALIVE_S
@@ -101,8 +90,7 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
             assert agent.link.losses == 1
             after = len(written)
             wait_for(lambda: len(written) >= after + 20, "readings written after the reconnect")
-            stop_writing.set()
-            writer.join(5)
+            sensors.stop()
 
             def all_arrived() -> bool:
                 return {(r.sensor, r.seq) for r in watcher.readings()} == set(written)
@@ -110,7 +98,7 @@ def test_a_half_open_link_is_noticed_within_1_5_keepalive_and_nothing_is_lost_or
             wait_for(all_arrived, "every written reading", timeout=20)
             wait_for(lambda: agent.status().stats["spool_depth"] == 0, "spool drained")
     finally:
-        stop_writing.set()
+        sensors.stop()
         proxy.close()
     # Exactly once after the ingester's dedup: a batch may arrive twice (its PUBACK died in
     # the frozen link) but only whole, under the same batch seq and with the same readings.

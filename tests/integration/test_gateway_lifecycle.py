@@ -5,10 +5,8 @@ revoked one is cut off, refused and forgotten, a committed rotation loses no rea
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from city import DEMO_CITY, load_registry
-from contract import encode_frame
 from contract.status import GatewayState, GatewayStatus
 from contract.topics import ID_PATTERN
 from edge import EdgeAgent, EdgeSettings, load_settings
@@ -24,7 +21,7 @@ from pantau.broker_cli import ADMIN_PASSWORD_ENV
 from pantau.gateway_cli import SECRET_ENV, gateway_app
 from pantau.services import Mosquitto
 from tests.broker_support import NOT_AUTHORIZED, Peer
-from tests.edge_support import GW, SITE, T0, Watcher, bed, running, wait_for
+from tests.edge_support import GW, SITE, T0, PacedSensor, Watcher, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_pantau_env")]
 
@@ -259,29 +256,19 @@ def test_rotate_issues_a_secret_and_commit_loses_no_reading_of_a_publishing_agen
         status_interval_s=0.3,
     )
     agent = EdgeAgent(settings=settings)
-    written: list[tuple[str, int]] = []
-    stop = threading.Event()
-
-    def sensor() -> None:
-        seq = 0
-        while not stop.is_set():
-            os.write(master, encode_frame(bed("bed-test-icu", seq, T0 + seq)))
-            written.append(("bed-test-icu", seq))
-            seq += 1
-            time.sleep(0.01)  # the sensor's pace (100 frames/s), not a wait for an event
+    sensors = PacedSensor(master, ("bed-test-icu",), t0=T0)
+    written = sensors.written
 
     with Watcher(mosquitto) as watcher, running(agent):
         wait_for(lambda: len(watcher.statuses()) > 0, "online status")
-        writer = threading.Thread(target=sensor, daemon=True)
-        writer.start()
+        sensors.start()
         wait_for(lambda: len(watcher.readings()) >= 30, "readings before the commit")
         code, out, _err = _cli(mosquitto, city_file, "rotate", GW, "--commit", **{SECRET_ENV: new})
         assert code == 0
         wait_for(lambda: agent.status().stats["connects"] == 2, "agent back with the new secret")
         after = len(written)
         wait_for(lambda: len(written) >= after + 30, "readings written after the commit")
-        stop.set()
-        writer.join(5)
+        sensors.stop()
         wait_for(
             lambda: {(r.sensor, r.seq) for r in watcher.readings()} == set(written),
             "every written reading",
