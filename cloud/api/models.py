@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -62,6 +62,12 @@ class _List(_Out):
     @property
     def count(self) -> int:
         return len(self.items)
+
+
+def list_envelope(items: Sequence[Any], **fields: Any) -> dict[str, Any]:
+    """The :class:`_List` envelope of an answer built as plain dicts (docs/adr/0025):
+    ``fields``, then ``items`` and their ``count``, derived here as ``_List.count`` derives it."""
+    return {**fields, "items": items, "count": len(items)}
 
 
 class BedWard(_Out):

@@ -32,6 +32,7 @@ from cloud.api.models import (
     Facility,
     SiteBeds,
     SummaryLevel,
+    list_envelope,
 )
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
@@ -139,12 +140,7 @@ async def list_beds(
             after=settings.stale_after_s,
         )
         return orjson.dumps(
-            {
-                "stale_after_s": settings.stale_after_s,
-                "generated_at": now_iso(),
-                "items": items,
-                "count": len(items),
-            }
+            list_envelope(items, stale_after_s=settings.stale_after_s, generated_at=now_iso())
         )
 
     return answer(build)
@@ -287,16 +283,15 @@ def _site_beds(site: Site, live: LiveState, snap: Snapshot, *, after: float) -> 
         bor = nan_to_none(float(b.bor[row]))
     totals = BedTotals(capacity=capacity, occupied=occupied, free=free, bor=bor, band=bor_band(bor))
     return orjson.dumps(
-        {
-            "site": site.id,
-            "site_name": site.name,
-            "site_kind": site.kind.value,
-            "kelurahan": site.kelurahan,
-            "kecamatan": registry.kecamatan_of_kelurahan[site.kelurahan].code,
-            "stale_after_s": after,
-            "generated_at": now_iso(),
-            "totals": totals.model_dump(mode="json"),
-            "items": wards,
-            "count": len(wards),
-        }
+        list_envelope(
+            wards,
+            site=site.id,
+            site_name=site.name,
+            site_kind=site.kind.value,
+            kelurahan=site.kelurahan,
+            kecamatan=registry.kecamatan_of_kelurahan[site.kelurahan].code,
+            stale_after_s=after,
+            generated_at=now_iso(),
+            totals=totals.model_dump(mode="json"),
+        )
     )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep
-from cloud.api.models import ErrorBody
+from cloud.api.models import ErrorBody, list_envelope
 from cloud.api.models_ops import GatewayList, GatewayView
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import now_iso
@@ -90,22 +90,21 @@ def view(gateway_id: str, live: LiveState, snap: Snapshot) -> dict[str, Any]:
             for sensor, ts in zip(sensors, observed, strict=True)
         ]
     link = stats.get("link")
-    return {
-        "gateway": gateway_id,
-        "site": site.id,
-        "site_name": site.name,
-        "state": "unknown" if st is None else st.state.value,
-        "status_ts_ms": None if st is None else st.ts,
-        "received_at_ms": None if entry is None else entry.received_ms,
-        "link": link if isinstance(link, str) else None,
-        "spool_depth": _int(stats.get("spool_depth")),
-        "spool_dropped": _int(stats.get("spool_dropped_total")),
-        "clock_offset_ms": None if st is None else st.clock_offset_ms,
-        "silent": silent,
-        "stats": stats,
-        "items": devices,
-        "count": len(devices),
-    }
+    return list_envelope(
+        devices,
+        gateway=gateway_id,
+        site=site.id,
+        site_name=site.name,
+        state="unknown" if st is None else st.state.value,
+        status_ts_ms=None if st is None else st.ts,
+        received_at_ms=None if entry is None else entry.received_ms,
+        link=link if isinstance(link, str) else None,
+        spool_depth=_int(stats.get("spool_depth")),
+        spool_dropped=_int(stats.get("spool_dropped_total")),
+        clock_offset_ms=None if st is None else st.clock_offset_ms,
+        silent=silent,
+        stats=stats,
+    )
 
 
 def _state_and_link(live: LiveState, gateway_id: str) -> tuple[str, str | None]:
@@ -175,13 +174,7 @@ async def gateways(
         page, next_cursor = page_of(ids, cursor, limit)
         items = [view(gw_id, live, snap) for gw_id in page]
         return orjson.dumps(
-            {
-                "generated_at": now_iso(),
-                "total": len(ids),
-                "next_cursor": next_cursor,
-                "items": items,
-                "count": len(items),
-            }
+            list_envelope(items, generated_at=now_iso(), total=len(ids), next_cursor=next_cursor)
         )
 
     return answer(build)

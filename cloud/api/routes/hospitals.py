@@ -15,7 +15,7 @@ from city import Registry, Site, SiteKind
 from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep, check_region
-from cloud.api.models import ErrorBody
+from cloud.api.models import ErrorBody, list_envelope
 from cloud.api.models_places import BedPlace, BedPlaceList
 from cloud.api.now_cache import AnswerDep
 from cloud.api.queries import is_stale, iso_ms, nan_to_none, now_iso
@@ -119,9 +119,7 @@ def _place_list(
         and (kecamatan is None or registry.kecamatan_of_kelurahan[site.kelurahan].code == kecamatan)
         and caller.sees(site.id)
     ]
-    return orjson.dumps(
-        {"stale_after_s": after, "generated_at": now_iso(), "items": items, "count": len(items)}
-    )
+    return orjson.dumps(list_envelope(items, stale_after_s=after, generated_at=now_iso()))
 
 
 def _list_route(kind: SiteKind, path: str, title: str, description: str) -> None:

@@ -23,7 +23,7 @@ from cloud.api.auth import Caller, require
 from cloud.api.auth_roles import Role
 from cloud.api.deps import LiveDep, NowDep, RegistryDep, SettingsDep
 from cloud.api.localtime import LocalZone, zone_of_province
-from cloud.api.models import ErrorBody
+from cloud.api.models import ErrorBody, list_envelope
 from cloud.api.models_siranap import (
     SIRANAP_FIELDS,
     ExportFormat,
@@ -152,15 +152,14 @@ def _report(
     """``SiranapHospital``'s JSON object for ``site``."""
     zone = zone_of_province(live.index.registry.city.province.code)
     items = _rows(site, live, snap, zone, now=now, after=settings.stale_after_s)
-    return {
-        "kode_rs": site.id,
-        "nama_rs": site.name,
-        "zona_waktu": zone.name,
-        "stale_after_s": settings.stale_after_s,
-        "generated_at": format_ms(now),
-        "items": items,
-        "count": len(items),
-    }
+    return list_envelope(
+        items,
+        kode_rs=site.id,
+        nama_rs=site.name,
+        zona_waktu=zone.name,
+        stale_after_s=settings.stale_after_s,
+        generated_at=format_ms(now),
+    )
 
 
 FormatQuery = Annotated[ExportFormat, Query(description="json (default) or csv")]
@@ -196,12 +195,7 @@ async def siranap_all(
     def build() -> bytes:
         items = reports()
         return orjson.dumps(
-            {
-                "stale_after_s": settings.stale_after_s,
-                "generated_at": now_iso(),
-                "items": items,
-                "count": len(items),
-            }
+            list_envelope(items, stale_after_s=settings.stale_after_s, generated_at=now_iso())
         )
 
     return answer(build)
