@@ -69,11 +69,12 @@ class IngestProcess:
             assert self.proc.wait(20) == 0, self.log.read_text()
 
 
-@contextmanager
-def ingest_process(
+def ingest_env(
     mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **extra: str
-) -> Iterator[IngestProcess]:
-    env = {
+) -> dict[str, str]:
+    """The environment of a ``pantau ingest run`` process on the test broker and InfluxDB,
+    with fast windows and a metrics port of its own; ``extra`` adds or replaces settings."""
+    return {
         **os.environ,
         "PANTAU_MQTT_URL": mosquitto.url,
         "PANTAU_INFLUX_URL": influxdb.url,
@@ -81,9 +82,15 @@ def ingest_process(
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
         "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
         "PANTAU_METRICS_PORT": str(free_port()),
-        "PANTAU_STORE_RAW": "true",
         **extra,
     }
+
+
+@contextmanager
+def ingest_process(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, **extra: str
+) -> Iterator[IngestProcess]:
+    env = ingest_env(mosquitto, influxdb, tmp_path, **{"PANTAU_STORE_RAW": "true", **extra})
     member = env["PANTAU_MQTT_CLIENT_ID"]
     if member != "pantau-ingest-1" and "PANTAU_MQTT_USERNAME" not in extra:
         # The broker binds each account to one client id: a member account of its own.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from cloud.influx import InfluxHTTP
 from cloud.ingest import DeadLetterStore
 from contract import MAX_FUTURE_SKEW_MS, MAX_PAYLOAD_BYTES, RejectReason
 from pantau.paths import ROOT
-from pantau.services import InfluxDB, Mosquitto, free_port
+from pantau.services import InfluxDB, Mosquitto
+from tests.ingest_process_support import ingest_env
 from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
 from tests.payload_support import KARIADI, batch, bed
 
@@ -197,16 +197,8 @@ def test_messages_are_acked_only_after_storage_and_state_survives_restart(
 ) -> None:
     """InfluxDB down: the message waits unacknowledged; a restarted ingester (same client id)
     gets it again and stores it, with rollups that include state bootstrapped from InfluxDB."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PANTAU_MQTT_URL": mosquitto.url,
-        "PANTAU_INFLUX_URL": influxdb.url,
-        "PANTAU_DEAD_LETTER_DIR": str(tmp_path / "dead"),
-        "PANTAU_FLUSH_INTERVAL_S": "0.05",
-        "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
-        "PANTAU_METRICS_PORT": str(port),
-    }
+    env = ingest_env(mosquitto, influxdb, tmp_path)
+    port = int(env["PANTAU_METRICS_PORT"])
     log = tmp_path / "ingest.log"
     t = now_ms() - 30_000
     influx = InfluxHTTP(url=influxdb.url, database="pantau").start()
