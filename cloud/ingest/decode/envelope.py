@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from cloud.ingest.decode.json_structs import WireBatch, decode_batch
 from cloud.ingest.decode.rules import BATCH_KEYS, SINGLE_KEYS
+from cloud.ingest.decode.single_structs import AdmittedSingle, decode_single, single_reading
 from cloud.ingest.decode.types import Message, Rejection, StatusUpdate
 from cloud.ingest.topology import CityIndex
 from contract import (
@@ -61,11 +62,20 @@ class AdmittedBinary:
 
 def admit(
     m: int, msg: Message, index: CityIndex
-) -> Rejection | StatusUpdate | AdmittedJson | AdmittedStructs | AdmittedBinary | None:
+) -> (
+    Rejection
+    | StatusUpdate
+    | AdmittedJson
+    | AdmittedStructs
+    | AdmittedBinary
+    | AdmittedSingle
+    | None
+):
     """Envelope of one message: a Rejection, a StatusUpdate, admitted readings, or None for a
     message with nothing to store."""
     binary: BinaryBatch | None = None
     wire: WireBatch | None = None
+    single: Any = None
     doc: Any = None
     try:
         topic = topics.parse(msg.topic)
@@ -78,7 +88,9 @@ def admit(
             # else (a fault anywhere, another gw) is parsed again and judged by the rules below.
             if topic.channel is Channel.READINGS:
                 wire = decode_batch(msg.payload)
-            if wire is None or wire.gw != topic.gateway:
+            elif topic.channel is Channel.READING:
+                single = decode_single(msg.payload)
+            if single is None and (wire is None or wire.gw != topic.gateway):
                 wire = None
                 doc = load_json(msg.payload)
                 check_version(doc)
@@ -122,15 +134,12 @@ def admit(
             return Rejection(m, fault.reason, fault.detail)
         return AdmittedJson(gw, doc["readings"], True, doc["seq"])
     if topic.channel is Channel.READING:
+        if single is not None:
+            return AdmittedSingle(gw, single)
         if doc.keys() - SINGLE_KEYS:
             extra = sorted(doc.keys() - SINGLE_KEYS)
             return Rejection(m, RejectReason.SCHEMA_VIOLATION, f"unknown keys {extra}")
-        reading = {k: v for k, v in doc.items() if k != "v"}
-        reading.setdefault("seq", 0)
-        if reading.get("ts") is None:  # a device without a clock: stamp on receipt
-            reading["ts"] = msg.received_ms
-            reading["clock"] = "gateway"
-        return AdmittedJson(gw, [reading], False)
+        return AdmittedJson(gw, [single_reading(doc, msg.received_ms)], False)
     return Rejection(m, RejectReason.BAD_TOPIC, f"channel {topic.channel.value} is not ingested")
 
 

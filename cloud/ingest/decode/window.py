@@ -25,6 +25,8 @@ from cloud.ingest.decode.segments import (
     json_segment,
     struct_segment,
 )
+from cloud.ingest.decode.single_columns import SingleColumns
+from cloud.ingest.decode.single_structs import AdmittedSingle
 from cloud.ingest.decode.struct_columns import StructColumns
 from cloud.ingest.decode.types import (
     REASONS,
@@ -44,6 +46,7 @@ class Admitted:
     """A window's messages sorted by what decoding they need."""
 
     structs: StructColumns
+    singles: SingleColumns = field(default_factory=SingleColumns)
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     general: list[tuple[int, AdmittedJson]] = field(default_factory=list)
@@ -64,6 +67,9 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
             out.statuses.append(got)
             continue
         if got is None:
+            continue
+        if isinstance(got, AdmittedSingle):  # no dedup: a single reading has no batch seq
+            out.singles.add(m, got)
             continue
         if not isinstance(got, AdmittedJson) or got.is_batch:
             seq = got.batch.seq if isinstance(got, AdmittedBinary) else got.seq
@@ -102,6 +108,8 @@ def decode_window(
     segments: list[Segment] = []
     if structs.n:
         segments.append(struct_segment(structs, messages))
+    if adm.singles.readings:
+        segments.append(adm.singles.segment(index, messages))
     if general:
         segments.append(json_segment(general, index))
     if binaries:
