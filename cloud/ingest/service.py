@@ -23,6 +23,7 @@ would. See docs/adr/0006-ingester-scale-out.md.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -194,7 +195,13 @@ class Ingester:
                         history=start_history(s, self.index, self.state),
                         clock_ms=self._clock_ms,
                     )
-                    self._consume()
+                    # What start-up built (modules, registry, index, state, metrics) lives as
+                    # long as the run: full collections need not walk it (docs/adr/0029).
+                    gc.freeze()
+                    try:
+                        self._consume()
+                    finally:
+                        gc.unfreeze()
         finally:
             if server is not None:
                 server.shutdown()
