@@ -14,8 +14,13 @@ attempts. After ``max_attempts`` (``PANTAU_POISON_MAX_ATTEMPTS``, default 3) it 
 dead-lettered as ``poison`` without being processed again, then acknowledged.
 
 Cost: one SQLite commit (WAL, ``synchronous=FULL``: one fsync) per window, plus one per
-suspect after a crash (``bench/deadletter_guard.py`` measures it). Rows exist only for
-messages in flight, so the file stays small.
+suspect after a crash (``bench/deadletter_guard.py`` measures it). An attempt is *one row*
+(``windows``: the fingerprints of the window, concatenated), deleted once it finished; only
+:meth:`PoisonGuard.open` turns the rows a dead process left into per-message counts
+(``attempts``), which it then keeps in memory. A row per message (an insert and a delete each,
+and a select per window) cost single-reading messages more CPU than their decode, and each
+statement let paho's thread take the GIL (docs/adr/0029). Rows exist only for messages in
+flight, so the file stays small.
 
 Test hook (off unless set): ``PANTAU_TEST_CRASH_MARKER=<text>`` makes the ingester call
 ``os._exit`` on any message whose payload contains that text, after its attempt is counted,
@@ -46,7 +51,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
     fp BLOB PRIMARY KEY, count INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (id INTEGER PRIMARY KEY, fps BLOB NOT NULL);
 """
+#: bytes of a fingerprint (deadrecords.fingerprint): a window row is a run of them
+_FP_BYTES = 16
 
 
 @dataclass(slots=True)
@@ -69,14 +77,33 @@ class PoisonGuard:
         self.max_attempts = max_attempts
         self.crash_marker = crash_marker
         self._db: sqlite3.Connection | None = None
-        self._finished: list[bytes] = []
+        #: attempts of earlier processes that never finished, per fingerprint
+        self._counts: dict[bytes, int] = {}
+        #: the row of the attempt under way (deleted with the next commit once finished)
+        self._current: int | None = None
+        self._done_rows: list[int] = []
+        self._done_fps: list[bytes] = []
 
     def open(self) -> None:
-        """Open (and create) the counts file."""
+        """Open (and create) the counts file; count the attempts a dead process left."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(self.path)
         db.executescript(_SCHEMA)
+        left = db.execute("SELECT fps FROM windows").fetchall()
+        counts: dict[bytes, int] = {}
+        for (blob,) in left:
+            for at in range(0, len(blob), _FP_BYTES):
+                fp = blob[at : at + _FP_BYTES]
+                counts[fp] = counts.get(fp, 0) + 1
+        db.executemany(
+            "INSERT INTO attempts VALUES (?, ?) "
+            "ON CONFLICT (fp) DO UPDATE SET count = count + excluded.count",
+            counts.items(),
+        )
+        db.execute("DELETE FROM windows")
         db.commit()
+        self._counts = dict(db.execute("SELECT fp, count FROM attempts"))
+        self._current = None
         self._db = db
 
     def close(self) -> None:
@@ -90,8 +117,11 @@ class PoisonGuard:
     def plan(self, window: Sequence[Message]) -> tuple[Plan, list[bytes]]:
         """Sort a window into fresh, suspect and poison messages; also their fingerprints."""
         fps = [fingerprint(m.topic, m.payload) for m in window]
-        counts = self._counts(fps)
         plan = Plan()
+        counts = self._counts
+        if not counts:  # no process died with messages in flight: every message is fresh
+            plan.fresh = list(range(len(fps)))
+            return plan, fps
         for i, fp in enumerate(fps):
             n = counts.get(fp, 0)
             if n >= self.max_attempts:
@@ -107,15 +137,20 @@ class PoisonGuard:
         previous window's finished messages are forgotten in the same commit)."""
         db = self._require()
         self._forget_finished()
-        db.executemany(
-            "INSERT INTO attempts VALUES (?, 1) ON CONFLICT (fp) DO UPDATE SET count = count + 1",
-            [(fp,) for fp in fps],
-        )
+        self._current = db.execute(
+            "INSERT INTO windows (fps) VALUES (?)", (b"".join(fps),)
+        ).lastrowid
         db.commit()
 
     def finished(self, fps: Sequence[bytes]) -> None:
-        """The process survived these messages: forget them with the next commit."""
-        self._finished.extend(fps)
+        """The process survived these messages (the attempt under way, or poison that was
+        quarantined): forget them with the next commit."""
+        if self._current is not None:
+            self._done_rows.append(self._current)
+            self._current = None
+        counts = self._counts
+        if counts:
+            self._done_fps += [fp for fp in fps if counts.pop(fp, None) is not None]
 
     def crash_hook(self, window: Sequence[Message]) -> None:
         """The test-only simulated crash (see the module docstring); nothing unless set."""
@@ -124,24 +159,13 @@ class PoisonGuard:
             os._exit(CRASH_EXIT_CODE)
 
     def _forget_finished(self) -> None:
-        if self._finished:
-            self._require().executemany(
-                "DELETE FROM attempts WHERE fp = ?", [(fp,) for fp in self._finished]
-            )
-            self._finished.clear()
-
-    def _counts(self, fps: Sequence[bytes]) -> dict[bytes, int]:
         db = self._require()
-        out: dict[bytes, int] = {}
-        for start in range(0, len(fps), 500):  # SQLite's bound-parameter limit
-            chunk = fps[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(
-                f"SELECT fp, count FROM attempts WHERE fp IN ({marks})",  # noqa: S608
-                tuple(chunk),
-            )
-            out.update(rows)
-        return out
+        if self._done_rows:
+            db.executemany("DELETE FROM windows WHERE id = ?", [(r,) for r in self._done_rows])
+            self._done_rows.clear()
+        if self._done_fps:  # only after a crash: what an earlier process left
+            db.executemany("DELETE FROM attempts WHERE fp = ?", [(fp,) for fp in self._done_fps])
+            self._done_fps.clear()
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

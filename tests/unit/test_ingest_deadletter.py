@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,6 +149,38 @@ def test_guard_counts_attempts_durably_and_names_suspects_and_poison(tmp_path: P
     assert seen == [([0], []), ([], [0]), ([], [0])]
     assert (plan.fresh, plan.suspects, plan.poison) == ([1, 2, 3], [], [(0, 3)])
     assert (again.fresh, again.suspects, again.poison) == ([1, 2, 3], [], [(0, 3)])
+
+
+def test_guard_writes_one_row_per_attempt_and_a_dead_attempt_makes_each_message_a_suspect(
+    tmp_path: Path,
+) -> None:
+    """An attempt of a window of 1 000 messages is one row (its fingerprints), gone once the
+    next attempt commits; a process that dies during an attempt of 3 messages leaves all 3
+    as suspects with 1 attempt each, and a message sent twice in it with 2."""
+    path = tmp_path / "g.sqlite"
+    window = [msg(i) for i in range(1000)]
+    guard = PoisonGuard(path=path, max_attempts=3)
+    guard.open()
+    plan, fps = guard.plan(window)
+    guard.attempt(fps)
+    assert len(plan.fresh) == 1000
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*), sum(length(fps)) FROM windows").fetchone() == (1, 16_000)
+    assert db.execute("SELECT count(*) FROM attempts").fetchone() == (0,)
+    guard.finished(fps)
+    dying = [msg(5000), msg(5001), msg(5002), msg(5001)]
+    plan, fps = guard.plan(dying)
+    guard.attempt(fps)
+    assert db.execute("SELECT count(*), sum(length(fps)) FROM windows").fetchone() == (1, 64)
+    guard._db = None  # died: nothing more is committed
+    guard = PoisonGuard(path=path, max_attempts=3)
+    guard.open()
+    plan, _ = guard.plan([*dying[:3], msg(7)])
+    assert (plan.fresh, plan.suspects, plan.poison) == ([3], [0, 1, 2], [])
+    assert sorted(n for (n,) in db.execute("SELECT count FROM attempts")) == [1, 1, 2]
+    assert db.execute("SELECT count(*) FROM windows").fetchone() == (0,)
+    guard.close()
+    db.close()
 
 
 def test_dead_letters_cli_filters_by_gateway_and_time_and_lists_oldest_first(
