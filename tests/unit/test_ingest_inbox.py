@@ -8,8 +8,11 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from cloud.ingest.consumer import MqttSession
+from cloud.ingest.decode import Message
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.settings import IngestSettings
 
@@ -94,3 +97,39 @@ def test_while_our_own_byte_budget_stops_reading_the_broker_counts_as_heard() ->
     blocked.join(10)
     assert not blocked.is_alive()
     assert [m.mid for m in session.collect(wait=False, idle=lambda: None)] == [2]
+
+
+def _loop_cut(sizes: list[int], max_messages: int, max_bytes: int) -> int:
+    """How many messages the consumer's message-by-message loop took (before ADR 0029)."""
+    n = size = 0
+    while n < len(sizes) and n < max_messages and size < max_bytes:
+        size += sizes[n]
+        n += 1
+    return n
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), max_size=25),
+    max_messages=st.integers(1, 12),
+    max_bytes=st.integers(1, 120),
+)
+@example(sizes=[5, 0], max_messages=3, max_bytes=5)  # exactly at max_bytes, then empty
+def test_windows_are_cut_exactly_where_the_message_by_message_loop_cut_them(
+    sizes: list[int], max_messages: int, max_bytes: int
+) -> None:
+    """Taking a window without a loop per message gives the same windows, in the same order,
+    with the same byte counts, as the loop did: at most max_messages, ending with the message
+    that brings the window to max_bytes; what is left stays in the inbox, in order."""
+    session, _ = _session()
+    for mid, size in enumerate(sizes):
+        session._on_message(1, _message(mid, b"x" * size))
+    rest = list(range(len(sizes)))
+    while rest:
+        window, size = session._take(max_messages, max_bytes)
+        n = _loop_cut([sizes[m] for m in rest], max_messages, max_bytes)
+        assert [m.mid for m in window] == rest[:n]
+        assert size == sum(sizes[m] for m in rest[:n])
+        assert all(type(m) is Message and m.generation == 1 for m in window)
+        rest = rest[n:]
+    assert session._take(max_messages, max_bytes) == ([], 0)
