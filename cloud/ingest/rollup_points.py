@@ -86,7 +86,8 @@ class RollupPoints:
     def __init__(self, *, index: CityIndex) -> None:
         self.index = index
         self.layouts = BedLayouts(index=index)
-        self._keys: dict[tuple[Measurement, int], str] = {}
+        #: per measurement, cell -> series key (built once per cell)
+        self._keys: dict[Measurement, dict[int, str]] = {m: {} for m in _FIELDS}
         #: what InfluxDB holds of the current bucket from this process (None: unknown)
         self._written: Written | None = None
 
@@ -142,16 +143,21 @@ class RollupPoints:
         if not rows.any():
             return []
         names, float_name = _FIELDS[m]
-        keys = [self._key(m, cell) for cell in t.cells[rows].tolist()]
+        cells = t.cells[rows].tolist()
+        known = self._keys[m]
+        try:  # C-level lookups: a window writes hundreds of lines, every cell's key is known
+            keys = list(map(known.__getitem__, cells))
+        except KeyError:
+            keys = [self._key(m, cell) for cell in cells]
         floats = t.floats[rows].tolist()
         return format_rows_at(
             keys, names, t.ints[rows].tolist(), float_name, floats, stamp_ms * 1000
         )
 
     def _key(self, m: Measurement, cell: int) -> str:
-        key = self._keys.get((m, cell))
+        key = self._keys[m].get(cell)
         if key is None:
-            key = self._keys[(m, cell)] = series_key(m, self._tags(m, cell))
+            key = self._keys[m][cell] = series_key(m, self._tags(m, cell))
         return key
 
     def _tags(self, m: Measurement, cell: int) -> dict[str, str]:
