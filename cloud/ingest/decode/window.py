@@ -58,7 +58,10 @@ class Admitted:
 def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup | None) -> Admitted:
     out = Admitted(structs=StructColumns(index=index))
     in_window: set[tuple[int, int, int]] = set()
+    singles = out.singles
     for m, msg in enumerate(messages):
+        if singles.add_known(m, msg):  # a single reading on a topic this window admitted
+            continue
         got = admit(m, msg, index)
         if isinstance(got, Rejection):
             out.rejections.append(got)
@@ -69,7 +72,7 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
         if got is None:
             continue
         if isinstance(got, AdmittedSingle):  # no dedup: a single reading has no batch seq
-            out.singles.add(m, got)
+            singles.add(m, msg.topic, got)
             continue
         if not isinstance(got, AdmittedJson) or got.is_batch:
             seq = got.batch.seq if isinstance(got, AdmittedBinary) else got.seq
