@@ -27,7 +27,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from typing import Generic, NamedTuple, Protocol, TypeVar
+
+from cloud.ingest.decode import Message
 
 M = TypeVar("M")
 
@@ -40,6 +44,17 @@ class Ack(NamedTuple):
     qos: int
     #: the MQTT connection that delivered the message (acks go only to that one)
     generation: int
+
+
+#: a Message's (mid, qos, generation), as an Ack, in C: no Python frame per message
+_ACK_FIELDS = itemgetter(*(Message._fields.index(f) for f in Ack._fields))
+_AS_ACK: Callable[[tuple[int, int, int]], Ack] = partial(tuple.__new__, Ack)
+
+
+def acks_of(messages: Sequence[Message]) -> list[Ack]:
+    """What acknowledging ``messages`` needs, without their payloads. (Built one
+    ``Ack(m.mid, ...)`` at a time it was about 1 us per message, docs/adr/0029.)"""
+    return list(map(_AS_ACK, map(_ACK_FIELDS, messages)))
 
 
 class Publication(Protocol):

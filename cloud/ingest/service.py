@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import start_http_server
 
 from city import Registry, load_registry
-from cloud.ingest.acks import Ack, PendingAcks
+from cloud.ingest.acks import Ack, PendingAcks, acks_of
 from cloud.ingest.aggregate import SensorState
 from cloud.ingest.bootstrap import influx_of, prepare_storage, retry_delay, start_history
 from cloud.ingest.consumer import DISCONNECT_WAIT_S, MqttSession
@@ -303,7 +303,7 @@ class Ingester:
         if infos is None:
             self.metrics.released(len(msgs))
             return
-        self._pending.park(infos, [Ack(m.mid, m.qos, m.generation) for m in msgs])
+        self._pending.park(infos, acks_of(msgs))
         self._settle()
 
     def _settle(self) -> None:

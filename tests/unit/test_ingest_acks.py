@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from cloud.ingest.acks import PendingAcks
+from cloud.ingest.acks import Ack, PendingAcks, acks_of
+from cloud.ingest.decode import Message
 
 
 @dataclass
@@ -83,3 +84,14 @@ def test_a_failed_publication_raises_like_paho() -> None:
     pending.park([Pub(error=RuntimeError("not connected"))], [1])
     with pytest.raises(RuntimeError):
         pending.settle()
+
+
+def test_acks_of_messages_keep_each_ones_packet_id_qos_and_connection_in_order() -> None:
+    """The Acks parked for a window carry exactly the fields acknowledging needs."""
+    msgs = [
+        Message(topic="t/a", payload=b"x" * 10, received_ms=1, mid=7, qos=1, generation=3),
+        Message(topic="t/b", payload=b"", received_ms=2, mid=65535, qos=0, generation=4),
+    ]
+    got = acks_of(msgs)
+    assert got == [Ack(7, 1, 3), Ack(65535, 0, 4)]
+    assert [type(a) for a in got] == [Ack, Ack]
