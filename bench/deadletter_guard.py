@@ -11,7 +11,7 @@ Printed, never asserted. Measured 2026-11-29 on the shared 2-core development ma
 virtio): guard 5.4 ms per window of 1 000 messages (5.4 µs/message), 24.9 ms per 5 000, 0.42 ms
 for a window of one (a suspect after a crash); store 810 555 bytes and 14.6 ms for the 256 KiB
 batch of 2 000 refused readings (the old store: 2 000 x 350 KB = 700 MB). Since the guard
-writes one row per attempt (ADR 0029), 2026-11-30 02:45 UTC, same machine, back to back: 13.9
+writes one row per attempt (ADR 0029), 2026-11-30 02:39 UTC, same machine, back to back: 13.9
 -> 3.8 ms per window of 1 000 (wall, fsync included); in-process CPU 5.3 -> 1.1 µs/message.
 """
 
