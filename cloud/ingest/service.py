@@ -195,9 +195,7 @@ class Ingester:
                         history=start_history(s, self.index, self.state),
                         clock_ms=self._clock_ms,
                     )
-                    # What start-up built (modules, registry, index, state, metrics) lives as
-                    # long as the run: full collections need not walk it (docs/adr/0029).
-                    gc.freeze()
+                    gc.freeze()  # start-up's objects outlive the run: not walked (ADR 0029)
                     try:
                         self._consume()
                     finally:
