@@ -74,6 +74,13 @@ CROSS_FIELD: tuple[tuple[int, list[int], int, int], ...] = tuple(
     for kind, rules in CROSS_FIELD_RULES.items()
     for rule in rules
 )
+#: The same rules for the suspect test: one per distinct (parts, whole) in wire positions,
+#: with the kind codes it applies to (bed's occupied <= capacity and queue's served <= issued
+#: are both "column 1 <= column 0": one comparison of the columns, not two).
+SUSPECT_RULES: tuple[tuple[tuple[int, ...], int, tuple[int, ...]], ...] = tuple(
+    (parts, whole, tuple(k for k, p, w, _ in CROSS_FIELD if (tuple(p), w) == (parts, whole)))
+    for parts, whole in dict.fromkeys((tuple(p), w) for _, p, w, _ in CROSS_FIELD)
+)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -151,11 +158,14 @@ def _suspects(c: Columns, gateway: I32, index: CityIndex, now_ms: int) -> Bools:
         bad |= c.shape_bad
     if c.keys_bad is not None:
         bad |= c.keys_bad
-    for kind_code, parts, whole, _ in CROSS_FIELD:
+    for parts, whole, kinds in SUSPECT_RULES:
         total = values[:, parts[0]]
         for part in parts[1:]:
             total = total + values[:, part]
-        bad |= (kind == kind_code) & (total > values[:, whole])
+        of_kind = kind == kinds[0]  # int8 comparisons: far cheaper than a table lookup
+        for other in kinds[1:]:
+            of_kind |= kind == other
+        bad |= of_kind & (total > values[:, whole])
     # MIN_TIMESTAMP_MS <= ts <= now + skew as one unsigned comparison (exact under wraparound:
     # the allowed range is far shorter than 2**64)
     span = now_ms + MAX_FUTURE_SKEW_MS - MIN_TIMESTAMP_MS
