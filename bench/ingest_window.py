@@ -6,8 +6,8 @@ writer that only counts lines. What is left of a drain's CPU once MQTT is taken 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
 ``bench.ingest_throughput``'s backlog (the same templates, round-robin over the gateways):
 mode ``a`` single readings, ``c`` binary batches of 2 000 readings; ``--window`` messages per
-window (a drain's windows hold 600-1 500 single readings at 0.2 s, or 4 MiB: about 55 binary
-batches). As in a drain's backlog, each message is observed ``--step-ms`` after the one before
+window (a drain's windows hold 600-1 500 single readings at 0.2 s, or 8 MiB aggregates-only:
+about 110 binary batches, ``--window 110``). As in a drain's backlog, each message is observed ``--step-ms`` after the one before
 (it was published then), so every window moves its sensors' newest times and the rollup cells
 change and are written, as they are in a drain. Prints CPU microseconds per reading
 (``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's top
