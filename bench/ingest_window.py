@@ -7,11 +7,13 @@ The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads o
 ``bench.ingest_throughput``'s backlog (the same templates, round-robin over the gateways):
 mode ``a`` single readings, ``c`` binary batches of 2 000 readings; ``--window`` messages per
 window (a drain's windows hold 600-1 500 single readings at 0.2 s, or 8 MiB aggregates-only:
-about 110 binary batches, ``--window 110``). As in a drain's backlog, each message is observed ``--step-ms`` after the one before
-(it was published then), so every window moves its sensors' newest times and the rollup cells
-change and are written, as they are in a drain. Prints CPU microseconds per reading
-(``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's top
-functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it.
+about 110 binary batches, ``--window 110``). As in a drain's backlog, each message is observed
+``--step-ms`` after the one before (it was published then), so every window moves its sensors'
+newest times and the rollup cells change and are written, as they are in a drain. The heap is
+padded as ``pantau ingest run`` pads it (``cloud/ingest/allocator.py``; ``--no-heap-pad``: not).
+Prints CPU microseconds per reading (``time.process_time``) and the rollup lines written;
+``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c) after
+...", "Mode (c) after whole-window binary columns") quotes it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench.ingest_load import (
 )
 from city import load_registry
 from cloud.ingest.aggregate import SensorState
+from cloud.ingest.allocator import keep_heap_top
 from cloud.ingest.bootstrap import start_history
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.decode import Message
@@ -89,7 +92,12 @@ def main() -> None:
     )
     p.add_argument("--profile", action="store_true")
     p.add_argument("--sort", default="tottime", help="cProfile order: tottime, cumulative")
+    p.add_argument(
+        "--no-heap-pad", action="store_true", help="leave glibc's heap trimming as it is"
+    )
     a = p.parse_args()
+    if not a.no_heap_pad:
+        keep_heap_top()  # as `pantau ingest run` does
     channel, batch = _MODES[a.mode]
     tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-window-"))
     doc = synthetic_province(gateways=16, sensors_per_gateway=500)
