@@ -4,11 +4,16 @@ writer that only counts lines. What is left of a drain's CPU once MQTT is taken 
 ``python -m bench.ingest_window --mode a --window 600 [--profile]``
 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
-``bench.ingest_throughput`` (``sample_payloads``): mode ``a`` single readings, ``c`` binary
-batches of 2 000 readings; ``--window`` messages per window (a drain's windows hold 600-1 500
-single readings at 0.2 s, or 4 MiB: about 55 binary batches). Prints CPU microseconds per
-reading (``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's
-top functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it.
+``bench.ingest_throughput``'s backlog (the same templates, round-robin over the gateways):
+mode ``a`` single readings, ``c`` binary batches of 2 000 readings; ``--window`` messages per
+window (a drain's windows hold 600-1 500 single readings at 0.2 s, or 8 MiB aggregates-only:
+about 110 binary batches, ``--window 110``). As in a drain's backlog, each message is observed
+``--step-ms`` after the one before (it was published then), so every window moves its sensors'
+newest times and the rollup cells change and are written, as they are in a drain. The heap is
+padded as ``pantau ingest run`` pads it (``cloud/ingest/allocator.py``; ``--no-heap-pad``: not).
+Prints CPU microseconds per reading (``time.process_time``) and the rollup lines written;
+``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c) after
+...", "Mode (c) after whole-window binary columns") quotes it.
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ from typing import cast
 
 import yaml
 
-from bench.ingest_load import gateway_loads, synthetic_province
-from bench.ingest_throughput.workload import sample_payloads
+from bench.ingest_load import (
+    GatewayLoad,
+    gateway_loads,
+    synthetic_province,
+    templates_for,
+    topic_for,
+)
 from city import load_registry
 from cloud.ingest.aggregate import SensorState
+from cloud.ingest.allocator import keep_heap_top
 from cloud.ingest.bootstrap import start_history
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.decode import Message
@@ -40,6 +51,23 @@ from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointWriter, Refused
 
 _MODES = {"a": ("reading", 1), "c": ("binary", 2000)}
+
+
+def backlog_payloads(
+    loads: list[GatewayLoad], channel: str, batch: int, messages: int, *, step_ms: float
+) -> list[tuple[str, bytes, int]]:
+    """(topic, payload, readings) of a backlog of ``messages`` as ``fill_backlog`` publishes
+    it (round-robin over the gateways, seqs growing per gateway), message ``n`` observed
+    ``n * step_ms`` after the first and the last one now."""
+    tmpls = [templates_for(channel, ld, batch) for ld in loads]
+    topics_s = [topic_for(channel, ld) for ld in loads]
+    first = time.time_ns() // 1_000_000 - int(messages * step_ms)
+    out = []
+    for n in range(messages):
+        i, k = n % len(loads), n // len(loads)
+        t = tmpls[i][k % len(tmpls[i])]
+        out.append((topics_s[i], t.fill(first + int(n * step_ms), k), t.readings))
+    return out
 
 
 class _CountingWriter:
@@ -59,8 +87,17 @@ def main() -> None:
     p.add_argument("--mode", choices=sorted(_MODES), default="a")
     p.add_argument("--window", type=int, default=600, help="messages per window")
     p.add_argument("--windows", type=int, default=20)
+    p.add_argument(
+        "--step-ms", type=float, default=2.0, help="observation time between two messages"
+    )
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--sort", default="tottime", help="cProfile order: tottime, cumulative")
+    p.add_argument(
+        "--no-heap-pad", action="store_true", help="leave glibc's heap trimming as it is"
+    )
     a = p.parse_args()
+    if not a.no_heap_pad:
+        keep_heap_top()  # as `pantau ingest run` does
     channel, batch = _MODES[a.mode]
     tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-window-"))
     doc = synthetic_province(gateways=16, sensors_per_gateway=500)
@@ -70,7 +107,7 @@ def main() -> None:
     state = SensorState(n_sensors=index.n_sensors)
     n = a.window * (a.windows + 1)
     passwords = {g["id"]: "unused" for g in doc["gateways"]}
-    payloads = sample_payloads(gateway_loads(doc, passwords), channel, batch, n)
+    payloads = backlog_payloads(gateway_loads(doc, passwords), channel, batch, n, step_ms=a.step_ms)
     settings = IngestSettings(city_file=city, store_raw=False, dead_letter_dir=tmp / "dead")
     writer = _CountingWriter()
     pipeline = WindowPipeline(
@@ -107,7 +144,7 @@ def main() -> None:
         f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} rollup lines"
     )
     if profile is not None:
-        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profile).sort_stats(a.sort).print_stats(25)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ public collector API.
 prometheus_client's ``Histogram`` has no bulk observe, and a per-reading Python call would cost
 more than decoding the reading. This collector keeps its bucket counts in a numpy array:
 ``observe_many`` adds each value to the first bucket whose upper bound is ``>= value``
-(``np.searchsorted(..., side="left")``, exactly ``Histogram.observe``'s rule) and to the sum,
-in O(buckets) Python work; :meth:`collect` hands out a ``HistogramMetricFamily`` with the
-cumulative counts, as ``Histogram`` would (tests/unit/test_ingest_cluster.py compares both on
-the same values). NaN, which ``Histogram`` would count in no bucket but add to the sum, never
-occurs for lags and is dropped.
+(exactly ``Histogram.observe``'s rule, counted as how many values are at most each bound) and
+to the sum, in O(buckets) Python work; :meth:`collect` hands out a ``HistogramMetricFamily``
+with the cumulative counts, as ``Histogram`` would (tests/unit/test_ingest_cluster.py compares
+both on the same values). NaN, which ``Histogram`` would count in no bucket but add to the sum,
+never occurs for lags and is dropped.
 """
 
 from __future__ import annotations
@@ -57,16 +57,31 @@ class BulkHistogram(Collector):
     def observe_many(self, amounts: npt.NDArray[np.float64]) -> None:
         """Observe every value of ``amounts``, as ``Histogram.observe`` would one by one."""
         values = np.asarray(amounts, dtype=np.float64)
-        values = values[~np.isnan(values)]
+        total = float(values.sum())
+        if math.isnan(total):  # a NaN among them (or inf - inf): drop the NaNs, as before
+            values = values[~np.isnan(values)]
+            total = float(values.sum())
         if not len(values):
             return
-        counts = np.bincount(
-            np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds)
-        )
-        total = float(values.sum())
+        counts = np.diff(self._at_most(values), prepend=0)
         with self._lock:
             self._counts += counts
             self._sum += total
+
+    def _at_most(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """How many values are <= each bound (no NaN among them): cumulative bucket counts.
+        Only the bounds between the smallest and the largest value are compared (a window's
+        lags span one or two buckets); a comparison and a count per bound is several times
+        faster than ``searchsorted`` of every value (13 ns per value here)."""
+        lo, hi = float(values.min()), float(values.max())
+        n = len(values)
+        return np.array(
+            [
+                0 if bound < lo else n if bound >= hi else int(np.count_nonzero(values <= bound))
+                for bound in self._bounds.tolist()
+            ],
+            dtype=np.int64,
+        )
 
     def collect(self) -> Iterator[Metric]:
         """The histogram as Prometheus exposes it: cumulative buckets, count and sum."""

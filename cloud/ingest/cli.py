@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from city import load_registry
 from cloud.ingest.accounts import InitDbSettings, init_database
+from cloud.ingest.allocator import keep_heap_top
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.migrations import MigrationError
 from cloud.ingest.readiness import readiness_problem
@@ -61,6 +62,7 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_routine_requests(logging.getLogger().level)
+    keep_heap_top()  # windows reuse freed heap pages instead of faulting them in (allocator.py)
     settings = _settings()
     try:
         registry = load_registry(settings.city_file)

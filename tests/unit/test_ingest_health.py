@@ -4,8 +4,10 @@ nearest-rank lag percentiles, nothing between periods."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cloud.ingest.health import IngestHealth
+from cloud.ingest.health import IngestHealth, LagTally
 
 
 def test_the_first_window_writes_a_point_then_one_per_period() -> None:
@@ -33,3 +35,37 @@ def test_a_period_without_readings_has_no_lag_fields() -> None:
         r"ingest_health,ingester=a\ b readings=0i,messages=0i,dead_letters=0i,unacked=0i,"
         "readings_per_s=0.0 0"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    windows=st.lists(
+        st.one_of(
+            st.lists(st.integers(-5_000, 3_600_000), min_size=1, max_size=40).map(
+                lambda ms: np.array(ms, dtype=np.int64) / 1000.0  # as the pipeline makes them
+            ),
+            st.lists(st.floats(-10, 1e7, allow_nan=False), min_size=1, max_size=40).map(np.array),
+            st.just(np.array([0.0, 2e6])),  # whole ms, but too wide a range to count per ms
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_lag_tally_gives_numpys_percentiles_and_maximum(windows: list[np.ndarray]) -> None:
+    """The per-distinct-lag counts give exactly numpy's inverted_cdf p50 and p99 and the max
+    of all the period's lags, whole milliseconds or not."""
+    tally = LagTally()
+    for w in windows:
+        tally.add(w)
+    lags = np.concatenate(windows)
+    p50, p99 = np.percentile(lags, [50, 99], method="inverted_cdf")
+    assert tally.summary() == (float(p50), float(p99), float(lags.max()))
+
+
+def test_a_period_of_whole_ms_lags_keeps_one_value_per_distinct_lag() -> None:
+    """200 000 lags of 3 distinct values are kept as 3 values and 3 counts."""
+    tally = LagTally()
+    ms = np.repeat(np.array([250, 251, 900], dtype=np.int64), [100_000, 50_000, 50_000])
+    tally.add(ms / 1000.0)
+    assert tally.kept == 3
+    assert tally.summary() == (0.25, 0.9, 0.9)

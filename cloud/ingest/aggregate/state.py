@@ -55,25 +55,10 @@ class SensorState:
 
     def update(self, sensor: npt.NDArray[np.int32], ts: I64, seq: I64, values: I64) -> int:
         """Merge readings given in arrival order; returns how many sensors' latest changed."""
-        n = len(sensor)
-        if n == 0:
+        if len(sensor) == 0:
             return 0
-        order = _by_sensor_time_arrival(sensor, ts)
-        s, t = sensor[order], ts[order]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        ends = np.r_[starts[1:], n] - 1
-        gid = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-        g_sensor = s[ends]
-        w_last = order[ends]  # the window's latest row per sensor (last arrival on ties)
-        w_ts = t[ends]
-        # The window's latest row strictly older than the window's own latest, per sensor.
-        below = np.flatnonzero(t < w_ts[gid])
-        w_prev = np.full(len(starts), -1, dtype=np.intp)
-        if len(below):
-            gb = gid[below]
-            last_below = np.r_[gb[1:] != gb[:-1], True]
-            w_prev[gb[last_below]] = order[below[last_below]]
-
+        g_sensor, w_last, w_prev = _window_latest(sensor, ts, len(self.ts))
+        w_ts = ts[w_last]
         old_ts = self.ts[g_sensor]
         take = w_ts >= old_ts  # ties: the later arrival (the window) wins
         new_ts = np.where(take, w_ts, old_ts)
@@ -102,3 +87,60 @@ class SensorState:
         self.seq[upd] = seq[w_last[take]]
         self.values[upd] = values[w_last[take]]
         return int(np.count_nonzero(take))
+
+
+Rows = npt.NDArray[np.intp]
+
+
+def _window_latest(
+    sensor: npt.NDArray[np.int32], ts: I64, n_sensors: int
+) -> tuple[npt.NDArray[np.int32] | Rows, Rows, Rows]:
+    """Per sensor of the window (ascending): the sensor, its latest row (greatest time, the
+    last arrival among equal times) and its latest row strictly older than that (-1: none).
+
+    One ``np.maximum.at`` of a time-and-arrival key per sensor finds each (two passes over
+    the window, no sort) when that key fits 63 bits: always, unless a window's times span
+    more than about 2**42 ms, and the window has at least a quarter as many rows as the city
+    has sensors. Otherwise the rows are sorted (:func:`_latest_by_sort`, the
+    reference tests/unit/test_ingest_state_fold.py holds this to)."""
+    n = len(sensor)
+    t0 = int(ts.min())
+    bits = n.bit_length()
+    # (a window much smaller than the city sorts: cheaper than two arrays over every sensor)
+    if int(ts.max()) - t0 >= 2 ** (62 - bits) or 4 * n < n_sensors:
+        return _latest_by_sort(sensor, ts)
+    arrival = np.arange(n, dtype=np.int64)
+    mask = (1 << bits) - 1
+    key = (ts - t0) << bits | arrival
+    best = np.full(n_sensors, -1, dtype=np.int64)
+    np.maximum.at(best, sensor, key)
+    g_sensor = np.flatnonzero(best >= 0)
+    w_last = best[g_sensor] & mask
+    # a row is older than its sensor's latest when its key is below that latest's time with
+    # the arrival bits cleared; the others take no part (-1)
+    older = np.where(key < (best & ~mask)[sensor], key, -1)
+    below = np.full(n_sensors, -1, dtype=np.int64)
+    np.maximum.at(below, sensor, older)
+    w_prev = below[g_sensor]
+    w_prev = np.where(w_prev >= 0, w_prev & mask, -1)
+    return g_sensor, w_last.astype(np.intp), w_prev.astype(np.intp)
+
+
+def _latest_by_sort(
+    sensor: npt.NDArray[np.int32], ts: I64
+) -> tuple[npt.NDArray[np.int32], Rows, Rows]:
+    """:func:`_window_latest` by sorting the rows by sensor, time and arrival."""
+    n = len(sensor)
+    order = _by_sensor_time_arrival(sensor, ts)
+    s, t = sensor[order], ts[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    gid = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    w_ts = t[ends]
+    below = np.flatnonzero(t < w_ts[gid])
+    w_prev = np.full(len(starts), -1, dtype=np.intp)
+    if len(below):
+        gb = gid[below]
+        last_below = np.r_[gb[1:] != gb[:-1], True]
+        w_prev[gb[last_below]] = order[below[last_below]]
+    return s[ends], order[ends], w_prev

@@ -74,6 +74,13 @@ CROSS_FIELD: tuple[tuple[int, list[int], int, int], ...] = tuple(
     for kind, rules in CROSS_FIELD_RULES.items()
     for rule in rules
 )
+#: The same rules for the suspect test: one per distinct (parts, whole) in wire positions,
+#: with the kind codes it applies to (bed's occupied <= capacity and queue's served <= issued
+#: are both "column 1 <= column 0": one comparison of the columns, not two).
+SUSPECT_RULES: tuple[tuple[tuple[int, ...], int, tuple[int, ...]], ...] = tuple(
+    (parts, whole, tuple(k for k, p, w, _ in CROSS_FIELD if (tuple(p), w) == (parts, whole)))
+    for parts, whole in dict.fromkeys((tuple(p), w) for _, p, w, _ in CROSS_FIELD)
+)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -85,7 +92,9 @@ class Columns:
     ``kind``: code, 0 if invalid; ``values``: wire order, clipped to [-1, MAX_COUNT + 1];
     ``field_ok``: the value at that wire position is an integer (None: all are);
     ``shape_bad``: the reading object breaks the schema (None: none does); ``keys_bad``: the
-    value field set is not exactly the kind's (None: all are exact)."""
+    value field set is not exactly the kind's (None: all are exact); ``registry_ok``: the
+    sensor is known, of the sending gateway, and of a known kind that is the registry's (None:
+    not known yet; binary batches know it per sensor table, ``binary_columns``)."""
 
     sensor: I32
     kind: I8
@@ -95,6 +104,7 @@ class Columns:
     field_ok: Bools | None = None
     shape_bad: Bools | None = None
     keys_bad: Bools | None = None
+    registry_ok: Bools | None = None
 
     def take(self, rows: npt.NDArray[np.intp]) -> Columns:
         """These rows only."""
@@ -107,6 +117,7 @@ class Columns:
             field_ok=None if self.field_ok is None else self.field_ok[rows],
             shape_bad=None if self.shape_bad is None else self.shape_bad[rows],
             keys_bad=None if self.keys_bad is None else self.keys_bad[rows],
+            registry_ok=None if self.registry_ok is None else self.registry_ok[rows],
         )
 
 
@@ -128,26 +139,40 @@ def _suspects(c: Columns, gateway: I32, index: CityIndex, now_ms: int) -> Bools:
     """Rows that break some rule, and perhaps some that break none: every test of
     :func:`_by_precedence`, without the precedence."""
     sensor, kind, values = c.sensor, c.kind, c.values
-    s = np.maximum(sensor, 0)  # -1 and -2 are suspects anyway
-    bad: Bools = (sensor < 0) | (kind == 0) | (c.seq < 0)
-    bad |= (index.sensor_gateway[s] != gateway) | (index.sensor_kind[s] != kind)
+    bad: Bools = c.seq < 0
+    if c.registry_ok is None:
+        s = np.maximum(sensor, 0)  # -1 and -2 are suspects anyway
+        bad |= (sensor < 0) | (kind == 0)
+        bad |= (index.sensor_gateway[s] != gateway) | (index.sensor_kind[s] != kind)
+    else:
+        bad |= ~c.registry_ok
     # values are clipped to [-1, MAX_COUNT + 1]; a non-zero one past the kind's fields of a
-    # binary row makes it a suspect too (keys_bad tells)
-    out_of_range = (values < 0) | (values > MAX_COUNT)
+    # binary row makes it a suspect too (keys_bad tells). Seen as unsigned, a negative value
+    # is above MAX_COUNT: one comparison per value finds both.
+    unsigned = values.astype(np.int64, copy=False).view(np.uint64)
     for j in range(values.shape[1]):  # columns, not rows: numpy's any(axis=1) is 4x slower
-        bad |= out_of_range[:, j]
+        bad |= unsigned[:, j] > MAX_COUNT
     if c.field_ok is not None:
         bad |= ~c.field_ok.all(axis=1)
     if c.shape_bad is not None:
         bad |= c.shape_bad
     if c.keys_bad is not None:
         bad |= c.keys_bad
-    for kind_code, parts, whole, _ in CROSS_FIELD:
+    for parts, whole, kinds in SUSPECT_RULES:
         total = values[:, parts[0]]
         for part in parts[1:]:
             total = total + values[:, part]
-        bad |= (kind == kind_code) & (total > values[:, whole])
-    bad |= (c.ts > now_ms + MAX_FUTURE_SKEW_MS) | (c.ts < MIN_TIMESTAMP_MS)
+        of_kind = kind == kinds[0]  # int8 comparisons: far cheaper than a table lookup
+        for other in kinds[1:]:
+            of_kind |= kind == other
+        bad |= of_kind & (total > values[:, whole])
+    # MIN_TIMESTAMP_MS <= ts <= now + skew as one unsigned comparison (exact under wraparound:
+    # the allowed range is far shorter than 2**64)
+    span = now_ms + MAX_FUTURE_SKEW_MS - MIN_TIMESTAMP_MS
+    if span < 0:
+        return np.ones(len(bad), dtype=bool)
+    ts = c.ts.astype(np.int64, copy=False)
+    bad |= (ts - np.int64(MIN_TIMESTAMP_MS)).view(np.uint64) > np.uint64(span)
     return bad
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from cloud.ingest.binary_detail import BinaryRow
-from cloud.ingest.decode.binary_columns import binary_columns
+from cloud.ingest.decode.binary_columns import binary_window_columns
 from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson
 from cloud.ingest.decode.json_columns import json_columns
 from cloud.ingest.decode.rules import Columns
@@ -83,18 +83,20 @@ def json_segment(items: list[tuple[int, AdmittedJson]], index: CityIndex) -> Seg
 
 
 def binary_segment(items: list[tuple[int, AdmittedBinary]], index: CityIndex) -> Segment:
-    parts = [binary_columns(b.batch, index) for _, b in items]
-    counts = np.array([len(b.batch) for _, b in items], dtype=np.intp)
+    """The segment of binary batches ``items``: one set of columns for all of them
+    (``binary_columns``), and where each row came from."""
+    counts = np.fromiter((len(b.batch) for _, b in items), np.intp, len(items))
     starts = np.r_[0, np.cumsum(counts)]
 
     def source(row: int) -> Any:
         k = int(np.searchsorted(starts, row, side="right")) - 1
         return BinaryRow(items[k][1].batch, row - int(starts[k]))
 
+    first = np.repeat(starts[:-1].astype(np.int32), counts)
     return Segment(
-        cols=concat(parts),
+        cols=binary_window_columns([(b.batch, b.gateway) for _, b in items], index),
         message=np.repeat(np.array([m for m, _ in items], dtype=np.int32), counts),
-        index=np.concatenate([np.arange(n, dtype=np.int32) for n in counts.tolist()]),
+        index=np.arange(len(first), dtype=np.int32) - first,
         gateway=np.repeat(np.array([b.gateway for _, b in items], dtype=np.int32), counts),
         source=source,
     )
@@ -126,4 +128,10 @@ def concat(parts: Sequence[Columns]) -> Columns:
         field_ok=opt("field_ok", True, (MAX_FIELDS,)),
         shape_bad=opt("shape_bad", False, ()),
         keys_bad=opt("keys_bad", False, ()),
+        # only where every part knows it: the others are judged against the registry
+        registry_ok=(
+            None
+            if any(p.registry_ok is None for p in parts)
+            else np.concatenate([p.registry_ok for p in parts if p.registry_ok is not None])
+        ),
     )

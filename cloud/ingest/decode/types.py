@@ -76,7 +76,11 @@ class Readings:
         return len(self.sensor)
 
     def take(self, rows: npt.NDArray[np.intp] | Bools) -> Readings:
-        """The subset of rows selected by an index array or boolean mask."""
+        """The subset of rows selected by an index array or boolean mask: this very object
+        when a mask selects every row (a window with nothing refused is not copied; the
+        columns are never written to after decoding)."""
+        if rows.dtype == np.bool_ and len(rows) == len(self) and bool(rows.all()):
+            return self
         return Readings(
             message=self.message[rows],
             index=self.index[rows],
