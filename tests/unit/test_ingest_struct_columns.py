@@ -1,0 +1,63 @@
+"""The struct path's column extraction (cloud.ingest.decode.struct_columns): its own copy of
+the registry's sensor table, and columns that do not depend on how readings are chunked."""
+
+from __future__ import annotations
+
+import gc
+
+import orjson
+import pytest
+
+from city import Registry
+from cloud.ingest import CityIndex, decode_window
+from cloud.ingest.decode import struct_columns
+from cloud.ingest.decode.struct_columns import sensor_table
+from tests.ingest_decode_support import NOW, TOPIC, bed, msg
+
+
+def test_the_sensor_table_maps_every_id_like_the_index_with_keys_of_its_own(
+    city: Registry,
+) -> None:
+    """Same ids, same positions, but key strings allocated afresh (not the registry's), built
+    once per index and dropped with it."""
+    index = CityIndex.from_registry(city)
+    table = sensor_table(index)
+    assert table == index.sensor_pos
+    assert len(table) == len(city.doc.sensors)
+    own = {id(k) for k in table}
+    assert not own & {id(k) for k in index.sensor_pos}
+    assert sensor_table(index) is table
+    other = CityIndex.from_registry(city)
+    assert sensor_table(other) is not table
+    tables = len(struct_columns._TABLES)
+    del index
+    gc.collect()
+    assert len(struct_columns._TABLES) == tables - 1
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 256, 4096])
+def test_columns_are_the_same_whatever_the_chunk(
+    city: Registry, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 1, 2 and 5 readings (one of an unknown sensor, one out of range) give the
+    same rows and verdicts taken one reading per chunk or all in one."""
+    index = CityIndex.from_registry(city)
+    sizes = [1, 2, 5]
+    docs = [
+        {"v": 1, "gw": "gw-kariadi", "seq": s, "sent": NOW,
+         "readings": [bed(seq=i, ts=NOW - 1000 + i) for i in range(n)]}
+        for s, n in enumerate(sizes)
+    ]  # fmt: skip
+    docs[1]["readings"][1] = bed(sensor="bed-nowhere", seq=1)
+    docs[2]["readings"][4] = bed(seq=4, values={**bed()["values"], "capacity": 10**12})
+    messages = [msg(TOPIC, orjson.dumps(d), i) for i, d in enumerate(docs)]
+    monkeypatch.setattr(struct_columns, "CHUNK", chunk)
+    out = decode_window(messages, index, NOW)
+    assert [(r.message, r.index, r.reason.name) for r in out.rejections] == [
+        (1, 1, "UNKNOWN_SENSOR"),
+        (2, 4, "SCHEMA_VIOLATION"),
+    ]
+    assert out.readings.message.tolist() == [0, 1, 2, 2, 2, 2]
+    assert out.readings.index.tolist() == [0, 0, 0, 1, 2, 3]
+    assert out.readings.seq.tolist() == [0, 0, 0, 1, 2, 3]
+    assert out.readings.values.tolist() == [[24, 20, 3, 5, 2]] * 6
