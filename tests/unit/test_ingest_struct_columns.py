@@ -4,6 +4,7 @@ the registry's sensor table, and columns that do not depend on how readings are 
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import orjson
 import pytest
@@ -43,7 +44,7 @@ def test_columns_are_the_same_whatever_the_chunk(
     same rows and verdicts taken one reading per chunk or all in one."""
     index = CityIndex.from_registry(city)
     sizes = [1, 2, 5]
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"v": 1, "gw": "gw-kariadi", "seq": s, "sent": NOW,
          "readings": [bed(seq=i, ts=NOW - 1000 + i) for i in range(n)]}
         for s, n in enumerate(sizes)
