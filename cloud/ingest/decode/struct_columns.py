@@ -7,6 +7,10 @@ here, ADR 0030), and so that a window never holds all its readings as objects. W
 Python objects (values spread into the kind's columns, clipped) is done once per window on
 the joined columns. Every rule except the contract's types and key sets (which msgspec
 checked) is :func:`rules.judge`'s, as for every form.
+
+A reading integer numpy cannot hold (beyond int64: msgspec does not bound them, for speed)
+makes its message ``refused``: the window sends it whole to the general path, which judges it
+exactly as it did when the struct decoder refused such a message itself.
 """
 
 from __future__ import annotations
@@ -59,7 +63,11 @@ class StructColumns:
         self.n = 0
         #: per message taken: (window index, gateway, readings)
         self.items: list[tuple[int, int, int]] = []
+        #: window indices of the messages taken whose integers do not fit int64, in order
+        self.refused: list[int] = []
         self._pending: list[Any] = []
+        #: how many of ``items`` (the last ones) have their readings in ``_pending``
+        self._pending_items = 0
         self._sensor_pos = sensor_table(index)
         #: per chunk: sensor, kind, ts, seq and the values flattened in wire order
         self._chunks: list[tuple[I32, I8, I64, I64, I64]] = []
@@ -69,27 +77,53 @@ class StructColumns:
         self.items.append((m, gateway, len(readings)))
         self.n += len(readings)
         self._pending += readings
+        self._pending_items += 1
         if len(self._pending) >= CHUNK:
+            self._flush()
+
+    def finish(self) -> None:
+        """Take the readings still waiting, so that ``refused`` is complete."""
+        if self._pending:
             self._flush()
 
     def _flush(self) -> None:
         rs, self._pending = self._pending, []
+        waiting, self._pending_items = self._pending_items, 0
+        try:
+            self._chunks.append(self._chunk(rs))
+        except OverflowError:
+            self._flush_each(rs, waiting)
+
+    def _chunk(self, rs: list[Any]) -> tuple[I32, I8, I64, I64, I64]:
         k = len(rs)
-        kind = np.fromiter(map(KIND_OF_TYPE.__getitem__, map(type, rs)), np.int8, count=k)
-        self._chunks.append(
-            (
-                np.fromiter(map(self._sensor_pos.get, map(_SENSOR, rs), repeat(-1)), np.int32, k),
-                kind,
-                np.fromiter(map(_TS, rs), np.int64, count=k),
-                np.fromiter(map(_SEQ, rs), np.int64, count=k),
-                np.fromiter(chain.from_iterable(map(astuple, map(_VALUES, rs))), np.int64),
-            )
+        return (
+            np.fromiter(map(self._sensor_pos.get, map(_SENSOR, rs), repeat(-1)), np.int32, k),
+            np.fromiter(map(KIND_OF_TYPE.__getitem__, map(type, rs)), np.int8, count=k),
+            np.fromiter(map(_TS, rs), np.int64, count=k),
+            np.fromiter(map(_SEQ, rs), np.int64, count=k),
+            np.fromiter(chain.from_iterable(map(astuple, map(_VALUES, rs))), np.int64),
         )
 
+    def _flush_each(self, rs: list[Any], waiting: int) -> None:
+        """The last ``waiting`` messages' readings ``rs`` one message at a time: a message
+        with an integer beyond int64 leaves ``items`` for ``refused``."""
+        kept = self.items[: len(self.items) - waiting]
+        start = 0
+        for item in self.items[len(self.items) - waiting :]:
+            m, _, k = item
+            try:
+                self._chunks.append(self._chunk(rs[start : start + k]))
+            except OverflowError:
+                self.refused.append(m)
+                self.n -= k
+            else:
+                kept.append(item)
+            start += k
+        self.items = kept
+
     def columns(self) -> Columns:
-        """The window's arrays."""
-        if self._pending:
-            self._flush()
+        """The window's arrays (of the messages not ``refused``)."""
+        self.finish()
         parts = self._chunks
         if len(parts) == 1:
             sensor, kind, ts, seq, flat = parts[0]
