@@ -4,11 +4,12 @@ writer that only counts lines. What is left of a drain's CPU once MQTT is taken 
 ``python -m bench.ingest_window --mode a --window 600 [--profile]``
 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
-``bench.ingest_throughput`` (``sample_payloads``): mode ``a`` single readings, ``c`` binary
-batches of 2 000 readings; ``--window`` messages per window (a drain's windows hold 600-1 500
-single readings at 0.2 s, or 4 MiB: about 55 binary batches). Prints CPU microseconds per
-reading (``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's
-top functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it.
+``bench.ingest_throughput`` (``sample_payloads``): mode ``a`` single readings, ``b`` JSON
+batches of 500, ``c`` binary batches of 2 000 readings; ``--window`` messages per window (a
+drain's windows hold 600-1 500 single readings at 0.2 s, or 4 MiB: about 51 JSON or 55 binary
+batches). Prints CPU microseconds per reading (``time.process_time``) and the rollup lines
+written; ``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c)
+after ...", and mode (b) after ADR 0030) quotes it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointWriter, Refused
 
-_MODES = {"a": ("reading", 1), "c": ("binary", 2000)}
+_MODES = {"a": ("reading", 1), "b": ("json", 500), "c": ("binary", 2000)}
 
 
 class _CountingWriter:
