@@ -2,8 +2,8 @@
 only C-level ``map``/``attrgetter`` over the structs into ``numpy.fromiter``.
 
 Readings are pulled out in chunks of a few hundred, as soon as a message's structs are decoded:
-while they are still in the CPU's cache (a chunk of 4 096 cost about 10 % more per reading
-here, ADR 0030), and so that a window never holds all its readings as objects. What needs no
+while they are still in the CPU's cache (chunks of 4 096 cost a few % more per reading, ADR
+0030), and so that a window never holds all its readings as objects. What needs no
 Python objects (values spread into the kind's columns, clipped) is done once per window on
 the joined columns. Every rule except the contract's types and key sets (which msgspec
 checked) is :func:`rules.judge`'s, as for every form.
@@ -45,7 +45,7 @@ def sensor_table(index: CityIndex) -> dict[str, int]:
     A decoded sensor id is a new string, so every lookup compares it with the dict's key
     string. The registry's id strings lie wherever the YAML loader left them (megabytes apart),
     so on a large registry that comparison missed the CPU's cache on nearly every reading:
-    with keys allocated together the lookup cost a third as much (ADR 0030)."""
+    with keys allocated together the lookup cost less than half (ADR 0030)."""
     got = _TABLES.get(id(index))
     if got is not None and got[0]() is index:
         return got[1]
