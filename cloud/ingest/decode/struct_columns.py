@@ -96,8 +96,13 @@ class StructColumns:
 
     def _chunk(self, rs: list[Any]) -> tuple[I32, I8, I64, I64, I64]:
         k = len(rs)
+        table = self._sensor_pos
+        try:  # every sensor registered, nearly always: no default to pass per reading
+            sensor = np.fromiter(map(table.__getitem__, map(_SENSOR, rs)), np.int32, k)
+        except KeyError:  # -1: unknown, which judge refuses
+            sensor = np.fromiter(map(table.get, map(_SENSOR, rs), repeat(-1)), np.int32, k)
         return (
-            np.fromiter(map(self._sensor_pos.get, map(_SENSOR, rs), repeat(-1)), np.int32, k),
+            sensor,
             np.fromiter(map(KIND_OF_TYPE.__getitem__, map(type, rs)), np.int8, count=k),
             np.fromiter(map(_TS, rs), np.int64, count=k),
             np.fromiter(map(_SEQ, rs), np.int64, count=k),
