@@ -5,15 +5,17 @@ writer that only counts lines. What is left of a drain's CPU once MQTT is taken 
 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
 ``bench.ingest_throughput``'s backlog (the same templates, round-robin over the gateways):
-mode ``a`` single readings, ``c`` binary batches of 2 000 readings; ``--window`` messages per
-window (a drain's windows hold 600-1 500 single readings at 0.2 s, or 8 MiB aggregates-only:
-about 110 binary batches, ``--window 110``). As in a drain's backlog, each message is observed
-``--step-ms`` after the one before (it was published then), so every window moves its sensors'
-newest times and the rollup cells change and are written, as they are in a drain. The heap is
-padded as ``pantau ingest run`` pads it (``cloud/ingest/allocator.py``; ``--no-heap-pad``: not).
+mode ``a`` single readings, ``b`` JSON batches of 500, ``c`` binary batches of 2 000 readings;
+``--window`` messages per window (a drain's windows hold 600-1 500 single readings at 0.2 s,
+or 8 MiB aggregates-only: about 102 JSON or 110 binary batches, ``--window 110``). As in a
+drain's backlog, each message is observed ``--step-ms`` after the one before (it was published
+then), so every window moves its sensors' newest times and the rollup cells change and are
+written, as they are in a drain. The heap is padded as ``pantau ingest run`` pads it
+(``cloud/ingest/allocator.py``; ``--no-heap-pad``: not).
 Prints CPU microseconds per reading (``time.process_time``) and the rollup lines written;
 ``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c) after
-...", "Mode (c) after whole-window binary columns") quotes it.
+...", "Mode (c) after whole-window binary columns", "Mode (b)'s decoder after ADR 0030")
+quotes it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointWriter, Refused
 
-_MODES = {"a": ("reading", 1), "c": ("binary", 2000)}
+_MODES = {"a": ("reading", 1), "b": ("json", 500), "c": ("binary", 2000)}
 
 
 def backlog_payloads(

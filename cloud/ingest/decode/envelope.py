@@ -61,7 +61,7 @@ class AdmittedBinary:
 
 
 def admit(
-    m: int, msg: Message, index: CityIndex
+    m: int, msg: Message, index: CityIndex, *, structs: bool = True
 ) -> (
     Rejection
     | StatusUpdate
@@ -72,7 +72,8 @@ def admit(
     | None
 ):
     """Envelope of one message: a Rejection, a StatusUpdate, admitted readings, or None for a
-    message with nothing to store."""
+    message with nothing to store. ``structs=False`` skips the struct decoder (for a batch
+    whose integers the columns could not hold: ``struct_columns``)."""
     binary: BinaryBatch | None = None
     wire: WireBatch | None = None
     single: Any = None
@@ -86,7 +87,7 @@ def admit(
         else:
             # A well-formed batch of this topic's gateway skips the parse to dicts; anything
             # else (a fault anywhere, another gw) is parsed again and judged by the rules below.
-            if topic.channel is Channel.READINGS:
+            if structs and topic.channel is Channel.READINGS:
                 wire = decode_batch(msg.payload)
             elif topic.channel is Channel.READING:
                 single = decode_single(msg.payload)

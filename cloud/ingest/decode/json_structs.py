@@ -9,10 +9,15 @@ does not track (``gc=False``: they hold only strings, integers and enum members)
 It is a *filter*, not a judge: whatever it refuses goes, whole, to the general path
 (``envelope.admit`` then ``json_columns``), which says exactly what is wrong; whatever it
 accepts is judged by ``rules.judge`` like every other form. So it may refuse more than the
-contract does (a seq < 0, an integer beyond int64) but never accept a document the general
-path would refuse as a message. Every type here is derived from ``contract.payload``
-(``KIND_FIELDS``, ``ClockSource``, the models' field names, ``MAX_READINGS_PER_BATCH``); the
-field names are checked against the models by tests/unit/test_ingest_decode_structs.py.
+contract does (an envelope integer beyond int64) but never accept a document the general path
+would refuse as a message. A reading's integers are plain ``int``: a bound on each (int64) cost
+about 10 % of the parse, so a reading integer beyond int64 passes here and ``struct_columns``
+sends its message, whole, to the general path when numpy cannot hold it (as this filter used
+to refuse it).
+
+Every type here is derived from ``contract.payload`` (``KIND_FIELDS``, ``ClockSource``, the
+models' field names, ``MAX_READINGS_PER_BATCH``); the field names are checked against the
+models by tests/unit/test_ingest_decode_structs.py.
 """
 
 from __future__ import annotations
@@ -25,28 +30,37 @@ from contract import KIND_CODES, KIND_FIELDS, ClockSource, Reading
 from contract.payload import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, SCHEMA_VERSION
 
 #: int64: what the columns hold. An integer outside (orjson reads some of them as floats) is
-#: not this filter's to judge: the general path does.
+#: not this filter's to judge: the general path does. Bounded in the envelope only (once per
+#: message); a reading's integers are bounded by the columns (module docstring).
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _Natural = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 #: kind code -> the values struct of that kind: exactly its fields, in wire order, so
 #: ``msgspec.structs.astuple`` gives them in the order of the value columns.
-VALUES: dict[int, type[msgspec.Struct]] = {
-    code: msgspec.defstruct(
-        f"{kind.value.title()}Values",
-        [(f, Int64) for f in KIND_FIELDS[kind]],
-        forbid_unknown_fields=True,
-        gc=False,
-    )
-    for kind, code in KIND_CODES.items()
-}
+def _values_structs(field_type: Any, prefix: str) -> dict[int, type[msgspec.Struct]]:
+    return {
+        code: msgspec.defstruct(
+            f"{prefix}{kind.value.title()}Values",
+            [(f, field_type) for f in KIND_FIELDS[kind]],
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+        for kind, code in KIND_CODES.items()
+    }
+
+
+VALUES = _values_structs(int, "")
+#: the same, each integer bounded to int64: for a single reading, whose columns
+#: (``single_columns``) have no fallback for a value numpy cannot hold; one bound per value
+#: costs nothing next to a message's own cost
+INT64_VALUES = _values_structs(Int64, "Int64")
 
 #: the reading's fields other than the tag (``kind``) and ``values``, as msgspec types them
 _READING_FIELDS: list[tuple[str, Any] | tuple[str, Any, Any]] = [
     ("sensor", str),
-    ("ts", Int64),
+    ("ts", int),
     # a seq < 0 is accepted here and refused by judge, like every reading-level rule
-    ("seq", Int64),
+    ("seq", int),
     ("clock", ClockSource, Reading.model_fields["clock"].default),
 ]
 
@@ -96,7 +110,8 @@ _DECODER = msgspec.json.Decoder(WireBatch)
 
 def decode_batch(payload: bytes) -> WireBatch | None:
     """The batch in ``payload`` if it is well-formed to the last reading (version 1, every key
-    known and every integer an int64); None if not (the general path then decides)."""
+    known, every envelope integer an int64, every reading's an integer); None if not (the
+    general path then decides)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from cloud.ingest.decode.json_structs import VALUES, Int64
+from cloud.ingest.decode.json_structs import INT64_VALUES, Int64
 from contract import KIND_CODES, SingleReading
 from contract.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION
 
@@ -37,7 +37,7 @@ SINGLE_KIND_OF_TYPE: dict[type[msgspec.Struct], int] = {
         [
             ("v", int),
             ("sensor", str),
-            ("values", VALUES[code]),
+            ("values", INT64_VALUES[code]),
             ("ts", Int64 | None, SingleReading.model_fields["ts"].default),
             ("seq", Int64, SingleReading.model_fields["seq"].default),
         ],

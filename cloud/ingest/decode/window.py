@@ -88,6 +88,15 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
             out.binaries.append((m, got))
         else:
             out.general.append((m, got))
+    out.structs.finish()
+    for m in out.structs.refused:  # integers beyond int64: the general path says what is wrong
+        again = admit(m, messages[m], index, structs=False)
+        if isinstance(again, AdmittedJson):
+            out.general.append((m, again))
+        elif isinstance(again, Rejection):  # not seen: the struct decoder took the envelope
+            out.rejections.append(again)
+    if out.structs.refused:
+        out.general.sort(key=lambda item: item[0])
     return out
 
 
