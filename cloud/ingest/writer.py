@@ -6,6 +6,9 @@ that formats line protocol).
 
 Writing: chunks of ``chunk_lines`` lines, up to ``parallelism`` of them at once (InfluxDB takes
 points in any order; the caller acknowledges only after every chunk of its window is stored).
+:meth:`PointWriter.write` returns when its lines are stored; :meth:`PointWriter.submit` hands them
+to the writer's threads and returns at once, so the caller can decode the next window while
+they are written (docs/adr/0032-overlapped-window-writes.md).
 Only the failures ``cloud.influx`` classifies as retryable (unreachable, 429, 5xx) are retried,
 with full-jitter backoff (``contract.backoff``) and never sooner than a Retry-After, for as
 long as they last: the messages stay unacknowledged meanwhile, so nothing is lost and the
@@ -21,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -146,13 +149,33 @@ class Refused:
     detail: str
 
 
+class PendingWrite:
+    """Lines being written on the writer's threads; :meth:`result` waits for all of them."""
+
+    def __init__(self, futures: Sequence[Future[list[Refused]]]) -> None:
+        self._futures = tuple(futures)
+        self._refused: list[Refused] | None = None
+
+    def result(self) -> list[Refused]:
+        """The lines InfluxDB refused for good, in line order, once every chunk has settled.
+        Raises what a chunk raised (:class:`WriteAbortedError`, a non-retryable
+        ``StorageError``), after waiting for the others: nothing is half-reported."""
+        if self._refused is None:
+            wait(self._futures)
+            out: list[Refused] = []
+            for f in self._futures:
+                out += f.result()
+            self._refused = out
+        return self._refused
+
+
 class PointWriter:
     """Writes lines in chunks, ``parallelism`` chunks at a time; retries what can succeed,
     bisects what cannot. :meth:`write` returns only once every chunk is stored (or refused
     for good), so a caller that acknowledges after it never acknowledges unstored data.
 
-    Threads (when ``parallelism`` > 1) start on the first write that has several chunks;
-    :meth:`close` stops them."""
+    Threads start on the first :meth:`submit`, or the first write with several chunks when
+    ``parallelism`` > 1; :meth:`close` stops them."""
 
     def __init__(
         self,
@@ -195,23 +218,30 @@ class PointWriter:
     def write(self, lines: Sequence[str]) -> list[Refused]:
         """Store ``lines``; returns those InfluxDB refuses for good, in line order. Raises
         :class:`WriteAbortedError` if asked to stop while InfluxDB is unavailable."""
-        bounds = [
-            (lo, min(lo + self.chunk_lines, len(lines)))
-            for lo in range(0, len(lines), self.chunk_lines)
-        ]
+        bounds = self._bounds(len(lines))
         if self.parallelism <= 1 or len(bounds) <= 1:
             refused: list[Refused] = []
             for lo, hi in bounds:
                 self._store(lines, lo, hi, refused)
             return refused
+        # every chunk settles before anything is reported (or acknowledged)
+        return self._submit(lines, bounds).result()
+
+    def submit(self, lines: Sequence[str]) -> PendingWrite:
+        """Start storing ``lines`` on the writer's threads (even a single chunk) and return at
+        once; :meth:`PendingWrite.result` is what :meth:`write` would have returned. The
+        caller must not change ``lines`` until then."""
+        bounds = self._bounds(len(lines))
+        return self._submit(lines, bounds)
+
+    def _bounds(self, n: int) -> list[tuple[int, int]]:
+        return [(lo, min(lo + self.chunk_lines, n)) for lo in range(0, n, self.chunk_lines)]
+
+    def _submit(self, lines: Sequence[str], bounds: list[tuple[int, int]]) -> PendingWrite:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="influx-write")
-        futures = [self._pool.submit(self._store_chunk, lines, lo, hi) for lo, hi in bounds]
-        wait(futures)  # every chunk settles before anything is reported (or acknowledged)
-        out: list[Refused] = []
-        for f in futures:
-            out += f.result()  # re-raises WriteAbortedError from any chunk
-        return out
+        pool = self._pool
+        return PendingWrite([pool.submit(self._store_chunk, lines, lo, hi) for lo, hi in bounds])
 
     def _store_chunk(self, lines: Sequence[str], lo: int, hi: int) -> list[Refused]:
         refused: list[Refused] = []
