@@ -1,14 +1,16 @@
 """CPU of the ingester's window pipeline alone, in process: no broker, InfluxDB replaced by a
 writer that only counts lines. What is left of a drain's CPU once MQTT is taken out.
 
-``python -m bench.ingest_window --mode a --window 600 [--profile]``
+``python -m bench.ingest_window --mode a --window 600 [--profile] [--raw]``
 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
 ``bench.ingest_throughput`` (``sample_payloads``): mode ``a`` single readings, ``c`` binary
 batches of 2 000 readings; ``--window`` messages per window (a drain's windows hold 600-1 500
 single readings at 0.2 s, or 4 MiB: about 55 binary batches). Prints CPU microseconds per
 reading (``time.process_time``) and the rollup lines written; ``--profile`` adds cProfile's
-top functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it.
+top functions. docs/performance.md ("Modes (a) and (c) after ...") quotes it. ``--raw`` stores
+raw points too (mode (d)): the writer then also builds each request body from its lines, as
+``PointWriter`` does, so the formatting and encoding of the lines are in the figure.
 """
 
 from __future__ import annotations
@@ -37,19 +39,23 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
-from cloud.ingest.writer import PointWriter, Refused
+from cloud.ingest.writer import PointWriter, Refused, body
 
 _MODES = {"a": ("reading", 1), "c": ("binary", 2000)}
 
 
 class _CountingWriter:
-    """Stands for ``PointWriter``: counts the lines, stores nothing."""
+    """Stands for ``PointWriter``: counts the lines and builds the request bodies, stores
+    nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunk_lines: int) -> None:
         self.lines = 0
+        self.chunk_lines = chunk_lines
 
     def write(self, lines: Sequence[str]) -> list[Refused]:
         self.lines += len(lines)
+        for lo in range(0, len(lines), self.chunk_lines):
+            body(lines[lo : lo + self.chunk_lines])
         return []
 
 
@@ -60,6 +66,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=600, help="messages per window")
     p.add_argument("--windows", type=int, default=20)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--raw", action="store_true", help="store raw points too (mode d)")
     a = p.parse_args()
     channel, batch = _MODES[a.mode]
     tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-window-"))
@@ -71,8 +78,8 @@ def main() -> None:
     n = a.window * (a.windows + 1)
     passwords = {g["id"]: "unused" for g in doc["gateways"]}
     payloads = sample_payloads(gateway_loads(doc, passwords), channel, batch, n)
-    settings = IngestSettings(city_file=city, store_raw=False, dead_letter_dir=tmp / "dead")
-    writer = _CountingWriter()
+    settings = IngestSettings(city_file=city, store_raw=a.raw, dead_letter_dir=tmp / "dead")
+    writer = _CountingWriter(chunk_lines=settings.write_chunk_lines)
     pipeline = WindowPipeline(
         settings=settings,
         index=index,
@@ -104,7 +111,7 @@ def main() -> None:
     readings = sum(r for _, _, r in payloads[a.window :])
     print(
         f"mode {a.mode}: {len(windows) - 1} windows of {a.window} messages, {readings:,} "
-        f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} rollup lines"
+        f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} lines"
     )
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)

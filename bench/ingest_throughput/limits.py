@@ -28,6 +28,7 @@ from cloud.influx import InfluxHTTP
 from cloud.ingest.decode import Message, decode_window
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointBuilder
+from cloud.ingest.writer import body as write_body
 from contract.binary import decode_binary_batch
 from contract.errors import StorageError
 from contract.topics import Channel
@@ -130,11 +131,11 @@ def raw_lines(bench: Bench, payloads: list[tuple[str, bytes, int]], chunk: int) 
     index = CityIndex.from_registry(bench.registry)
     builder = PointBuilder(index=index)
     now = time.time_ns() // 1_000_000
-    lines: list[str] = []
+    lines: list[bytes] = []
     for lo in range(0, len(payloads), 20):
         msgs = [Message(topic=t, payload=p, received_ms=now) for t, p, _ in payloads[lo : lo + 20]]
         lines += builder.raw(decode_window(msgs, index, now).readings).lines
-    return ["\n".join(lines[i : i + chunk]).encode() for i in range(0, len(lines), chunk)]
+    return [write_body(lines[i : i + chunk]) for i in range(0, len(lines), chunk)]
 
 
 def influx_alone(bench: Bench, w: Workload, payloads: list[tuple[str, bytes, int]]) -> Limit:

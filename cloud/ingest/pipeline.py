@@ -133,7 +133,7 @@ class WindowPipeline:
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
         for msg_i, line in st_lines:
-            lines.add([line], [msg_i], [-1])
+            lines.add([line.encode()], [msg_i], [-1])
         return StoringWindow(window=window, decoded=decoded, lines=lines, now=now)
 
     def submit(self, storing: StoringWindow) -> None:
@@ -155,7 +155,7 @@ class WindowPipeline:
             late: list[Refusal] = []
             n_raw = len(readings)
             for r in refused:
-                msg_i, at = lines.message[r.line], lines.reading[r.line]
+                msg_i, at = lines.owner(r.line)
                 rej = Rejection(
                     msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
                 )
