@@ -132,8 +132,11 @@ class WindowPipeline:
 
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
-        for msg_i, line in st_lines:
-            lines.add([line.encode()], [msg_i], [-1])
+        lines.add(
+            [line.encode() for _, line in st_lines],
+            [msg_i for msg_i, _ in st_lines],
+            [-1] * len(st_lines),
+        )  # one add: each one copies the provenance arrays
         return StoringWindow(window=window, decoded=decoded, lines=lines, now=now)
 
     def submit(self, storing: StoringWindow) -> None:
