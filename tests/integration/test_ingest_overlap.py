@@ -7,14 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from city import Registry
 from cloud.influx import InfluxHTTP
 from cloud.ingest.acks import Ack
 from cloud.ingest.decode import Message
+from contract.clock import now_ms
 from pantau.services import InfluxDB, Mosquitto
-from tests.ingest_support import ingester_thread, now_ms, publish, publisher, settings_for, wait_for
+from tests.ingest_support import ingester_thread, publisher, settings_for, wait_for
 from tests.link_proxy_support import FreezingProxy
 from tests.payload_support import KARIADI, batch, bed
 
@@ -73,8 +75,12 @@ def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_ord
             # away): the only writes the proxy then holds are the windows'.
             wait_for(lambda: influx.query("SELECT * FROM region_freshness"), "freshness")
             proxy.hold()
-            publish(gw, KARIADI, k)
-            publish(gw, KARIADI, k1)
+            # Back to back, so k+1 reaches the ingester while it is busy with k (were the inbox
+            # empty once k is submitted, the consumer would finish k before taking k+1).
+            sent = [gw.publish(KARIADI, orjson.dumps(doc), qos=1) for doc in (k, k1)]
+            for info in sent:
+                info.wait_for_publish(10)
+                assert info.is_published()
 
             wait_for(
                 lambda: sample("pantau_ingest_readings_total") == 5 and proxy.holding.is_set(),
