@@ -239,7 +239,7 @@ class PointWriter:
     def write(self, lines: LineSeq) -> list[Refused]:
         """Store ``lines``; returns those InfluxDB refuses for good, in line order. Raises
         :class:`WriteAbortedError` if asked to stop while InfluxDB is unavailable."""
-        bounds = self._bounds(len(lines))
+        bounds = self.chunk_bounds(len(lines))
         if self.parallelism <= 1 or len(bounds) <= 1:
             refused: list[Refused] = []
             for lo, hi in bounds:
@@ -252,11 +252,17 @@ class PointWriter:
         """Start storing ``lines`` on the writer's threads (even a single chunk) and return at
         once; :meth:`PendingWrite.result` is what :meth:`write` would have returned. The
         caller must not change ``lines`` until then."""
-        bounds = self._bounds(len(lines))
+        bounds = self.chunk_bounds(len(lines))
         return self._submit(lines, bounds)
 
-    def _bounds(self, n: int) -> list[tuple[int, int]]:
-        return [(lo, min(lo + self.chunk_lines, n)) for lo in range(0, n, self.chunk_lines)]
+    def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
+        """Chunks of at most ``chunk_lines``; when there are several, as many as a multiple
+        of ``parallelism``, of equal size, so no writer idles while another has a whole
+        chunk left (27 500 lines in 5 000s on 2 writers: 6 of 4 583, not 5 000 x 5 + 2 500)."""
+        k = -(-n // self.chunk_lines)
+        if k > 1:
+            k = -(-k // self.parallelism) * self.parallelism
+        return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
     def _submit(self, lines: LineSeq, bounds: list[tuple[int, int]]) -> PendingWrite:
         if self._pool is None:
