@@ -32,7 +32,7 @@ from cloud.ingest.aggregate import SensorState
 from cloud.ingest.decode import Readings
 from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
-from cloud.ingest.writer import PointBuilder
+from cloud.ingest.writer import PointBuilder, body
 from contract import KIND_CODES, SensorKind
 from pantau.services import free_port, require_binary
 
@@ -123,7 +123,7 @@ def run(hours: float, interval_s: float) -> None:
             state = SensorState(n_sensors=n)
             values = _initial(index, rng)
             raw_points = agg_points = 0
-            raw_buf: list[str] = []
+            raw_buf: list[bytes] = []
             agg_buf: list[str] = []
             last_bucket = None
             sensors = np.arange(n, dtype=np.int32)
@@ -151,14 +151,14 @@ def run(hours: float, interval_s: float) -> None:
                     last_bucket = bucket
                 for db, buf in ((raw_db, raw_buf), (agg_db, agg_buf)):
                     if len(buf) >= CHUNK:
-                        db.write(buf, precision="u")
+                        db.write(body(buf), precision="u")
                         if db is raw_db:
                             raw_points += len(buf)
                         else:
                             agg_points += len(buf)
                         buf.clear()
             if raw_buf:
-                raw_db.write(raw_buf, precision="u")
+                raw_db.write(body(raw_buf), precision="u")
                 raw_points += len(raw_buf)
             if agg_buf:
                 agg_db.write(agg_buf, precision="u")

@@ -1,7 +1,7 @@
 """CPU of the ingester's window pipeline alone, in process: no broker, InfluxDB replaced by a
 writer that only counts lines. What is left of a drain's CPU once MQTT is taken out.
 
-``python -m bench.ingest_window --mode a --window 600 [--profile]``
+``python -m bench.ingest_window --mode a --window 600 [--profile] [--raw]``
 
 The synthetic province of issue 5 (16 gateways x 500 sensors) and the payloads of
 ``bench.ingest_throughput``'s backlog (the same templates, round-robin over the gateways):
@@ -15,7 +15,9 @@ written, as they are in a drain. The heap is padded as ``pantau ingest run`` pad
 Prints CPU microseconds per reading (``time.process_time``) and the rollup lines written;
 ``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c) after
 ...", "Mode (c) after whole-window binary columns", "Mode (b)'s decoder after ADR 0030")
-quotes it.
+quotes it. ``--raw`` stores raw points too (mode (d)): the writer then also builds each
+request body from its lines, as ``PointWriter`` does, so the formatting and encoding of the
+lines are in the figure.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
-from cloud.ingest.writer import PointWriter, Refused
+from cloud.ingest.writer import PointWriter, Refused, body
 
 _MODES = {"a": ("reading", 1), "b": ("json", 500), "c": ("binary", 2000)}
 
@@ -73,13 +75,17 @@ def backlog_payloads(
 
 
 class _CountingWriter:
-    """Stands for ``PointWriter``: counts the lines, stores nothing."""
+    """Stands for ``PointWriter``: counts the lines and builds the request bodies, stores
+    nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunk_lines: int) -> None:
         self.lines = 0
+        self.chunk_lines = chunk_lines
 
     def write(self, lines: Sequence[str]) -> list[Refused]:
         self.lines += len(lines)
+        for lo in range(0, len(lines), self.chunk_lines):
+            body(lines[lo : lo + self.chunk_lines])
         return []
 
 
@@ -97,6 +103,7 @@ def main() -> None:
     p.add_argument(
         "--no-heap-pad", action="store_true", help="leave glibc's heap trimming as it is"
     )
+    p.add_argument("--raw", action="store_true", help="store raw points too (mode d)")
     a = p.parse_args()
     if not a.no_heap_pad:
         keep_heap_top()  # as `pantau ingest run` does
@@ -110,8 +117,8 @@ def main() -> None:
     n = a.window * (a.windows + 1)
     passwords = {g["id"]: "unused" for g in doc["gateways"]}
     payloads = backlog_payloads(gateway_loads(doc, passwords), channel, batch, n, step_ms=a.step_ms)
-    settings = IngestSettings(city_file=city, store_raw=False, dead_letter_dir=tmp / "dead")
-    writer = _CountingWriter()
+    settings = IngestSettings(city_file=city, store_raw=a.raw, dead_letter_dir=tmp / "dead")
+    writer = _CountingWriter(chunk_lines=settings.write_chunk_lines)
     pipeline = WindowPipeline(
         settings=settings,
         index=index,
@@ -143,7 +150,7 @@ def main() -> None:
     readings = sum(r for _, _, r in payloads[a.window :])
     print(
         f"mode {a.mode}: {len(windows) - 1} windows of {a.window} messages, {readings:,} "
-        f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} rollup lines"
+        f"readings: {cpu / readings * 1e6:.2f} us CPU per reading, {writer.lines:,} lines"
     )
     if profile is not None:
         pstats.Stats(profile).sort_stats(a.sort).print_stats(25)

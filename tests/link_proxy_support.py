@@ -93,7 +93,7 @@ class FreezingProxy:
         """How many bytes this direction may pass now (:data:`_CHUNK` when unlimited)."""
         with self._lock:
             left = self._left[answers]
-        return _CHUNK if left is None else min(_CHUNK, left)
+        return _CHUNK if left is None else max(0, min(_CHUNK, left))
 
     def _spend(self, answers: bool, n: int) -> None:
         with self._lock:
@@ -117,6 +117,10 @@ class FreezingProxy:
                 ready, _, _ = select.select([src], [], [], 0.05)
                 if not ready or stop.is_set():
                     continue  # frozen: leave the bytes unread; the sockets stay open
+                # hold() may have come while select waited: the budget read before is stale.
+                allowance = self._allowance(answers)
+                if allowance == 0:
+                    continue
                 data = src.recv(allowance)
                 if not data:
                     break
@@ -128,6 +132,13 @@ class FreezingProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def hold(self) -> None:
+        """From now on pass no request bytes until :meth:`lift` (a write in progress stalls
+        where it is; :attr:`holding` is set again once a client has bytes waiting)."""
+        with self._lock:
+            self._left[False] = 0
+        self.holding.clear()
 
     def lift(self) -> None:
         """Remove both budgets: what they held back flows, and everything after it."""

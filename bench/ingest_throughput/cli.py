@@ -90,6 +90,12 @@ def main() -> None:
     p.add_argument("--json-batch", type=int, default=500, help="readings per JSON batch")
     p.add_argument("--binary-batch", type=int, default=2000, help="readings per binary batch")
     p.add_argument("--writers", type=int, default=2, help="PANTAU_WRITE_PARALLELISM (raw)")
+    p.add_argument(
+        "--chunk-lines",
+        type=int,
+        default=5000,
+        help="PANTAU_WRITE_CHUNK_LINES (raw), and the lines per write of InfluxDB alone",
+    )
     p.add_argument("--paced", type=float, default=5.0, help="s of paced phase (0: none)")
     p.add_argument("--paced-fraction", type=float, default=0.7)
     p.add_argument("--load-procs", type=int, default=2, help="paced load processes")

@@ -70,6 +70,7 @@ class Bench:
         settings = {"store_raw": "true" if w.store_raw else "false"}
         if w.store_raw:
             settings["write_parallelism"] = str(self.args.writers)
+            settings["write_chunk_lines"] = str(self.args.chunk_lines)
         out = []
         for _ in range(n):
             index = self._next_member

@@ -5,7 +5,8 @@
 - ``orjson.loads`` alone on the same JSON payloads, in this process on one core;
 - the binary decode alone (``contract.binary.decode_binary_batch``) on the same payloads;
 - InfluxDB alone storing the same raw lines, exactly as the ingester formats them (its own
-  decoder and ``PointBuilder``), from ``--writers`` threads.
+  decoder and ``PointBuilder``), from ``--writers`` threads, ``--chunk-lines`` per write (as
+  the ingester's ``PANTAU_WRITE_CHUNK_LINES`` in the same run).
 
 The last one is the only place the bench imports the ingester's internals.
 """
@@ -28,6 +29,7 @@ from cloud.influx import InfluxHTTP
 from cloud.ingest.decode import Message, decode_window
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointBuilder
+from cloud.ingest.writer import body as write_body
 from contract.binary import decode_binary_batch
 from contract.errors import StorageError
 from contract.topics import Channel
@@ -130,17 +132,18 @@ def raw_lines(bench: Bench, payloads: list[tuple[str, bytes, int]], chunk: int) 
     index = CityIndex.from_registry(bench.registry)
     builder = PointBuilder(index=index)
     now = time.time_ns() // 1_000_000
-    lines: list[str] = []
+    lines: list[bytes] = []
     for lo in range(0, len(payloads), 20):
         msgs = [Message(topic=t, payload=p, received_ms=now) for t, p, _ in payloads[lo : lo + 20]]
         lines += builder.raw(decode_window(msgs, index, now).readings).lines
-    return ["\n".join(lines[i : i + chunk]).encode() for i in range(0, len(lines), chunk)]
+    return [write_body(lines[i : i + chunk]) for i in range(0, len(lines), chunk)]
 
 
 def influx_alone(bench: Bench, w: Workload, payloads: list[tuple[str, bytes, int]]) -> Limit:
-    """InfluxDB stores the raw lines of ``payloads`` from ``--writers`` threads (5 000 lines
+    """InfluxDB stores the raw lines of ``payloads`` from ``--writers`` threads (``--chunk-lines``
     per write, nothing else running): points/s."""
-    bodies = raw_lines(bench, payloads, 5000)
+    chunk = bench.args.chunk_lines
+    bodies = raw_lines(bench, payloads, chunk)
     writers = bench.args.writers
     db = f"limit_{w.key.replace('-', '_')}"
     clients = [InfluxHTTP(url=bench.influx.url, database=db, timeout=60) for _ in range(writers)]
@@ -183,7 +186,7 @@ def influx_alone(bench: Bench, w: Workload, payloads: list[tuple[str, bytes, int
         c.close()
     per_line = len(bodies[0]) // max(1, bodies[0].count(b"\n") + 1)
     detail = (
-        f"{done[0]:,} points of ~{per_line} bytes, 5,000 lines per write, {writers} writers, "
+        f"{done[0]:,} points of ~{per_line} bytes, {chunk:,} lines per write, {writers} writers, "
         f"{elapsed:.1f} s; CPU of influxd"
     )
     cpu_us = cpu * 1e6 / done[0]

@@ -35,11 +35,28 @@ class BatchDedup:
     def __init__(self, *, per_gateway: int = 1024) -> None:
         self.per_gateway = per_gateway
         self._seen: dict[int, dict[int, int]] = {}
+        #: batches of a window still being written (not yet remembered or given up)
+        self._held: set[tuple[int, int, int]] = set()
 
     def seen(self, gateway: int, seq: int, fingerprint: int) -> bool:
-        """True if this exact batch was remembered."""
+        """True if this exact batch was remembered, or is held."""
         got = self._seen.get(gateway)
-        return got is not None and got.get(seq) == fingerprint
+        return (got is not None and got.get(seq) == fingerprint) or (
+            (gateway, seq, fingerprint) in self._held
+        )
+
+    def hold(self, keys: Sequence[tuple[int, int, int]]) -> None:
+        """Batches of a window whose write is under way: the next window, decoded meanwhile,
+        drops their copies as a window decoded after the acknowledgement would
+        (docs/adr/0032-overlapped-window-writes.md). :meth:`settle` ends the hold."""
+        self._held.update(keys)
+
+    def settle(self, keys: Sequence[tuple[int, int, int]], *, stored: bool) -> None:
+        """End the hold of ``keys``: remembered if their window was ``stored`` and
+        acknowledged, forgotten otherwise (it comes back and must not be dropped)."""
+        self._held.difference_update(keys)
+        if stored:
+            self.remember(keys)
 
     def remember(self, keys: Sequence[tuple[int, int, int]]) -> None:
         """Remember stored batches ((gateway, seq, fingerprint)); forgets each gateway's

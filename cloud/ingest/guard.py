@@ -196,21 +196,31 @@ def run_guarded(
     *,
     process: Callable[[list[Message]], None],
     quarantine: Callable[[list[tuple[Message, int]]], None],
+    settle: Callable[[], None] = lambda: None,
 ) -> None:
     """Handle a window under the guard: ``quarantine`` the poison messages (with their
     attempt counts; it dead-letters and acknowledges them), ``process`` the fresh ones as one
     window, then each suspect alone. An attempt is counted durably before ``process`` runs
-    and forgotten once it returns or raises: only a death of the process leaves it."""
+    and forgotten once it returns or raises: only a death of the process leaves it.
+
+    ``process`` may leave its window's write under way (the service overlaps windows, ADR
+    0032); ``settle`` finishes whatever is, and is called before and after each suspect, so
+    a suspect is the only window in the process while its attempt counts."""
     plan, fps = guard.plan(window)
     if plan.poison:
         quarantine([(window[i], n) for i, n in plan.poison])
         guard.finished([fps[i] for i, _ in plan.poison])
     parts = ([plan.fresh] if plan.fresh else []) + [[i] for i in plan.suspects]
-    for part in parts:
+    for n, part in enumerate(parts):
         msgs, part_fps = [window[i] for i in part], [fps[i] for i in part]
+        suspect = n > 0 or not plan.fresh
+        if suspect:
+            settle()
         guard.attempt(part_fps)
         try:
             guard.crash_hook(msgs)
             process(msgs)
+            if suspect:
+                settle()
         finally:
             guard.finished(part_fps)

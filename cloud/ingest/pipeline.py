@@ -2,12 +2,19 @@
 points and statuses, fold the stored readings into the state, write the rollups, rewrite the
 past buckets late readings change. Acknowledging is the caller's (``service``): it happens only
 after :meth:`WindowPipeline.store` returns.
+
+The same way in three steps, so the caller can decode window k+1 while window k's points are
+written (docs/adr/0032-overlapped-window-writes.md): :meth:`WindowPipeline.prepare` (decode,
+dead letters, the lines), :meth:`WindowPipeline.submit` (the raw write starts on the writer's
+threads) and :meth:`WindowPipeline.finish` (wait for it, then everything after it, as
+:meth:`WindowPipeline.store` does). Windows must be finished in the order they were prepared.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +31,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
-from cloud.ingest.writer import Lines, PointBuilder, PointWriter
+from cloud.ingest.writer import Lines, PendingWrite, PointBuilder, PointWriter
 from contract import KIND_CODES, RejectReason, SensorKind, TopicError, topics
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,20 @@ def dead_letter(msg: Message, rej: Rejection) -> Refusal:
         gateway=gateway,
         problems=(Problem(rej.reason, rej.detail, rej.index),),
     )
+
+
+@dataclass(slots=True, kw_only=True)
+class StoringWindow:
+    """A window between :meth:`WindowPipeline.prepare` and :meth:`WindowPipeline.finish`."""
+
+    window: list[Message]
+    decoded: DecodedWindow
+    #: raw and status lines, with the message and reading each came from
+    lines: Lines
+    #: the clock when the window was prepared (dead letters and late data use it)
+    now: int
+    #: the raw write, once submitted
+    write: PendingWrite | None = None
 
 
 class WindowPipeline:
@@ -82,7 +103,12 @@ class WindowPipeline:
     def store(self, window: list[Message]) -> DecodedWindow:
         """Everything a window needs before it may be acknowledged: refusals on disk, raw
         points, statuses and aggregates accepted by InfluxDB, the state updated."""
-        state = self.state
+        return self.finish(self.prepare(window))
+
+    def prepare(self, window: list[Message]) -> StoringWindow:
+        """Decode and validate ``window``, store its refusals (fsync) and format its raw and
+        status lines. Touches neither the state nor the rollups, so it may run while the
+        previous window is still being written."""
         now = self._clock_ms()
         m = self.metrics
         m.messages_in.inc(len(window))
@@ -106,15 +132,33 @@ class WindowPipeline:
 
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
-        for msg_i, line in st_lines:
-            lines.add([line], [msg_i], [-1])
-        refused = self.writer.write(lines.lines)
+        lines.add(
+            [line.encode() for _, line in st_lines],
+            [msg_i for msg_i, _ in st_lines],
+            [-1] * len(st_lines),
+        )  # one add: each one copies the provenance arrays
+        return StoringWindow(window=window, decoded=decoded, lines=lines, now=now)
+
+    def submit(self, storing: StoringWindow) -> None:
+        """Start writing the window's lines on the writer's threads (returns at once)."""
+        storing.write = self.writer.submit(storing.lines.lines)
+
+    def finish(self, storing: StoringWindow) -> DecodedWindow:
+        """Wait for the window's write (or write it now if it was not submitted), dead-letter
+        the lines InfluxDB refused, fold what was stored into the state, write the rollups
+        and the past buckets it changes. After it returns the window may be acknowledged."""
+        window, decoded, lines, now = storing.window, storing.decoded, storing.lines, storing.now
+        # Not submitted (store()): written on this thread, as before overlapping existed.
+        pending, storing.write = storing.write, None
+        refused = pending.result() if pending is not None else self.writer.write(lines.lines)
+        readings = decoded.readings
+        state, m = self.state, self.metrics
         stored = np.ones(len(readings), dtype=bool)
         if refused:
             late: list[Refusal] = []
             n_raw = len(readings)
             for r in refused:
-                msg_i, at = lines.message[r.line], lines.reading[r.line]
+                msg_i, at = lines.owner(r.line)
                 rej = Rejection(
                     msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
                 )

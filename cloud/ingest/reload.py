@@ -61,6 +61,7 @@ def follow_registry(ing: Ingester) -> None:
     registry = ing.registry_watch.take()
     if registry is None:
         return
+    ing._inflight.drain()  # a window in flight is finished with the registry it was decoded by
     change = swap_registry(ing, registry)
     replayed = replay_refused(ing, sorted(change.gateways_gaining_sensors))
     log.info("registry swapped in (%s); replayed %d dead-lettered messages", change, replayed)

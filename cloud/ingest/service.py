@@ -3,8 +3,9 @@
 One consumer thread (the caller of :meth:`Ingester.run`) takes windows of ``flush_interval_s``
 or ``window_max_messages`` from the MQTT session (``consumer``) and processes each
 (``pipeline``): decode and validate, dead-letter the refused (fsync), store raw points, update
-state and store aggregates, then acknowledge every message of the window. This module wires
-those parts together and owns the loop, the stop and the acknowledgements.
+state and store aggregates, then acknowledge every message of the window. While window k is
+written, window k+1 is decoded if it is already there (``overlap``, ADR 0032). This module
+wires those parts together and owns the loop, the stop and the acknowledgements.
 
 Delivery guarantee: at least once. A message is acknowledged (``client.ack``) only after
 InfluxDB accepted all its points and its dead-letter records are on disk; until then the broker
@@ -29,8 +30,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
-import numpy.typing as npt
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import start_http_server
@@ -47,6 +46,8 @@ from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, r
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.migrations import migrate_dead_letters
+from cloud.ingest.overlap import WindowsInFlight
+from cloud.ingest.peer_sync import greet, merge_peers, publish_state
 from cloud.ingest.peers import StatePeers
 from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.reload import follow_registry
@@ -117,6 +118,12 @@ class Ingester:
         self._pending: PendingAcks[Ack] = PendingAcks(timeout_s=_DELTA_PUBLISH_TIMEOUT_S)
         #: monotonic time by which a stopping run() gives up what it has not finished
         self._stop_deadline = float("inf")
+        #: the window being written while the next is decoded (cloud/ingest/overlap.py)
+        self._inflight = WindowsInFlight(
+            acknowledge=self._acknowledge, release=self._session.release
+        )
+        #: payload bytes of the windows _handle left to _inflight to release
+        self._adopted = 0
 
     def stop(self) -> None:
         """Ask :meth:`run` to return within ``shutdown_timeout_s`` (safe from signal handlers
@@ -212,6 +219,7 @@ class Ingester:
         try:
             while not self._stop.is_set():
                 if session.down:
+                    self._inflight.drain()
                     self._teardown()
                     if not session.connect():
                         self._stop.wait(retry_delay(attempt))
@@ -219,7 +227,7 @@ class Ingester:
                         continue
                     attempt = 0
                 follow_registry(self)
-                self._greet()
+                greet(self)
                 self._handle(session.collect(idle=self._idle))
                 self._settle()
                 self._require()[1].tick()
@@ -230,6 +238,7 @@ class Ingester:
                     break
                 self._handle(window)
                 self._settle()
+            self._inflight.drain()
             self._await_pending()
         except WriteAbortedError:
             log.warning(
@@ -237,6 +246,7 @@ class Ingester:
                 "at the broker and are redelivered on the next start"
             )
         finally:
+            self._inflight.abandon()
             self._teardown(graceful=True)
 
     def _teardown(self, *, graceful: bool = False) -> None:
@@ -248,6 +258,9 @@ class Ingester:
     def _idle(self) -> float | None:
         """While waiting for messages: acks that wait for a delta's PUBACK free Receive
         Maximum slots, so send them as soon as the PUBACK is in, not when the window closes."""
+        # Nothing to decode meanwhile: finish the window in flight now, not when the next one
+        # comes (its acknowledgement and lag would wait for the traffic).
+        self._inflight.drain()
         if not self._pending:
             return None
         self._settle()
@@ -262,29 +275,54 @@ class Ingester:
         data: list[Message] = []
         for m in window:
             (peers if topics.is_internal(m.topic) else data).append(m)
+        inflight = self._inflight
+        self._adopted = 0
         if data:
-            run_guarded(self.guard, data, process=self._process, quarantine=self._quarantine)
+            run_guarded(
+                self.guard,
+                data,
+                process=self._start,
+                quarantine=self._quarantine,
+                settle=inflight.drain,
+            )
             self.metrics.windows.inc()
         if peers:
-            self._merge_peers(peers, pipeline)
-        self._session.release(sum(len(m.payload) for m in window))
+            inflight.drain()  # their state merges into one that has every window of ours
+            merge_peers(self, peers, pipeline)
+        # A window started here holds its payloads until it is finished (overlap.py).
+        self._session.release(sum(len(m.payload) for m in window) - self._adopted)
+
+    def _start(self, window: list[Message]) -> None:
+        """Decode ``window`` while the one in flight is written; it stays in flight and
+        releases its payload bytes when it is finished."""
+        size = sum(len(m.payload) for m in window)
+        self._inflight.start(self._require()[1], window, size=size)
+        self._adopted += size
 
     def _process(self, window: list[Message]) -> None:
+        """Store and acknowledge ``window`` (and the one in flight) before returning; its
+        bytes are not the session's (the registry's replay, reload.py)."""
+        self._inflight.start(self._require()[1], window, size=0)
+        self._inflight.drain()
+
+    def _acknowledge(self, window: list[Message]) -> bool:
+        """Acknowledge a finished window; True if on a live connection (from now on a
+        redelivery of its batches is a duplicate)."""
         _, pipeline = self._require()
-        decoded = pipeline.store(window)
         self._ack(window)
-        if not self._session.lost.is_set():  # acknowledged: from now on a redelivery is a dup
-            self._dedup.remember(decoded.batch_keys)
+        stored = not self._session.lost.is_set()
         self.windows += 1
         # After the ack: self-monitoring must not delay acknowledgements.
         if (
             health := self.health.due_line(self._clock_ms(), unacked=self.metrics.held)
         ) is not None:
             pipeline.write_aggregates([health])
+        return stored
 
     def _quarantine(self, poison: list[tuple[Message, int]]) -> None:
         """The crash-loop guard's verdict (cloud/ingest/guard.py): dead-letter these messages
         as poison without processing them, then acknowledge them."""
+        self._inflight.drain()  # acknowledged in window order
         self._require()[1].quarantine(poison)
         self._ack([msg for msg, _ in poison])
 
@@ -293,7 +331,7 @@ class Ingester:
         """Acknowledge a stored window, once the broker has taken the delta that hands our
         state changes to the other members, so a crash after the ack cannot leave them
         without those readings. That wait is not done here (acks.py says why)."""
-        self._park(self._publish_state(), window)
+        self._park(publish_state(self), window)
 
     def _park(self, infos: list[mqtt.MQTTMessageInfo] | None, msgs: list[Message]) -> None:
         """Acknowledge ``msgs`` once the broker has ``infos`` (None: they could not be
@@ -339,53 +377,3 @@ class Ingester:
                 return
             self._settle()
             time.sleep(_SETTLE_POLL_S)
-
-    # ---- scale-out: state deltas between members (docs/adr/0006-ingester-scale-out.md) ----
-    def _publish_state(self) -> list[mqtt.MQTTMessageInfo] | None:
-        """Publish the sensors whose state the other members do not know yet; the
-        publications to wait for before acknowledging (None: not connected)."""
-        state, _ = self._require()
-        changed = self._peers.changed(state)
-        return self._send(changed) if len(changed) else []
-
-    def _greet(self) -> None:
-        """After (re)subscribing: send our whole state with HELLO, so every member answers
-        with its whole state. A member that joins or returns then misses nothing the group
-        learned before its subscription existed."""
-        if self._peers.shared is None or not self._session.hello_due.is_set():
-            return
-        self._session.hello_due.clear()
-        state, _ = self._require()
-        # Nothing waits for the HELLO to be acknowledged, but a broker that never takes it
-        # is a lost connection like any other (PendingAcks.overdue).
-        self._park(self._send(np.flatnonzero(state.known), hello=True), [])
-
-    def _send(
-        self, sensors: npt.NDArray[np.intp], *, hello: bool = False
-    ) -> list[mqtt.MQTTMessageInfo] | None:
-        """Publish the state of ``sensors``; None if there is no connection."""
-        client = self._session.client
-        if client is None or self._session.lost.is_set():
-            return None
-        state, _ = self._require()
-        return self._peers.send(client, state, sensors, hello=hello)
-
-    def _merge_peers(self, msgs: list[Message], pipeline: WindowPipeline) -> None:
-        """Merge the other members' state deltas (last writer wins), rewrite the rollups if
-        that changed our state, then acknowledge the deltas."""
-        state, _ = self._require()
-        deltas = self._peers.accept(
-            msgs, n_sensors=self.index.n_sensors, fields=state.values.shape[1]
-        )
-        if deltas:
-            rows, changed = self._peers.merge(deltas, state)
-            if pipeline.history is not None:  # so rewritten past buckets include peers' sensors
-                pipeline.history.add(*rows, now_ms=self._clock_ms())
-            if changed:
-                pipeline.write_rollups(self._clock_ms())
-            # A member (re)joined: answer with everything we know before acking its HELLO,
-            # so a crash here makes the broker deliver the HELLO again.
-            if any(d.hello for d in deltas):
-                self._park(self._send(np.flatnonzero(state.known)), msgs)
-                return
-        self._park([], msgs)

@@ -1,0 +1,110 @@
+"""Raw points formatted column-wise in numpy: the same bytes as ``cloud.influx.format_int_rows``,
+without a Python loop per line.
+
+``format_int_rows`` formats each point with ``str.format`` on a row of Python ints, and the
+columns must first become those ints (``tolist``): about 2.2 us per raw line, most of the
+ingester's own CPU in mode (d) (docs/performance.md, issue 14 (d)). Here every part of a line
+is a byte matrix with one row per point: the series key (from ``cloud.influx.series_key``,
+padded), the field names (escaped by ``cloud.influx.escape_tag``), and each integer column's
+decimal digits computed by numpy. The valid bytes of each row are then taken in row order
+(``matrix[mask]``): one ``bytes`` holding every line, each ending in ``\\n``.
+
+The result is byte-identical to ``format_int_rows`` (tests/unit/test_ingest_raw_lines.py checks
+it on random rows with hypothesis); keys and names still come from ``cloud.influx``, the only
+place that escapes line protocol. docs/adr/0032-overlapped-window-writes.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.influx import LineProtocolError, escape_tag
+
+#: 10**k for k = 0..18: every power below int64's maximum
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+#: rows formatted at once: the byte matrices stay a few MB whatever the window
+_BLOCK = 8192
+_ZERO = ord("0")
+_MINUS = ord("-")
+
+Part = tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]] | bytes
+
+
+class KeyTable:
+    """Series keys as a padded byte matrix, one row per key (built once per registry)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        encoded = [k.encode() for k in keys]
+        width = max((len(k) for k in encoded), default=1)
+        self.bytes = np.zeros((len(encoded), width), np.uint8)
+        for i, k in enumerate(encoded):
+            self.bytes[i, : len(k)] = np.frombuffer(k, np.uint8)
+        self.length = np.array([len(k) for k in encoded], np.int64)
+
+
+def digits(col: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """The decimal text of each value as ``str(int)`` writes it: a matrix of right-aligned
+    digits (a '-' first) and the mask of its valid bytes."""
+    n = len(col)
+    neg = col < 0
+    a = np.abs(col)  # int64's minimum is beyond any value the contract admits
+    width = max(1, int(np.searchsorted(_POW10, a.max(), side="right"))) if n else 1
+    text = np.empty((n, width + 1), np.uint8)
+    valid = np.empty((n, width + 1), np.bool_)
+    text[:, 0] = _MINUS
+    valid[:, 0] = neg
+    q = a
+    for k in range(width):
+        # floor division by a constant is several times faster than % in numpy
+        nxt = q // 10
+        text[:, width - k] = q - nxt * 10 + _ZERO
+        valid[:, width - k] = a >= _POW10[k] if k else True
+        q = nxt
+    return text, valid
+
+
+def format_int_columns(
+    keys: KeyTable,
+    key_rows: npt.NDArray[np.integer],
+    names: Sequence[str],
+    values: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+) -> bytes:
+    """Points ``keys[key_rows[i]]`` with the integer fields ``names`` = ``values[i]`` at time
+    ``ts[i]``, every line ending in ``\\n``: ``format_int_rows``' lines, joined."""
+    if not names:
+        raise LineProtocolError("a point needs at least one field")
+    if values.shape != (len(ts), len(names)) or len(key_rows) != len(ts):
+        raise ValueError("keys, values and times must have one row per point")
+    fixed = [(" " if j == 0 else "i,") + escape_tag(n) + "=" for j, n in enumerate(names)]
+    out = []
+    for lo in range(0, len(ts), _BLOCK):
+        hi = min(lo + _BLOCK, len(ts))
+        rows = key_rows[lo:hi]
+        key_valid = np.arange(keys.bytes.shape[1]) < keys.length[rows][:, None]
+        parts: list[Part] = [(keys.bytes[rows], key_valid)]
+        for j, text in enumerate(fixed):
+            parts += [text.encode(), digits(values[lo:hi, j])]
+        parts += [b"i ", digits(ts[lo:hi]), b"\n"]
+        out.append(_assemble(parts, hi - lo))
+    return b"".join(out)
+
+
+def _assemble(parts: list[Part], n: int) -> bytes:
+    width = sum(len(p) if isinstance(p, bytes) else p[0].shape[1] for p in parts)
+    text = np.empty((n, width), np.uint8)
+    valid = np.ones((n, width), np.bool_)
+    at = 0
+    for p in parts:
+        if isinstance(p, bytes):
+            text[:, at : at + len(p)] = np.frombuffer(p, np.uint8)
+            at += len(p)
+        else:
+            w = p[0].shape[1]
+            text[:, at : at + w] = p[0]
+            valid[:, at : at + w] = p[1]
+            at += w
+    return text[valid].tobytes()
