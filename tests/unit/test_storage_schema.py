@@ -82,7 +82,8 @@ def _written_lines() -> list[str]:
         seq=np.arange(n, dtype=np.int64),
         values=np.array([r[2] + [0] * (MAX_FIELDS - 5) for r in rows], np.int64),
     )
-    lines = builder.raw(readings).lines
+    # raw lines are bytes (cloud/ingest/raw_lines.py); the rest of the writer's lines str
+    lines = [raw.decode() for raw in builder.raw(readings).lines]
     state = SensorState(n_sensors=index.n_sensors)
     state.update(readings.sensor, readings.ts - 60_000, readings.seq, readings.values)
     state.update(readings.sensor, readings.ts, readings.seq, readings.values)
