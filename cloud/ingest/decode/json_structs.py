@@ -35,6 +35,7 @@ from contract.payload import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, SCHEMA_V
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _Natural = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
+
 #: kind code -> the values struct of that kind: exactly its fields, in wire order, so
 #: ``msgspec.structs.astuple`` gives them in the order of the value columns.
 def _values_structs(field_type: Any, prefix: str) -> dict[int, type[msgspec.Struct]]:
