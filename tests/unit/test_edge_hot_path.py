@@ -1,0 +1,64 @@
+"""The edge's per-reading shortcuts keep their promises: lanes found without a loop over the
+readings, and a sensor's health copied field by field."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contract.payload import SensorKind
+from edge.reading import EdgeReading
+from edge.serial_reader import SensorHealth
+from edge.spool import LANES, lane_of, split_lanes
+from edge.spool.policy import batch_lane
+
+T0 = 1_764_000_000_000
+
+
+def _reading(i: int, kind: SensorKind) -> EdgeReading:
+    return EdgeReading(f"s-{i}", kind, T0 + i, i, {})
+
+
+@given(st.lists(st.sampled_from(list(SensorKind)), max_size=60))
+def test_lanes_are_those_a_reading_by_reading_split_gives(kinds: list[SensorKind]) -> None:
+    """One kind or many: one list per non-empty lane, most urgent first, arrival order kept,
+    and a batch's lane is its most urgent reading's."""
+    readings = [_reading(i, kind) for i, kind in enumerate(kinds)]
+    by_lane: list[list[EdgeReading]] = [[] for _ in LANES]
+    for r in readings:
+        by_lane[lane_of(r.kind)].append(r)
+    assert split_lanes(readings) == [lane for lane in by_lane if lane]
+    if readings:
+        assert batch_lane(readings) == min(lane_of(k) for k in kinds)
+
+
+def test_sensor_health_copy_has_every_field_and_is_independent() -> None:
+    """Every field (all set away from their defaults) comes across; changing the copy leaves
+    the reader's own record alone."""
+    health = SensorHealth(
+        last_seen_ms=T0,
+        last_seq=41,
+        frames=42,
+        gaps=3,
+        resets=1,
+        duplicates=2,
+        skew_ms=-1500,
+        clock_jumps=1,
+        interval_ms=100.5,
+    )
+    copy = health.copy()
+    assert [getattr(copy, f.name) for f in fields(SensorHealth)] == [
+        T0,
+        41,
+        42,
+        3,
+        1,
+        2,
+        -1500,
+        1,
+        100.5,
+    ]
+    copy.observe(42, T0 + 100, T0 + 100, 60_000)
+    assert (health.last_seq, health.frames) == (41, 42)
