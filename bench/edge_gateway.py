@@ -42,10 +42,8 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from contract import SensorKind, SerialFrame, encode_frame
-from contract.serial_frame import FrameDecoder
+from bench.edge_limits import bed_frame, floor_pct, publisher_floor_pct
 from contract.topics import Channel, build
-from edge import PortReader, serial_opener
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 
@@ -82,54 +80,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def bed_frame(i: int, step: int, now_ms: int) -> bytes:
-    """Sensor ``i``'s frame at ``step``: bed wards with clocks, the heaviest frame and value
-    rules there are."""
-    occupied = (step + i) % 40
-    frame = SerialFrame(
-        sensor=f"bed-{i:03d}",
-        kind=SensorKind.BED,
-        seq=step,
-        ts_ms=now_ms,
-        values=(40, occupied, occupied // 4, occupied // 8, 0),
-    )
-    return encode_frame(frame)
-
-
-def floor_pct(
-    n: int, ports: int, rate: float, *, seconds: float = 5.0, rounds: int = 3
-) -> tuple[float, float]:
-    """The limit beside the subject, on the same byte stream: % of one core that decoding
-    ``rate`` steps/s of ``n`` sensors over ``ports`` costs, (a) the frame decoder alone and (b)
-    the decoder plus the agent's per-frame work (``PortReader.feed``: health, value rules, the
-    reading). Thread CPU time in this process over ``seconds`` of traffic, best of ``rounds``
-    (the machine is shared: the least disturbed round is the closest to the cost)."""
-    steps = max(1, round(rate * seconds))
-    now_ms = time.time_ns() // 1_000_000
-    bursts = [
-        [b"".join(bed_frame(i, step, now_ms) for i in range(p, n, ports)) for p in range(ports)]
-        for step in range(steps)
-    ]
-    decode = feed = float("inf")
-    for _round in range(rounds):
-        decoders = [FrameDecoder() for _ in range(ports)]
-        t0 = time.thread_time()
-        for burst in bursts:
-            for decoder, chunk in zip(decoders, burst, strict=True):
-                decoder.feed_columns(chunk)  # what PortReader.feed calls
-        decode = min(decode, time.thread_time() - t0)
-        readers = [
-            PortReader(label=f"bus{p}", url="", opener=serial_opener(baudrate=115200))
-            for p in range(ports)
-        ]
-        t0 = time.thread_time()
-        for burst in bursts:
-            for reader, chunk in zip(readers, burst, strict=True):
-                reader.feed(chunk)
-        feed = min(feed, time.thread_time() - t0)
-    return 100 * decode / seconds, 100 * feed / seconds
 
 
 class Sensors:
@@ -325,6 +275,11 @@ def main() -> None:
         print(
             f"ratio             {cpu_pct / decode_pct:8.2f}x the decoder alone, "
             f"{cpu_pct / feed_pct:.2f}x decoder + per-frame work"
+        )
+        spool_pct = publisher_floor_pct(args.sensors, args.ports, args.rate, workdir)
+        print(
+            f"limit, publisher  {spool_pct:8.2f} % batch window + spool put/take/ack + envelope "
+            f"on those readings (the loop: {main_pct:.2f} %, {main_pct / spool_pct:.2f}x)"
         )
         mean_rss = sum(rss) / len(rss)
         print(f"agent RSS         {max(rss):8.1f} MB max, {mean_rss:.1f} MB mean (goal <= 60 MB)")
