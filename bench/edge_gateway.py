@@ -11,17 +11,19 @@ the broker delivered to a subscriber in that window.
     .venv/bin/python -m bench.edge_gateway --duration 10 --profile /tmp/edge.prof
 
 Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s == offered.
-``--profile FILE`` runs the agent under cProfile (its publisher loop, the main thread) and
-writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
-benchmark's. Printed, never asserted.
+``--profile FILE`` runs the agent under cProfile timed by CPU (``time.thread_time``: its
+publisher loop, the main thread) and writes the stats there (``python -m pstats FILE``);
+figures from a profiled run are not the benchmark's. Printed, never asserted.
 
-Also printed: CPU per thread, and the limit beside the subject from the same run - the same
-byte stream decoded in this process by the frame decoder alone and by ``PortReader.feed`` -
-with the agent's CPU as a multiple of each.
+Also printed: CPU per thread, and the limits beside the subject from the same run
+(``bench.edge_limits``) - the same byte stream decoded in this process by the frame decoder
+alone and by ``PortReader.feed``, and the publisher loop's own work on those readings (batch
+window, spool, envelope) - with the agent's CPU as a multiple of each.
 
-Measured 2026-11-29 (issue 14) on the shared 2-core machine (load average 15), 8 PTYs: 4.28 %
-of a core (hub 2.24 %, publisher loop 1.64 %, MQTT network 0.40 %), RSS 44.8 MB; decoder alone
-1.01 %, decoder + per-frame work 1.77 %. Issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
+Measured 2026-11-30 (issue 14, ADR 0033) on the shared 2-core machine (load average about 4),
+8 PTYs: 4.19 % and 3.99 % of a core (publisher loop 1.65 %, hub 2.10 / 1.85 %, MQTT network
+0.45 %), RSS 45.3 MB; the code before, alternated with it: 7.14 % and 5.96 %. Quiet, before:
+8.78 % and 8.33 %; issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ from contract.topics import Channel, build
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 
+#: The agent under cProfile timed by its main thread's CPU clock: a wall-clock profile
+#: charges the loop's sleeps and its waits for the GIL to whatever call was running.
+_PROFILED = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+prof = cProfile.Profile(time.thread_time)
+prof.enable()
+try:
+    runpy.run_module("edge", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+"""
 GW = "gw-bench"
 SITE = "rs-bench"
 PASSWORD = "gw-bench-pw"  # noqa: S105 - a throwaway broker user on a temp broker
@@ -177,9 +194,8 @@ def agent_process(
         PANTAU_STATUS_INTERVAL_S="5",
     )
     argv = [sys.executable]
-    if profile is not None:
-        argv += ["-m", "cProfile", "-o", str(profile)]
-    argv += ["-m", "edge", "run", "--log-level", "WARNING"]
+    argv += ["-m", "edge"] if profile is None else ["-c", _PROFILED, str(profile)]
+    argv += ["run", "--log-level", "WARNING"]
     with (workdir / "agent.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
