@@ -80,12 +80,12 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._status_dirty = threading.Event()
         # Events from the network thread wake the loop (a PUBACK is handled as it comes).
-        # Readings from the hub wake it only when its batch window would start or close
-        # (_hand_over); otherwise they wait on the deque (appends are thread-safe) for the
-        # loop's next wake-up. Waking the loop for each burst was 80 wake-ups a second, on
-        # both threads, at 200 sensors x 10 Hz on 8 ports.
+        # Readings from the hub wake it only when a window is due (_hand_over); otherwise
+        # they wait on the deque (appends are thread-safe) for the loop's next wake-up.
+        # Waking the loop for each burst was 80 wake-ups a second, on both threads, at 200
+        # sensors x 10 Hz on 8 ports.
         self._inbox: queue.Queue[UplinkEvent | None] = queue.Queue()
-        self._bursts: deque[list[EdgeReading]] = deque()
+        self._bursts: deque[tuple[float, list[EdgeReading]]] = deque()
         self._unannounced = 0  # readings on the deque since the last wake-up (hub thread)
         self._readers: list[PortReader] = []
         self._hub: SerialHub | None = None
@@ -211,7 +211,8 @@ class EdgeAgent:
                     break
         bursts = self._bursts
         while bursts:
-            self._batcher.add(bursts.popleft())
+            arrived, readings = bursts.popleft()
+            self._batcher.add(readings, at=arrived)
         self._batcher.close_if_due()
 
     def _take(self, event: UplinkEvent | None) -> None:
@@ -219,14 +220,19 @@ class EdgeAgent:
             self._uplink.handle(event, self._spool, self._on_command)
 
     def _hand_over(self, readings: list[EdgeReading]) -> None:
-        """The hub's delivery (in the hub thread): leave ``readings`` on the deque, and wake
-        the loop only if its window is empty (these readings start it, and its age counts
-        from now) or a full window's worth waits. ``len(self._batcher)`` is read without a
-        lock: a stale answer costs one wake-up too many or a pickup one tick late, never a
-        reading."""
-        self._bursts.append(readings)
+        """The hub's delivery (in the hub thread): leave ``readings`` on the deque with the
+        time they arrived (a window they start is as old as they are), and wake the loop only
+        when a full window's worth waits - or when they start a window that must close before
+        the loop's next tick (``batch_max_delay_s`` under ``LOOP_TICK_S``). Waking a thread
+        costs the waker too (py-spy: a third of the hub's time was ``Queue.put``'s notify).
+        ``len(self._batcher)`` is read without a lock: a stale answer costs one wake-up too
+        many or a pickup one tick late, never a reading."""
+        self._bursts.append((time.monotonic(), readings))
         self._unannounced += len(readings)
-        if self._unannounced >= self._batcher.max_readings or not len(self._batcher):
+        batcher = self._batcher
+        if self._unannounced >= batcher.max_readings or (
+            batcher.max_delay_s < LOOP_TICK_S and not len(batcher)
+        ):
             self._unannounced = 0
             self._inbox.put(None)
 
