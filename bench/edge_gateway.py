@@ -11,17 +11,19 @@ the broker delivered to a subscriber in that window.
     .venv/bin/python -m bench.edge_gateway --duration 10 --profile /tmp/edge.prof
 
 Goals on this machine: <= 5 % of one core, <= 60 MB RSS, delivered readings/s == offered.
-``--profile FILE`` runs the agent under cProfile (its publisher loop, the main thread) and
-writes the stats there (``python -m pstats FILE``); figures from a profiled run are not the
-benchmark's. Printed, never asserted.
+``--profile FILE`` runs the agent under cProfile timed by CPU (``time.thread_time``: its
+publisher loop, the main thread) and writes the stats there (``python -m pstats FILE``);
+figures from a profiled run are not the benchmark's. Printed, never asserted.
 
-Also printed: CPU per thread, and the limit beside the subject from the same run - the same
-byte stream decoded in this process by the frame decoder alone and by ``PortReader.feed`` -
-with the agent's CPU as a multiple of each.
+Also printed: CPU per thread, and the limits beside the subject from the same run
+(``bench.edge_limits``) - the same byte stream decoded in this process by the frame decoder
+alone and by ``PortReader.feed``, and the publisher loop's own work on those readings (batch
+window, spool, envelope) - with the agent's CPU as a multiple of each.
 
-Measured 2026-11-29 (issue 14) on the shared 2-core machine (load average 15), 8 PTYs: 4.28 %
-of a core (hub 2.24 %, publisher loop 1.64 %, MQTT network 0.40 %), RSS 44.8 MB; decoder alone
-1.01 %, decoder + per-frame work 1.77 %. Issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
+Measured 2026-11-30 (issue 14, ADR 0033) on the shared 2-core machine (load average about 4),
+8 PTYs: 4.19 % and 3.99 % of a core (publisher loop 1.65 %, hub 2.10 / 1.85 %, MQTT network
+0.45 %), RSS 45.3 MB; the code before, alternated with it: 7.14 % and 5.96 %. Quiet, before:
+8.78 % and 8.33 %; issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
 """
 
 from __future__ import annotations
@@ -42,13 +44,26 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from contract import SensorKind, SerialFrame, encode_frame
-from contract.serial_frame import FrameDecoder
+from bench.edge_limits import bed_frame, floor_pct, publisher_floor_pct
 from contract.topics import Channel, build
-from edge import PortReader, serial_opener
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
 
+#: The agent under cProfile timed by its main thread's CPU clock: a wall-clock profile
+#: charges the loop's sleeps and its waits for the GIL to whatever call was running.
+_PROFILED = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+prof = cProfile.Profile(time.thread_time)
+prof.enable()
+try:
+    runpy.run_module("edge", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+"""
 GW = "gw-bench"
 SITE = "rs-bench"
 PASSWORD = "gw-bench-pw"  # noqa: S105 - a throwaway broker user on a temp broker
@@ -82,54 +97,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def bed_frame(i: int, step: int, now_ms: int) -> bytes:
-    """Sensor ``i``'s frame at ``step``: bed wards with clocks, the heaviest frame and value
-    rules there are."""
-    occupied = (step + i) % 40
-    frame = SerialFrame(
-        sensor=f"bed-{i:03d}",
-        kind=SensorKind.BED,
-        seq=step,
-        ts_ms=now_ms,
-        values=(40, occupied, occupied // 4, occupied // 8, 0),
-    )
-    return encode_frame(frame)
-
-
-def floor_pct(
-    n: int, ports: int, rate: float, *, seconds: float = 5.0, rounds: int = 3
-) -> tuple[float, float]:
-    """The limit beside the subject, on the same byte stream: % of one core that decoding
-    ``rate`` steps/s of ``n`` sensors over ``ports`` costs, (a) the frame decoder alone and (b)
-    the decoder plus the agent's per-frame work (``PortReader.feed``: health, value rules, the
-    reading). Thread CPU time in this process over ``seconds`` of traffic, best of ``rounds``
-    (the machine is shared: the least disturbed round is the closest to the cost)."""
-    steps = max(1, round(rate * seconds))
-    now_ms = time.time_ns() // 1_000_000
-    bursts = [
-        [b"".join(bed_frame(i, step, now_ms) for i in range(p, n, ports)) for p in range(ports)]
-        for step in range(steps)
-    ]
-    decode = feed = float("inf")
-    for _round in range(rounds):
-        decoders = [FrameDecoder() for _ in range(ports)]
-        t0 = time.thread_time()
-        for burst in bursts:
-            for decoder, chunk in zip(decoders, burst, strict=True):
-                decoder.feed(chunk)
-        decode = min(decode, time.thread_time() - t0)
-        readers = [
-            PortReader(label=f"bus{p}", url="", opener=serial_opener(baudrate=115200))
-            for p in range(ports)
-        ]
-        t0 = time.thread_time()
-        for burst in bursts:
-            for reader, chunk in zip(readers, burst, strict=True):
-                reader.feed(chunk)
-        feed = min(feed, time.thread_time() - t0)
-    return 100 * decode / seconds, 100 * feed / seconds
 
 
 class Sensors:
@@ -227,9 +194,8 @@ def agent_process(
         PANTAU_STATUS_INTERVAL_S="5",
     )
     argv = [sys.executable]
-    if profile is not None:
-        argv += ["-m", "cProfile", "-o", str(profile)]
-    argv += ["-m", "edge", "run", "--log-level", "WARNING"]
+    argv += ["-m", "edge"] if profile is None else ["-c", _PROFILED, str(profile)]
+    argv += ["run", "--log-level", "WARNING"]
     with (workdir / "agent.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -325,6 +291,11 @@ def main() -> None:
         print(
             f"ratio             {cpu_pct / decode_pct:8.2f}x the decoder alone, "
             f"{cpu_pct / feed_pct:.2f}x decoder + per-frame work"
+        )
+        spool_pct = publisher_floor_pct(args.sensors, args.ports, args.rate, workdir)
+        print(
+            f"limit, publisher  {spool_pct:8.2f} % batch window + spool put/take/ack + envelope "
+            f"on those readings (the loop: {main_pct:.2f} %, {main_pct / spool_pct:.2f}x)"
         )
         mean_rss = sum(rss) / len(rss)
         print(f"agent RSS         {max(rss):8.1f} MB max, {mean_rss:.1f} MB mean (goal <= 60 MB)")

@@ -37,13 +37,22 @@ from contract.payload import (
     Reading,
     SensorKind,
     SingleReading,
+    check_row,
+    check_rows,
     check_timestamp,
     check_values,
     check_version,
     encode,
     load_json,
 )
-from contract.serial_frame import FrameDecoder, FrameStats, SerialFrame, encode_frame, parse_frame
+from contract.serial_frame import (
+    FrameColumns,
+    FrameDecoder,
+    FrameStats,
+    SerialFrame,
+    encode_frame,
+    parse_frame,
+)
 from contract.status import STAT_TYPES, GatewayState, GatewayStatus, StatType, known_stats
 from contract.topics import Channel, Topic
 
@@ -108,6 +117,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "ContractError",
+    "FrameColumns",
     "FrameDecoder",
     "FrameError",
     "FrameStats",
@@ -128,6 +138,8 @@ __all__ = [
     "TopicError",
     "bor_band",
     "bor_percent",
+    "check_row",
+    "check_rows",
     "check_timestamp",
     "check_values",
     "check_version",

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -134,6 +135,38 @@ class ClockSource(StrEnum):
     GATEWAY = "gateway"
 
 
+#: CROSS_FIELD_RULES with their fields as wire positions: :func:`check_rows` compares whole
+#: columns with them.
+_RULES_AT: dict[SensorKind, tuple[tuple[AtMost, tuple[int, ...], int], ...]] = {
+    kind: tuple(
+        (
+            rule,
+            tuple(KIND_FIELDS[kind].index(p) for p in rule.parts),
+            KIND_FIELDS[kind].index(rule.whole),
+        )
+        for rule in rules
+    )
+    for kind, rules in CROSS_FIELD_RULES.items()
+}
+
+
+def _count_broken(name: str, value: int) -> tuple[RejectReason, str] | None:
+    # The per-field rule on an integer: a count is never negative and never beyond MAX_COUNT.
+    if value < 0:
+        return RejectReason.NEGATIVE_COUNT, f"{name} is {value}"
+    if value > MAX_COUNT:
+        return RejectReason.SCHEMA_VIOLATION, f"{name} exceeds {MAX_COUNT}"
+    return None
+
+
+def _cross_broken(kind: SensorKind, row: Sequence[int]) -> tuple[RejectReason, str] | None:
+    named = dict(zip(KIND_FIELDS[kind], row, strict=True))
+    for rule in CROSS_FIELD_RULES[kind]:
+        if rule.broken(named):
+            return rule.reason, rule.detail.format(**named)
+    return None
+
+
 def check_values(kind: SensorKind, values: dict[str, int]) -> tuple[RejectReason, str] | None:
     """The per-reading value rules. Returns the first broken rule, or None if the values are
     valid. Field presence is checked first, then signs, then cross-field consistency."""
@@ -144,14 +177,47 @@ def check_values(kind: SensorKind, values: dict[str, int]) -> tuple[RejectReason
         value = values[name]
         if isinstance(value, bool) or not isinstance(value, int):
             return RejectReason.SCHEMA_VIOLATION, f"{name} must be an integer"
-        if value < 0:
-            return RejectReason.NEGATIVE_COUNT, f"{name} is {value}"
-        if value > MAX_COUNT:
-            return RejectReason.SCHEMA_VIOLATION, f"{name} exceeds {MAX_COUNT}"
-    for rule in CROSS_FIELD_RULES[kind]:
-        if rule.broken(values):
-            return rule.reason, rule.detail.format(**values)
-    return None
+        broken = _count_broken(name, value)
+        if broken is not None:
+            return broken
+    return _cross_broken(kind, [values[name] for name in expected])
+
+
+def check_row(kind: SensorKind, row: Sequence[int]) -> tuple[RejectReason, str] | None:
+    """:func:`check_values` for integer values given positionally, in ``KIND_FIELDS[kind]``
+    order (as a serial frame or binary batch carries them; ``len(row)`` must match): the
+    same rules, the same first broken rule and words."""
+    for name, value in zip(KIND_FIELDS[kind], row, strict=True):
+        broken = _count_broken(name, value)
+        if broken is not None:
+            return broken
+    return _cross_broken(kind, row)
+
+
+def check_rows(
+    kind: SensorKind, rows: Sequence[Sequence[int]]
+) -> list[tuple[int, tuple[RejectReason, str]]]:
+    """:func:`check_row` over many rows of one kind: ``(index, broken rule)`` for each row that
+    breaks one, in order; ``[]`` when all are valid.
+
+    The rules are tested column by column first (each column's min and max, each cross-field
+    rule as one comparison of columns, all loops in C), which proves the common all-valid case
+    at once; only a burst that fails that test is checked row by row, for the exact first
+    broken rule of each row."""
+    if not rows:
+        return []
+    cols = list(zip(*rows, strict=True))
+    suspect = any(min(col) < 0 or max(col) > MAX_COUNT for col in cols)
+    for _rule, parts, whole in _RULES_AT[kind]:
+        if suspect:
+            break
+        total: Iterable[int] = cols[parts[0]]
+        for p in parts[1:]:
+            total = map(operator.add, total, cols[p])
+        suspect = any(map(operator.gt, total, cols[whole]))
+    if not suspect:
+        return []
+    return [(i, broken) for i, row in enumerate(rows) if (broken := check_row(kind, row))]
 
 
 def check_timestamp(ts_ms: int, now_ms: int) -> tuple[RejectReason, str] | None:

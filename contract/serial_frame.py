@@ -13,11 +13,14 @@ Full description: docs/serial-protocol.md.
 from __future__ import annotations
 
 import binascii
+import operator
+import re
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 
 from contract.errors import FrameError
 from contract.payload import KIND_FIELDS, SensorKind
-from contract.topics import is_valid_id
+from contract.topics import ID_PATTERN, is_valid_id
 
 FRAME_TAG = "PNT1"
 START = ord("$")
@@ -97,6 +100,89 @@ def parse_frame(line: bytes) -> SerialFrame:
     return SerialFrame(sensor=sensor, kind=kind, seq=seq, ts_ms=ts, values=values)
 
 
+#: One frame in its plainest form, every field already of the type ``parse_frame`` requires:
+#: an id, a known kind, digits only (no sign, space or ``_``), upper- or lower-case hex, one
+#: ``\r`` at most. Groups: body, sensor, kind, seq, ts, values, CRC.
+_STRICT = (
+    rb"\$("
+    + FRAME_TAG.encode()
+    + rb",("
+    + ID_PATTERN.encode()
+    + rb"),("
+    + b"|".join(re.escape(k.value.encode()) for k in SensorKind)
+    + rb"),([0-9]+),([0-9]*),([0-9]+(?:,[0-9]+)*))\*([0-9A-Fa-f]{4})\r?\n"
+)
+_FRAME = re.compile(_STRICT)
+_FRAMES = re.compile(rb"(?:" + _STRICT + rb")*")
+_KIND_OF = {k.value.encode(): k for k in SensorKind}
+_COMMAS = {k.value.encode(): len(KIND_FIELDS[k]) - 1 for k in SensorKind}
+#: What a strict frame adds to its body: "$", "*" and the 4 CRC digits.
+_ENVELOPE = 6
+
+
+@dataclass(slots=True)
+class FrameColumns:
+    """Decoded frames as columns, in arrival order: frame ``i`` is ``sensors[i]``,
+    ``kinds[i]``... and ``values[i]`` its values in the kind's field order."""
+
+    sensors: list[str] = field(default_factory=list)
+    kinds: list[SensorKind] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    ts_ms: list[int | None] = field(default_factory=list)
+    values: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+    def append(self, frame: SerialFrame) -> None:
+        """Add one frame at the end."""
+        self.sensors.append(frame.sensor)
+        self.kinds.append(frame.kind)
+        self.seqs.append(frame.seq)
+        self.ts_ms.append(frame.ts_ms)
+        self.values.append(frame.values)
+
+    def frames(self) -> list[SerialFrame]:
+        """The same frames as :class:`SerialFrame` objects."""
+        return list(map(SerialFrame, self.sensors, self.kinds, self.seqs, self.ts_ms, self.values))
+
+
+def _strict_columns(chunk: bytes, max_frame: int) -> FrameColumns | None:
+    """``chunk`` (whole lines) decoded at once, if every line in it is a strict frame with a
+    good checksum, the kind's number of values and at most ``max_frame`` bytes; else None.
+
+    Such a chunk is what a healthy sensor bus carries, and every check ``parse_frame`` makes
+    holds for it by the pattern or by a check over all its frames at once (the loops are in
+    C: ``re``, ``map``, ``zip``), so it decodes to exactly the frames ``parse_frame`` would
+    give, line by line. Anything else goes the line-by-line way."""
+    if _FRAMES.fullmatch(chunk) is None:
+        return None
+    found = _FRAME.findall(chunk)
+    if not found:
+        return None
+    bodies, sensors, kinds, seqs, stamps, texts, crcs = zip(*found, strict=True)
+    if max(map(len, bodies)) + _ENVELOPE > max_frame:
+        return None
+    sums = map(binascii.crc_hqx, bodies, repeat(0xFFFF))
+    if not all(map(operator.eq, sums, map(int, crcs, repeat(16)))):
+        return None
+    commas = list(map(bytes.count, texts, repeat(b",")))
+    if commas != list(map(_COMMAS.__getitem__, kinds)):
+        return None
+    flat = map(int, b",".join(texts).split(b","))
+    if kinds.count(kinds[0]) == len(kinds):
+        rows = list(zip(*[flat] * (commas[0] + 1), strict=True))
+    else:
+        rows = [tuple(islice(flat, n + 1)) for n in commas]
+    return FrameColumns(
+        sensors=list(map(bytes.decode, sensors)),
+        kinds=list(map(_KIND_OF.__getitem__, kinds)),
+        seqs=list(map(int, seqs)),
+        ts_ms=[int(t) if t else None for t in stamps] if b"" in stamps else list(map(int, stamps)),
+        values=rows,
+    )
+
+
 @dataclass(slots=True)
 class FrameStats:
     """What the decoder has seen; every byte is accounted for in one of these."""
@@ -120,8 +206,28 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[SerialFrame]:
         """Consume ``data``; return the frames it completed, in order. Never raises for bad
         input: faults are counted in :attr:`stats`."""
+        return self.feed_columns(data).frames()
+
+    def feed_columns(self, data: bytes) -> FrameColumns:
+        """:meth:`feed`, the frames as columns: what a burst of frames costs least as."""
         self._buf += data
-        frames: list[SerialFrame] = []
+        buf = self._buf
+        if buf[:1] == b"$":
+            end = buf.rfind(b"\n") + 1
+            if end:
+                fast = _strict_columns(bytes(buf[:end]), self.max_frame)
+                if fast is not None:
+                    del buf[:end]
+                    self.stats.frames += len(fast)
+                    self._scan(fast)  # the partial frame after the last line end
+                    return fast
+        frames = FrameColumns()
+        self._scan(frames)
+        return frames
+
+    def _scan(self, frames: FrameColumns) -> None:
+        """Decode the buffer line by line with :func:`parse_frame`, resynchronising on ``$``;
+        append the frames to ``frames``."""
         buf = self._buf
         while True:
             start = buf.find(b"$")
@@ -157,4 +263,3 @@ class FrameDecoder:
                     self.stats.malformed += 1
             else:
                 self.stats.frames += 1
-        return frames

@@ -31,12 +31,13 @@ class Batcher:
     def __len__(self) -> int:
         return len(self._current)
 
-    def add(self, readings: Sequence[EdgeReading]) -> int:
-        """Add ``readings``; full windows are closed at once. Returns readings stored."""
+    def add(self, readings: Sequence[EdgeReading], *, at: float | None = None) -> int:
+        """Add ``readings`` (which arrived at ``at`` on this batcher's clock, default now);
+        full windows are closed at once. Returns readings stored."""
         if not readings:
             return 0
         if not self._current:
-            self._since = self._clock()
+            self._since = self._clock() if at is None else at
         self._current.extend(readings)
         stored = 0
         while len(self._current) >= self.max_readings:

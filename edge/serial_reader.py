@@ -11,16 +11,18 @@ so a technician sees *which* sensor misbehaves, not only that frames went missin
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 import serial
 
-from contract.payload import ClockSource, check_values
-from contract.serial_frame import FrameDecoder, SerialFrame
+from contract.errors import RejectReason
+from contract.payload import KIND_FIELDS, ClockSource, SensorKind, check_rows
+from contract.serial_frame import FrameColumns, FrameDecoder
 from edge.clock import wall_ms
 from edge.reading import EdgeReading
 from edge.serial_hub import SerialHub
@@ -53,6 +55,10 @@ class SensorHealth:
     #: smoothed time between two frames (ms); 0 until two frames were seen
     interval_ms: float = 0.0
 
+    def copy(self) -> SensorHealth:
+        """An independent copy (for status, outside the reader's lock)."""
+        return SensorHealth(*_HEALTH_FIELDS(self))
+
     def observe(self, seq: int, ts_ms: int | None, now_ms: int, jump_ms: int) -> bool:
         """Account for the next frame; True if the sensor's clock jumped."""
         expected = self.last_seq + 1
@@ -82,6 +88,10 @@ class SensorHealth:
                 jumped = True
             self.skew_ms = skew
         return jumped
+
+
+#: Every field of SensorHealth in order, read at once (SensorHealth.copy).
+_HEALTH_FIELDS = operator.attrgetter(*(f.name for f in fields(SensorHealth)))
 
 
 class SerialPort(Protocol):
@@ -195,7 +205,9 @@ class PortReader:
     def sensor_health(self) -> dict[str, SensorHealth]:
         """Sensor id -> a copy of its stream health as seen on this port."""
         with self._lock:
-            return {sensor: replace(h) for sensor, h in self.health.items()}
+            # Once a second for the silent-sensor check: a copy per sensor, so it is cheap
+            # (dataclasses.replace was 4x dearer).
+            return {sensor: h.copy() for sensor, h in self.health.items()}
 
     def changed(self) -> None:
         """Tell the agent something a status should show changed (port state, a new sensor)."""
@@ -216,56 +228,84 @@ class PortReader:
 
     def feed(self, data: bytes) -> list[EdgeReading]:
         """Decode ``data`` (bytes as they came off the port); the readings it completed."""
-        changed = False
-        readings: list[EdgeReading] = []
         with self._lock:
-            frames = self.decoder.feed(data)
+            frames = self.decoder.feed_columns(data)
+            if not frames:
+                return []
             now = self._clock()
-            health = self.health
-            for frame in frames:
-                # A frame whose values break a rule still proves the sensor is alive and
-                # advances its sequence: account for it before deciding on the reading.
-                known = health.get(frame.sensor)
-                if known is None:
-                    skew = None if frame.ts_ms is None else frame.ts_ms - now
-                    health[frame.sensor] = SensorHealth(now, frame.seq, skew_ms=skew)
-                    changed = True
-                elif known.observe(frame.seq, frame.ts_ms, now, self._jump_ms):
-                    log.warning(
-                        "port %s: sensor %s clock jumped; now %+d ms from the gateway's",
-                        self.label,
-                        frame.sensor,
-                        known.skew_ms or 0,
-                    )
-                    changed = True
-                reading = self._to_reading(frame, now)
-                if reading is not None:
-                    readings.append(reading)
+            changed = self._observe(frames, now)
+            readings = self._to_readings(frames, now)
         if changed:
             self.changed()
         return readings
 
-    def _to_reading(self, frame: SerialFrame, now_ms: int) -> EdgeReading | None:
-        values = frame.values_dict()
-        broken = check_values(frame.kind, values)
-        if broken is not None:
-            # A well-framed reading that breaks a value rule (occupied > capacity...): the
-            # ingester would refuse the whole reading anyway; count it here where it is seen.
-            self.rejected += 1
-            log.warning(
-                "port %s: sensor %s seq %d refused: %s: %s",
-                self.label,
-                frame.sensor,
-                frame.seq,
-                broken[0].value,
-                broken[1],
+    def _observe(self, frames: FrameColumns, now: int) -> bool:
+        """Account each frame to its sensor's health; True if a status should say so (a new
+        sensor, a clock jump). A frame whose values break a rule still proves the sensor is
+        alive and advances its sequence: it counts here before its reading is decided on."""
+        changed = False
+        health = self.health
+        for sensor, seq, ts_ms in zip(frames.sensors, frames.seqs, frames.ts_ms, strict=True):
+            known = health.get(sensor)
+            if known is None:
+                skew = None if ts_ms is None else ts_ms - now
+                health[sensor] = SensorHealth(now, seq, skew_ms=skew)
+                changed = True
+            elif known.observe(seq, ts_ms, now, self._jump_ms):
+                log.warning(
+                    "port %s: sensor %s clock jumped; now %+d ms from the gateway's",
+                    self.label,
+                    sensor,
+                    known.skew_ms or 0,
+                )
+                changed = True
+        return changed
+
+    def _to_readings(self, frames: FrameColumns, now_ms: int) -> list[EdgeReading]:
+        """The readings of ``frames`` whose values keep the contract's value rules (checked
+        over the burst at once, per kind); the others are counted and logged."""
+        kinds = frames.kinds
+        first = kinds[0]
+        if kinds.count(first) == len(kinds):
+            refused = check_rows(first, frames.values)
+        else:
+            refused = sorted(
+                (i, broken)
+                for kind in set(kinds)
+                for i, broken in _check_kind(kind, kinds, frames.values)
             )
-            return None
-        # parse_frame checked the id, kind, integer types and seq sign, check_values the
-        # value rules: this is the reading's one validation (edge.reading says why).
-        if frame.ts_ms is None:
-            return EdgeReading(frame.sensor, frame.kind, now_ms, frame.seq, values, _GATEWAY)
-        return EdgeReading(frame.sensor, frame.kind, frame.ts_ms, frame.seq, values, _SENSOR)
+        clocks = [_SENSOR if ts is not None else _GATEWAY for ts in frames.ts_ms]
+        stamps = [now_ms if ts is None else ts for ts in frames.ts_ms]
+        values = list(map(dict, map(zip, map(KIND_FIELDS.__getitem__, kinds), frames.values)))
+        readings = list(
+            map(EdgeReading, frames.sensors, kinds, stamps, frames.seqs, values, clocks)
+        )
+        if refused:
+            for i, (reason, detail) in refused:
+                # A well-framed reading that breaks a value rule (occupied > capacity...): the
+                # ingester would refuse the whole reading anyway; count it here where it is seen.
+                self.rejected += 1
+                log.warning(
+                    "port %s: sensor %s seq %d refused: %s: %s",
+                    self.label,
+                    frames.sensors[i],
+                    frames.seqs[i],
+                    reason.value,
+                    detail,
+                )
+            gone = {i for i, _broken in refused}
+            readings = [r for i, r in enumerate(readings) if i not in gone]
+        # parse_frame (or its burst form) checked the id, kind, integer types and seq sign,
+        # check_rows the value rules: this is the reading's one validation (edge.reading).
+        return readings
+
+
+def _check_kind(
+    kind: SensorKind, kinds: list[SensorKind], rows: list[tuple[int, ...]]
+) -> list[tuple[int, tuple[RejectReason, str]]]:
+    """check_rows over the rows of ``kind`` in a burst of mixed kinds, by burst index."""
+    at = [i for i, k in enumerate(kinds) if k is kind]
+    return [(at[j], broken) for j, broken in check_rows(kind, [rows[i] for i in at])]
 
 
 _SENSOR = ClockSource.SENSOR

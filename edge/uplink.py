@@ -287,6 +287,8 @@ class Uplink:
 
     def send_pending(self, spool: Outbox, clock_offset_ms: int | None) -> None:
         """Publish spooled batches until the in-flight window is full or the spool is empty."""
+        if not self.maybe_pending:
+            return  # the loop calls this on every wake-up; most have nothing to send
         topic = self.topic(Channel.READINGS)
         gw = self._s.gateway_id
         while self.connected and self.maybe_pending and len(self.in_flight) < MAX_IN_FLIGHT:

@@ -1,0 +1,123 @@
+"""The limits ``bench.edge_gateway`` prints beside the agent: the same work done in this
+process, in one thread, with nothing else to wait for.
+
+- ``floor_pct``: the serial side on the bytes the sensors write (the frame decoder alone,
+  and ``PortReader.feed``, which the agent's hub thread calls per port read);
+- ``publisher_floor_pct``: the publisher loop's work on the readings those bytes make (the
+  batch window, ``SqliteOutbox`` put/take/ack on a real spool file, the batch envelope),
+  without its wake-ups, the MQTT client or the status.
+
+Thread CPU time over the traffic of ``seconds``, best of ``rounds``: the machine is shared,
+and the least disturbed round is the closest to the cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from contract import SensorKind, SerialFrame, encode_frame
+from contract.serial_frame import FrameDecoder
+from edge import PortReader, serial_opener
+from edge.batcher import Batcher
+from edge.envelope import batch_payload
+from edge.reading import EdgeReading
+from edge.spool import SpoolLimits, SqliteOutbox
+
+#: The agent's defaults (edge.config): the window, the in-flight cap, a week's age bound.
+_WINDOW = 200
+_IN_FLIGHT = 64
+_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+
+
+def bed_frame(i: int, step: int, now_ms: int) -> bytes:
+    """Sensor ``i``'s frame at ``step``: bed wards with clocks, the heaviest frame and value
+    rules there are."""
+    occupied = (step + i) % 40
+    frame = SerialFrame(
+        sensor=f"bed-{i:03d}",
+        kind=SensorKind.BED,
+        seq=step,
+        ts_ms=now_ms,
+        values=(40, occupied, occupied // 4, occupied // 8, 0),
+    )
+    return encode_frame(frame)
+
+
+def _bursts(n: int, ports: int, rate: float, seconds: float) -> list[list[bytes]]:
+    """Per step, each port's bytes: what the bench's sensors write in ``seconds``."""
+    steps = max(1, round(rate * seconds))
+    now_ms = time.time_ns() // 1_000_000
+    return [
+        [b"".join(bed_frame(i, step, now_ms) for i in range(p, n, ports)) for p in range(ports)]
+        for step in range(steps)
+    ]
+
+
+def _readers(ports: int) -> list[PortReader]:
+    return [
+        PortReader(label=f"bus{p}", url="", opener=serial_opener(baudrate=115200))
+        for p in range(ports)
+    ]
+
+
+def floor_pct(
+    n: int, ports: int, rate: float, *, seconds: float = 5.0, rounds: int = 3
+) -> tuple[float, float]:
+    """% of one core that decoding ``rate`` steps/s of ``n`` sensors over ``ports`` costs,
+    (a) the frame decoder alone and (b) the decoder plus the agent's per-frame work
+    (``PortReader.feed``: health, value rules, the reading)."""
+    bursts = _bursts(n, ports, rate, seconds)
+    decode = feed = float("inf")
+    for _round in range(rounds):
+        decoders = [FrameDecoder() for _ in range(ports)]
+        t0 = time.thread_time()
+        for burst in bursts:
+            for decoder, chunk in zip(decoders, burst, strict=True):
+                decoder.feed_columns(chunk)  # what PortReader.feed calls
+        decode = min(decode, time.thread_time() - t0)
+        readers = _readers(ports)
+        t0 = time.thread_time()
+        for burst in bursts:
+            for reader, chunk in zip(readers, burst, strict=True):
+                reader.feed(chunk)
+        feed = min(feed, time.thread_time() - t0)
+    return 100 * decode / seconds, 100 * feed / seconds
+
+
+def publisher_floor_pct(
+    n: int, ports: int, rate: float, workdir: Path, *, seconds: float = 5.0, rounds: int = 3
+) -> float:
+    """% of one core the publisher loop's own work on those readings costs: each burst into
+    the batch window (full at 200), each closed batch put in a SQLite spool, taken, wrapped
+    in the envelope and acknowledged, as a connected agent whose PUBACKs come at once."""
+    readings: list[list[EdgeReading]] = []
+    readers = _readers(ports)
+    for burst in _bursts(n, ports, rate, seconds):
+        readings.append(
+            [r for reader, chunk in zip(readers, burst, strict=True) for r in reader.feed(chunk)]
+        )
+    best = float("inf")
+    for round_no in range(rounds):
+        box = SqliteOutbox(
+            path=workdir / f"floor-{round_no}.spool",
+            limits=SpoolLimits(max_readings=1_000_000, max_age_ms=_MAX_AGE_MS),
+        ).open()
+
+        def store(window: Sequence[EdgeReading], box: SqliteOutbox = box) -> None:
+            box.put(window)
+            for pending in box.take(limit=_IN_FLIGHT):
+                batch_payload(
+                    gw="gw", seq=pending.seq, sent=0, clock_offset_ms=None, body=pending.body
+                )
+                box.mark_acked(pending)
+
+        batcher = Batcher(max_readings=_WINDOW, max_delay_s=3600.0, store=store)
+        t0 = time.thread_time()
+        for step in readings:
+            batcher.add(step)
+        batcher.close()
+        best = min(best, time.thread_time() - t0)
+        box.close()
+    return 100 * best / seconds
