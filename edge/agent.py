@@ -79,7 +79,8 @@ class EdgeAgent:
         self._clock = clock
         self._stop = threading.Event()
         self._status_dirty = threading.Event()
-        # Events from the network thread wake the loop (a PUBACK is handled as it comes).
+        # CONNACKs, disconnects and commands wake the loop; PUBACKs wait on the uplink's
+        # deque for its next wake-up (edge.uplink).
         # Readings from the hub wake it only when a window is due (_hand_over); otherwise
         # they wait on the deque (appends are thread-safe) for the loop's next wake-up.
         # Waking the loop for each burst was 80 wake-ups a second, on both threads, at 200
@@ -209,6 +210,7 @@ class EdgeAgent:
                     self._take(self._inbox.get_nowait())
                 except queue.Empty:
                     break
+        self._uplink.handle_acks(self._spool)
         bursts = self._bursts
         while bursts:
             arrived, readings = bursts.popleft()
@@ -216,7 +218,9 @@ class EdgeAgent:
         self._batcher.close_if_due()
 
     def _take(self, event: UplinkEvent | None) -> None:
-        if event is not None:  # None: the hub's wake-up; its readings are on the deque
+        # PUBACKs first: any of them arrived before this event was queued.
+        self._uplink.handle_acks(self._spool)
+        if event is not None:  # None: a wake-up; readings and PUBACKs are on their deques
             self._uplink.handle(event, self._spool, self._on_command)
 
     def _hand_over(self, readings: list[EdgeReading]) -> None:

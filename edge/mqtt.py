@@ -9,7 +9,8 @@ Half-open links: a TCP connection whose peer vanished without FIN/RST (a NAT box
 unanswered for a further keepalive, up to 2x keepalive after the last byte. The agent instead
 watches for anything from the broker (:class:`LinkWatch`, fed by the agent's own network
 thread, ``edge.netloop``) and drops the link after 1.5x keepalive of silence; that thread wakes
-every 0.1 s so pings go out on time and a healthy idle link always answers inside that window.
+at least every 0.1x keepalive so pings go out on time and a healthy idle link always answers
+inside that window.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 paho's ``loop_start()`` thread waits up to 1 s in ``select``; keepalive pings go out only when
 it wakes, so a ping could leave late enough to eat most of the agent's 1.5x keepalive silence
-window. This thread waits at most :data:`NETWORK_TICK_S` and runs the same steps paho's loop
+window. This thread waits at most a tenth of the keepalive (:data:`NETWORK_TICK_KEEPALIVES`)
+and runs the same steps paho's loop
 does, through the calls paho documents for running a client in your own loop:
 ``socket()``, ``want_write()``, ``loop_read()``, ``loop_write()`` and ``loop_misc()`` (pings
 and keepalive), with ``on_socket_register_write`` waking it when another thread queues a
@@ -26,16 +27,20 @@ from edge.mqtt import LinkWatch
 
 log = logging.getLogger(__name__)
 
-#: The longest the thread sleeps: keepalive pings leave at most this late.
-NETWORK_TICK_S = 0.1
+#: The longest the thread sleeps, in keepalives: a ping leaves at most this late (0.1 x
+#: keepalive, against the half-open watchdog's 0.5 x keepalive of slack). Everything else
+#: wakes it at once: bytes from the broker, a queued packet, :meth:`NetworkLoop.stop`. A fixed
+#: 0.1 s tick was 10 wake-ups a second on a link that publishes anyway (ADR 0033).
+NETWORK_TICK_KEEPALIVES = 0.1
 
 
 class NetworkLoop:
     """Runs one client's socket I/O in a thread of its own until the connection ends or
     :meth:`stop` is called. Build it (no I/O), ``client.connect(...)``, then :meth:`start`."""
 
-    def __init__(self, *, client: mqtt.Client, watch: LinkWatch) -> None:
+    def __init__(self, *, client: mqtt.Client, watch: LinkWatch, keepalive_s: float) -> None:
         self._client = client
+        self._tick_s = NETWORK_TICK_KEEPALIVES * keepalive_s
         self._watch = watch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,7 +85,7 @@ class NetworkLoop:
             else:
                 try:
                     readable, writable, _ = select.select(
-                        [sock, self._wake_r], writers, [], NETWORK_TICK_S
+                        [sock, self._wake_r], writers, [], self._tick_s
                     )
                 except (OSError, ValueError):
                     return  # the socket was closed under us (abort_connection)

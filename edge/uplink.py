@@ -1,10 +1,11 @@
 """The MQTT session: connect, publish spooled batches at QoS 1, account PUBACKs, reconnect.
 
-paho's callbacks run in the network thread (``edge.netloop``) and only enqueue events, on
-the same queue the serial hub hands readings over on, so the publisher loop sleeps until
-either has something and then calls :meth:`Uplink.handle`: the spool and the session state
-are touched from that one thread, and a PUBACK is handled as it arrives, not on a poll. A
-fresh client per attempt keeps no stale in-flight state.
+paho's callbacks run in the network thread (``edge.netloop``) and only hand events over:
+CONNACK, disconnect and commands on the queue the publisher loop sleeps on, so they wake it at
+once (:meth:`Uplink.handle`); PUBACKs on a deque the loop empties on every wake-up
+(:meth:`Uplink.handle_acks`), waking it only when the in-flight window is full. The spool and
+the session state are touched from that one thread. A fresh client per attempt keeps no stale
+in-flight state.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import queue
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +93,10 @@ class Uplink:
         self._attempt = 0
         self._next_connect_at = 0.0
         self.in_flight: dict[int, PendingBatch] = {}
+        # PUBACKs from the network thread, oldest first (appends and pops are thread-safe).
+        # A wake-up of the loop per PUBACK was 10 a second on both threads at 2 000
+        # readings/s; the loop wakes that often for the hub's full windows anyway.
+        self._acks: deque[UplinkEvent] = deque()
         # Seqs sent on this connection and not acked (in flight, or refused by the broker):
         # take() skips them; a reconnect clears it so they all go again.
         self._sent: set[int] = set()
@@ -148,6 +154,7 @@ class Uplink:
             self._attempt_failed(f"TLS: {exc}")
             return
         events = self._events
+        acks, in_flight = self._acks, self.in_flight
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             events.put(UplinkEvent("connect", c, rc=rc.value, reason=reason_words(rc)))
@@ -156,7 +163,12 @@ class Uplink:
             events.put(UplinkEvent("disconnect", c, rc=rc.value, reason=reason_words(rc)))
 
         def on_publish(c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            events.put(UplinkEvent("puback", c, rc=rc.value, reason=reason_words(rc), mid=mid))
+            acks.append(UplinkEvent("puback", c, rc=rc.value, reason=reason_words(rc), mid=mid))
+            # A full window waits for this PUBACK to send more: wake the loop. The length is
+            # read without a lock: a stale answer costs one wake-up too many, or a send one
+            # loop tick (0.2 s) late, never a batch.
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                events.put(None)
 
         def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             events.put(UplinkEvent("message", c, payload=bytes(msg.payload)))
@@ -166,7 +178,7 @@ class Uplink:
         client.on_publish = on_publish
         client.on_message = on_message
         self._watch = LinkWatch()
-        net = NetworkLoop(client=client, watch=self._watch)
+        net = NetworkLoop(client=client, watch=self._watch, keepalive_s=s.keepalive_s)
         self.link.connecting()
         self._connect_started = time.monotonic()
         try:
@@ -244,6 +256,16 @@ class Uplink:
         elif ev.kind == "message":
             self.counters["commands"] += 1
             on_command(ev.payload)
+
+    def handle_acks(self, spool: Outbox) -> None:
+        """Account every PUBACK the network thread left since the last call, in arrival
+        order (the loop calls this before each event it handles, so a PUBACK that came
+        before a disconnect is counted before the disconnect drops the in-flight batches)."""
+        acks = self._acks
+        while acks:
+            ev = acks.popleft()
+            if ev.client is self._client:
+                self._on_puback(spool, ev.mid, ev.rc, ev.reason)
 
     def _on_connack(self, rc: int, reason: str) -> None:
         if rc != 0:
