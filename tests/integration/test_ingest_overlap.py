@@ -1,5 +1,6 @@
-"""Window k+1 is decoded while window k is written, and no window is acknowledged before its own
-write settled, in order (docs/adr/0032-overlapped-window-writes.md)."""
+"""Window k+1 is decoded while window k is written (its raw points, then its rollups), and no
+window is acknowledged before its own writes settled, in order
+(docs/adr/0032-overlapped-window-writes.md)."""
 
 from __future__ import annotations
 
@@ -67,12 +68,12 @@ class HeldLink:
 
 @contextmanager
 def held_link(
-    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path, **over: Any
 ) -> Iterator[HeldLink]:
     proxy = FreezingProxy(target=(influxdb.host, influxdb.port))
     proxy.start()
     settings = settings_for(
-        mosquitto, influxdb, tmp_path, influx_url=proxy.http_url, window_max_messages=1
+        mosquitto, influxdb, tmp_path, influx_url=proxy.http_url, window_max_messages=1, **over
     )
     try:
         with (
@@ -176,3 +177,54 @@ def test_a_batch_repeated_while_its_first_copy_is_written_is_dropped_as_a_duplic
         assert len(link.acked) == 2
         assert link.sample("pantau_ingest_readings_stored_total") == 2
         assert stored(link.influx) == {(ICU, t, 10), (HCU, t, 7)}
+
+
+def test_window_k_plus_2_is_decoded_while_k_s_rollups_are_written_and_all_are_acked_in_order(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates only, so a window's one write is its rollups: InfluxDB's side of the link
+    holds window k's rollup write (2 readings), and windows k+1 (3 readings) and k+2 (2) are
+    decoded meanwhile, yet none of the 3 is acknowledged. Once the write goes through, all 3
+    are acknowledged in arrival order and the site's rollup is exactly the last readings
+    (capacity 24 + 16, occupied 13 + 9, 2 sensors)."""
+    t = now_ms() - 60_000
+    k = batch("gw-kariadi", reading(ICU, t, 24, 10, 1), reading(HCU, t, 16, 7, 2), seq=1)
+    k1 = batch(
+        "gw-kariadi",
+        reading(ICU, t + 1000, 24, 11, 3),
+        reading(HCU, t + 1000, 16, 8, 4),
+        reading(ICU, t + 2000, 24, 12, 5),
+        seq=2,
+    )
+    k2 = batch(
+        "gw-kariadi", reading(HCU, t + 3000, 16, 9, 6), reading(ICU, t + 3000, 24, 13, 7), seq=3
+    )
+    # No late-data history: rewriting past buckets would be a second (synchronous) write.
+    over = {"store_raw": False, "late_history_readings": 0}
+    with held_link(mosquitto, influxdb, city, tmp_path, **over) as link:
+        link.publish_held(k, k1, k2)
+        wait_for(
+            lambda: (
+                link.sample("pantau_ingest_readings_total") == 7 and link.proxy.holding.is_set()
+            ),
+            "window k+2 decoded while window k's rollup write is held",
+            timeout=15,
+        )
+        assert link.sample("pantau_ingest_unacked_messages") == 3
+        assert link.ing.windows == 0
+        assert link.acked == []
+
+        link.proxy.lift()
+        wait_for(
+            lambda: link.ing.windows == 3 and link.sample("pantau_ingest_unacked_messages") == 0,
+            "all three windows stored and acknowledged",
+        )
+        assert len(link.acked) == 3
+        assert link.acked == sorted(link.acked)  # acknowledged in the order they arrived
+        site = link.influx.query(
+            "SELECT last(capacity) AS c, last(occupied) AS o, last(sensors) AS n FROM bed_rollup "
+            "WHERE level = 'site' AND code = 'rs-kariadi' AND bed_type = 'all' "
+            "AND facility = 'all'"
+        )
+        assert [(r["c"], r["o"], r["n"]) for r in site[0].rows()] == [(40, 22, 2)]
+        assert stored(link.influx) == set()  # aggregates only
