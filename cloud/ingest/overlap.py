@@ -13,7 +13,7 @@ So, whatever the timing:
 
 * at most one raw write and one rollup write are under way while the next window is decoded
   (memory: two more windows of payloads, which ``held_max_bytes`` still counts until each is
-  acknowledged; a window's raw lines are dropped once they are written);
+  acknowledged; a window's raw lines and readings' columns are dropped once it is folded);
 * windows are finished and acknowledged in the order they arrived, each only after its own
   raw and rollup writes settled, and each window's rollup write settles before the next
   window's rollups are computed: a window whose write fails is never acknowledged, and
