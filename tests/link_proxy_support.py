@@ -140,6 +140,21 @@ class FreezingProxy:
             self._left[False] = 0
         self.holding.clear()
 
+    def hold_answers(self) -> None:
+        """From now on pass no answer bytes (server to client) until :meth:`lift`."""
+        with self._lock:
+            self._left[True] = 0
+
+    def answers_waiting(self) -> int:
+        """Bytes the servers sent that are not passed on yet (read without taking them)."""
+        with self._lock:
+            upstreams = [u for _, u, _ in self._pairs]
+        n = 0
+        for sock in upstreams:
+            with contextlib.suppress(OSError):  # BlockingIOError: nothing waiting
+                n += len(sock.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        return n
+
     def lift(self) -> None:
         """Remove both budgets: what they held back flows, and everything after it."""
         with self._lock:

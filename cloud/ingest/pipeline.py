@@ -3,11 +3,14 @@ points and statuses, fold the stored readings into the state, write the rollups,
 past buckets late readings change. Acknowledging is the caller's (``service``): it happens only
 after :meth:`WindowPipeline.store` returns.
 
-The same way in three steps, so the caller can decode window k+1 while window k's points are
+The same way in four steps, so the caller can decode window k+1 while window k's points are
 written (docs/adr/0032-overlapped-window-writes.md): :meth:`WindowPipeline.prepare` (decode,
 dead letters, the lines), :meth:`WindowPipeline.submit` (the raw write starts on the writer's
-threads) and :meth:`WindowPipeline.finish` (wait for it, then everything after it, as
-:meth:`WindowPipeline.store` does). Windows must be finished in the order they were prepared.
+threads), :meth:`WindowPipeline.finish` (wait for it, fold, start the rollup write, rewrite
+past buckets) and :meth:`WindowPipeline.settle` (wait for the rollup write), as
+:meth:`WindowPipeline.store` does. Windows must be finished and settled in the order they were
+prepared, each settled before the next is finished: at most one rollup write is in flight, and
+the next window's changed cells are computed against what InfluxDB accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.rollup_points import RollupPoints
+from cloud.ingest.rollup_points import RollupPoints, Written
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PendingWrite, PointBuilder, PointWriter
@@ -64,6 +67,8 @@ class StoringWindow:
     now: int
     #: the raw write, once submitted
     write: PendingWrite | None = None
+    #: observation times of the readings folded in (the lag is read once they are stored)
+    kept_ts: npt.NDArray[np.int64] | None = None
 
 
 class WindowPipeline:
@@ -99,11 +104,15 @@ class WindowPipeline:
         self.rollups = RollupPoints(index=index)
         self._clock_ms = clock_ms
         self._freshness = FreshnessPoints()
+        #: the one rollup write in flight and what it carries (remembered once it settled)
+        self._rollup_write: tuple[PendingWrite, Written] | None = None
 
     def store(self, window: list[Message]) -> DecodedWindow:
         """Everything a window needs before it may be acknowledged: refusals on disk, raw
         points, statuses and aggregates accepted by InfluxDB, the state updated."""
-        return self.finish(self.prepare(window))
+        storing = self.prepare(window)
+        self.finish(storing)
+        return self.settle(storing)
 
     def prepare(self, window: list[Message]) -> StoringWindow:
         """Decode and validate ``window``, store its refusals (fsync) and format its raw and
@@ -143,10 +152,11 @@ class WindowPipeline:
         """Start writing the window's lines on the writer's threads (returns at once)."""
         storing.write = self.writer.submit(storing.lines.lines)
 
-    def finish(self, storing: StoringWindow) -> DecodedWindow:
+    def finish(self, storing: StoringWindow) -> None:
         """Wait for the window's write (or write it now if it was not submitted), dead-letter
-        the lines InfluxDB refused, fold what was stored into the state, write the rollups
-        and the past buckets it changes. After it returns the window may be acknowledged."""
+        the lines InfluxDB refused, fold what was stored into the state, start the rollup
+        write (on the writer's threads) and rewrite the past buckets it changes. The window
+        may be acknowledged once :meth:`settle` returns."""
         window, decoded, lines, now = storing.window, storing.decoded, storing.lines, storing.now
         # Not submitted (store()): written on this thread, as before overlapping existed.
         pending, storing.write = storing.write, None
@@ -178,14 +188,24 @@ class WindowPipeline:
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
-            self.write_rollups(now)
+            self.submit_rollups(now)
+        # Past buckets only (before now's): the rollup write in flight is of now's bucket and
+        # the one before it has settled, so neither can land over these lines.
         self.correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
+        storing.kept_ts = kept.ts
+        storing.lines = Lines()  # written: not held while the window waits for its rollups
+
+    def settle(self, storing: StoringWindow) -> DecodedWindow:
+        """Wait for the rollup write :meth:`finish` started (raises as a write does) and
+        remember what it carried. After it returns the window may be acknowledged."""
+        self.settle_rollups()
         # Lag is observation -> stored: read the clock now that the window is written, not
         # at its start (a slow write would otherwise hide from the histogram).
-        lags_s = (self._clock_ms() - kept.ts) / 1000.0
-        m.observe_lag(lags_s)
-        self.health.observe(messages=len(window), lags_s=lags_s)
-        return decoded
+        ts = storing.kept_ts if storing.kept_ts is not None else np.zeros(0, np.int64)
+        lags_s = (self._clock_ms() - ts) / 1000.0
+        self.metrics.observe_lag(lags_s)
+        self.health.observe(messages=len(storing.window), lags_s=lags_s)
+        return storing.decoded
 
     def correct_past(
         self,
@@ -281,10 +301,32 @@ class WindowPipeline:
         """Write the aggregates of the current state, stamped at the start of ``now``'s
         rollup bucket (rewritten in place until the bucket ends; docs/schema.md): the whole
         set on a bucket's first write, then only the cells that changed (rollup_points)."""
+        self.settle_rollups()
         bucket = self.settings.rollup_bucket_s * 1000
         lines, written = self.rollups.changed(self.state, now - now % bucket)
         self.rollups.forget()  # a write that raises leaves the next one whole
         self.write_aggregates(lines)
+        self.rollups.remember(written)
+
+    def submit_rollups(self, now: int) -> None:
+        """:meth:`write_rollups` on the writer's threads: returns once the write started;
+        :meth:`settle_rollups` waits for it. Settles the write before it first, so at most
+        one is in flight and the changed cells are those InfluxDB has not accepted."""
+        self.settle_rollups()
+        bucket = self.settings.rollup_bucket_s * 1000
+        lines, written = self.rollups.changed(self.state, now - now % bucket)
+        self.rollups.forget()  # until it settled, nothing is known written
+        self._rollup_write = (self.writer.submit(lines), written)
+
+    def settle_rollups(self) -> None:
+        """Wait for the rollup write in flight, if any; remember what it carried once
+        InfluxDB accepted it. A write that raises leaves the next one whole."""
+        pending, self._rollup_write = self._rollup_write, None
+        if pending is None:
+            return
+        write, written = pending
+        for r in write.result():
+            log.error("aggregate point refused by InfluxDB: %s", r.detail)
         self.rollups.remember(written)
 
     def rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:

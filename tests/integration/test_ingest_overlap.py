@@ -1,5 +1,6 @@
-"""Window k+1 is decoded while window k is written, and no window is acknowledged before its own
-write settled, in order (docs/adr/0032-overlapped-window-writes.md)."""
+"""Window k+1 is decoded while window k is written (its raw points, then its rollups), and no
+window is acknowledged before its own writes settled, in order
+(docs/adr/0032-overlapped-window-writes.md)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ def stored(influx: InfluxHTTP) -> set[tuple[str, int, int]]:
 class HeldLink:
     """An ingester (one message per window) whose InfluxDB link a test can hold, a gateway
     publishing to it, and InfluxDB read directly; ``acked`` records the packet ids it
-    acknowledges, in order."""
+    acknowledges, in order. ``broker`` is the ingester's link to the broker."""
 
     ing: Ingester
     proxy: FreezingProxy
+    broker: FreezingProxy
     gw: mqtt.Client
     influx: InfluxHTTP
     acked: list[int] = field(default_factory=list)
@@ -55,24 +57,39 @@ class HeldLink:
         return self.ing.metrics.registry.get_sample_value(name) or 0.0
 
     def publish_held(self, *docs: dict[str, Any]) -> None:
-        """Hold the link, then publish ``docs`` back to back, so each next window reaches
-        the ingester while it is busy with the one before (were the inbox empty once a window
-        is submitted, the consumer would finish that window before taking the next)."""
+        """Hold the link, then hand ``docs`` to the ingester at once, so each next window is
+        in its inbox while it is busy with the one before (were the inbox empty once a window
+        is submitted, the consumer would finish that window before taking the next): the
+        broker's deliveries wait at ``broker`` until all of them are there."""
         self.proxy.hold()
-        sent = [self.gw.publish(KARIADI, orjson.dumps(doc), qos=1) for doc in docs]
+        self.broker.hold_answers()
+        payloads = [orjson.dumps(doc) for doc in docs]
+        sent = [self.gw.publish(KARIADI, payload, qos=1) for payload in payloads]
         for info in sent:
             info.wait_for_publish(10)
             assert info.is_published()
+        # Every PUBLISH carries its topic and payload: fewer packets are fewer bytes.
+        whole = sum(len(KARIADI) + len(payload) for payload in payloads)
+        wait_for(lambda: self.broker.answers_waiting() >= whole, "the deliveries at the proxy")
+        self.broker.lift()
 
 
 @contextmanager
 def held_link(
-    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path, **over: Any
 ) -> Iterator[HeldLink]:
     proxy = FreezingProxy(target=(influxdb.host, influxdb.port))
     proxy.start()
+    broker = FreezingProxy(target=(mosquitto.host, mosquitto.port))
+    broker.start()
     settings = settings_for(
-        mosquitto, influxdb, tmp_path, influx_url=proxy.http_url, window_max_messages=1
+        mosquitto,
+        influxdb,
+        tmp_path,
+        influx_url=proxy.http_url,
+        mqtt_url=broker.url,
+        window_max_messages=1,
+        **over,
     )
     try:
         with (
@@ -80,7 +97,7 @@ def held_link(
             publisher(mosquitto, "gw-kariadi") as gw,
             InfluxHTTP(url=influxdb.url, database="pantau") as influx,
         ):
-            link = HeldLink(ing=ing, proxy=proxy, gw=gw, influx=influx)
+            link = HeldLink(ing=ing, proxy=proxy, broker=broker, gw=gw, influx=influx)
             real_ack = ing._session.ack
 
             def recording_ack(window: Sequence[Message | Ack]) -> None:
@@ -94,6 +111,7 @@ def held_link(
             yield link
     finally:
         proxy.close()
+        broker.close()
 
 
 def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_order_after(
@@ -176,3 +194,89 @@ def test_a_batch_repeated_while_its_first_copy_is_written_is_dropped_as_a_duplic
         assert len(link.acked) == 2
         assert link.sample("pantau_ingest_readings_stored_total") == 2
         assert stored(link.influx) == {(ICU, t, 10), (HCU, t, 7)}
+
+
+#: No late-data history: rewriting past buckets would be a second (synchronous) write.
+AGGREGATES_ONLY: dict[str, Any] = {"store_raw": False, "late_history_readings": 0}
+
+
+def rollups_held(link: HeldLink) -> None:
+    """Publish windows k (2 readings), k+1 (3) and k+2 (2) with the link held; return once
+    k+2 is decoded and a write (k's rollups) waits at the proxy."""
+    t = now_ms() - 60_000
+    k = batch("gw-kariadi", reading(ICU, t, 24, 10, 1), reading(HCU, t, 16, 7, 2), seq=1)
+    k1 = batch(
+        "gw-kariadi",
+        reading(ICU, t + 1000, 24, 11, 3),
+        reading(HCU, t + 1000, 16, 8, 4),
+        reading(ICU, t + 2000, 24, 12, 5),
+        seq=2,
+    )
+    k2 = batch(
+        "gw-kariadi", reading(HCU, t + 3000, 16, 9, 6), reading(ICU, t + 3000, 24, 13, 7), seq=3
+    )
+    link.publish_held(k, k1, k2)
+    wait_for(
+        lambda: link.sample("pantau_ingest_readings_total") == 7 and link.proxy.holding.is_set(),
+        "window k+2 decoded while window k's rollup write is held",
+        timeout=15,
+    )
+
+
+def site_rollup(influx: InfluxHTTP) -> list[tuple[int, int, int]]:
+    """(capacity, occupied, sensors) of rs-kariadi's newest site rollup."""
+    got = influx.query(
+        "SELECT last(capacity) AS c, last(occupied) AS o, last(sensors) AS n FROM bed_rollup "
+        "WHERE level = 'site' AND code = 'rs-kariadi' AND bed_type = 'all' AND facility = 'all'"
+    )
+    return [(r["c"], r["o"], r["n"]) for s in got for r in s.rows()]
+
+
+def test_window_k_plus_2_is_decoded_while_k_s_rollups_are_written_and_all_are_acked_in_order(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates only, so a window's one write is its rollups: InfluxDB's side of the link
+    holds window k's rollup write (2 readings), and windows k+1 (3 readings) and k+2 (2) are
+    decoded meanwhile, yet none of the 3 is acknowledged. Once the write goes through, all 3
+    are acknowledged in arrival order and the site's rollup is exactly the last readings
+    (capacity 24 + 16, occupied 13 + 9, 2 sensors)."""
+    with held_link(mosquitto, influxdb, city, tmp_path, **AGGREGATES_ONLY) as link:
+        rollups_held(link)
+        assert link.sample("pantau_ingest_unacked_messages") == 3
+        assert link.ing.windows == 0
+        assert link.acked == []
+
+        link.proxy.lift()
+        wait_for(
+            lambda: link.ing.windows == 3 and link.sample("pantau_ingest_unacked_messages") == 0,
+            "all three windows stored and acknowledged",
+        )
+        assert len(link.acked) == 3
+        assert link.acked == sorted(link.acked)  # acknowledged in the order they arrived
+        assert site_rollup(link.influx) == [(40, 22, 2)]
+        assert stored(link.influx) == set()  # aggregates only
+
+
+def test_a_rollup_write_given_up_leaves_its_window_and_every_later_one_unacknowledged(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Window k's rollup write is held while k+1 and k+2 are decoded; then InfluxDB goes away
+    and the ingester is stopped, giving the write up: none of the 3 windows is acknowledged,
+    so the broker hands all 3 (7 readings) to the next ingester, whose rollup is exact."""
+    with held_link(mosquitto, influxdb, city, tmp_path, **AGGREGATES_ONLY) as link:
+        rollups_held(link)
+        link.proxy.cut()
+    assert link.acked == []
+    settings = settings_for(mosquitto, influxdb, tmp_path, **AGGREGATES_ONLY)
+    with (
+        ingester_thread(settings, city) as ing,
+        InfluxHTTP(url=influxdb.url, database="pantau") as influx,
+    ):
+        sample = ing.metrics.registry.get_sample_value
+        wait_for(
+            lambda: sample("pantau_ingest_readings_total") == 7 and ing.metrics.held == 0,
+            "the 3 messages redelivered and stored",
+        )
+        assert sample("pantau_ingest_messages_total") == 3
+        assert sample("pantau_ingest_duplicates_dropped_total") == 0
+        assert site_rollup(influx) == [(40, 22, 2)]
