@@ -4,12 +4,15 @@ readings that may break any rule, and messages as the consumer hands them to the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import strategies as st
 
-from cloud.ingest import Message
+from cloud.ingest import CityIndex, Message, decode_window
+from cloud.ingest.decode import DecodedWindow, envelope
 from contract import KIND_FIELDS, RejectReason, SensorKind
 from contract.payload import MAX_COUNT, MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
 
@@ -116,3 +119,58 @@ def plain_readings(draw: st.DrawFn) -> dict[str, Any]:
 def verdicts(out: Any) -> tuple[list[tuple[int | None, RejectReason]], list[list[int]]]:
     reasons = sorted(((r.index, r.reason) for r in out.rejections), key=lambda x: x[0] or 0)
     return reasons, out.readings.values.tolist()
+
+
+def general_only(messages: list[Message], index: CityIndex, *, fast_path: str) -> DecodedWindow:
+    """decode_window with the struct decoder ``envelope.<fast_path>`` (``decode_batch`` or
+    ``decode_single``) refusing everything: the general path alone, for differential tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(envelope, fast_path, lambda payload: None)
+        return decode_window(messages, index, NOW)
+
+
+def outcome(out: DecodedWindow) -> tuple[Any, ...]:
+    """Everything a decoded window decides, comparable with ``==``."""
+    r = out.readings
+    return (
+        [(x.message, x.reason, x.detail, x.index) for x in out.rejections],
+        [getattr(r, name).tolist() for name in ("message", "index", "sensor", "kind", "ts")],
+        r.seq.tolist(),
+        r.values.tolist(),
+        out.duplicates,
+        out.batch_keys,
+    )
+
+
+#: a JSON number after a key, and a key: what ``json_edit`` changes
+_NUMBER = re.compile(rb"(?<=:)-?\d+")
+_KEY = re.compile(rb'"[a-z_]+":')
+#: numbers and not-numbers a device might send where an integer belongs
+ODD_NUMBERS = [
+    b"1.0", b"1e2", b"true", b"false", b"null", b'"7"', b"-0", b"-1", b"[]", b"{}",
+    b"9223372036854775807", b"9223372036854775808", b"-9223372036854775809",
+    b"18446744073709551616",
+]  # fmt: skip
+#: the edits ``json_edit`` knows
+JSON_EDITS = ("number", "key", "dup", "drop", "space", "cut")
+
+
+def json_edit(draw: st.DrawFn, raw: bytes, edit: str, keys: list[bytes]) -> bytes:
+    """``raw`` with one edit of JSON_EDITS: an odd number, a key replaced by one of ``keys``,
+    a key repeated, a key dropped, whitespace, or cut short (unchanged if nothing fits)."""
+    if edit == "number" and (nums := list(_NUMBER.finditer(raw))):
+        at = draw(st.sampled_from(nums))
+        return raw[: at.start()] + draw(st.sampled_from(ODD_NUMBERS)) + raw[at.end() :]
+    if edit in ("key", "dup", "drop") and (found := list(_KEY.finditer(raw))):
+        at = draw(st.sampled_from(found))
+        if edit == "key":
+            return raw[: at.start()] + draw(st.sampled_from(keys)) + raw[at.end() :]
+        if edit == "dup":  # the same key again, with the value of the next key
+            return raw[: at.start()] + at.group() + b'"crowd",' + raw[at.start() :]
+        end = raw.find(b",", at.end())
+        return raw[: at.start()] + raw[end + 1 :] if end > 0 else raw
+    if edit == "space":
+        return raw.replace(b",", b" ,\n\t", 1)
+    if edit == "cut":
+        return raw[: draw(st.integers(0, len(raw)))]
+    return raw

@@ -5,20 +5,25 @@ contract)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from city import Registry
 from cloud.ingest import CityIndex, decode_window
-from cloud.ingest.decode import DecodedWindow, Message, envelope
+from cloud.ingest.decode import Message
 from cloud.ingest.decode.single_structs import SINGLE_KIND_OF_TYPE, decode_single
 from contract import KIND_CODES, KIND_FIELDS, SensorKind, SingleReading
-from tests.ingest_decode_support import NOW, plain_readings
+from tests.ingest_decode_support import (
+    JSON_EDITS,
+    NOW,
+    general_only,
+    json_edit,
+    outcome,
+    plain_readings,
+)
 
 KIOSK = "pantau/v1/kec-candisari/kiosk-candisari/reading"
 #: a batch gateway on the single topic, an unknown gateway, a wrong site
@@ -27,12 +32,6 @@ _OTHER_TOPICS = [
     "pantau/v1/kec-candisari/kiosk-nowhere/reading",
     "pantau/v1/rs-kariadi/kiosk-candisari/reading",
 ]
-_ODD_NUMBERS = [
-    b"1.0", b"1e2", b"true", b"null", b'"7"', b"[]", b"-1", b"9223372036854775807",
-    b"9223372036854775808", b"-9223372036854775809", b"18446744073709551616",
-]  # fmt: skip
-_NUMBER = re.compile(rb"(?<=:)-?\d+")
-_KEY = re.compile(rb'"[a-z_]+":')
 _QUEUE = {"issued": 40, "served": 31, "counters_open": 2}
 
 
@@ -64,46 +63,13 @@ def mutated_single(draw: st.DrawFn) -> bytes:
             doc[key] = None
     raw = orjson.dumps(doc)
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
-        edit = draw(st.sampled_from(["number", "key", "dup", "drop", "space", "cut", "version"]))
-        if edit == "number" and (nums := list(_NUMBER.finditer(raw))):
-            at = draw(st.sampled_from(nums))
-            raw = raw[: at.start()] + draw(st.sampled_from(_ODD_NUMBERS)) + raw[at.end() :]
-        elif edit in ("key", "dup", "drop") and (keys := list(_KEY.finditer(raw))):
-            at = draw(st.sampled_from(keys))
-            if edit == "key":
-                new = draw(st.sampled_from([b'"bogus":', b'"kind":', b'"ts":', b'"v":']))
-                raw = raw[: at.start()] + new + raw[at.end() :]
-            elif edit == "dup":  # the same key again, with the value of the next key
-                raw = raw[: at.start()] + at.group() + b'"crowd",' + raw[at.start() :]
-            else:
-                end = raw.find(b",", at.end())
-                raw = raw[: at.start()] + raw[end + 1 :] if end > 0 else raw
-        elif edit == "space":
-            raw = raw.replace(b",", b" ,\n\t", 1)
-        elif edit == "cut":
-            raw = raw[: draw(st.integers(0, len(raw)))]
-        elif edit == "version":
+        edit = draw(st.sampled_from([*JSON_EDITS, "version"]))
+        if edit == "version":
             raw = raw.replace(b'"v":1', b'"v":' + draw(st.sampled_from([b"2", b"true", b"1.0"])))
+        else:
+            keys = [b'"bogus":', b'"kind":', b'"ts":', b'"v":']
+            raw = json_edit(draw, raw, edit, keys)
     return raw
-
-
-def _general_only(messages: list[Message], index: CityIndex) -> DecodedWindow:
-    """decode_window with the single-reading decoder refusing everything: the general path."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(envelope, "decode_single", lambda payload: None)
-        return decode_window(messages, index, NOW)
-
-
-def _outcome(out: DecodedWindow) -> tuple[Any, ...]:
-    r = out.readings
-    return (
-        [(x.message, x.reason, x.detail, x.index) for x in out.rejections],
-        [getattr(r, name).tolist() for name in ("message", "index", "sensor", "kind", "ts")],
-        r.seq.tolist(),
-        r.values.tolist(),
-        out.duplicates,
-        out.batch_keys,
-    )
 
 
 @settings(max_examples=400, deadline=None)
@@ -129,7 +95,9 @@ def test_single_decoder_decides_exactly_like_the_general_path(
     messages = [
         Message(topic=t, payload=p, received_ms=NOW - 7 - i, mid=i) for i, (t, p) in enumerate(sent)
     ]
-    assert _outcome(decode_window(messages, index, NOW)) == _outcome(_general_only(messages, index))
+    assert outcome(decode_window(messages, index, NOW)) == outcome(
+        general_only(messages, index, fast_path="decode_single")
+    )
 
 
 def test_single_struct_types_have_the_contract_models_fields() -> None:

@@ -5,7 +5,6 @@ path alone gives (the path test_ingest_decode.py proves equal to the contract)."
 from __future__ import annotations
 
 import gc
-import re
 from typing import Any
 
 import orjson
@@ -15,20 +14,21 @@ from hypothesis import strategies as st
 
 from city import Registry
 from cloud.ingest import CityIndex, decode_window
-from cloud.ingest.decode import DecodedWindow, Message, envelope, struct_columns
+from cloud.ingest.decode import struct_columns
 from cloud.ingest.decode.json_structs import KIND_OF_TYPE, WireBatch, decode_batch
 from contract import KIND_CODES, KIND_FIELDS, Batch, Reading, SensorKind
 from contract.payload import MAX_READINGS_PER_BATCH
-from tests.ingest_decode_support import NOW, TOPIC, bed, msg, plain_readings
-
-#: integer tokens a device might send instead of a valid one, each judged by the general path
-_ODD_NUMBERS = [
-    b"1.0", b"1e2", b"true", b"false", b"null", b'"7"', b"-0", b"[]", b"{}",
-    b"9223372036854775807", b"9223372036854775808", b"18446744073709551616",
-    b"-9223372036854775808", b"-9223372036854775809", b"-1",
-]  # fmt: skip
-_NUMBER = re.compile(rb"(?<=:)-?\d+")
-_KEY = re.compile(rb'"[a-z_]+":')
+from tests.ingest_decode_support import (
+    JSON_EDITS,
+    NOW,
+    TOPIC,
+    bed,
+    general_only,
+    json_edit,
+    msg,
+    outcome,
+    plain_readings,
+)
 
 
 @st.composite
@@ -47,23 +47,8 @@ def mutated_batch(draw: st.DrawFn) -> bytes:
     doc["readings"] = readings
     raw = orjson.dumps(doc)
     for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
-        edit = draw(
-            st.sampled_from(["number", "key", "dup", "drop", "escape", "space", "cut", "envelope"])
-        )
-        if edit == "number" and (nums := list(_NUMBER.finditer(raw))):
-            at = draw(st.sampled_from(nums))
-            raw = raw[: at.start()] + draw(st.sampled_from(_ODD_NUMBERS)) + raw[at.end() :]
-        elif edit in ("key", "dup", "drop") and (keys := list(_KEY.finditer(raw))):
-            at = draw(st.sampled_from(keys))
-            if edit == "key":
-                new = draw(st.sampled_from([b'"bogus":', b'"kind":', b'"values":', b'"v":']))
-                raw = raw[: at.start()] + new + raw[at.end() :]
-            elif edit == "dup":  # the same key again, with the value of the next key
-                raw = raw[: at.start()] + at.group() + b'"crowd",' + raw[at.start() :]
-            else:
-                end = raw.find(b",", at.end())
-                raw = raw[: at.start()] + raw[end + 1 :] if end > 0 else raw
-        elif edit == "escape":
+        edit = draw(st.sampled_from([*JSON_EDITS, "escape", "envelope"]))
+        if edit == "escape":
             raw = raw.replace(b"kariadi", draw(st.sampled_from([rb"kari\u0061di", b"kar\xc3\xa9"])))
         elif edit == "envelope":  # the batch's own fields: version, gateway
             old, new = draw(
@@ -73,30 +58,9 @@ def mutated_batch(draw: st.DrawFn) -> bytes:
                 )
             )
             raw = raw.replace(old, new, 1)
-        elif edit == "space":
-            raw = raw.replace(b",", b" ,\n\t", 1)
-        elif edit == "cut":
-            raw = raw[: draw(st.integers(0, len(raw)))]
+        else:
+            raw = json_edit(draw, raw, edit, [b'"bogus":', b'"kind":', b'"values":', b'"v":'])
     return raw
-
-
-def _general_only(messages: list[Message], index: CityIndex) -> DecodedWindow:
-    """decode_window with the struct decoder refusing everything: the general path alone."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(envelope, "decode_batch", lambda payload: None)
-        return decode_window(messages, index, NOW)
-
-
-def _outcome(out: DecodedWindow) -> tuple[Any, ...]:
-    r = out.readings
-    return (
-        [(x.message, x.reason, x.detail, x.index) for x in out.rejections],
-        [getattr(r, name).tolist() for name in ("message", "index", "sensor", "kind", "ts")],
-        r.seq.tolist(),
-        r.values.tolist(),
-        out.duplicates,
-        out.batch_keys,
-    )
 
 
 @settings(max_examples=400, deadline=None)
@@ -121,7 +85,7 @@ def test_struct_decoder_decides_exactly_like_the_general_path(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(struct_columns, "CHUNK", chunk)
         got = decode_window(messages, index, NOW)
-    assert _outcome(got) == _outcome(_general_only(messages, index))
+    assert outcome(got) == outcome(general_only(messages, index, fast_path="decode_batch"))
 
 
 def test_struct_types_have_the_contract_models_fields() -> None:

@@ -22,6 +22,7 @@ models by tests/unit/test_ingest_decode_structs.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -79,9 +80,10 @@ KIND_OF_TYPE: dict[type[msgspec.Struct], int] = {
 }
 
 
-def _reading_union() -> Any:
+def union_of(structs: Iterable[type[msgspec.Struct]]) -> Any:
+    """The union type of ``structs``, tagged on ``kind``, for a msgspec decoder."""
     union: Any = None
-    for struct in KIND_OF_TYPE:
+    for struct in structs:
         union = struct if union is None else union | struct
     return union
 
@@ -90,7 +92,7 @@ if TYPE_CHECKING:
     _Readings = list[Any]  # the union of KIND_OF_TYPE's keys, which mypy cannot name
 else:
     _Readings = Annotated[
-        list[_reading_union()], msgspec.Meta(min_length=1, max_length=MAX_READINGS_PER_BATCH)
+        list[union_of(KIND_OF_TYPE)], msgspec.Meta(min_length=1, max_length=MAX_READINGS_PER_BATCH)
     ]
 
 

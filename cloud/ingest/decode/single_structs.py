@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from cloud.ingest.decode.json_structs import INT64_VALUES, Int64
+from cloud.ingest.decode.json_structs import INT64_VALUES, Int64, union_of
 from contract import KIND_CODES, SingleReading
 from contract.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION
 
@@ -50,14 +50,7 @@ SINGLE_KIND_OF_TYPE: dict[type[msgspec.Struct], int] = {
 }
 
 
-def _union() -> Any:
-    union: Any = None
-    for struct in SINGLE_KIND_OF_TYPE:
-        union = struct if union is None else union | struct
-    return union
-
-
-_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_union())
+_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union_of(SINGLE_KIND_OF_TYPE))
 
 
 def decode_single(payload: bytes) -> Any | None:
