@@ -114,14 +114,9 @@ def held_link(
         broker.close()
 
 
-def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_order_after(
-    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
-) -> None:
-    """InfluxDB's side of the link holds window k's write (one message, 2 readings): window
-    k+1 (3 readings) is decoded meanwhile, yet neither is acknowledged nor counted stored.
-    Once the write goes through, both windows are acknowledged, k's packet before k+1's,
-    and InfluxDB holds exactly the 5 readings."""
-    t = now_ms() - 60_000
+def windows_k_and_k1(t: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Batches 1 (2 readings at ``t``) and 2 (3 readings at ``t`` + 1-2 s) of gw-kariadi:
+    windows k and k+1 of the tests below."""
     k = batch("gw-kariadi", reading(ICU, t, 24, 10, 1), reading(HCU, t, 16, 7, 2), seq=1)
     k1 = batch(
         "gw-kariadi",
@@ -130,6 +125,18 @@ def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_ord
         reading(ICU, t + 2000, 24, 12, 5),
         seq=2,
     )
+    return k, k1
+
+
+def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_order_after(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """InfluxDB's side of the link holds window k's write (one message, 2 readings): window
+    k+1 (3 readings) is decoded meanwhile, yet neither is acknowledged nor counted stored.
+    Once the write goes through, both windows are acknowledged, k's packet before k+1's,
+    and InfluxDB holds exactly the 5 readings."""
+    t = now_ms() - 60_000
+    k, k1 = windows_k_and_k1(t)
     with held_link(mosquitto, influxdb, city, tmp_path) as link:
         link.publish_held(k, k1)
         wait_for(
@@ -204,14 +211,7 @@ def rollups_held(link: HeldLink) -> None:
     """Publish windows k (2 readings), k+1 (3) and k+2 (2) with the link held; return once
     k+2 is decoded and a write (k's rollups) waits at the proxy."""
     t = now_ms() - 60_000
-    k = batch("gw-kariadi", reading(ICU, t, 24, 10, 1), reading(HCU, t, 16, 7, 2), seq=1)
-    k1 = batch(
-        "gw-kariadi",
-        reading(ICU, t + 1000, 24, 11, 3),
-        reading(HCU, t + 1000, 16, 8, 4),
-        reading(ICU, t + 2000, 24, 12, 5),
-        seq=2,
-    )
+    k, k1 = windows_k_and_k1(t)
     k2 = batch(
         "gw-kariadi", reading(HCU, t + 3000, 16, 9, 6), reading(ICU, t + 3000, 24, 13, 7), seq=3
     )
