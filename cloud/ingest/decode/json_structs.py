@@ -115,11 +115,18 @@ def decode_batch(payload: bytes) -> WireBatch | None:
     """The batch in ``payload`` if it is well-formed to the last reading (version 1, every key
     known, every envelope integer an int64, every reading's an integer); None if not (the
     general path then decides)."""
+    batch: WireBatch | None = decode_version_1(_DECODER, payload)
+    return batch
+
+
+def decode_version_1(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any | None:
+    """``payload`` decoded by ``decoder`` if it fits the contract's size and is version 1;
+    None if not, or if msgspec refuses it (the general path then decides)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:
-        batch = _DECODER.decode(payload)
+        doc = decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     # v is typed int, not Literal[1], so that a wrong version costs no exception here either
-    return batch if batch.v == SCHEMA_VERSION else None
+    return doc if doc.v == SCHEMA_VERSION else None

@@ -25,9 +25,8 @@ from typing import Any
 
 import msgspec
 
-from cloud.ingest.decode.json_structs import INT64_VALUES, Int64, union_of
+from cloud.ingest.decode.json_structs import INT64_VALUES, Int64, decode_version_1, union_of
 from contract import KIND_CODES, SingleReading
-from contract.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION
 
 #: reading struct type -> kind code (the type is the kind: a tagged union on ``kind``); the
 #: fields are SingleReading's, its defaults too (no ts: stamped on receipt; no seq: 0)
@@ -56,14 +55,7 @@ _DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union_of(SINGLE_KIND_
 def decode_single(payload: bytes) -> Any | None:
     """The single reading in ``payload`` if it is well-formed (version 1, every key known and
     every integer an int64); None if not (the general path then decides)."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return None
-    try:
-        reading = _DECODER.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    # v is typed int, not Literal[1], so that a wrong version costs no exception here either
-    return reading if reading.v == SCHEMA_VERSION else None
+    return decode_version_1(_DECODER, payload)
 
 
 def single_reading(doc: dict[str, Any], received_ms: int) -> dict[str, Any]:
