@@ -300,11 +300,9 @@ class WindowPipeline:
     def write_rollups(self, now: int) -> None:
         """Write the aggregates of the current state, stamped at the start of ``now``'s
         rollup bucket (rewritten in place until the bucket ends; docs/schema.md): the whole
-        set on a bucket's first write, then only the cells that changed (rollup_points)."""
-        self.settle_rollups()
-        bucket = self.settings.rollup_bucket_s * 1000
-        lines, written = self.rollups.changed(self.state, now - now % bucket)
-        self.rollups.forget()  # a write that raises leaves the next one whole
+        set on a bucket's first write, then only the cells that changed (rollup_points).
+        Returns once InfluxDB has them."""
+        lines, written = self._changed_rollups(now)
         self.write_aggregates(lines)
         self.rollups.remember(written)
 
@@ -312,11 +310,18 @@ class WindowPipeline:
         """:meth:`write_rollups` on the writer's threads: returns once the write started;
         :meth:`settle_rollups` waits for it. Settles the write before it first, so at most
         one is in flight and the changed cells are those InfluxDB has not accepted."""
+        lines, written = self._changed_rollups(now)
+        self._rollup_write = (self.writer.submit(lines), written)
+
+    def _changed_rollups(self, now: int) -> tuple[list[str], Written]:
+        # After the write in flight settled: the lines of the cells InfluxDB does not hold
+        # yet, stamped at ``now``'s bucket, and what they carry. Nothing is known written
+        # until their write settles, so a write that raises leaves the next one whole.
         self.settle_rollups()
         bucket = self.settings.rollup_bucket_s * 1000
         lines, written = self.rollups.changed(self.state, now - now % bucket)
-        self.rollups.forget()  # until it settled, nothing is known written
-        self._rollup_write = (self.writer.submit(lines), written)
+        self.rollups.forget()
+        return lines, written
 
     def settle_rollups(self) -> None:
         """Wait for the rollup write in flight, if any; remember what it carried once
