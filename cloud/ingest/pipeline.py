@@ -163,8 +163,9 @@ class WindowPipeline:
         refused = pending.result() if pending is not None else self.writer.write(lines.lines)
         readings = decoded.readings
         state, m = self.state, self.metrics
-        stored = np.ones(len(readings), dtype=bool)
+        kept = readings  # every raw line stored: nothing to take out
         if refused:
+            stored = np.ones(len(readings), dtype=bool)
             late: list[Refusal] = []
             n_raw = len(readings)
             for r in refused:
@@ -176,15 +177,15 @@ class WindowPipeline:
                 if r.line < n_raw and self.settings.store_raw:
                     stored[r.line] = False
             self.record_dead(late, now)
-        # raw() emits rows grouped by kind: map stored flags back through the same order.
-        order = (
-            np.concatenate([np.flatnonzero(readings.kind == KIND_CODES[k]) for k in SensorKind])
-            if len(readings)
-            else np.zeros(0, np.intp)
-        )
-        ok_rows = np.zeros(len(readings), dtype=bool)
-        ok_rows[order] = stored
-        kept = readings.take(ok_rows)
+            # raw() emits rows grouped by kind: map stored flags back through the same order.
+            order = (
+                np.concatenate([np.flatnonzero(readings.kind == KIND_CODES[k]) for k in SensorKind])
+                if len(readings)
+                else np.zeros(0, np.intp)
+            )
+            ok_rows = np.zeros(len(readings), dtype=bool)
+            ok_rows[order] = stored
+            kept = readings.take(ok_rows)
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
