@@ -88,6 +88,20 @@ class _CountingWriter:
             body(lines[lo : lo + self.chunk_lines])
         return []
 
+    def submit(self, lines: Sequence[str]) -> _Done:
+        """As ``PointWriter.submit``, settled at once (the rollup write of ADR 0032)."""
+        return _Done(self.write(lines))
+
+
+class _Done:
+    """A write already settled: ``PendingWrite``'s one method."""
+
+    def __init__(self, refused: list[Refused]) -> None:
+        self.refused = refused
+
+    def result(self) -> list[Refused]:
+        return self.refused
+
 
 def main() -> None:
     """Run the windows and print the figures."""
