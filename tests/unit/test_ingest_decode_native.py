@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -306,3 +309,36 @@ def test_the_c_decoder_writes_no_row_past_the_buffers_and_refuses_misuse(city: R
         table.get("bed-kariadi-icu") == CityIndex.from_registry(city).sensor_pos["bed-kariadi-icu"]
     )
     assert table.get("nope") == -1
+
+
+_WITHOUT_EXTENSION = """
+import sys
+sys.modules["cloud.ingest.decode._jsoncols"] = None  # its import fails, as with no compiler
+import orjson
+from city import load_registry
+from city.registry import DEMO_CITY
+from cloud.ingest import CityIndex, Message, decode_window
+from cloud.ingest.decode import json_native
+reading = {"sensor": "bed-kariadi-icu", "kind": "bed", "ts": 1_795_000_000_000, "seq": 7,
+           "values": {"capacity": 24, "occupied": 20, "suspect": 3, "confirmed": 5, "waiting": 2}}
+batch = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": 0, "readings": [reading] * 3}
+topic = "pantau/v1/rs-kariadi/gw-kariadi/readings"
+out = decode_window([Message(topic, orjson.dumps(batch), 0)],
+                    CityIndex.from_registry(load_registry(DEMO_CITY)), 1_795_000_000_000)
+print(json_native.ENABLED, json_native.DECODER, len(out.readings), len(out.rejections))
+"""
+
+
+def test_without_the_extension_the_ingester_decodes_with_msgspec() -> None:
+    """An install without a C compiler has no ``_jsoncols``: in a fresh interpreter whose
+    import of it fails, ``json_native`` still imports, is switched off, names msgspec as the
+    decoder, and decode_window stores a batch's 3 readings."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTENSION],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.split("\n")[0] == ("False msgspec (the native decoder is not built) 3 0")

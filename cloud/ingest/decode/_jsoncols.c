@@ -124,14 +124,20 @@ static int Table_init(Table *self, PyObject *args, PyObject *kwds) {
     }
     size_t cap = 8;
     while (cap < (size_t)n * 2 + 1) cap <<= 1;
-    self->slots = PyMem_Calloc(cap, sizeof(Slot));
-    self->keys = PyMem_Malloc(total > 0 ? (size_t)total : 1);
-    if (self->slots == NULL || self->keys == NULL) {
+    Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
+    char *keys = PyMem_Malloc(total > 0 ? (size_t)total : 1);
+    if (slots == NULL || keys == NULL) {
+        PyMem_Free(slots);
+        PyMem_Free(keys);
         PyErr_NoMemory();
         return -1;
     }
+    for (size_t s = 0; s < cap; s++) slots[s].pos = -1;
+    /* From here the table is whole at every step (empty slots, then more ids): a failure
+     * below leaves a table of fewer ids, never one whose probe cannot end. */
+    self->slots = slots;
+    self->keys = keys;
     self->mask = cap - 1;
-    for (size_t s = 0; s < cap; s++) self->slots[s].pos = -1;
     Py_ssize_t off = 0;
     i = 0;
     while (PyDict_Next(d, &i, &k, &v)) {
@@ -156,13 +162,14 @@ static int Table_init(Table *self, PyObject *args, PyObject *kwds) {
 static inline int32_t table_get(const Table *t, const unsigned char *p, Py_ssize_t n) {
     uint64_t h = id_hash(p, n);
     size_t s = (size_t)h & t->mask;
-    for (;;) {
+    for (size_t probes = 0; probes <= t->mask; probes++) { /* at most every slot once */
         const Slot *e = &t->slots[s];
         if (e->pos < 0) return -1;
         if (e->tag == (uint32_t)(h >> 32) && e->len == (uint64_t)n && same(t->keys + e->off, p, n))
             return e->pos;
         s = (s + 1) & t->mask;
     }
+    return -1;
 }
 
 static PyObject *Table_get(Table *self, PyObject *arg) {

@@ -1,7 +1,9 @@
 """Decode a flush window of MQTT messages into validated numpy columns.
 
-Per message: the envelope (``envelope``), which decodes a JSON batch to structs
-(``json_structs``); per reading the only Python work is pulling the columns out of the structs
+Per message: the envelope (``envelope``), which has a JSON batch written into the window's
+columns by the native decoder (``json_native``, no Python work per reading) or, if that does not
+take it, decoded to structs (``json_structs``); per reading the only Python work is then pulling
+the columns out of the structs
 (``struct_columns``), of JSON the struct decoder refused (``json_columns``, the general path) or
 of the binary batch (``binary_columns``); every rule of ``contract.payload`` is then applied to
 the whole window's columns at once (``rules``), by the precedence written there. Reading-level
