@@ -1,10 +1,14 @@
 """Mode (b)'s decode against its limit, in process: the JSON batches of
 ``bench.ingest_throughput --modes b`` (the synthetic province, 500 readings per message, 4 MiB
 windows as a drain closes them) through ``decode_window``, beside ``orjson.loads`` alone (issue
-14's limit) and msgspec's decode to the batch structs alone (``json_structs.decode_batch``, the
-floor of the struct path) on the very same payloads.
+14's limit), msgspec's decode to the batch structs alone (``json_structs.decode_batch``, the
+floor of the struct path) and the native column decoder alone (``json_native``, ADR 0034:
+the bytes into the window's column buffers) on the very same payloads. ``--no-native``
+measures ``decode_window`` with the native decoder switched off (the msgspec path, as
+without a C compiler).
 
     .venv/bin/python -m bench.ingest_json_decode [--rounds 15] [--windows 8] [--profile]
+                                                 [--no-native]
 
 Prints CPU microseconds per reading (``time.process_time``; best and median of ``--rounds``,
 the three interleaved round by round so a busy machine hits them alike) and the ratio issue 14
@@ -30,7 +34,7 @@ import yaml
 from bench.ingest_load import gateway_loads, synthetic_province
 from bench.ingest_throughput.workload import sample_payloads
 from city import load_registry
-from cloud.ingest.decode import Message, decode_window
+from cloud.ingest.decode import Message, decode_window, json_native
 from cloud.ingest.decode.json_structs import decode_batch
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
@@ -62,7 +66,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--windows", type=int, default=8)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--no-native", action="store_true", help="decode_window without it")
     a = p.parse_args()
+    if a.no_native:
+        json_native.ENABLED = False
     index, windows = province_windows(a.windows)
     payloads = [m.payload for w in windows for m in w]
     readings = BATCH * len(payloads)
@@ -84,11 +91,23 @@ def main() -> None:
             if decode_batch(b) is None:
                 raise SystemExit("the struct decoder refused bench data")
 
+    def native() -> None:
+        for w in windows:
+            cols = json_native.NativeColumns(index=index, messages=w)
+            for m, msg in enumerate(w):
+                got = cols.decode(msg.payload)
+                if got is None:
+                    raise SystemExit("the native decoder refused bench data")
+                cols.add(m, 0, got.n)
+
     subjects: dict[str, Callable[[], None]] = {
         "decode_window": decode,
         "orjson.loads alone": parse,
         "msgspec structs alone": structs,
     }
+    if json_native.ENABLED:
+        subjects["native decode alone"] = native
+    print(f"JSON batch decoder: {json_native.DECODER}")
     cpu: dict[str, list[float]] = {name: [] for name in subjects}
     decode()  # warm: topic cache, first allocations
     for _ in range(a.rounds):

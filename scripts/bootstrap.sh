@@ -30,8 +30,14 @@ have wrk || apt_packages+=(wrk)
 PY="$(pick_python || true)"
 if [ -z "$PY" ]; then
   # Debian 12 ships 3.11 as python3; older Ubuntu has python3.11 as a separate package.
-  if apt-cache show python3.11-venv >/dev/null 2>&1; then apt_packages+=(python3.11 python3.11-venv)
-  else apt_packages+=(python3 python3-venv); fi
+  if apt-cache show python3.11-venv >/dev/null 2>&1; then apt_packages+=(python3.11 python3.11-venv python3.11-dev)
+  else apt_packages+=(python3 python3-venv python3-dev); fi
+fi
+# pip builds the native JSON column decoder (docs/adr/0034) with a C compiler and Python's
+# headers; without them the install still succeeds and the ingester decodes with msgspec alone.
+have gcc || apt_packages+=(gcc)
+if [ -n "$PY" ] && ! "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  apt_packages+=("$(basename "$PY")-dev")
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "==> installing Debian packages: ${apt_packages[*]}"

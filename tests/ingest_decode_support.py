@@ -12,7 +12,7 @@ import pytest
 from hypothesis import strategies as st
 
 from cloud.ingest import CityIndex, Message, decode_window
-from cloud.ingest.decode import DecodedWindow, envelope
+from cloud.ingest.decode import DecodedWindow, envelope, json_native
 from contract import KIND_FIELDS, RejectReason, SensorKind
 from contract.payload import MAX_COUNT, MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
 
@@ -123,9 +123,11 @@ def verdicts(out: Any) -> tuple[list[tuple[int | None, RejectReason]], list[list
 
 def general_only(messages: list[Message], index: CityIndex, *, fast_path: str) -> DecodedWindow:
     """decode_window with the struct decoder ``envelope.<fast_path>`` (``decode_batch`` or
-    ``decode_single``) refusing everything: the general path alone, for differential tests."""
+    ``decode_single``) refusing everything and the native decoder off: the general path alone,
+    for differential tests."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(envelope, fast_path, lambda payload: None)
+        mp.setattr(json_native, "ENABLED", False)
         return decode_window(messages, index, NOW)
 
 
@@ -173,4 +175,36 @@ def json_edit(draw: st.DrawFn, raw: bytes, edit: str, keys: list[bytes]) -> byte
         return raw.replace(b",", b" ,\n\t", 1)
     if edit == "cut":
         return raw[: draw(st.integers(0, len(raw)))]
+    return raw
+
+
+@st.composite
+def mutated_batch(draw: st.DrawFn) -> bytes:
+    """A JSON batch's bytes, mostly well-formed, with a few edits a device or a fuzzer makes:
+    a number swapped for a non-integer or an out-of-range one, a key renamed, duplicated or
+    dropped, an escaped character, whitespace, a cut, another version or gateway."""
+    readings = draw(st.lists(plain_readings(), min_size=1, max_size=6))
+    if draw(st.booleans()):  # each reading with its own kind's field names: the struct path
+        for r in readings:
+            fields = KIND_FIELDS[SensorKind(r["kind"])]
+            r["values"] = dict(zip(fields, [*r["values"].values(), 0, 0], strict=False))
+    doc: dict[str, Any] = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW}
+    if draw(st.booleans()):
+        doc["clock_offset_ms"] = draw(st.sampled_from([None, -3, 0.5]))
+    doc["readings"] = readings
+    raw = orjson.dumps(doc)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
+        edit = draw(st.sampled_from([*JSON_EDITS, "escape", "envelope"]))
+        if edit == "escape":
+            raw = raw.replace(b"kariadi", draw(st.sampled_from([rb"kari\u0061di", b"kar\xc3\xa9"])))
+        elif edit == "envelope":  # the batch's own fields: version, gateway
+            old, new = draw(
+                st.sampled_from(
+                    [(b'"v":1', b'"v":' + v) for v in (b"2", b"0", b"true", b"1.0", b"-1")]
+                    + [(b'"gw-kariadi"', b'"gw-johar"'), (b'"gw-kariadi"', b'"GW"')]
+                )
+            )
+            raw = raw.replace(old, new, 1)
+        else:
+            raw = json_edit(draw, raw, edit, [b'"bogus":', b'"kind":', b'"values":', b'"v":'])
     return raw

@@ -5,7 +5,7 @@ path alone gives (the path test_ingest_decode.py proves equal to the contract)."
 from __future__ import annotations
 
 import gc
-from typing import Any
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,53 +14,28 @@ from hypothesis import strategies as st
 
 from city import Registry
 from cloud.ingest import CityIndex, decode_window
-from cloud.ingest.decode import struct_columns
+from cloud.ingest.decode import json_native, struct_columns
 from cloud.ingest.decode.json_structs import KIND_OF_TYPE, WireBatch, decode_batch
-from contract import KIND_CODES, KIND_FIELDS, Batch, Reading, SensorKind
+from contract import KIND_CODES, KIND_FIELDS, Batch, Reading
 from contract.payload import MAX_READINGS_PER_BATCH
 from tests.ingest_decode_support import (
-    JSON_EDITS,
     NOW,
     TOPIC,
     bed,
     general_only,
-    json_edit,
     msg,
+    mutated_batch,
     outcome,
-    plain_readings,
 )
 
 
-@st.composite
-def mutated_batch(draw: st.DrawFn) -> bytes:
-    """A JSON batch's bytes, mostly well-formed, with a few edits a device or a fuzzer makes:
-    a number swapped for a non-integer or an out-of-range one, a key renamed, duplicated or
-    dropped, an escaped character, whitespace, a cut, another version or gateway."""
-    readings = draw(st.lists(plain_readings(), min_size=1, max_size=6))
-    if draw(st.booleans()):  # each reading with its own kind's field names: the struct path
-        for r in readings:
-            fields = KIND_FIELDS[SensorKind(r["kind"])]
-            r["values"] = dict(zip(fields, [*r["values"].values(), 0, 0], strict=False))
-    doc: dict[str, Any] = {"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW}
-    if draw(st.booleans()):
-        doc["clock_offset_ms"] = draw(st.sampled_from([None, -3, 0.5]))
-    doc["readings"] = readings
-    raw = orjson.dumps(doc)
-    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
-        edit = draw(st.sampled_from([*JSON_EDITS, "escape", "envelope"]))
-        if edit == "escape":
-            raw = raw.replace(b"kariadi", draw(st.sampled_from([rb"kari\u0061di", b"kar\xc3\xa9"])))
-        elif edit == "envelope":  # the batch's own fields: version, gateway
-            old, new = draw(
-                st.sampled_from(
-                    [(b'"v":1', b'"v":' + v) for v in (b"2", b"0", b"true", b"1.0", b"-1")]
-                    + [(b'"gw-kariadi"', b'"gw-johar"'), (b'"gw-kariadi"', b'"GW"')]
-                )
-            )
-            raw = raw.replace(old, new, 1)
-        else:
-            raw = json_edit(draw, raw, edit, [b'"bogus":', b'"kind":', b'"values":', b'"v":'])
-    return raw
+@pytest.fixture(autouse=True, scope="module")
+def _msgspec_path() -> Iterator[None]:
+    """These tests are about the msgspec struct path, the one an install without a C compiler
+    uses: the native decoder (tests/unit/test_ingest_decode_native.py) is switched off."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(json_native, "ENABLED", False)
+        yield
 
 
 @settings(max_examples=400, deadline=None)

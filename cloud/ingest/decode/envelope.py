@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cloud.ingest.decode.json_native import NativeBatch, NativeColumns
 from cloud.ingest.decode.json_structs import WireBatch, decode_batch
 from cloud.ingest.decode.rules import BATCH_KEYS, SINGLE_KEYS
 from cloud.ingest.decode.single_structs import AdmittedSingle, decode_single, single_reading
@@ -55,17 +56,33 @@ class AdmittedStructs:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmittedNative:
+    """An admitted JSON batch the native decoder took (``json_native``): its gateway, batch
+    seq and number of readings, which wait in the window's ``NativeColumns``."""
+
+    gateway: int
+    seq: int
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
 class AdmittedBinary:
     gateway: int
     batch: BinaryBatch
 
 
 def admit(
-    m: int, msg: Message, index: CityIndex, *, structs: bool = True
+    m: int,
+    msg: Message,
+    index: CityIndex,
+    *,
+    structs: bool = True,
+    native: NativeColumns | None = None,
 ) -> (
     Rejection
     | StatusUpdate
     | AdmittedJson
+    | AdmittedNative
     | AdmittedStructs
     | AdmittedBinary
     | AdmittedSingle
@@ -73,9 +90,11 @@ def admit(
 ):
     """Envelope of one message: a Rejection, a StatusUpdate, admitted readings, or None for a
     message with nothing to store. ``structs=False`` skips the struct decoder (for a batch
-    whose integers the columns could not hold: ``struct_columns``)."""
+    whose integers the columns could not hold: ``struct_columns``). With ``native``, a batch
+    is offered to the native decoder first (``json_native``); what it does not take goes to
+    the struct decoder."""
     binary: BinaryBatch | None = None
-    wire: WireBatch | None = None
+    wire: WireBatch | NativeBatch | None = None
     single: Any = None
     doc: Any = None
     try:
@@ -88,7 +107,9 @@ def admit(
             # A well-formed batch of this topic's gateway skips the parse to dicts; anything
             # else (a fault anywhere, another gw) is parsed again and judged by the rules below.
             if structs and topic.channel is Channel.READINGS:
-                wire = decode_batch(msg.payload)
+                wire = None if native is None else native.decode(msg.payload)
+                if wire is None:
+                    wire = decode_batch(msg.payload)
             elif topic.channel is Channel.READING:
                 single = decode_single(msg.payload)
             if single is None and (wire is None or wire.gw != topic.gateway):
@@ -111,6 +132,8 @@ def admit(
             detail = f"payload gw {binary.gw!r} != topic {topic.gateway!r}"
             return Rejection(m, RejectReason.TOPIC_MISMATCH, detail)
         return AdmittedBinary(gw, binary)
+    if isinstance(wire, NativeBatch):
+        return AdmittedNative(gw, wire.seq, wire.n)
     if wire is not None:
         return AdmittedStructs(gw, wire.seq, wire.readings)
     if topic.channel is Channel.STATUS:

@@ -14,6 +14,7 @@ from cloud.ingest.binary_detail import BinaryRow
 from cloud.ingest.decode.binary_columns import binary_window_columns
 from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson
 from cloud.ingest.decode.json_columns import json_columns
+from cloud.ingest.decode.json_native import NativeColumns
 from cloud.ingest.decode.rules import Columns
 from cloud.ingest.decode.struct_columns import StructColumns
 from cloud.ingest.decode.types import I32, Bools, Message
@@ -32,8 +33,8 @@ class Segment:
     source: Callable[[int], Any]
 
 
-def struct_segment(structs: StructColumns, messages: Sequence[Message]) -> Segment:
-    """The segment of the window's struct-decoded JSON batches."""
+def struct_segment(structs: StructColumns | NativeColumns, messages: Sequence[Message]) -> Segment:
+    """The segment of the window's struct-decoded (or natively decoded) JSON batches."""
     counts = np.array([k for _, _, k in structs.items], dtype=np.intp)
     ends = np.cumsum(counts)
     starts = ends - counts

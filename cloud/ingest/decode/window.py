@@ -1,7 +1,9 @@
 """Decode a flush window of MQTT messages into validated numpy columns.
 
-Per message: the envelope (``envelope``), which decodes a JSON batch to structs
-(``json_structs``); per reading the only Python work is pulling the columns out of the structs
+Per message: the envelope (``envelope``), which has a JSON batch written into the window's
+columns by the native decoder (``json_native``, no Python work per reading) or, if that does not
+take it, decoded to structs (``json_structs``); per reading the only Python work is then pulling
+the columns out of the structs
 (``struct_columns``), of JSON the struct decoder refused (``json_columns``, the general path) or
 of the binary batch (``binary_columns``); every rule of ``contract.payload`` is then applied to
 the whole window's columns at once (``rules``), by the precedence written there. Reading-level
@@ -16,7 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from cloud.ingest.decode.envelope import AdmittedBinary, AdmittedJson, AdmittedStructs, admit
+from cloud.ingest.decode.envelope import (
+    AdmittedBinary,
+    AdmittedJson,
+    AdmittedNative,
+    AdmittedStructs,
+    admit,
+)
+from cloud.ingest.decode.json_native import NativeColumns, native_columns
 from cloud.ingest.decode.rules import judge, reading_detail
 from cloud.ingest.decode.segments import (
     Segment,
@@ -46,6 +55,7 @@ class Admitted:
     """A window's messages sorted by what decoding they need."""
 
     structs: StructColumns
+    native: NativeColumns | None = None
     singles: SingleColumns = field(default_factory=SingleColumns)
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
@@ -56,13 +66,13 @@ class Admitted:
 
 
 def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup | None) -> Admitted:
-    out = Admitted(structs=StructColumns(index=index))
+    out = Admitted(structs=StructColumns(index=index), native=native_columns(index, messages))
     in_window: set[tuple[int, int, int]] = set()
     singles = out.singles
     for m, msg in enumerate(messages):
         if singles.add_known(m, msg):  # a single reading on a topic this window admitted
             continue
-        got = admit(m, msg, index)
+        got = admit(m, msg, index, native=out.native)
         if isinstance(got, Rejection):
             out.rejections.append(got)
             continue
@@ -82,7 +92,10 @@ def admit_all(messages: Sequence[Message], index: CityIndex, dedup: BatchDedup |
                 continue
             in_window.add(key)
             out.keys.append(key)
-        if isinstance(got, AdmittedStructs):
+        if isinstance(got, AdmittedNative):
+            if out.native is not None:  # always: admit took it with these columns
+                out.native.add(m, got.gateway, got.n)
+        elif isinstance(got, AdmittedStructs):
             out.structs.add(m, got.gateway, got.readings)
         elif isinstance(got, AdmittedBinary):
             out.binaries.append((m, got))
@@ -118,6 +131,8 @@ def decode_window(
     duplicates, keys = adm.duplicates, adm.keys
     structs, general, binaries = adm.structs, adm.general, adm.binaries
     segments: list[Segment] = []
+    if adm.native is not None and adm.native.n:
+        segments.append(struct_segment(adm.native, messages))
     if structs.n:
         segments.append(struct_segment(structs, messages))
     if adm.singles.readings:
