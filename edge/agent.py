@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -88,6 +88,8 @@ class EdgeAgent:
         self._inbox: queue.Queue[UplinkEvent | None] = queue.Queue()
         self._bursts: deque[tuple[float, list[EdgeReading]]] = deque()
         self._unannounced = 0  # readings on the deque since the last wake-up (hub thread)
+        # Windows closed during this wake-up: stored with its PUBACKs by one spool write.
+        self._closed: list[Sequence[EdgeReading]] = []
         self._readers: list[PortReader] = []
         self._hub: SerialHub | None = None
         self._batcher = Batcher(
@@ -109,7 +111,7 @@ class EdgeAgent:
             config_file=config_file,
             settings=lambda: self.settings,
             apply=self._apply_settings,
-            flush=self._batcher.close,
+            flush=self._close_window,
             spool_state=self._spool_state,
         )
         self._last_status_at = -1e9
@@ -198,7 +200,8 @@ class EdgeAgent:
 
     def _collect(self, wait: float) -> None:
         """Take what the network thread handed over (waiting up to ``wait``, or until the
-        batch window is due), then the hub's readings; close the window when full or old."""
+        batch window is due), then the hub's readings; close the window when full or old;
+        then write the PUBACKs and the closed windows to the spool in one transaction."""
         try:
             event = self._inbox.get(timeout=self._batcher.wait_s(wait))
         except queue.Empty:
@@ -210,18 +213,19 @@ class EdgeAgent:
                     self._take(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-        self._uplink.handle_acks(self._spool)
+        self._uplink.handle_acks()
         bursts = self._bursts
         while bursts:
             arrived, readings = bursts.popleft()
             self._batcher.add(readings, at=arrived)
         self._batcher.close_if_due()
+        self._settle()
 
     def _take(self, event: UplinkEvent | None) -> None:
         # PUBACKs first: any of them arrived before this event was queued.
-        self._uplink.handle_acks(self._spool)
+        self._uplink.handle_acks()
         if event is not None:  # None: a wake-up; readings and PUBACKs are on their deques
-            self._uplink.handle(event, self._spool, self._on_command)
+            self._uplink.handle(event, self._on_command)
 
     def _hand_over(self, readings: list[EdgeReading]) -> None:
         """The hub's delivery (in the hub thread): leave ``readings`` on the deque with the
@@ -240,9 +244,21 @@ class EdgeAgent:
             self._unannounced = 0
             self._inbox.put(None)
 
-    def _store(self, readings: Any) -> None:
-        self._spool.put(readings)
-        self._uplink.maybe_pending = True
+    def _store(self, readings: Sequence[EdgeReading]) -> None:
+        # The Batcher's store: the window waits for this wake-up's one spool write (_settle).
+        self._closed.append(readings)
+
+    def _settle(self) -> None:
+        """Write the accounted PUBACKs and the closed windows to the spool, one transaction.
+        Runs before anything reads the spool (take, a command, the status, shutdown)."""
+        closed, self._closed = self._closed, []
+        self._uplink.settle(self._spool, closed)
+
+    def _close_window(self) -> int:
+        """Close the window now and store it (``read_now``, shutdown); readings it held."""
+        n = self._batcher.close()
+        self._settle()
+        return n
 
     def _apply_settings(self, update: dict[str, Any]) -> None:
         self.settings = self.settings.model_copy(update=update)
@@ -298,6 +314,7 @@ class EdgeAgent:
         self._uplink.publish(self._uplink.topic(Channel.STATUS), payload, retain=True)
 
     def _on_command(self, payload: bytes) -> None:
+        self._settle()  # a command may report the spool: show it as the PUBACKs left it
         ack = self._commands.handle(payload)
         self._uplink.publish(self._uplink.topic(Channel.ACK), encode(ack))
 
@@ -323,13 +340,13 @@ class EdgeAgent:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         if self._outbox is not None:
             self._collect(0.0)
-            self._batcher.close()
+            self._close_window()
             while up.connected and time.monotonic() < deadline:
                 up.send_pending(self._spool, self._clock_watch.offset_ms)
                 if not up.in_flight and not up.maybe_pending:
                     break
                 self._collect(0.01)  # PUBACKs, as they come
-                self._batcher.close()
+                self._close_window()
         offline = encode(self.status(GatewayState.OFFLINE))
         write_status_file(self.settings.status_file, offline)
         up.close(offline)
