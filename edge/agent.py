@@ -81,13 +81,10 @@ class EdgeAgent:
         self._status_dirty = threading.Event()
         # CONNACKs, disconnects and commands wake the loop; PUBACKs wait on the uplink's
         # deque for its next wake-up (edge.uplink).
-        # Readings from the hub wake it only when a window is due (_hand_over); otherwise
-        # they wait on the deque (appends are thread-safe) for the loop's next wake-up.
-        # Waking the loop for each burst was 80 wake-ups a second, on both threads, at 200
-        # sensors x 10 Hz on 8 ports.
+        # Readings from the hub wait on a deque (appends are thread-safe) for the loop's
+        # next wake-up, which comes by the time the window is due (_hand_over, ADR 0036).
         self._inbox: queue.Queue[UplinkEvent | None] = queue.Queue()
         self._bursts: deque[tuple[float, list[EdgeReading]]] = deque()
-        self._unannounced = 0  # readings on the deque since the last wake-up (hub thread)
         # Windows closed during this wake-up: stored with its PUBACKs by one spool write.
         self._closed: list[Sequence[EdgeReading]] = []
         self._readers: list[PortReader] = []
@@ -229,19 +226,16 @@ class EdgeAgent:
 
     def _hand_over(self, readings: list[EdgeReading]) -> None:
         """The hub's delivery (in the hub thread): leave ``readings`` on the deque with the
-        time they arrived (a window they start is as old as they are), and wake the loop only
-        when a full window's worth waits - or when they start a window that must close before
-        the loop's next tick (``batch_max_delay_s`` under ``LOOP_TICK_S``). Waking a thread
-        costs the waker too (py-spy: a third of the hub's time was ``Queue.put``'s notify).
-        ``len(self._batcher)`` is read without a lock: a stale answer costs one wake-up too
-        many or a pickup one tick late, never a reading."""
+        time they arrived (a window they start is as old as they are). The loop takes them
+        on its next wake-up, at the latest its tick: full windows then go to the spool
+        together, one transaction (ADR 0036). Only a burst that starts a window which must
+        close before that tick (``batch_max_delay_s`` under ``LOOP_TICK_S``) wakes the loop:
+        a wake-up costs the waker too (py-spy: ``Queue.put``'s notify was as much of the
+        hub's time as decoding). ``len(self._batcher)`` is read without a lock: a stale
+        answer costs one wake-up too many or a pickup one tick late, never a reading."""
         self._bursts.append((time.monotonic(), readings))
-        self._unannounced += len(readings)
         batcher = self._batcher
-        if self._unannounced >= batcher.max_readings or (
-            batcher.max_delay_s < LOOP_TICK_S and not len(batcher)
-        ):
-            self._unannounced = 0
+        if batcher.max_delay_s < LOOP_TICK_S and not len(batcher):
             self._inbox.put(None)
 
     def _store(self, readings: Sequence[EdgeReading]) -> None:
