@@ -98,7 +98,7 @@ class Uplink:
         self.in_flight: dict[int, PendingBatch] = {}
         # PUBACKs from the network thread, oldest first (appends and pops are thread-safe).
         # A wake-up of the loop per PUBACK was 10 a second on both threads at 2 000
-        # readings/s; the loop wakes that often for the hub's full windows anyway.
+        # readings/s; the loop takes them on its tick (ADR 0036).
         self._acks: deque[UplinkEvent] = deque()
         # Seqs sent on this connection and not acked (in flight, or refused by the broker),
         # and seqs acked but not yet deleted from the spool (in _acked): take() skips them; a
