@@ -230,9 +230,9 @@ class EdgeAgent:
         on its next wake-up, at the latest its tick: full windows then go to the spool
         together, one transaction (ADR 0036). Only a burst that starts a window which must
         close before that tick (``batch_max_delay_s`` under ``LOOP_TICK_S``) wakes the loop:
-        a wake-up costs the waker too (py-spy: ``Queue.put``'s notify was as much of the
-        hub's time as decoding). ``len(self._batcher)`` is read without a lock: a stale
-        answer costs one wake-up too many or a pickup one tick late, never a reading."""
+        each wake-up is a spool transaction and a publish round of its own, and costs the
+        loop and the network thread CPU. ``len(self._batcher)`` is read without a lock: a
+        stale answer costs one wake-up too many or a pickup one tick late, never a reading."""
         self._bursts.append((time.monotonic(), readings))
         batcher = self._batcher
         if batcher.max_delay_s < LOOP_TICK_S and not len(batcher):
