@@ -20,10 +20,11 @@ Also printed: CPU per thread, and the limits beside the subject from the same ru
 alone and by ``PortReader.feed``, and the publisher loop's own work on those readings (batch
 window, spool, envelope) - with the agent's CPU as a multiple of each.
 
-Measured 2026-11-30 (issue 14, ADR 0033) on the shared 2-core machine (load average about 4),
-8 PTYs: 4.19 % and 3.99 % of a core (publisher loop 1.65 %, hub 2.10 / 1.85 %, MQTT network
-0.45 %), RSS 45.3 MB; the code before, alternated with it: 7.14 % and 5.96 %. Quiet, before:
-8.78 % and 8.33 %; issue 4 (quiet): 7.7 %, 46 MB. docs/performance.md.
+Measured 2026-11-30 (issue 14, ADR 0036) on the shared 2-core machine (load average 3.3-4.8),
+8 PTYs, five pairs alternated with the code before: 2.15-2.35 % of a core (publisher loop
+0.65-0.80 %, hub 1.20-1.30 %, MQTT network 0.15-0.20 %) against 2.50-2.65 %, RSS 46 MB.
+Quiet figures of record before: 4.79 % and 5.69 % (ADR 0033); issue 4 (quiet): 7.7 %, 46 MB.
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ def main() -> None:
         )
         spool_pct = publisher_floor_pct(args.sensors, args.ports, args.rate, workdir)
         print(
-            f"limit, publisher  {spool_pct:8.2f} % batch window + spool put/take/ack + envelope "
+            f"limit, publisher  {spool_pct:8.2f} % batch window + spool settle/take + envelope "
             f"on those readings (the loop: {main_pct:.2f} %, {main_pct / spool_pct:.2f}x)"
         )
         mean_rss = sum(rss) / len(rss)

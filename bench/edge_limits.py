@@ -4,7 +4,8 @@ process, in one thread, with nothing else to wait for.
 - ``floor_pct``: the serial side on the bytes the sensors write (the frame decoder alone,
   and ``PortReader.feed``, which the agent's hub thread calls per port read);
 - ``publisher_floor_pct``: the publisher loop's work on the readings those bytes make (the
-  batch window, ``SqliteOutbox`` put/take/ack on a real spool file, the batch envelope),
+  batch window, ``SqliteOutbox`` settle/take on a real spool file, each window's put with
+  the previous batches' acks in one transaction, the batch envelope),
   without its wake-ups, the MQTT client or the status.
 
 Thread CPU time over the traffic of ``seconds``, best of ``rounds``: the machine is shared,
@@ -23,7 +24,7 @@ from edge import PortReader, serial_opener
 from edge.batcher import Batcher
 from edge.envelope import batch_payload
 from edge.reading import EdgeReading
-from edge.spool import SpoolLimits, SqliteOutbox
+from edge.spool import PendingBatch, SpoolLimits, SqliteOutbox
 
 #: The agent's defaults (edge.config): the window, the in-flight cap, a week's age bound.
 _WINDOW = 200
@@ -90,8 +91,9 @@ def publisher_floor_pct(
     n: int, ports: int, rate: float, workdir: Path, *, seconds: float = 5.0, rounds: int = 3
 ) -> float:
     """% of one core the publisher loop's own work on those readings costs: each burst into
-    the batch window (full at 200), each closed batch put in a SQLite spool, taken, wrapped
-    in the envelope and acknowledged, as a connected agent whose PUBACKs come at once."""
+    the batch window (full at 200), each closed batch put in a SQLite spool in one
+    transaction with the acks of the batches before it, taken and wrapped in the envelope,
+    as a connected agent whose PUBACKs come before its next window closes."""
     readings: list[list[EdgeReading]] = []
     readers = _readers(ports)
     for burst in _bursts(n, ports, rate, seconds):
@@ -105,19 +107,30 @@ def publisher_floor_pct(
             limits=SpoolLimits(max_readings=1_000_000, max_age_ms=_MAX_AGE_MS),
         ).open()
 
-        def store(window: Sequence[EdgeReading], box: SqliteOutbox = box) -> None:
-            box.put(window)
-            for pending in box.take(limit=_IN_FLIGHT):
+        acked: list[PendingBatch] = []
+
+        def store(
+            window: Sequence[EdgeReading],
+            box: SqliteOutbox = box,
+            acked: list[PendingBatch] = acked,
+        ) -> None:
+            # As the loop does (ADR 0036): the previous batches' PUBACKs and this window in
+            # one transaction.
+            box.settle(acked=acked, batches=[window])
+            skip = {pending.seq for pending in acked}
+            acked.clear()
+            for pending in box.take(limit=_IN_FLIGHT, skip=skip):
                 batch_payload(
                     gw="gw", seq=pending.seq, sent=0, clock_offset_ms=None, body=pending.body
                 )
-                box.mark_acked(pending)
+                acked.append(pending)
 
         batcher = Batcher(max_readings=_WINDOW, max_delay_s=3600.0, store=store)
         t0 = time.thread_time()
         for step in readings:
             batcher.add(step)
         batcher.close()
+        box.settle(acked=acked, batches=[])
         best = min(best, time.thread_time() - t0)
         box.close()
     return 100 * best / seconds

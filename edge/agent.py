@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -81,13 +81,12 @@ class EdgeAgent:
         self._status_dirty = threading.Event()
         # CONNACKs, disconnects and commands wake the loop; PUBACKs wait on the uplink's
         # deque for its next wake-up (edge.uplink).
-        # Readings from the hub wake it only when a window is due (_hand_over); otherwise
-        # they wait on the deque (appends are thread-safe) for the loop's next wake-up.
-        # Waking the loop for each burst was 80 wake-ups a second, on both threads, at 200
-        # sensors x 10 Hz on 8 ports.
+        # Readings from the hub wait on a deque (appends are thread-safe) for the loop's
+        # next wake-up, which comes by the time the window is due (_hand_over, ADR 0036).
         self._inbox: queue.Queue[UplinkEvent | None] = queue.Queue()
         self._bursts: deque[tuple[float, list[EdgeReading]]] = deque()
-        self._unannounced = 0  # readings on the deque since the last wake-up (hub thread)
+        # Windows closed during this wake-up: stored with its PUBACKs by one spool write.
+        self._closed: list[Sequence[EdgeReading]] = []
         self._readers: list[PortReader] = []
         self._hub: SerialHub | None = None
         self._batcher = Batcher(
@@ -109,7 +108,7 @@ class EdgeAgent:
             config_file=config_file,
             settings=lambda: self.settings,
             apply=self._apply_settings,
-            flush=self._batcher.close,
+            flush=self._close_window,
             spool_state=self._spool_state,
         )
         self._last_status_at = -1e9
@@ -198,7 +197,8 @@ class EdgeAgent:
 
     def _collect(self, wait: float) -> None:
         """Take what the network thread handed over (waiting up to ``wait``, or until the
-        batch window is due), then the hub's readings; close the window when full or old."""
+        batch window is due), then the hub's readings; close the window when full or old;
+        then write the PUBACKs and the closed windows to the spool in one transaction."""
         try:
             event = self._inbox.get(timeout=self._batcher.wait_s(wait))
         except queue.Empty:
@@ -210,39 +210,49 @@ class EdgeAgent:
                     self._take(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-        self._uplink.handle_acks(self._spool)
+        self._uplink.handle_acks()
         bursts = self._bursts
         while bursts:
             arrived, readings = bursts.popleft()
             self._batcher.add(readings, at=arrived)
         self._batcher.close_if_due()
+        self._settle()
 
     def _take(self, event: UplinkEvent | None) -> None:
         # PUBACKs first: any of them arrived before this event was queued.
-        self._uplink.handle_acks(self._spool)
+        self._uplink.handle_acks()
         if event is not None:  # None: a wake-up; readings and PUBACKs are on their deques
-            self._uplink.handle(event, self._spool, self._on_command)
+            self._uplink.handle(event, self._on_command)
 
     def _hand_over(self, readings: list[EdgeReading]) -> None:
         """The hub's delivery (in the hub thread): leave ``readings`` on the deque with the
-        time they arrived (a window they start is as old as they are), and wake the loop only
-        when a full window's worth waits - or when they start a window that must close before
-        the loop's next tick (``batch_max_delay_s`` under ``LOOP_TICK_S``). Waking a thread
-        costs the waker too (py-spy: a third of the hub's time was ``Queue.put``'s notify).
-        ``len(self._batcher)`` is read without a lock: a stale answer costs one wake-up too
-        many or a pickup one tick late, never a reading."""
+        time they arrived (a window they start is as old as they are). The loop takes them
+        on its next wake-up, at the latest its tick: full windows then go to the spool
+        together, one transaction (ADR 0036). Only a burst that starts a window which must
+        close before that tick (``batch_max_delay_s`` under ``LOOP_TICK_S``) wakes the loop:
+        each wake-up is a spool transaction and a publish round of its own, and costs the
+        loop and the network thread CPU. ``len(self._batcher)`` is read without a lock: a
+        stale answer costs one wake-up too many or a pickup one tick late, never a reading."""
         self._bursts.append((time.monotonic(), readings))
-        self._unannounced += len(readings)
         batcher = self._batcher
-        if self._unannounced >= batcher.max_readings or (
-            batcher.max_delay_s < LOOP_TICK_S and not len(batcher)
-        ):
-            self._unannounced = 0
+        if batcher.max_delay_s < LOOP_TICK_S and not len(batcher):
             self._inbox.put(None)
 
-    def _store(self, readings: Any) -> None:
-        self._spool.put(readings)
-        self._uplink.maybe_pending = True
+    def _store(self, readings: Sequence[EdgeReading]) -> None:
+        # The Batcher's store: the window waits for this wake-up's one spool write (_settle).
+        self._closed.append(readings)
+
+    def _settle(self) -> None:
+        """Write the accounted PUBACKs and the closed windows to the spool, one transaction.
+        Runs before anything reads the spool (take, a command, the status, shutdown)."""
+        closed, self._closed = self._closed, []
+        self._uplink.settle(self._spool, closed)
+
+    def _close_window(self) -> int:
+        """Close the window now and store it (``read_now``, shutdown); readings it held."""
+        n = self._batcher.close()
+        self._settle()
+        return n
 
     def _apply_settings(self, update: dict[str, Any]) -> None:
         self.settings = self.settings.model_copy(update=update)
@@ -298,6 +308,7 @@ class EdgeAgent:
         self._uplink.publish(self._uplink.topic(Channel.STATUS), payload, retain=True)
 
     def _on_command(self, payload: bytes) -> None:
+        self._settle()  # a command may report the spool: show it as the PUBACKs left it
         ack = self._commands.handle(payload)
         self._uplink.publish(self._uplink.topic(Channel.ACK), encode(ack))
 
@@ -323,13 +334,13 @@ class EdgeAgent:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         if self._outbox is not None:
             self._collect(0.0)
-            self._batcher.close()
+            self._close_window()
             while up.connected and time.monotonic() < deadline:
                 up.send_pending(self._spool, self._clock_watch.offset_ms)
                 if not up.in_flight and not up.maybe_pending:
                     break
                 self._collect(0.01)  # PUBACKs, as they come
-                self._batcher.close()
+                self._close_window()
         offline = encode(self.status(GatewayState.OFFLINE))
         write_status_file(self.settings.status_file, offline)
         up.close(offline)

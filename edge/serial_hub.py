@@ -125,8 +125,8 @@ class SerialHub:
             try:
                 while not self._stop.is_set():
                     wait = self._open_due(sel)
-                    # One hand-over per wake-up, for every port that had bytes: each one
-                    # wakes the publisher loop.
+                    # One hand-over per wake-up, for every port that had bytes: one deque
+                    # append that the publisher loop takes on its next wake-up.
                     readings: list[EdgeReading] = []
                     for key, _events in sel.select(wait):
                         slot: _Slot | None = key.data

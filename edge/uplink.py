@@ -3,8 +3,10 @@
 paho's callbacks run in the network thread (``edge.netloop``) and only hand events over:
 CONNACK, disconnect and commands on the queue the publisher loop sleeps on, so they wake it at
 once (:meth:`Uplink.handle`); PUBACKs on a deque the loop empties on every wake-up
-(:meth:`Uplink.handle_acks`), waking it only when the in-flight window is full. The spool and
-the session state are touched from that one thread. A fresh client per attempt keeps no stale
+(:meth:`Uplink.handle_acks`), waking it only when the in-flight window is full. An accounted
+PUBACK is written to the spool by :meth:`Uplink.settle`, in the same transaction as the batches
+the wake-up closed (ADR 0036). The spool and the session state are touched from that one
+thread. A fresh client per attempt keeps no stale
 in-flight state.
 """
 
@@ -15,7 +17,7 @@ import queue
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ from edge.mqtt import (
 )
 from edge.netloop import NetworkLoop
 from edge.spool import Outbox, PendingBatch
+from edge.spool.policy import Kinded
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +98,15 @@ class Uplink:
         self.in_flight: dict[int, PendingBatch] = {}
         # PUBACKs from the network thread, oldest first (appends and pops are thread-safe).
         # A wake-up of the loop per PUBACK was 10 a second on both threads at 2 000
-        # readings/s; the loop wakes that often for the hub's full windows anyway.
+        # readings/s; the loop takes them on its tick (ADR 0036).
         self._acks: deque[UplinkEvent] = deque()
-        # Seqs sent on this connection and not acked (in flight, or refused by the broker):
-        # take() skips them; a reconnect clears it so they all go again.
+        # Seqs sent on this connection and not acked (in flight, or refused by the broker),
+        # and seqs acked but not yet deleted from the spool (in _acked): take() skips them; a
+        # reconnect keeps only the latter, so the rest all go again.
         self._sent: set[int] = set()
+        # Acknowledged batches whose deletion waits for settle(): one spool transaction per
+        # wake-up instead of one per PUBACK plus one per put.
+        self._acked: list[PendingBatch] = []
         self._seen_seqs: set[int] = set()
         self.maybe_pending = True
         # A rotation (mqtt_password_next): which secret the next attempt uses, and which ones
@@ -231,7 +238,7 @@ class Uplink:
         self.link.down(reason, self._clock(), time.monotonic(), silence_s=silence_s)
         self.connected = False
         self.in_flight.clear()
-        self._sent.clear()
+        self._sent = {pending.seq for pending in self._acked}
         self.maybe_pending = True
         self._on_change()
         if client is not None:
@@ -242,7 +249,7 @@ class Uplink:
             net.stop()
         self._schedule_reconnect(reason)
 
-    def handle(self, ev: UplinkEvent, spool: Outbox, on_command: Callable[[bytes], None]) -> None:
+    def handle(self, ev: UplinkEvent, on_command: Callable[[bytes], None]) -> None:
         """Apply one thing the network thread saw."""
         if ev.client is not self._client:
             return  # from a client already given up on
@@ -252,20 +259,35 @@ class Uplink:
             log.warning("disconnected from broker: %s", ev.reason)
             self.drop(f"disconnected: {ev.reason}")
         elif ev.kind == "puback":
-            self._on_puback(spool, ev.mid, ev.rc, ev.reason)
+            self._on_puback(ev.mid, ev.rc, ev.reason)
         elif ev.kind == "message":
             self.counters["commands"] += 1
             on_command(ev.payload)
 
-    def handle_acks(self, spool: Outbox) -> None:
+    def handle_acks(self) -> None:
         """Account every PUBACK the network thread left since the last call, in arrival
         order (the loop calls this before each event it handles, so a PUBACK that came
-        before a disconnect is counted before the disconnect drops the in-flight batches)."""
+        before a disconnect is counted before the disconnect drops the in-flight batches).
+        The spool forgets the acknowledged batches at the next :meth:`settle`."""
         acks = self._acks
         while acks:
             ev = acks.popleft()
             if ev.client is self._client:
-                self._on_puback(spool, ev.mid, ev.rc, ev.reason)
+                self._on_puback(ev.mid, ev.rc, ev.reason)
+
+    def settle(self, spool: Outbox, batches: Sequence[Sequence[Kinded]] = ()) -> None:
+        """Delete the batches acknowledged since the last call and store ``batches`` (closed
+        windows), in one spool write; the loop calls it before anything reads the spool.
+        A kill before it commits leaves the acknowledged batches to be sent again (the
+        ingester drops them by seq) and the closed ones unsent, as a kill before a put did."""
+        if not self._acked and not batches:
+            return
+        acked, self._acked = self._acked, []
+        spool.settle(acked=acked, batches=batches)
+        for pending in acked:
+            self._sent.discard(pending.seq)
+        if batches:
+            self.maybe_pending = True
 
     def _on_connack(self, rc: int, reason: str) -> None:
         if rc != 0:
@@ -338,7 +360,7 @@ class Uplink:
                     self.counters["resent_batches"] += 1
                 self._seen_seqs.add(pending.seq)
 
-    def _on_puback(self, spool: Outbox, mid: int, rc: int, reason: str) -> None:
+    def _on_puback(self, mid: int, rc: int, reason: str) -> None:
         pending = self.in_flight.pop(mid, None)
         if pending is None:
             return  # a status or ack publish
@@ -349,8 +371,7 @@ class Uplink:
             self.counters["publish_errors"] += 1
             log.error("broker refused batch %d: %s", pending.seq, reason)
             return
-        self._sent.discard(pending.seq)
-        spool.mark_acked(pending)
+        self._acked.append(pending)
         self.counters["batches_acked"] += 1
         self.counters["readings_acked"] += len(pending.ids)
 

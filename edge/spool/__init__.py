@@ -2,9 +2,10 @@
 
 A closed batch is stored as a unit with its batch ``seq``, so a batch re-sent after a
 reconnect carries the seq it was first sent with and the ingester can drop the duplicate.
-Readings leave the outbox through ``mark_acked`` (called on the PUBACK), or as a counted drop
+Readings leave the outbox through ``mark_acked`` (on the PUBACK), or as a counted drop
 when the spool is full or a batch has waited longer than the age bound. Drop counts and the
-high-water mark are kept with the spool, so they survive restarts.
+high-water mark are kept with the spool, so they survive restarts. The agent writes each
+wake-up's PUBACKs and closed batches with one ``settle``: one SQLite transaction (ADR 0036).
 
 One module per job: ``policy`` (lanes, bounds, full policy), ``tally`` (the counters),
 ``batch`` (what ``take`` hands out, the :class:`Outbox` protocol), ``memory``

@@ -63,6 +63,13 @@ class Outbox(Protocol):
         broker has them. Returns how many went."""
         ...
 
+    def settle(
+        self, *, acked: Sequence[PendingBatch], batches: Sequence[Sequence[Kinded]]
+    ) -> list[int]:
+        """:meth:`mark_acked` each of ``acked``, then :meth:`put` each of ``batches``, as one
+        write: all of it is stored or none (docs/adr/0036). Returns the new batches' seqs."""
+        ...
+
     def expire(self) -> int:
         """Drop (and count) batches older than the age bound; return how many readings went."""
         ...

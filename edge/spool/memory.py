@@ -127,6 +127,14 @@ class MemoryOutbox:
         self._tally.lane_depth[lane] -= removed
         return removed
 
+    def settle(
+        self, *, acked: Sequence[PendingBatch], batches: Sequence[Sequence[Kinded]]
+    ) -> list[int]:
+        """Drop the acknowledged readings, then store the new batches; their seqs."""
+        for batch in acked:
+            self.mark_acked(batch)
+        return [self.put(readings) for readings in batches]
+
     def depth(self) -> int:
         """Readings waiting for a PUBACK."""
         return self._tally.depth

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 from contract.errors import StorageError
 from edge.clock import wall_ms
@@ -26,6 +26,8 @@ from edge.spool.sqlite_file import (
 from edge.spool.tally import Tally
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: How many times a put that finds the file full frees room by the policy and tries again.
 _FREE_ROUNDS = 8
@@ -87,7 +89,7 @@ class SqliteOutbox:
             raise StorageError(f"spool {self._path} is not open", retryable=False)
         return self._db
 
-    def _write(self, change: Callable[[sqlite3.Connection, Tally], int]) -> int:
+    def _write(self, change: Callable[[sqlite3.Connection, Tally], _T]) -> _T:
         """Run ``change`` on a copy of the counters in one transaction, store the counters that
         changed with it, and keep the copy only once it has committed."""
         db = self._conn()
@@ -118,36 +120,64 @@ class SqliteOutbox:
 
     def put(self, readings: Sequence[Kinded]) -> int:
         """Store a closed batch in one transaction, within the bounds; return its seq."""
+        return self._put_with_room(readings)
+
+    def settle(
+        self, *, acked: Sequence[PendingBatch], batches: Sequence[Sequence[Kinded]]
+    ) -> list[int]:
+        """Remove the acknowledged readings of ``acked``, then store ``batches`` in order, in
+        one transaction (ADR 0036); returns the new batches' seqs.
+
+        When that transaction finds the file full, the acks are written on their own (they
+        free room) and each batch is put as :meth:`put` always has: shedding by the policy
+        and trying again, or counting it dropped."""
         now = self._clock()
 
-        def change(db: sqlite3.Connection, t: Tally) -> int:
-            seq = t.next_seq
-            t.next_seq += 1
-            self._expire_in(db, t, now)
-            if not readings:
-                return seq
-            lane = batch_lane(readings)
-            keep, first = t.admit(self._limits, lane, len(readings))
-            if keep:
-                db.execute(
-                    "INSERT INTO batches (seq, lane, created_ms, n, ids, body) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        seq,
-                        lane,
-                        now,
-                        keep,
-                        pack_ids(range(first, first + keep)),
-                        encode_readings(readings[:keep]),
-                    ),
-                )
-            self._shed_in(db, t, self._limits.overflow(t.depth))
-            t.note_depth()
-            return seq
+        def change(db: sqlite3.Connection, t: Tally) -> list[int]:
+            for batch in acked:
+                self._ack_in(db, t, batch)
+            return [self._put_in(db, t, readings, now) for readings in batches]
 
+        try:
+            return self._write(change)
+        except DiskFullError:
+            if acked:
+                self._write(lambda db, t: [self._ack_in(db, t, batch) for batch in acked])
+        return [self._put_with_room(readings) for readings in batches]
+
+    def _put_in(
+        self, db: sqlite3.Connection, t: Tally, readings: Sequence[Kinded], now: int
+    ) -> int:
+        seq = t.next_seq
+        t.next_seq += 1
+        self._expire_in(db, t, now)
+        if not readings:
+            return seq
+        lane = batch_lane(readings)
+        keep, first = t.admit(self._limits, lane, len(readings))
+        if keep:
+            db.execute(
+                "INSERT INTO batches (seq, lane, created_ms, n, ids, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    lane,
+                    now,
+                    keep,
+                    pack_ids(range(first, first + keep)),
+                    encode_readings(readings[:keep]),
+                ),
+            )
+        self._shed_in(db, t, self._limits.overflow(t.depth))
+        t.note_depth()
+        return seq
+
+    def _put_with_room(self, readings: Sequence[Kinded]) -> int:
+        """:meth:`_put_in` alone, freeing room by the policy while the file is full."""
+        now = self._clock()
         for _round in range(_FREE_ROUNDS):
             try:
-                return self._write(change)
+                return self._write(lambda db, t: self._put_in(db, t, readings, now))
             except DiskFullError:
                 if not self._make_room(len(readings)):
                     break
@@ -270,35 +300,32 @@ class SqliteOutbox:
 
     def mark_acked(self, batch: PendingBatch) -> int:
         """Delete the acknowledged readings (the whole row, unless some were never sent)."""
+        return self._write(lambda db, t: self._ack_in(db, t, batch))
 
-        def change(db: sqlite3.Connection, t: Tally) -> int:
-            row = db.execute("SELECT lane, ids FROM batches WHERE seq = ?", (batch.seq,)).fetchone()
-            if row is None:
-                return 0
-            lane, ids_blob = row
-            stored = unpack_ids(ids_blob)
-            sent = set(batch.ids)
-            keep = [i for i, rid in enumerate(stored) if rid not in sent]
-            if not keep:
-                db.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,))
-            elif len(keep) < len(stored):
-                (body,) = db.execute(
-                    "SELECT body FROM batches WHERE seq = ?", (batch.seq,)
-                ).fetchone()
-                db.execute(
-                    "UPDATE batches SET n = ?, ids = ?, body = ? WHERE seq = ?",
-                    (
-                        len(keep),
-                        pack_ids([stored[i] for i in keep]),
-                        keep_items(body, keep),
-                        batch.seq,
-                    ),
-                )
-            removed = len(stored) - len(keep)
-            t.lane_depth[min(lane, LOWEST)] -= removed
-            return removed
-
-        return self._write(change)
+    def _ack_in(self, db: sqlite3.Connection, t: Tally, batch: PendingBatch) -> int:
+        row = db.execute("SELECT lane, ids FROM batches WHERE seq = ?", (batch.seq,)).fetchone()
+        if row is None:
+            return 0
+        lane, ids_blob = row
+        stored = unpack_ids(ids_blob)
+        sent = set(batch.ids)
+        keep = [i for i, rid in enumerate(stored) if rid not in sent]
+        if not keep:
+            db.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,))
+        elif len(keep) < len(stored):
+            (body,) = db.execute("SELECT body FROM batches WHERE seq = ?", (batch.seq,)).fetchone()
+            db.execute(
+                "UPDATE batches SET n = ?, ids = ?, body = ? WHERE seq = ?",
+                (
+                    len(keep),
+                    pack_ids([stored[i] for i in keep]),
+                    keep_items(body, keep),
+                    batch.seq,
+                ),
+            )
+        removed = len(stored) - len(keep)
+        t.lane_depth[min(lane, LOWEST)] -= removed
+        return removed
 
     def depth(self) -> int:
         """Readings waiting for a PUBACK."""

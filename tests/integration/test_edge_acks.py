@@ -28,9 +28,9 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """3 batches acknowledged: 3 PUBACKs wait on the deque and nothing is on the loop's queue;
-    the loop's call accounts all 3 and empties the spool. Then a full window of 64 in flight:
-    each of its PUBACKs frees a slot, so each one wakes the loop (64 wake-ups, one per
-    PUBACK, all taken in one wake-up by the loop's drain of its queue)."""
+    the loop's calls account all 3 and settle them, emptying the spool. Then a full window
+    of 64 in flight: each of its PUBACKs frees a slot, so each one wakes the loop (64
+    wake-ups, one per PUBACK, all taken in one wake-up by the loop's drain of its queue)."""
     settings = make_settings(mosquitto, tmp_path, {"bus0": "/dev/null"})
     events: queue.Queue[UplinkEvent | None] = queue.Queue()
     spool = MemoryOutbox().open()
@@ -51,7 +51,7 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
     connack = events.get(timeout=10)
     assert connack is not None
     assert connack.kind == "connect"
-    up.handle(connack, spool, no_command)
+    up.handle(connack, no_command)
     assert up.connected
     try:
         for b in range(3):
@@ -60,7 +60,8 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
         assert len(up.in_flight) == 3
         wait_for(lambda: len(up._acks) == 3, "3 PUBACKs on the deque")
         assert events.qsize() == 0
-        up.handle_acks(spool)
+        up.handle_acks()
+        up.settle(spool)
         assert (up.counters["batches_acked"], up.counters["readings_acked"]) == (3, 9)
         assert (len(up.in_flight), spool.depth(), len(up._acks)) == (0, 0, 0)
 
@@ -74,7 +75,8 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
         while not events.empty():
             woken.append(events.get_nowait())
         assert woken == [None] * MAX_IN_FLIGHT
-        up.handle_acks(spool)
+        up.handle_acks()
+        up.settle(spool)
         assert up.counters["batches_acked"] == 3 + MAX_IN_FLIGHT
         assert spool.depth() == 0
     finally:

@@ -4,6 +4,7 @@ arrives exactly once per sensor, in order, beds first."""
 
 from __future__ import annotations
 
+import collections
 import signal
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from tests.edge_spool_support import (
     SENSORS,
     Recorder,
     assert_exactly_once_in_order,
+    frame,
     lanes_in_order,
     reading,
+    write,
 )
 from tests.edge_support import (
     agent_env,
@@ -101,10 +104,72 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_reading_once_in_order(
     assert lanes == sorted(lanes)  # beds first across the kill too
 
 
-def spool_depth_from_status(spool: Path) -> int:
+def test_sigkill_while_pubacks_are_held_keeps_exactly_the_unacknowledged_readings(
+    mosquitto: Mosquitto, pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    """Live frames, windows of 20: each wake-up of the loop deletes the batches acknowledged
+    since the last one and stores the windows it closed in one transaction (ADR 0036).
+    First 500 frames are all acknowledged and deleted. Then the broker still receives every
+    batch but its PUBACKs are held back, and 500 more frames are read; the agent is killed.
+    The spool holds exactly those 500 readings (1 000 read - 500 acknowledged): none that
+    was in flight is gone and none acknowledged is left. After a restart every reading
+    arrives once in order, and only batches of the second 500 arrive twice."""
+    master, port = pty_pair
+    env = agent_env(mosquitto, tmp_path, port)
+    env |= {"PANTAU_STATUS_INTERVAL_S": "0.2", "PANTAU_BATCH_MAX_READINGS": "20"}
+    spool = Path(env["PANTAU_SPOOL_PATH"])
+    proxy = FreezingProxy(target=(mosquitto.host, mosquitto.port))
+    proxy.start()
+    per_sensor = 200
+    half = per_sensor // 2 * len(SENSORS)
+    with Recorder(mosquitto) as rec:
+        with agent_process(env | {"PANTAU_MQTT_URL": proxy.url}, tmp_path / "a1.log") as proc:
+            wait_for(lambda: status_stat(spool, "ports_open") == 1, "the port open")
+            wait_for(lambda: status_stat(spool, "link") == "connected", "the link up")
+            first, second = range(per_sensor // 2), range(per_sensor // 2, per_sensor)
+            write(master, [frame(s, i) for i in first for s in SENSORS])
+            wait_for(
+                lambda: (
+                    (status_stat(spool, "readings_acked"), status_stat(spool, "spool_depth"))
+                    == (half, 0)
+                ),
+                f"{half} readings acknowledged and deleted",
+            )
+            proxy.hold_answers()
+            write(master, [frame(s, i) for i in second for s in SENSORS])
+            wait_for(
+                lambda: (
+                    (status_stat(spool, "frames"), status_stat(spool, "spool_depth"))
+                    == (2 * half, half)
+                ),
+                f"{2 * half} frames read, {half} readings spooled",
+            )
+            acked = status_stat(spool, "readings_acked")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        proxy.close()
+        assert (acked, spool_depth(spool)) == (half, half)
+        first_run = {seq for seq, _rows in rec.deduped()}
+        with agent_process(env, tmp_path / "a2.log"):
+            wait_for(lambda: rec.unique == 2 * half, f"all {2 * half} readings", timeout=60)
+            wait_for(lambda: spool_depth_from_status(spool) == 0, "spool drained")
+    assert_exactly_once_in_order(rec.readings(), dict.fromkeys(SENSORS, per_sensor))
+    arrivals = collections.Counter(seq for seq, _rows in rec.batches)
+    twice = {seq: rows for seq, rows in rec.deduped() if arrivals[seq] > 1}
+    assert twice.keys() <= first_run
+    assert min(n for rows in twice.values() for _s, _k, n in rows) >= per_sensor // 2
+
+
+def status_stat(spool: Path, name: str) -> object:
+    """A stat from the agent's status file (None before the file or the stat exists)."""
     try:
         doc = orjson.loads(spool.with_name(spool.name + ".status.json").read_bytes())
     except (OSError, orjson.JSONDecodeError):
-        return -1
-    value = doc["stats"].get("spool_depth", -1)
-    return int(value)
+        return None
+    value: object = doc["stats"].get(name)
+    return value
+
+
+def spool_depth_from_status(spool: Path) -> int:
+    value = status_stat(spool, "spool_depth")
+    return value if isinstance(value, int) else -1

@@ -1,9 +1,13 @@
 """The publisher loop applies PUBACKs waiting on the uplink's deque before the network event
-that followed them, so a batch acknowledged just before the link dropped is not sent again."""
+that followed them, so a batch acknowledged just before the link dropped is not sent again,
+also while its delete waits for the loop's one spool write (ADR 0036)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
 
 from contract.payload import SensorKind
 from edge.agent import EdgeAgent
@@ -41,3 +45,45 @@ def test_a_puback_before_a_disconnect_is_counted_before_the_disconnect_drops_in_
     agent._collect(0.0)
     assert (up.counters["batches_acked"], up.counters["readings_acked"]) == (1, 2)
     assert (spool.depth(), up.connected, len(up.in_flight)) == (0, False, 0)
+
+
+def test_a_batch_acknowledged_before_a_drop_is_not_sent_again_on_the_next_connection(
+    tmp_path: Path,
+) -> None:
+    """Batches A and B in flight; A's PUBACK is accounted (its delete waits for the settle)
+    and then the link drops. On the next connection only B goes again: A was acknowledged,
+    even though the spool still holds it until the settle, which then leaves only B."""
+    settings = EdgeSettings(
+        gateway_id="gw-01",
+        site_id="rs-01",
+        spool_path=tmp_path / "gw.spool",
+        serial_ports={"bus0": "/dev/null"},
+    )
+    agent = EdgeAgent(settings=settings, outbox=MemoryOutbox().open())
+    up, spool = agent._uplink, agent._spool
+    published: list[int] = []
+
+    def connect() -> mqtt.Client:
+        client = paho_client(settings, b"")  # built, never connected: no I/O
+
+        def publish(_topic: str, payload: bytes, **_kw: object) -> mqtt.MQTTMessageInfo:
+            published.append(orjson.loads(payload)["seq"])
+            return mqtt.MQTTMessageInfo(len(published))
+
+        client.publish = publish  # type: ignore[method-assign,assignment]
+        up._client, up.connected, up.maybe_pending = client, True, True
+        return client
+
+    a = spool.put([EdgeReading("s-0", SensorKind.BED, T0, 0, {})])
+    b = spool.put([EdgeReading("s-0", SensorKind.BED, T0 + 1, 1, {})])
+    client = connect()
+    up.send_pending(spool, None)
+    assert published == [a, b]
+    up._acks.append(UplinkEvent("puback", client, mid=1))  # A's
+    up.handle_acks()
+    up.drop("gone")
+    connect()
+    up.send_pending(spool, None)
+    assert published == [a, b, b]
+    up.settle(spool)
+    assert [p.seq for p in spool.take(limit=5)] == [b]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,28 +86,24 @@ def _bursts(n: int) -> list[list[EdgeReading]]:
     return [[_reading(25 * b + i, SensorKind.BED) for i in range(25)] for b in range(n)]
 
 
-def test_the_hub_wakes_the_publisher_loop_once_per_full_window_handed_over(
+def test_full_windows_wait_for_the_loops_tick_and_go_to_the_spool_together(
     tmp_path: Path,
 ) -> None:
-    """Bursts of 25 readings, a 200-reading window: no wake-up until 200 readings have been
-    handed over since the last one; in between the loop takes them on its ticks. Nothing is
-    lost, and a window's age counts from when its first burst arrived, not from the pickup."""
+    """Bursts of 25 readings, a 200-reading window: the hub wakes the loop for none of the
+    17 bursts (425 readings, two full windows); the loop's next tick takes them all, stores
+    the two windows (400 readings) and keeps 25 in the open window, whose age counts from
+    when its first burst arrived, not from the pickup."""
     agent = _agent(tmp_path, delay_s=3600)  # no window closes by age while the test runs
-    bursts = _bursts(10)
-    for burst in bursts[:7]:
+    bursts = _bursts(17)
+    for burst in bursts:
         agent._hand_over(burst)
     assert agent._inbox.qsize() == 0
-    arrived = agent._bursts[0][0]
-    agent._collect(0.0)  # a tick takes the 175 readings
-    assert (len(agent._batcher), agent._batcher._since) == (175, arrived)
-    agent._hand_over(bursts[7])
-    assert agent._inbox.qsize() == 1  # the 200th reading since the last wake-up
-    agent._collect(0.0)  # the window fills and goes to the spool
-    assert (len(agent._batcher), agent._spool.depth()) == (0, 200)
-    for burst in bursts[8:]:
-        agent._hand_over(burst)
-    assert agent._inbox.qsize() == 0
-    assert [r for _t, burst in agent._bursts for r in burst] == [*bursts[8], *bursts[9]]
+    arrived = agent._bursts[16][0]
+    agent._collect(0.0)  # a tick
+    assert (agent._spool.depth(), len(agent._batcher)) == (400, 25)
+    assert agent._batcher._since == arrived
+    stored = [r["seq"] for b in agent._spool.take(limit=5) for r in orjson.loads(b.body)]
+    assert stored == list(range(400))
 
 
 def test_a_window_due_before_the_next_tick_is_started_by_a_wake_up(tmp_path: Path) -> None:
