@@ -31,6 +31,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.raw_lines import PackedLines
 from cloud.ingest.rollup_points import RollupPoints, Written
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
@@ -142,7 +143,7 @@ class WindowPipeline:
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
         lines.add(
-            [line.encode() for _, line in st_lines],
+            PackedLines.of([line.encode() for _, line in st_lines]),
             [msg_i for msg_i, _ in st_lines],
             [-1] * len(st_lines),
         )  # one add: each one copies the provenance arrays

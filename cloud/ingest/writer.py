@@ -3,7 +3,8 @@
 Series keys come from the registry and are built once (per sensor; rollups: ``rollup_points``);
 only the field part of a line is formatted per point, through ``cloud.influx`` (the only place
 that formats line protocol), and raw points column-wise in numpy with the same bytes
-(``raw_lines``): raw lines are ``bytes``, the others ``str``; a write takes either.
+(``raw_lines``): raw lines are :class:`PackedLines` (one buffer; a chunk's body is a slice of
+it), the others ``str``; a write takes either.
 
 Writing: chunks of ``chunk_lines`` lines, up to ``parallelism`` of them at once (InfluxDB takes
 points in any order; the caller acknowledges only after every chunk of its window is stored).
@@ -34,7 +35,7 @@ import numpy.typing as npt
 
 from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
 from cloud.ingest.decode import Readings, StatusUpdate
-from cloud.ingest.raw_lines import KeyTable, format_int_columns
+from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_packed
 from cloud.ingest.topology import CityIndex
 from cloud.storage_schema import (
     BED_FIELDS,
@@ -69,12 +70,14 @@ class WriteAbortedError(PantauError):
     """A stop was requested while InfluxDB was unavailable; nothing was acknowledged."""
 
 
-#: What a write takes: lines of text, or lines already encoded (raw points).
+#: What a write takes: lines of text, or lines already encoded (raw points: PackedLines).
 LineSeq = Sequence[str] | Sequence[bytes]
 
 
 def body(lines: LineSeq) -> bytes:
     """The ``/write`` request body of ``lines`` (all ``str`` or all ``bytes``)."""
+    if isinstance(lines, PackedLines):
+        return lines.body()
     if lines and isinstance(lines[0], bytes):
         return b"\n".join(cast(Sequence[bytes], lines))
     return "\n".join(cast(Sequence[str], lines)).encode("utf-8")
@@ -85,18 +88,20 @@ class Lines:
     """Encoded lines with their provenance: the window message (or -1) and reading index (or
     -1) of each, kept as arrays (looked up only for a line InfluxDB refuses)."""
 
-    lines: list[bytes] = field(default_factory=list)
+    lines: PackedLines = field(default_factory=PackedLines)
     message: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     reading: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def add(
         self,
-        lines: Sequence[bytes],
+        lines: PackedLines,
         message: Sequence[int] | npt.NDArray[np.integer],
         reading: Sequence[int] | npt.NDArray[np.integer],
     ) -> None:
         """Append lines and their owners."""
-        self.lines += lines
+        if not len(lines):
+            return
+        self.lines = PackedLines.join([self.lines, lines])
         self.message = np.concatenate([self.message, np.asarray(message, np.int64)])
         self.reading = np.concatenate([self.reading, np.asarray(reading, np.int64)])
 
@@ -119,8 +124,10 @@ class PointBuilder:
 
     def raw(self, readings: Readings) -> Lines:
         """Raw ``bed``/``crowd``/``queue`` points at observation time, one per reading."""
-        out = Lines()
         v = readings.values
+        texts: list[PackedLines] = []
+        message: list[npt.NDArray[np.integer]] = []
+        reading: list[npt.NDArray[np.integer]] = []
         for code, names in ((_BED, BED_FIELDS), (_CROWD, CROWD_FIELDS), (_QUEUE, QUEUE_FIELDS)):
             rows = np.flatnonzero(readings.kind == code)
             if not len(rows):
@@ -130,9 +137,14 @@ class PointBuilder:
             # Time is the observation ms plus seq % 1000 µs: two distinct readings of a sensor in
             # one ms stay two points, while a redelivered reading lands on itself again.
             ts_us = readings.ts[rows] * 1000 + readings.seq[rows] % 1000
-            text = format_int_columns(self._raw_keys, readings.sensor[rows], names, cols, ts_us)
-            # split() in C: the writer needs lines only to cut chunks and to bisect a refusal
-            out.add(text.split(b"\n")[:-1], readings.message[rows], readings.index[rows])
+            keys = readings.sensor[rows]
+            texts.append(format_int_packed(self._raw_keys, keys, names, cols, ts_us))
+            message.append(readings.message[rows])
+            reading.append(readings.index[rows])
+        # one buffer for the window: the writer cuts its chunks' bodies out of it
+        out = Lines()
+        if texts:
+            out.add(PackedLines.join(texts), np.concatenate(message), np.concatenate(reading))
         return out
 
     def dead_letter(
