@@ -87,7 +87,7 @@ def format_int_columns(
 ) -> bytes:
     """Points ``keys[key_rows[i]]`` with the integer fields ``names`` = ``values[i]`` at time
     ``ts[i]``, every line ending in ``\\n``: ``format_int_rows``' lines, joined."""
-    return _format(keys, key_rows, names, values, ts)
+    return b"".join(_format(keys, key_rows, names, values, ts))
 
 
 def format_int_packed(
@@ -98,14 +98,24 @@ def format_int_packed(
     ts: npt.NDArray[np.int64],
 ) -> PackedLines:
     """:func:`format_int_columns`' lines as :class:`PackedLines`."""
-    text = _format(keys, key_rows, names, values, ts)
+    return PackedLines.of_parts([format_int_parts(keys, key_rows, names, values, ts)])
+
+
+def format_int_parts(
+    keys: KeyTable,
+    key_rows: npt.NDArray[np.integer],
+    names: Sequence[str],
+    values: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+) -> tuple[list[bytes], npt.NDArray[np.int64]]:
+    """:func:`format_int_columns`' text in pieces (joined once with other parts' by
+    :meth:`PackedLines.of_parts`), and the length of each of its lines."""
+    blocks = _format(keys, key_rows, names, values, ts)
     # the key, the text before each value, "i " before the time and "\n" after it
     size = keys.length[key_rows] + widths(ts) + sum(len(t) for t in _fixed(names)) + 3
     for j in range(len(names)):
         size += widths(values[:, j])
-    starts = np.zeros(len(ts) + 1, np.int64)
-    np.cumsum(size, out=starts[1:])
-    return PackedLines(text=text, starts=starts)
+    return blocks, size
 
 
 def _format(
@@ -114,7 +124,7 @@ def _format(
     names: Sequence[str],
     values: npt.NDArray[np.int64],
     ts: npt.NDArray[np.int64],
-) -> bytes:
+) -> list[bytes]:
     if not names:
         raise LineProtocolError("a point needs at least one field")
     if values.shape != (len(ts), len(names)) or len(key_rows) != len(ts):
@@ -130,7 +140,7 @@ def _format(
             parts += [text, digits(values[lo:hi, j])]
         parts += [b"i ", digits(ts[lo:hi]), b"\n"]
         out.append(_assemble(parts, hi - lo))
-    return b"".join(out)
+    return out
 
 
 def _fixed(names: Sequence[str]) -> list[bytes]:
@@ -172,6 +182,15 @@ class PackedLines(Sequence[bytes]):
         starts = np.zeros(len(lines) + 1, np.int64)
         np.cumsum([len(line) + 1 for line in lines], out=starts[1:])
         return cls(text=b"".join(line + b"\n" for line in lines), starts=starts)
+
+    @classmethod
+    def of_parts(cls, parts: Sequence[tuple[list[bytes], npt.NDArray[np.int64]]]) -> PackedLines:
+        """Lines given as (text pieces, each line's length in bytes with its ``\\n``), in one
+        buffer: the pieces are copied once."""
+        starts = np.zeros(1 + sum(len(size) for _, size in parts), np.int64)
+        if len(starts) > 1:
+            np.cumsum(np.concatenate([size for _, size in parts]), out=starts[1:])
+        return cls(text=b"".join(b for blocks, _ in parts for b in blocks), starts=starts)
 
     @classmethod
     def join(cls, parts: Sequence[PackedLines]) -> PackedLines:

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from cloud.influx import FieldValue, InfluxHTTP, format_line, series_key
 from cloud.ingest.decode import Readings, StatusUpdate
-from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_packed
+from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_parts
 from cloud.ingest.topology import CityIndex
 from cloud.storage_schema import (
     BED_FIELDS,
@@ -131,7 +131,7 @@ class PointBuilder:
         """Raw ``bed``/``crowd``/``queue`` points at observation time, one per reading: by kind,
         and within a kind by sensor (each sensor's in reading order)."""
         v = readings.values
-        texts: list[PackedLines] = []
+        texts: list[tuple[list[bytes], npt.NDArray[np.int64]]] = []
         message: list[npt.NDArray[np.integer]] = []
         reading: list[npt.NDArray[np.integer]] = []
         order: list[npt.NDArray[np.intp]] = []
@@ -151,14 +151,14 @@ class PointBuilder:
             # one ms stay two points, while a redelivered reading lands on itself again.
             ts_us = readings.ts[rows] * 1000 + readings.seq[rows] % 1000
             keys = readings.sensor[rows]
-            texts.append(format_int_packed(self._raw_keys, keys, names, cols, ts_us))
+            texts.append(format_int_parts(self._raw_keys, keys, names, cols, ts_us))
             message.append(readings.message[rows])
             reading.append(readings.index[rows])
-        # one buffer for the window: the writer cuts its chunks' bodies out of it
+        # one buffer for the window, copied once: the writer cuts its chunks' bodies out of it
         out = Lines()
         if texts:
             out.add(
-                PackedLines.join(texts),
+                PackedLines.of_parts(texts),
                 np.concatenate(message),
                 np.concatenate(reading),
                 np.concatenate(order),
