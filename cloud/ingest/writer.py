@@ -4,7 +4,9 @@ Series keys come from the registry and are built once (per sensor; rollups: ``ro
 only the field part of a line is formatted per point, through ``cloud.influx`` (the only place
 that formats line protocol), and raw points column-wise in numpy with the same bytes
 (``raw_lines``): raw lines are :class:`PackedLines` (one buffer; a chunk's body is a slice of
-it), the others ``str``; a write takes either.
+it), the others ``str``; a write takes either. A window's raw points go out by kind and then by
+sensor, so each series' points share a request: InfluxDB 1.6 pays per series and request
+(docs/adr/0037-influxdb-inside-the-drain.md).
 
 Writing: chunks of ``chunk_lines`` lines, up to ``parallelism`` of them at once (InfluxDB takes
 points in any order; the caller acknowledges only after every chunk of its window is stored).
