@@ -22,6 +22,7 @@ On a shared machine this separates InfluxDB's cost from the ingester's far bette
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -82,7 +83,11 @@ class _Done:
 
 def record(channel: str, messages: int) -> list[_Window]:
     """The writes of a backlog of ``messages`` of ``channel``, window by window."""
-    tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-replay-"))
+    with tempfile.TemporaryDirectory(prefix="pantau-bench-replay-") as tmp:
+        return _record(Path(tmp), channel, messages)
+
+
+def _record(tmp: Path, channel: str, messages: int) -> list[_Window]:
     doc = synthetic_province(gateways=16, sensors_per_gateway=500)
     city = tmp / "province.yaml"
     city.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
@@ -195,7 +200,8 @@ def main() -> None:
         chunk_lines=a.chunk_lines,
         parallelism=a.writers,
     )
-    influx = InfluxDB(workdir=Path(tempfile.mkdtemp(prefix="pantau-bench-replay-")) / "influxdb")
+    tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-replay-"))
+    influx = InfluxDB(workdir=tmp / "influxdb")
     influx.start()
     try:
         for r in range(a.repeat):
@@ -210,6 +216,7 @@ def main() -> None:
                 )
     finally:
         influx.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
