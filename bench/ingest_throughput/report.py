@@ -108,6 +108,14 @@ def describe(c: Case) -> list[str]:
             f"    CPU (100% = one core): ingester {cpu}; {side}; {d.cpu_us:.2f} us per reading "
             f"({d.cpu_us_with_influx:.2f} with influxd's)"
         )
+        if d.writes:
+            # the points beyond the raw ones (rollups, statuses) are InfluxDB's work too
+            raw = d.sent if w.store_raw else 0
+            out.append(
+                f"    wrote {d.points_written:,} points ({raw:,} raw, "
+                f"{d.points_written - raw:,} others) in {d.writes:,} requests over "
+                f"{d.windows:,} windows"
+            )
         verdict_s = "every reading accounted for" if d.exact else "NOT EXACT"
         out.append(f"    check ({verdict_s}): " + "; ".join(d.checks))
     if c.paced is not None:

@@ -51,6 +51,11 @@ class Drain:
     others_cpu: dict[str, float] = field(default_factory=dict)
     exact: bool = False
     checks: list[str] = field(default_factory=list)
+    #: what the members wrote: windows, /write requests, points InfluxDB accepted (raw and
+    #: the rest: rollups, statuses), summed over the members once the drain settled
+    windows: int = 0
+    writes: int = 0
+    points_written: int = 0
 
 
 def _side_cpu(bench: Bench) -> dict[str, float]:
@@ -156,6 +161,9 @@ def check(bench: Bench, w: Workload, members: list[Member], db: str, res: Drain)
     the members' counters equal the readings sent, InfluxDB holds exactly that many raw points
     (raw modes), and the newest rollups count every sensor of the province (aggregates)."""
     metrics = [m.metrics() for m in members]
+    res.windows = int(sum(x.get("pantau_ingest_windows_total", 0.0) for x in metrics))
+    res.writes = int(sum(x.get("pantau_ingest_write_seconds_count", 0.0) for x in metrics))
+    res.points_written = int(sum(x.get("pantau_ingest_points_written_total", 0.0) for x in metrics))
     decoded = int(sum(x.get("pantau_ingest_readings_total", 0.0) for x in metrics))
     folded = int(sum(x.get("pantau_ingest_lag_seconds_count", 0.0) for x in metrics))
     dead: dict[str, float] = {}

@@ -31,11 +31,12 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.raw_lines import PackedLines
 from cloud.ingest.rollup_points import RollupPoints, Written
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PendingWrite, PointBuilder, PointWriter
-from contract import KIND_CODES, RejectReason, SensorKind, TopicError, topics
+from contract import RejectReason, TopicError, topics
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class WindowPipeline:
         # Aggregates-only mode: validated, dead-lettered, folded into state, not stored raw.
         lines: Lines = self.builder.raw(readings) if self.settings.store_raw else Lines()
         lines.add(
-            [line.encode() for _, line in st_lines],
+            PackedLines.of([line.encode() for _, line in st_lines]),
             [msg_i for msg_i, _ in st_lines],
             [-1] * len(st_lines),
         )  # one add: each one copies the provenance arrays
@@ -165,26 +166,18 @@ class WindowPipeline:
         state, m = self.state, self.metrics
         kept = readings  # every raw line stored: nothing to take out
         if refused:
-            stored = np.ones(len(readings), dtype=bool)
+            ok_rows = np.ones(len(readings), dtype=bool)
             late: list[Refusal] = []
-            n_raw = len(readings)
             for r in refused:
                 msg_i, at = lines.owner(r.line)
                 rej = Rejection(
                     msg_i, RejectReason.STORAGE_REJECTED, r.detail, None if at < 0 else at
                 )
                 late.append(dead_letter(window[msg_i], rej))
-                if r.line < n_raw and self.settings.store_raw:
-                    stored[r.line] = False
+                # raw() orders its lines by kind and sensor: each carries its readings row
+                if (row := int(lines.row[r.line])) >= 0:
+                    ok_rows[row] = False
             self.record_dead(late, now)
-            # raw() emits rows grouped by kind: map stored flags back through the same order.
-            order = (
-                np.concatenate([np.flatnonzero(readings.kind == KIND_CODES[k]) for k in SensorKind])
-                if len(readings)
-                else np.zeros(0, np.intp)
-            )
-            ok_rows = np.zeros(len(readings), dtype=bool)
-            ok_rows[order] = stored
             kept = readings.take(ok_rows)
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))

@@ -168,6 +168,10 @@ def test_field_type_conflict_in_a_batch_stored_plus_dead_lettered_is_the_batch_s
             influx, "SELECT occupied FROM bed WHERE sensor != 'elsewhere' GROUP BY sensor"
         )
         assert ing.metrics.readings_stored._value.get() == len(stored)
+        # the state folded exactly the stored readings (raw lines go out ordered by sensor)
+        assert ing.state is not None
+        pos = [CityIndex.from_registry(city).sensor_pos[s] for s in KARIADI_BEDS]
+        assert ing.state.ts[pos].tolist() == [recent + 50 + i for i in range(4)]
     dead = list(DeadLetterStore(directory=settings.dead_letter_dir).read())
     reasons = sorted((str(d.reason), d.index) for d in dead)
     assert reasons == sorted(

@@ -1,5 +1,5 @@
-"""The column-wise raw line formatter writes exactly the bytes of ``cloud.influx.format_int_rows``
-(cloud/ingest/raw_lines.py)."""
+"""The column-wise raw line formatter writes exactly the bytes of ``cloud.influx.format_int_rows``,
+and its packed lines give exactly the request bodies of those lines (cloud/ingest/raw_lines.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.influx import LineProtocolError, format_int_rows, series_key
-from cloud.ingest.raw_lines import KeyTable, format_int_columns
+from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_columns, format_int_packed
+from cloud.ingest.writer import body
 
 I64 = st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1)
 #: tag values and names with line protocol's special characters and non-ASCII text
@@ -78,3 +79,48 @@ def test_a_point_without_fields_is_refused_as_format_int_rows_refuses_it() -> No
             np.zeros((1, 0), np.int64),
             np.zeros(1, np.int64),
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(points(), st.data())
+def test_packed_lines_are_format_int_rows_lines_and_their_slices_the_joined_bodies(
+    case: tuple[list[str], list[str], list[int], list[list[int]], list[int]], data: st.DataObject
+) -> None:
+    """Line i of the packed lines is format_int_rows' line i, and the body of any slice (and of
+    a slice of it) is the old body: those lines joined by newlines."""
+    keys, names, key_rows, rows, ts = case
+    old = [line.encode() for line in format_int_rows([keys[k] for k in key_rows], names, rows, ts)]
+    new = format_int_packed(
+        KeyTable(keys),
+        np.array(key_rows, np.intp),
+        names,
+        np.array(rows, np.int64).reshape(len(rows), len(names)),
+        np.array(ts, np.int64),
+    )
+    assert len(new) == len(old)
+    assert [new[i] for i in range(len(new))] == old
+    assert list(new) == old
+    lo = data.draw(st.integers(min_value=0, max_value=len(old)))
+    hi = data.draw(st.integers(min_value=lo, max_value=len(old)))
+    assert body(new[lo:hi]) == b"\n".join(old[lo:hi])
+    mid = data.draw(st.integers(min_value=0, max_value=hi - lo))
+    assert body(new[lo:hi][mid:]) == b"\n".join(old[lo + mid : hi])
+
+
+def test_joined_packed_lines_hold_every_part_in_order() -> None:
+    """Three parts (one empty, one a slice of a bigger buffer) and status lines packed apart:
+    the join is their lines in order, and its body the old joined body."""
+    a = PackedLines.of([b"bed,sensor=a occupied=1i 1", b"bed,sensor=b occupied=0i 2"])
+    b = PackedLines.of([b"x", b"queue,sensor=q waiting=3i 3", b"y"])[1:2]
+    c = PackedLines.of([b"gateway_status,gateway=g online=1i 4"])
+    joined = PackedLines.join([a, PackedLines(), b, c])
+    want = [a[0], a[1], b[0], c[0]]
+    assert list(joined) == want
+    assert joined.body() == b"\n".join(want)
+    assert len(joined) == 4
+    assert joined[-1] == b"gateway_status,gateway=g online=1i 4"
+    assert body(joined[1:3]) == b"bed,sensor=b occupied=0i 2\nqueue,sensor=q waiting=3i 3"
+    with pytest.raises(IndexError):
+        joined[4]
+    assert PackedLines().body() == b""
+    assert list(PackedLines()) == []
