@@ -1,9 +1,10 @@
 """CPU seconds per thread of running processes, from ``/proc``: where a drain's CPU goes.
 
-``python -m bench.thread_cpu --match "-m cloud.ingest run" --seconds 300`` (beside a bench
+``python -m bench.thread_cpu --match "$PWD/.venv/bin/python -m cloud.ingest run"`` (beside a bench
 that starts ingesters, e.g. ``python -m bench.ingest_throughput --modes b --paced 0``) samples
 every process whose command line contains ``--match`` every 0.1 s until ``--seconds`` pass or
-``--stop-file`` appears, then prints each process's CPU by thread over its life. Python does
+``--stop-file`` appears, then prints each process's CPU by thread over its life, and each
+thread's voluntary context switches (a wait for the GIL is one). Python does
 not give its threads OS names, so each process is dumped once by ``py-spy dump`` (if it is
 installed: ``pip install py-spy``, not a project dependency) to name them. A thread that ended
 before the last sample (e.g. one per HTTP request) counts under ``ended``.
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ class _Process:
     last: float = 0.0
     cpu: float = 0.0
     threads: dict[int, float] = field(default_factory=dict)
+    #: voluntary context switches per thread: each wait for the GIL held by another thread
+    #: is one (as is every other blocking wait)
+    switches: dict[int, int] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
 
 
@@ -45,6 +50,13 @@ def _cpu_s(stat_path: str) -> float:
     if fields[0] == "Z":
         raise OSError("zombie")
     return (int(fields[11]) + int(fields[12])) / _HZ
+
+
+def _voluntary_switches(task: Path) -> int:
+    for line in (task / "status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _matching(match: str) -> list[int]:
@@ -79,17 +91,20 @@ def _name_threads(proc: _Process, py_spy: str, after_s: float) -> None:
 def sample(match: str, seconds: float, stop_file: Path | None) -> list[_Process]:
     """Sample until ``seconds`` pass or ``stop_file`` exists; every process seen."""
     seen: dict[int, _Process] = {}
-    py_spy = shutil.which("py-spy")
+    # py-spy installed into the venv is next to its python, which need not be on PATH
+    beside = Path(sys.executable).parent / "py-spy"
+    py_spy = str(beside) if beside.exists() else shutil.which("py-spy")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not (stop_file is not None and stop_file.exists()):
         for pid in _matching(match):
             proc = seen.get(pid)
             try:
                 cpu = _cpu_s(f"/proc/{pid}/stat")
-                threads = {}
+                threads, switches = {}, {}
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     try:
                         threads[int(task.name)] = _cpu_s(f"{task}/stat")
+                        switches[int(task.name)] = _voluntary_switches(task)
                     except OSError:
                         continue
             except OSError:
@@ -103,6 +118,7 @@ def sample(match: str, seconds: float, stop_file: Path | None) -> list[_Process]
                         ).start()
             proc.last, proc.cpu = time.monotonic(), cpu
             proc.threads.update(threads)
+            proc.switches.update(switches)
         time.sleep(0.1)
     return list(seen.values())
 
@@ -120,7 +136,8 @@ def main() -> None:
         for tid, cpu in sorted(proc.threads.items(), key=lambda kv: -kv[1]):
             if cpu >= 0.005:
                 name = "MainThread" if tid == proc.pid else proc.names.get(tid, "?")
-                print(f"  {tid:>8} {name:<40} {cpu:7.2f}")
+                waits = proc.switches.get(tid, 0)
+                print(f"  {tid:>8} {name:<40} {cpu:7.2f} s {waits:>9,} voluntary switches")
         print(f"  {'':>8} {'ended':<40} {proc.cpu - known:7.2f}")
 
 
