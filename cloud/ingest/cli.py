@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from city import load_registry
 from cloud.ingest.accounts import InitDbSettings, init_database
+from cloud.ingest.affinity import pin_to_one_cpu
 from cloud.ingest.allocator import keep_heap_top
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.migrations import MigrationError
@@ -64,6 +65,8 @@ def run(
     quiet_routine_requests(logging.getLogger().level)
     keep_heap_top()  # windows reuse freed heap pages instead of faulting them in (allocator.py)
     settings = _settings()
+    if settings.pin_one_cpu:
+        pin_to_one_cpu()  # before any thread starts: they inherit it (affinity.py)
     try:
         registry = load_registry(settings.city_file)
     except ConfigError as exc:

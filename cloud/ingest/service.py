@@ -32,7 +32,6 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from prometheus_client import start_http_server
 
 from city import Registry, load_registry
 from cloud.ingest.acks import Ack, PendingAcks, acks_of
@@ -45,6 +44,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.guard import GUARD_FILE, PoisonGuard, crash_marker_from_env, run_guarded
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.metrics_server import start_metrics_server
 from cloud.ingest.migrations import migrate_dead_letters
 from cloud.ingest.overlap import WindowsInFlight
 from cloud.ingest.peer_sync import greet, merge_peers, publish_state
@@ -169,8 +169,8 @@ class Ingester:
         self.guard.open()
         server = None
         if s.metrics_port is not None:
-            server, _ = start_http_server(
-                s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry
+            server, _ = start_metrics_server(
+                port=s.metrics_port, host=s.metrics_host, registry=self.metrics.registry
             )
         influx = influx_of(s, on_points=self.metrics.points_written.inc)
         try:
@@ -210,6 +210,7 @@ class Ingester:
         finally:
             if server is not None:
                 server.shutdown()
+                server.server_close()
             self.guard.close()
             dead.close()
 

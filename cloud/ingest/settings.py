@@ -98,6 +98,9 @@ class IngestSettings(MqttTlsSettings, SecretFileSettings):
     late_history_readings: int = Field(default=500_000, ge=0)
     #: How far back late data still corrects rollups (bounded by late_history_readings too).
     late_horizon_s: int = Field(default=6 * 3600, ge=0)
+    #: Keep the process's threads on one CPU, so the GIL does not move between cores
+    #: (cloud/ingest/affinity.py, docs/adr/0035); off where a CPU set is decided elsewhere.
+    pin_one_cpu: bool = True
     metrics_port: int | None = None
     #: Address the metrics endpoint listens on: loopback unless the operator opens it (in a
     #: container, 0.0.0.0 for a scraper on another host); the counters describe every device.
