@@ -65,13 +65,15 @@ def run(
     quiet_routine_requests(logging.getLogger().level)
     keep_heap_top()  # windows reuse freed heap pages instead of faulting them in (allocator.py)
     settings = _settings()
-    if settings.pin_one_cpu:
-        pin_to_one_cpu()  # before any thread starts: they inherit it (affinity.py)
     try:
         registry = load_registry(settings.city_file)
     except ConfigError as exc:
         typer.echo(f"pantau ingest: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Once the configuration is known good (a bad one is one line and nothing else), and before
+    # any thread starts: they inherit it (affinity.py).
+    if settings.pin_one_cpu:
+        pin_to_one_cpu()
     ingester = Ingester(settings=settings, registry=registry)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
