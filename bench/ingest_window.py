@@ -13,11 +13,12 @@ then), so every window moves its sensors' newest times and the rollup cells chan
 written, as they are in a drain. The heap is padded as ``pantau ingest run`` pads it
 (``cloud/ingest/allocator.py``; ``--no-heap-pad``: not).
 Prints CPU microseconds per reading (``time.process_time``) and the rollup lines written;
-``--profile`` adds cProfile's top functions. docs/performance.md ("Modes (a) and (c) after
-...", "Mode (c) after whole-window binary columns", "Mode (b)'s decoder after ADR 0030")
-quotes it. ``--raw`` stores raw points too (mode (d)): the writer then also builds each
-request body from its lines, as ``PointWriter`` does, so the formatting and encoding of the
-lines are in the figure.
+``--profile`` adds cProfile's top functions; ``--guard`` the crash-loop guard's hashing of each
+window (``PoisonGuard.plan``), which the service runs before decoding (ADR 0039).
+docs/performance.md ("Modes (a) and (c) after ...", "Mode (c) after whole-window binary
+columns", "Mode (b)'s decoder after ADR 0030") quotes it. ``--raw`` stores raw points too (mode
+(d)): the writer then also builds each request body from its lines, as ``PointWriter`` does, so
+the formatting and encoding of the lines are in the figure.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from cloud.ingest.bootstrap import start_history
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.decode import Message
 from cloud.ingest.dedup import BatchDedup
+from cloud.ingest.guard import PoisonGuard
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.pipeline import WindowPipeline
@@ -118,6 +120,11 @@ def main() -> None:
         "--no-heap-pad", action="store_true", help="leave glibc's heap trimming as it is"
     )
     p.add_argument("--raw", action="store_true", help="store raw points too (mode d)")
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="the crash-loop guard's plan (its hashes) before each window, as the service runs it",
+    )
     a = p.parse_args()
     if not a.no_heap_pad:
         keep_heap_top()  # as `pantau ingest run` does
@@ -150,6 +157,7 @@ def main() -> None:
         for i, (t, b, _) in enumerate(payloads)
     ]
     windows = [msgs[i : i + a.window] for i in range(0, len(msgs), a.window)]
+    guard = PoisonGuard(path=tmp / "guard.sqlite", max_attempts=3) if a.guard else None
     pipeline.store(windows[0])  # the first window lays out every cell: not the steady state
     writer.lines = 0
     profile = cProfile.Profile() if a.profile else None
@@ -157,6 +165,8 @@ def main() -> None:
     if profile is not None:
         profile.enable()
     for w in windows[1:]:
+        if guard is not None:
+            guard.plan(w)
         pipeline.store(w)
     if profile is not None:
         profile.disable()

@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from contract import is_binary, readings_section
 
+#: The content digests of the window the crash-loop guard hashed last, by payload identity
+#: (``id``, checked with ``is``): the guard's SHA-256 pass over a payload's readings is then
+#: the only pass dedup needs (docs/adr/0039-one-hash-pass-per-payload.md). Only a shortcut: a
+#: payload not here (no guard, or a window the guard has moved past) is hashed again.
+_guarded: dict[int, tuple[bytes, bytes]] = {}
+
+
+def content_start(payload: bytes) -> int:
+    """Where a batch's readings begin: the part of it :func:`content_digest` covers, leaving
+    out the envelope fields a gateway stamps anew on every resend (``sent``,
+    ``clock_offset_ms``). JSON: from the ``"readings"`` key on (Pantau's encoders put it last;
+    a producer that orders keys differently only makes dedup stricter, never wrong); if there
+    is none, 0. Binary: where :func:`contract.readings_section` begins."""
+    if is_binary(payload):
+        # the contract's rule, not a copy of its offsets (a slice of the payload: a memcpy)
+        return len(payload) - len(readings_section(payload))
+    return max(payload.find(b'"readings"'), 0)
+
+
+def content_digest(payload: bytes) -> bytes:
+    """SHA-256 of a batch's readings (from :func:`content_start` on): equal for a resend of the
+    same batch, different for different readings."""
+    return hashlib.sha256(memoryview(payload)[content_start(payload) :]).digest()
+
+
+def remember_digests(pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    """(payload, :func:`content_digest`) of the window the guard has just hashed: dedup reads
+    them instead of hashing those payloads again. Replaces the previous window's."""
+    global _guarded  # noqa: PLW0603 - one slot, swapped whole so a reader sees either window
+    _guarded = {id(p): (p, d) for p, d in pairs}
+
 
 def content_fingerprint(payload: bytes) -> int:
-    """A hash of a batch's readings, leaving out the envelope fields a gateway stamps anew on
-    every resend (``sent``, ``clock_offset_ms``): a resent batch must count as a duplicate.
-
-    JSON: everything from the ``"readings"`` key on (Pantau's encoders put it last; a producer
-    that orders keys differently only makes dedup stricter, never wrong). Binary:
-    :func:`contract.readings_section`."""
-    if is_binary(payload):
-        return hash(readings_section(payload))
-    at = payload.find(b'"readings"')
-    return hash(payload[at:] if at >= 0 else payload)
+    """A 64-bit fingerprint of a batch's readings (the first 8 bytes of its
+    :func:`content_digest`): a resent batch must count as a duplicate, a different one must not."""
+    got = _guarded.get(id(payload))
+    digest = got[1] if got is not None and got[0] is payload else content_digest(payload)
+    return int.from_bytes(digest[:8], "little")
 
 
 class BatchDedup:

@@ -29,6 +29,14 @@ import numpy.typing as npt
 
 from cloud.influx import LineProtocolError, escape_tag
 
+try:
+    from cloud.ingest import _rawlines
+except ImportError:  # not built (an optional extension): the numpy path formats every line
+    _rawlines = None  # type: ignore[assignment]
+
+#: Which formatter raw lines go through (the native one is ADR 0039's).
+NATIVE = _rawlines is not None
+
 #: 10**k for k = 0..18: every power below int64's maximum
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 #: rows formatted at once: the byte matrices stay a few MB whatever the window
@@ -49,6 +57,10 @@ class KeyTable:
         for i, k in enumerate(encoded):
             self.bytes[i, : len(k)] = np.frombuffer(k, np.uint8)
         self.length = np.array([len(k) for k in encoded], np.int64)
+        #: the keys end to end, key i from ``starts[i]`` to ``starts[i + 1]`` (native path)
+        self.joined = b"".join(encoded)
+        self.starts = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum(self.length, out=self.starts[1:])
 
 
 def digits(col: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -87,6 +99,8 @@ def format_int_columns(
 ) -> bytes:
     """Points ``keys[key_rows[i]]`` with the integer fields ``names`` = ``values[i]`` at time
     ``ts[i]``, every line ending in ``\\n``: ``format_int_rows``' lines, joined."""
+    if _rawlines is not None:
+        return _native(keys, key_rows, names, values, ts)[0]
     return b"".join(_format(keys, key_rows, names, values, ts))
 
 
@@ -110,12 +124,48 @@ def format_int_parts(
 ) -> tuple[list[bytes], npt.NDArray[np.int64]]:
     """:func:`format_int_columns`' text in pieces (joined once with other parts' by
     :meth:`PackedLines.of_parts`), and the length of each of its lines."""
+    if _rawlines is not None:
+        text, lengths = _native(keys, key_rows, names, values, ts)
+        return [text], lengths
     blocks = _format(keys, key_rows, names, values, ts)
     # the key, the text before each value, "i " before the time and "\n" after it
     size = keys.length[key_rows] + widths(ts) + sum(len(t) for t in _fixed(names)) + 3
     for j in range(len(names)):
         size += widths(values[:, j])
     return blocks, size
+
+
+def _check(
+    key_rows: npt.NDArray[np.integer],
+    names: Sequence[str],
+    values: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+) -> None:
+    if not names:
+        raise LineProtocolError("a point needs at least one field")
+    if values.shape != (len(ts), len(names)) or len(key_rows) != len(ts):
+        raise ValueError("keys, values and times must have one row per point")
+
+
+def _native(
+    keys: KeyTable,
+    key_rows: npt.NDArray[np.integer],
+    names: Sequence[str],
+    values: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """The native formatter's text and line lengths: the numpy path's bytes, without its byte
+    matrices (about 0.4 us less CPU per raw line; ADR 0039)."""
+    _check(key_rows, names, values, ts)
+    text, lengths = _rawlines.format_lines(
+        keys.joined,
+        keys.starts,
+        np.ascontiguousarray(key_rows, np.int64),
+        tuple(_fixed(names)),
+        np.ascontiguousarray(values, np.int64),
+        np.ascontiguousarray(ts, np.int64),
+    )
+    return text, np.frombuffer(lengths, np.int64)
 
 
 def _format(
@@ -125,10 +175,8 @@ def _format(
     values: npt.NDArray[np.int64],
     ts: npt.NDArray[np.int64],
 ) -> list[bytes]:
-    if not names:
-        raise LineProtocolError("a point needs at least one field")
-    if values.shape != (len(ts), len(names)) or len(key_rows) != len(ts):
-        raise ValueError("keys, values and times must have one row per point")
+    """The numpy path: byte matrices per block of rows."""
+    _check(key_rows, names, values, ts)
     fixed = _fixed(names)
     out = []
     for lo in range(0, len(ts), _BLOCK):

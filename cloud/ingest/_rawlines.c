@@ -1,0 +1,144 @@
+/* Raw points' line protocol text, formatted natively (docs/adr/0039-one-hash-pass-per-payload.md).
+ *
+ * The same bytes as raw_lines._format's numpy path (tests/unit/test_ingest_raw_lines_native.py
+ * compares them on random rows): per point the series key, then per field the text before it
+ * (" name=" or "i,name=", escaped by cloud.influx in Python) and the value's decimal digits as
+ * str(int) writes them, then "i ", the time's digits and "\n". Nothing here escapes or judges
+ * anything: every byte that is not a digit or '-' comes in from Python.
+ *
+ * format_lines(keys, key_starts, key_rows, prefixes, values, ts) -> (text, lengths)
+ *   keys: the series keys concatenated; key_starts: int64[n_keys + 1], key i is
+ *   keys[key_starts[i]:key_starts[i + 1]]; key_rows: int64[n]; prefixes: a tuple of k bytes;
+ *   values: int64[n * k] (row-major); ts: int64[n]. text: every line, each ending in "\n";
+ *   lengths: int64[n] as bytes, each line's length with its "\n".
+ * Bounds: every key row is checked against n_keys and every buffer's size against n and k
+ * before anything is written; the text's size is computed exactly in a first pass.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* bytes of str(v) */
+static inline Py_ssize_t int_width(int64_t v) {
+    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    Py_ssize_t w = 1;
+    while (a >= 10) {
+        a /= 10;
+        w++;
+    }
+    return w + (v < 0);
+}
+
+/* writes str(v) (width w from int_width) at out */
+static inline void write_int(char *out, int64_t v, Py_ssize_t w) {
+    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *p = out + w;
+    do {
+        *--p = (char)('0' + a % 10);
+        a /= 10;
+    } while (a);
+    if (v < 0) *--p = '-';
+}
+
+static int need(Py_buffer *b, Py_ssize_t items, const char *what) {
+    if (b->len != items * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes where %zd int64 were expected", what,
+                     b->len, items);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *format_lines(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer keys = {0}, starts = {0}, rows = {0}, values = {0}, ts = {0};
+    PyObject *prefixes, *out = NULL, *lengths = NULL, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*O!y*y*", &keys, &starts, &rows, &PyTuple_Type, &prefixes,
+                          &values, &ts))
+        return NULL;
+    Py_ssize_t n = ts.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t k = PyTuple_GET_SIZE(prefixes);
+    Py_ssize_t n_keys = starts.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (need(&ts, n, "ts") || need(&rows, n, "key_rows") || need(&values, n * k, "values") ||
+        n_keys < 0)
+        goto done;
+    const int64_t *st = starts.buf, *kr = rows.buf, *val = values.buf, *tv = ts.buf;
+    const char *kb = keys.buf;
+    for (Py_ssize_t i = 0; i <= n_keys; i++) {
+        if (st[i] < 0 || st[i] > keys.len || (i && st[i] < st[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "key_starts out of order or beyond keys");
+            goto done;
+        }
+    }
+    Py_ssize_t fixed = 3; /* "i " and "\n" */
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *p = PyTuple_GET_ITEM(prefixes, j);
+        if (!PyBytes_Check(p)) {
+            PyErr_SetString(PyExc_TypeError, "prefixes must be bytes");
+            goto done;
+        }
+        fixed += PyBytes_GET_SIZE(p);
+    }
+    lengths = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    if (!lengths) goto done;
+    int64_t *len = (int64_t *)PyBytes_AS_STRING(lengths);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kr[i] < 0 || kr[i] >= n_keys) {
+            PyErr_Format(PyExc_IndexError, "key row %lld beyond %zd keys", (long long)kr[i],
+                         n_keys);
+            goto done;
+        }
+        Py_ssize_t w = (Py_ssize_t)(st[kr[i] + 1] - st[kr[i]]) + fixed + int_width(tv[i]);
+        for (Py_ssize_t j = 0; j < k; j++) w += int_width(val[i * k + j]);
+        len[i] = w;
+        total += w;
+    }
+    out = PyBytes_FromStringAndSize(NULL, total);
+    if (!out) goto done;
+    char *o = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t kl = (Py_ssize_t)(st[kr[i] + 1] - st[kr[i]]);
+        memcpy(o, kb + st[kr[i]], (size_t)kl);
+        o += kl;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *p = PyTuple_GET_ITEM(prefixes, j);
+            memcpy(o, PyBytes_AS_STRING(p), (size_t)PyBytes_GET_SIZE(p));
+            o += PyBytes_GET_SIZE(p);
+            int64_t v = val[i * k + j];
+            Py_ssize_t w = int_width(v);
+            write_int(o, v, w);
+            o += w;
+        }
+        *o++ = 'i';
+        *o++ = ' ';
+        Py_ssize_t w = int_width(tv[i]);
+        write_int(o, tv[i], w);
+        o += w;
+        *o++ = '\n';
+    }
+    result = PyTuple_Pack(2, out, lengths);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(lengths);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&ts);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"format_lines", format_lines, METH_VARARGS,
+     "Raw points' line protocol text and each line's length."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_rawlines", "Raw points' line protocol, formatted natively.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rawlines(void) { return PyModule_Create(&moduledef); }

@@ -1,0 +1,14 @@
+"""Types of the native raw line formatter (``_rawlines.c``, ADR 0039)."""
+
+import numpy as np
+import numpy.typing as npt
+
+def format_lines(
+    keys: bytes,
+    key_starts: npt.NDArray[np.int64],
+    key_rows: npt.NDArray[np.int64],
+    prefixes: tuple[bytes, ...],
+    values: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    /,
+) -> tuple[bytes, bytes]: ...
