@@ -28,13 +28,14 @@ COPY firmware-sim ./firmware-sim
 COPY pantau ./pantau
 COPY mosquitto ./mosquitto
 COPY grafana ./grafana
-# gcc only while building: the ingester's native JSON column decoder (ADR 0034) is an optional
-# extension, so without a compiler pip would quietly build the slower msgspec-only package;
-# the import check (outside /app, whose sources have no .so) makes the image build fail instead.
+# gcc only while building: the ingester's native JSON column decoder and raw-line formatter
+# (ADRs 0034, 0039) are optional extensions, so without a compiler pip would quietly build a
+# slower package; the import check (outside /app, whose sources have no .so) makes the image
+# build fail instead.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-deps . \
-    && (cd / && python -c "import cloud.ingest.decode._jsoncols") \
+    && (cd / && python -c "import cloud.ingest.decode._jsoncols, cloud.ingest._rawlines") \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/pantau pantau \
