@@ -33,9 +33,11 @@ if [ -z "$PY" ]; then
   if apt-cache show python3.11-venv >/dev/null 2>&1; then apt_packages+=(python3.11 python3.11-venv python3.11-dev)
   else apt_packages+=(python3 python3-venv python3-dev); fi
 fi
-# pip builds the native JSON column decoder (docs/adr/0034) with a C compiler and Python's
-# headers; without them the install still succeeds and the ingester decodes with msgspec alone.
+# pip builds the ingester's two C extensions (docs/adr/0034, 0039) with a C compiler, the C
+# library's headers (only a recommendation of gcc, which --no-install-recommends skips) and
+# Python's; without them the install still succeeds and the ingester runs its slower paths.
 have gcc || apt_packages+=(gcc)
+[ -e /usr/include/string.h ] || apt_packages+=(libc6-dev)
 if [ -n "$PY" ] && ! "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
   apt_packages+=("$(basename "$PY")-dev")
 fi
