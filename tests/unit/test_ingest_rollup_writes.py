@@ -1,0 +1,130 @@
+"""Rollup writes coalesced: one in flight, folds meanwhile only mark the rollups due, and the
+next write carries every cell changed since, against what InfluxDB accepted
+(cloud/ingest/rollup_writes.py, docs/adr/0038-coalesced-rollup-writes.md)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from city import DEMO_CITY, load_registry
+from cloud.ingest.aggregate import SensorState
+from cloud.ingest.rollup_points import RollupPoints
+from cloud.ingest.rollup_writes import RollupWrites
+from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.writer import PendingWrite, Refused, WriteAbortedError
+
+INDEX = CityIndex.from_registry(load_registry(DEMO_CITY))
+N = INDEX.n_sensors
+T0 = 1_800_000_000_000
+BUCKET = 60_000
+STAMP = T0 - T0 % BUCKET
+
+
+def _state() -> SensorState:
+    """Every sensor of the demo city reporting twice (so queues have a service rate)."""
+    rng = np.random.default_rng(1)
+    state = SensorState(n_sensors=N)
+    every = np.arange(N, dtype=np.int32)
+    for k in range(2):
+        ts = np.full(N, T0 - 20_000 + 10_000 * k, np.int64) + rng.integers(0, 999, N)
+        values = rng.integers(0, 60, (N, MAX_FIELDS)).astype(np.int64)
+        values[:, 1] += 10 * k
+        state.update(every, ts, np.full(N, k, np.int64), values)
+    return state
+
+
+class _HeldWriter:
+    """Records each submitted write and holds it until the test settles its future."""
+
+    def __init__(self) -> None:
+        self.lines: list[list[str]] = []
+        self.futures: list[Future[list[Refused]]] = []
+
+    def submit(self, lines: list[str]) -> PendingWrite:
+        self.lines.append(list(lines))
+        self.futures.append(Future())
+        return PendingWrite(self.futures[-1:])
+
+
+def _writes(state: SensorState) -> tuple[RollupWrites, _HeldWriter]:
+    writer = _HeldWriter()
+    writes = RollupWrites(
+        rollups=RollupPoints(index=INDEX),
+        state=state,
+        writer=writer,  # type: ignore[arg-type]
+        bucket_ms=BUCKET,
+        clock_ms=lambda: T0,
+    )
+    return writes, writer
+
+
+def _change(state: SensorState, sensors: list[int], at: int, occupied: int) -> None:
+    values = np.zeros((len(sensors), MAX_FIELDS), np.int64)
+    values[:, 0], values[:, 1] = 60, occupied
+    state.update(
+        np.array(sensors, np.int32),
+        np.full(len(sensors), at, np.int64),
+        np.full(len(sensors), 9, np.int64),
+        values,
+    )
+
+
+def test_folds_during_a_write_start_none_and_the_next_write_carries_all_they_changed() -> None:
+    """Write 1 (the bucket's whole 244 lines) is held; two folds meanwhile start no write and
+    are covered by write 2. Once write 1 settles, write 2 starts and carries exactly the
+    lines of the cells both folds changed, computed against write 1's state."""
+    state = _state()
+    writes, writer = _writes(state)
+    writes.submit(T0)
+    assert [len(w) for w in writer.lines] == [244]
+    assert writes.covering == 1
+    at_write_1 = state.copy()
+
+    _change(state, [0, 1], T0 + 1_000, 5)
+    writes.submit(T0 + 1_000)
+    _change(state, [N - 1], T0 + 2_000, 7)
+    writes.submit(T0 + 2_000)
+    assert len(writer.lines) == 1  # nothing started while write 1 is in flight
+    assert writes.covering == 2
+    assert not writes.settled(1)
+    assert writes.pending_stamp() == STAMP
+
+    writer.futures[0].set_result([])
+    assert writes.settled(1)
+    assert not writes.settled(2)
+    reference = RollupPoints(index=INDEX)
+    reference.remember(reference.changed(at_write_1, STAMP)[1])
+    expected, _ = reference.changed(state, STAMP)
+    assert len(writer.lines) == 2
+    assert writer.lines[1] == expected
+    assert 0 < len(expected) < 244
+
+    writer.futures[1].set_result([])
+    assert writes.settled(2)
+    assert writes.pending_stamp() is None
+
+
+def test_a_failed_write_is_not_remembered_and_the_write_covering_it_is_whole() -> None:
+    """Write 1 raises: settling it raises, nothing counts as written, and waiting for the
+    windows it carried starts write 2 with the bucket's whole 244 lines."""
+    state = _state()
+    writes, writer = _writes(state)
+    writes.submit(T0)
+    writer.futures[0].set_exception(WriteAbortedError("stopping while InfluxDB is unavailable"))
+    with pytest.raises(WriteAbortedError):
+        writes.settled(1)
+    assert writes.pending_stamp() == STAMP  # its cells are due again
+
+    def settle_next(lines: list[str]) -> PendingWrite:
+        writer.lines.append(list(lines))
+        done: Future[list[Refused]] = Future()
+        done.set_result([])
+        return PendingWrite([done])
+
+    writer.submit = settle_next  # type: ignore[method-assign]
+    writes.wait(1)
+    assert [len(w) for w in writer.lines] == [244, 244]
+    assert writes.settled(2)
