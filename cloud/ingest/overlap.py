@@ -4,15 +4,18 @@ Without this the consumer decoded window k, wrote it, waited, and only then deco
 InfluxDB waited for the ingester and the ingester for InfluxDB (docs/performance.md, issue 14
 (d)). Here :meth:`WindowsInFlight.start` prepares the new window (decode, dead letters, lines:
 nothing that touches the state) while the previous one's raw write and the rollup write run
-on the writer's threads, then waits for that raw write, starts the new window's, finishes the
-previous one (refused lines dead-lettered, state folded, its rollups written or marked due:
-cloud/ingest/rollup_writes.py) and acknowledges, oldest first, every finished window whose
-state a settled rollup write carries. It waits for no rollup write: while one is in flight,
-the windows folded meanwhile wait for the next, which carries all their changed cells.
+on the writer's threads, then queues the new window's raw write behind the previous one's (the
+writers never wait for this thread between windows), waits for the previous raw write and
+finishes that window (refused lines dead-lettered, state folded, its rollups written or marked
+due: cloud/ingest/rollup_writes.py), and acknowledges, oldest first, every finished window
+whose state a settled rollup write carries (also before the decode, so their payload bytes
+are free for the network thread meanwhile). It waits for no rollup write: while one is in
+flight, the windows folded meanwhile wait for the next, which carries all their changed cells.
 
 So, whatever the timing:
 
-* at most one raw write and one rollup write are under way while the next window is decoded;
+* at most one raw write and one rollup write are under way while the next window is decoded,
+  and at most two raw writes (that window's queued behind the one before) after it;
   windows waiting for a rollup write hold their payload bytes against ``held_max_bytes`` (and
   the broker's Receive Maximum caps their messages) until each is acknowledged: when either
   is full the session stops taking messages, the consumer finds no whole window and drains
@@ -69,26 +72,22 @@ class WindowsInFlight:
         self._windows: deque[_InFlight] = deque()
 
     def start(self, pipeline: WindowPipeline, window: list[Message], *, size: int) -> None:
-        """Prepare ``window`` while the windows in flight are written, then wait for the raw
-        write before it, start this one's, finish the one before and acknowledge the windows
-        whose rollups were written (see the module docstring). ``size`` payload bytes are
-        released once ``window`` is acknowledged or abandoned."""
+        """Prepare ``window`` while the windows in flight are written, queue its raw write,
+        finish the window before it (waiting for that one's raw write) and acknowledge the
+        windows whose rollups were written (see the module docstring). ``size`` payload bytes
+        are released once ``window`` is acknowledged or abandoned."""
         windows = self._windows
         # Their payload bytes go back to the session before this decode, so the network
         # thread can fill the next window meanwhile rather than wait for room.
         self._acknowledge_settled()
         storing = pipeline.prepare(window)
         pipeline.dedup.hold(storing.decoded.batch_keys)
-        try:
-            if windows and (raw := windows[-1].storing.write) is not None:
-                raw.result()  # the previous window's points are stored
-        except BaseException:
-            pipeline.dedup.settle(storing.decoded.batch_keys, stored=False)
-            raise
+        # Queued behind the previous window's chunks, so the writers go on from one window to
+        # the next without waiting for this thread; a raise below leaves both in flight.
         pipeline.submit(storing)
-        if windows and not windows[-1].finished:
-            self._finish(windows[-1])  # its raw write settled: fold it, write its rollups
         windows.append(_InFlight(storing, pipeline, size))
+        if len(windows) > 1 and not windows[-2].finished:
+            self._finish(windows[-2])  # waits for its raw write, folds it, writes its rollups
         self._acknowledge_settled()
 
     def drain(self) -> None:
