@@ -49,7 +49,7 @@ class _InFlight:
     pipeline: WindowPipeline
     #: payload bytes it holds (released against ``held_max_bytes`` once it is acknowledged)
     size: int
-    #: folded into the state, its rollup write started (WindowPipeline.finish)
+    #: folded into the state, its rollups written or due (WindowPipeline.finish)
     finished: bool = False
 
 
