@@ -5,16 +5,25 @@ next write carries every cell changed since, against what InfluxDB accepted
 from __future__ import annotations
 
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from city import DEMO_CITY, load_registry
 from cloud.ingest.aggregate import SensorState
+from cloud.ingest.decode import Message
+from cloud.ingest.dedup import BatchDedup
+from cloud.ingest.health import IngestHealth
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.pipeline import StoringWindow, WindowPipeline
 from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.rollup_writes import RollupWrites
+from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import MAX_FIELDS, CityIndex
 from cloud.ingest.writer import PendingWrite, Refused, WriteAbortedError
+from tests.payload_support import GW, KARIADI, batch, bed
 
 INDEX = CityIndex.from_registry(load_registry(DEMO_CITY))
 N = INDEX.n_sensors
@@ -128,3 +137,76 @@ def test_a_failed_write_is_not_remembered_and_the_write_covering_it_is_whole() -
     writes.wait(1)
     assert [len(w) for w in writer.lines] == [244, 244]
     assert writes.settled(2)
+
+
+class _FirstHeldWriter:
+    """Holds the first rollup write (until the test settles it); every other write settles
+    at once. Records the non-empty writes."""
+
+    def __init__(self) -> None:
+        self.lines: list[list[str]] = []
+        self.first: Future[list[Refused]] | None = None
+
+    def submit(self, lines: list[str]) -> PendingWrite:
+        done: Future[list[Refused]] = Future()
+        if lines:
+            self.lines.append(list(lines))
+        if lines and self.first is None:
+            self.first = done
+        else:
+            done.set_result([])
+        return PendingWrite([done])
+
+    def write(self, lines: list[str]) -> list[Refused]:
+        if lines:
+            self.lines.append(list(lines))
+        return []
+
+
+def test_a_new_bucket_first_writes_the_old_bucket_s_newest_state_then_its_own_whole(
+    tmp_path: Path,
+) -> None:
+    """Windows 1 and 2 in bucket B1 (window 1's write held, so window 2's change is only
+    due); window 3 in bucket B2: before it is folded, window 2's state is written stamped B1
+    (B1's points hold its last window, occupied 11), then window 3's stamped B2 (12)."""
+    clock = [T0]
+    writer = _FirstHeldWriter()
+    pipeline = WindowPipeline(
+        settings=IngestSettings(store_raw=False, dead_letter_dir=tmp_path),
+        index=INDEX,
+        state=SensorState(n_sensors=N),
+        writer=writer,  # type: ignore[arg-type]
+        dead=None,  # type: ignore[arg-type]
+        metrics=IngestMetrics(),
+        health=IngestHealth(ingester="test"),
+        dedup=BatchDedup(per_gateway=4),
+        history=None,
+        clock_ms=lambda: clock[0],
+    )
+    icu = "bed-kariadi-icu"
+
+    def window(seq: int, ts: int, occupied: int) -> StoringWindow:
+        doc = batch(GW, bed(icu, ts, 24, occupied), seq=seq)
+        storing = pipeline.prepare([Message(KARIADI, orjson.dumps(doc), clock[0])])
+        pipeline.submit(storing)
+        pipeline.finish(storing)
+        return storing
+
+    w1 = window(1, T0 - 5_000, 10)
+    w2 = window(2, T0 - 4_000, 11)
+    assert len(writer.lines) == 1  # window 1's whole set, held; window 2's change is due
+    assert (w1.rollups, w2.rollups) == (1, 2)
+    assert writer.first is not None
+    writer.first.set_result([])
+
+    clock[0] = STAMP + BUCKET  # bucket B2
+    w3 = window(3, STAMP + BUCKET - 1_000, 12)
+    b1_us, b2_us = f" {STAMP * 1000}", f" {(STAMP + BUCKET) * 1000}"
+    # one sensor: each write carries its 20 cells (site, rw ... provinsi x bed types)
+    assert [len(w) for w in writer.lines] == [20, 20, 20]
+    assert all(line.endswith(b1_us) for line in writer.lines[1])
+    assert sum("occupied=11i" in line for line in writer.lines[1]) == 20
+    assert all(line.endswith(b2_us) for line in writer.lines[2])
+    assert sum("occupied=12i" in line for line in writer.lines[2]) == 20
+    assert w3.rollups == 3
+    pipeline.settle(w3)
