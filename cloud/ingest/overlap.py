@@ -98,6 +98,18 @@ class WindowsInFlight:
         while self._windows:
             self._acknowledge_oldest()
 
+    def progress(self) -> bool:
+        """Without waiting for a write: finish the windows whose raw write settled and
+        acknowledge those whose rollups were written, in order. True if windows remain."""
+        for w in self._windows:
+            if not w.finished:
+                raw = w.storing.write
+                if raw is not None and not raw.done():
+                    break
+                self._finish(w)
+        self._acknowledge_settled()
+        return bool(self._windows)
+
     def abandon(self) -> None:
         """Leaving on an error: the windows in flight are not acknowledged (the broker
         redelivers them); the writer's ``close`` waits for their writes."""
