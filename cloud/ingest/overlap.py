@@ -18,8 +18,9 @@ So, whatever the timing:
   and at most two raw writes (that window's queued behind the one before) after it;
   windows waiting for a rollup write hold their payload bytes against ``held_max_bytes`` (and
   the broker's Receive Maximum caps their messages) until each is acknowledged: when either
-  is full the session stops taking messages, the consumer finds no whole window and drains
-  (backpressure). A window's raw lines and readings' columns are dropped once it is folded;
+  is full the session stops taking messages, and the consumer, finding no whole window,
+  acknowledges windows as their writes settle (:meth:`WindowsInFlight.progress`):
+  backpressure. A window's raw lines and readings' columns are dropped once it is folded;
 * windows are finished and acknowledged in the order they arrived, each only after its own
   raw write and a rollup write that carries its state settled: a window whose write fails is
   never acknowledged, and neither is any after it (the error leaves them in flight, and
@@ -28,8 +29,9 @@ So, whatever the timing:
   as it would once acknowledged; if its window is given up it counts as unseen again.
 
 The caller finishes and acknowledges every window in flight (:meth:`WindowsInFlight.drain`)
-whenever something else must see every window stored: before it waits for messages, merges
-other members' state, quarantines, swaps the registry or reconnects.
+whenever something else must see every window stored: before it merges other members' state,
+quarantines, swaps the registry, reconnects or stops. While it waits for messages it calls
+:meth:`WindowsInFlight.progress`, which does the same without waiting for a write.
 docs/adr/0032-overlapped-window-writes.md, docs/adr/0038-coalesced-rollup-writes.md.
 """
 
