@@ -329,3 +329,41 @@ def test_windows_are_folded_while_a_rollup_write_is_held_and_one_write_then_carr
         assert pipeline is not None
         assert pipeline.rollup_writes.covering == 2  # k's, then one for k+1..k+3
         assert site_rollup(link.influx) == [(40, 24, 2)]
+
+
+def test_a_window_arriving_while_the_last_one_s_rollup_write_is_held_is_decoded_at_once(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates only: window k (2 readings) is alone, so the consumer, waiting for
+    messages, finishes it and its rollup write is held. Window k+1 (3 readings) published
+    then is decoded while that write is still held (waiting for messages never waits for a
+    write), and neither is acknowledged; once the write goes through both are, in order."""
+    t = now_ms() - 60_000
+    k, k1 = windows_k_and_k1(t)
+    with held_link(mosquitto, influxdb, city, tmp_path, **AGGREGATES_ONLY) as link:
+        link.proxy.hold()
+        link.gw.publish(KARIADI, orjson.dumps(k), qos=1).wait_for_publish(10)
+        wait_for(
+            lambda: (
+                link.sample("pantau_ingest_readings_total") == 2 and link.proxy.holding.is_set()
+            ),
+            "window k's rollup write held",
+            timeout=15,
+        )
+        link.gw.publish(KARIADI, orjson.dumps(k1), qos=1).wait_for_publish(10)
+        wait_for(
+            lambda: link.sample("pantau_ingest_readings_total") == 5,
+            "window k+1 decoded while window k's rollup write is held",
+            timeout=15,
+        )
+        assert link.proxy.holding.is_set()
+        assert link.acked == []
+
+        link.proxy.lift()
+        wait_for(
+            lambda: link.ing.windows == 2 and link.sample("pantau_ingest_unacked_messages") == 0,
+            "both windows stored and acknowledged",
+        )
+        assert len(link.acked) == 2
+        assert link.acked == sorted(link.acked)
+        assert site_rollup(link.influx) == [(40, 20, 2)]
