@@ -6,11 +6,18 @@ after :meth:`WindowPipeline.store` returns.
 The same way in four steps, so the caller can decode window k+1 while window k's points are
 written (docs/adr/0032-overlapped-window-writes.md): :meth:`WindowPipeline.prepare` (decode,
 dead letters, the lines), :meth:`WindowPipeline.submit` (the raw write starts on the writer's
-threads), :meth:`WindowPipeline.finish` (wait for it, fold, start the rollup write, rewrite
-past buckets) and :meth:`WindowPipeline.settle` (wait for the rollup write), as
-:meth:`WindowPipeline.store` does. Windows must be finished and settled in the order they were
-prepared, each settled before the next is finished: at most one rollup write is in flight, and
-the next window's changed cells are computed against what InfluxDB accepted.
+threads), :meth:`WindowPipeline.finish` (wait for it, fold, write or coalesce the rollups,
+rewrite past buckets) and :meth:`WindowPipeline.settle` (wait for the rollup write that
+carries the window's state), as :meth:`WindowPipeline.store` does. Windows must be finished in
+the order they were prepared.
+
+Rollup writes are coalesced (docs/adr/0038-coalesced-rollup-writes.md): at most one is in
+flight; a window folded meanwhile only marks the rollups due, and when the write in flight
+settles, one write carries every cell changed since, computed against what InfluxDB accepted.
+So folding a window never waits for a rollup write, except for the first window of a new
+rollup bucket, which waits until the old bucket's newest state is written.
+:attr:`StoringWindow.rollups` names the write that covers a window's state;
+``rollup_writes.settled`` says, without waiting, whether it has settled.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.raw_lines import PackedLines
-from cloud.ingest.rollup_points import RollupPoints, Written
+from cloud.ingest.rollup_points import RollupPoints
+from cloud.ingest.rollup_writes import RollupWrites
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import Lines, PendingWrite, PointBuilder, PointWriter
@@ -70,6 +78,8 @@ class StoringWindow:
     write: PendingWrite | None = None
     #: observation times of the readings folded in (the lag is read once they are stored)
     kept_ts: npt.NDArray[np.int64] | None = None
+    #: the number of the rollup write that carries this window's state (set when finished)
+    rollups: int = 0
 
 
 class WindowPipeline:
@@ -105,8 +115,14 @@ class WindowPipeline:
         self.rollups = RollupPoints(index=index)
         self._clock_ms = clock_ms
         self._freshness = FreshnessPoints()
-        #: the one rollup write in flight and what it carries (remembered once it settled)
-        self._rollup_write: tuple[PendingWrite, Written] | None = None
+        #: the current bucket's rollup writes, coalesced (cloud/ingest/rollup_writes.py)
+        self.rollup_writes = RollupWrites(
+            rollups=self.rollups,
+            state=state,
+            writer=writer,
+            bucket_ms=settings.rollup_bucket_s * 1000,
+            clock_ms=clock_ms,
+        )
 
     def store(self, window: list[Message]) -> DecodedWindow:
         """Everything a window needs before it may be acknowledged: refusals on disk, raw
@@ -181,18 +197,25 @@ class WindowPipeline:
             kept = readings.take(ok_rows)
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))
+        writes = self.rollup_writes
+        if writes.pending_stamp() not in (None, writes.stamp(now)):
+            # A new bucket: the old one's point must hold its newest state, which this
+            # window's readings would overwrite, and its write must settle before
+            # correct_past rewrites it. Once per bucket.
+            writes.settle_all()
         if state.update(kept.sensor, kept.ts, kept.seq, kept.values):
-            self.submit_rollups(now)
-        # Past buckets only (before now's): the rollup write in flight is of now's bucket and
-        # the one before it has settled, so neither can land over these lines.
+            writes.submit(now)
+        storing.rollups = writes.covering
+        # Past buckets only (before now's): a rollup write in flight or due is of now's
+        # bucket, so none can land over these lines.
         self.correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
         storing.kept_ts = kept.ts
         storing.lines = Lines()  # written: not held while the window waits for its rollups
 
     def settle(self, storing: StoringWindow) -> DecodedWindow:
-        """Wait for the rollup write :meth:`finish` started (raises as a write does) and
-        remember what it carried. After it returns the window may be acknowledged."""
-        self.settle_rollups()
+        """Wait for the rollup write that carries the window's state (raises as a write does;
+        starts it if it was only due). After it returns the window may be acknowledged."""
+        self.rollup_writes.wait(storing.rollups)
         # Lag is observation -> stored: read the clock now that the window is written, not
         # at its start (a slow write would otherwise hide from the histogram).
         ts = storing.kept_ts if storing.kept_ts is not None else np.zeros(0, np.int64)
@@ -295,38 +318,17 @@ class WindowPipeline:
         """Write the aggregates of the current state, stamped at the start of ``now``'s
         rollup bucket (rewritten in place until the bucket ends; docs/schema.md): the whole
         set on a bucket's first write, then only the cells that changed (rollup_points).
-        Returns once InfluxDB has them."""
-        lines, written = self._changed_rollups(now)
+        Returns once InfluxDB has them, and every rollup write started before."""
+        writes = self.rollup_writes
+        writes.settle_all()
+        lines, written = self.rollups.changed(self.state, writes.stamp(now))
+        self.rollups.forget()
         self.write_aggregates(lines)
         self.rollups.remember(written)
 
-    def submit_rollups(self, now: int) -> None:
-        """:meth:`write_rollups` on the writer's threads: returns once the write started;
-        :meth:`settle_rollups` waits for it. Settles the write before it first, so at most
-        one is in flight and the changed cells are those InfluxDB has not accepted."""
-        lines, written = self._changed_rollups(now)
-        self._rollup_write = (self.writer.submit(lines), written)
-
-    def _changed_rollups(self, now: int) -> tuple[list[str], Written]:
-        # After the write in flight settled: the lines of the cells InfluxDB does not hold
-        # yet, stamped at ``now``'s bucket, and what they carry. Nothing is known written
-        # until their write settles, so a write that raises leaves the next one whole.
-        self.settle_rollups()
-        bucket = self.settings.rollup_bucket_s * 1000
-        lines, written = self.rollups.changed(self.state, now - now % bucket)
-        self.rollups.forget()
-        return lines, written
-
     def settle_rollups(self) -> None:
-        """Wait for the rollup write in flight, if any; remember what it carried once
-        InfluxDB accepted it. A write that raises leaves the next one whole."""
-        pending, self._rollup_write = self._rollup_write, None
-        if pending is None:
-            return
-        write, written = pending
-        for r in write.result():
-            log.error("aggregate point refused by InfluxDB: %s", r.detail)
-        self.rollups.remember(written)
+        """Wait until every rollup write, in flight or due, has settled."""
+        self.rollup_writes.settle_all()
 
     def rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:
         """Every bed, crowd and queue rollup line of ``state``, stamped ``stamp_ms``."""

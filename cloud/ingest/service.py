@@ -259,9 +259,14 @@ class Ingester:
     def _idle(self) -> float | None:
         """While waiting for messages: acks that wait for a delta's PUBACK free Receive
         Maximum slots, so send them as soon as the PUBACK is in, not when the window closes."""
-        # Nothing to decode meanwhile: finish the window in flight now, not when the next one
-        # comes (its acknowledgement and lag would wait for the traffic).
-        self._inflight.drain()
+        # Nothing to decode meanwhile: finish and acknowledge the windows in flight now, not
+        # when the next one comes (their acknowledgements and lag would wait for the traffic),
+        # but without waiting for their writes: a window that fills meanwhile is decoded at
+        # once, and the acknowledged windows' bytes let the network thread fill it (ADR 0038).
+        if self._inflight.progress():
+            if self._pending:
+                self._settle()
+            return _SETTLE_POLL_S
         if not self._pending:
             return None
         self._settle()

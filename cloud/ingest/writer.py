@@ -221,6 +221,10 @@ class PendingWrite:
             self._refused = out
         return self._refused
 
+    def done(self) -> bool:
+        """Whether every chunk has settled (:meth:`result` would not wait)."""
+        return all(f.done() for f in self._futures)
+
 
 class PointWriter:
     """Writes lines in chunks, ``parallelism`` chunks at a time; retries what can succeed,

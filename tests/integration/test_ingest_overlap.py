@@ -280,3 +280,90 @@ def test_a_rollup_write_given_up_leaves_its_window_and_every_later_one_unacknowl
         assert sample("pantau_ingest_messages_total") == 3
         assert sample("pantau_ingest_duplicates_dropped_total") == 0
         assert site_rollup(influx) == [(40, 22, 2)]
+
+
+def test_windows_are_folded_while_a_rollup_write_is_held_and_one_write_then_carries_them_all(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates only: InfluxDB's side of the link holds window k's rollup write, and
+    windows k+1, k+2 and k+3 are decoded *and folded into the state* meanwhile (the consumer
+    never waits for a rollup write), yet none of the 4 is acknowledged. Once k's write goes
+    through, exactly one more rollup write carries the cells k+1..k+3 changed; all 4 windows
+    are then acknowledged in arrival order and the site's rollup is the last readings
+    (capacity 24 + 16, occupied 14 + 10, 2 sensors). ADR 0038."""
+    t = now_ms() - 60_000
+    k, k1 = windows_k_and_k1(t)
+    k2 = batch(
+        "gw-kariadi", reading(HCU, t + 3000, 16, 9, 6), reading(ICU, t + 3000, 24, 13, 7), seq=3
+    )
+    k3 = batch(
+        "gw-kariadi", reading(HCU, t + 4000, 16, 10, 8), reading(ICU, t + 4000, 24, 14, 9), seq=4
+    )
+    with held_link(mosquitto, influxdb, city, tmp_path, **AGGREGATES_ONLY) as link:
+        ing = link.ing
+        icu, hcu = ing.index.sensor_ids.index(ICU), ing.index.sensor_ids.index(HCU)
+        link.publish_held(k, k1, k2, k3)
+        wait_for(
+            lambda: (
+                ing.state is not None
+                and int(ing.state.ts[icu]) == t + 4000
+                and int(ing.state.ts[hcu]) == t + 4000
+                and link.proxy.holding.is_set()
+            ),
+            "windows k+1..k+3 folded while window k's rollup write is held",
+            timeout=15,
+        )
+        assert link.sample("pantau_ingest_readings_total") == 9
+        assert link.sample("pantau_ingest_unacked_messages") == 4
+        assert ing.windows == 0
+        assert link.acked == []
+
+        link.proxy.lift()
+        wait_for(
+            lambda: ing.windows == 4 and link.sample("pantau_ingest_unacked_messages") == 0,
+            "all four windows stored and acknowledged",
+        )
+        assert len(link.acked) == 4
+        assert link.acked == sorted(link.acked)  # acknowledged in the order they arrived
+        pipeline = ing._pipeline
+        assert pipeline is not None
+        assert pipeline.rollup_writes.covering == 2  # k's, then one for k+1..k+3
+        assert site_rollup(link.influx) == [(40, 24, 2)]
+
+
+def test_a_window_arriving_while_the_last_one_s_rollup_write_is_held_is_decoded_at_once(
+    mosquitto: Mosquitto, influxdb: InfluxDB, city: Registry, tmp_path: Path
+) -> None:
+    """Aggregates only: window k (2 readings) is alone, so the consumer, waiting for
+    messages, finishes it and its rollup write is held. Window k+1 (3 readings) published
+    then is decoded while that write is still held (waiting for messages never waits for a
+    write), and neither is acknowledged; once the write goes through both are, in order."""
+    t = now_ms() - 60_000
+    k, k1 = windows_k_and_k1(t)
+    with held_link(mosquitto, influxdb, city, tmp_path, **AGGREGATES_ONLY) as link:
+        link.proxy.hold()
+        link.gw.publish(KARIADI, orjson.dumps(k), qos=1).wait_for_publish(10)
+        wait_for(
+            lambda: (
+                link.sample("pantau_ingest_readings_total") == 2 and link.proxy.holding.is_set()
+            ),
+            "window k's rollup write held",
+            timeout=15,
+        )
+        link.gw.publish(KARIADI, orjson.dumps(k1), qos=1).wait_for_publish(10)
+        wait_for(
+            lambda: link.sample("pantau_ingest_readings_total") == 5,
+            "window k+1 decoded while window k's rollup write is held",
+            timeout=15,
+        )
+        assert link.proxy.holding.is_set()
+        assert link.acked == []
+
+        link.proxy.lift()
+        wait_for(
+            lambda: link.ing.windows == 2 and link.sample("pantau_ingest_unacked_messages") == 0,
+            "both windows stored and acknowledged",
+        )
+        assert len(link.acked) == 2
+        assert link.acked == sorted(link.acked)
+        assert site_rollup(link.influx) == [(40, 20, 2)]
