@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from city import DEMO_CITY, Registry, load_registry
+from cloud.ingest.decode import json_native
 from pantau.services import InfluxDB, Mosquitto
 from tests.tls_support import make_broker_certs
 
@@ -90,3 +91,12 @@ def no_pantau_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("PANTAU_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def msgspec_path() -> Iterator[None]:
+    """The JSON decoder without its native C fast path (ADR 0034), for a module's tests of the
+    msgspec struct path, the one an install without a C compiler uses."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(json_native, "ENABLED", False)
+        yield

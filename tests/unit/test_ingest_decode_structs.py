@@ -5,7 +5,6 @@ path alone gives (the path test_ingest_decode.py proves equal to the contract)."
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from city import Registry
 from cloud.ingest import CityIndex, decode_window
-from cloud.ingest.decode import json_native, struct_columns
+from cloud.ingest.decode import struct_columns
 from cloud.ingest.decode.json_structs import KIND_OF_TYPE, WireBatch, decode_batch
 from contract import KIND_CODES, KIND_FIELDS, Batch, Reading
 from contract.payload import MAX_READINGS_PER_BATCH
@@ -28,14 +27,8 @@ from tests.ingest_decode_support import (
     outcome,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _msgspec_path() -> Iterator[None]:
-    """These tests are about the msgspec struct path, the one an install without a C compiler
-    uses: the native decoder (tests/unit/test_ingest_decode_native.py) is switched off."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(json_native, "ENABLED", False)
-        yield
+#: these tests are about the msgspec struct path, the one an install without a C compiler uses
+pytestmark = pytest.mark.usefixtures("msgspec_path")
 
 
 @settings(max_examples=400, deadline=None)

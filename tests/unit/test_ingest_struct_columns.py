@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -13,19 +12,13 @@ import pytest
 
 from city import Registry
 from cloud.ingest import CityIndex, decode_window
-from cloud.ingest.decode import envelope, json_native, struct_columns
+from cloud.ingest.decode import envelope, struct_columns
 from cloud.ingest.decode.json_structs import decode_batch
 from cloud.ingest.decode.struct_columns import sensor_table
 from tests.ingest_decode_support import NOW, TOPIC, bed, msg
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _msgspec_path() -> Iterator[None]:
-    """These tests are about the msgspec struct path, the one an install without a C compiler
-    uses: the native decoder (tests/unit/test_ingest_decode_native.py) is switched off."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(json_native, "ENABLED", False)
-        yield
+#: these tests are about the msgspec struct path, the one an install without a C compiler uses
+pytestmark = pytest.mark.usefixtures("msgspec_path")
 
 
 def test_the_sensor_table_maps_every_id_like_the_index_with_keys_of_its_own(
