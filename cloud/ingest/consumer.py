@@ -57,6 +57,10 @@ _STATUS_FILTER = topics.subscription(Channel.STATUS)
 DISCONNECT_WAIT_S = 1.0
 #: How long the connect waits for the CONNACK.
 _CONNACK_WAIT_S = 10.0
+#: After a full window, with nothing else to do, a partial one is taken once the inbox has
+#: not grown for this long: the rest of a backlog, which no more messages will fill
+#: (docs/adr/0040-rest-of-a-backlog-without-the-flush-wait.md).
+_DRY_S = 0.01
 
 #: What the network thread keeps of a message: topic, payload, received ms, packet id, QoS,
 #: connection generation (the fields of a Message, in order).
@@ -117,6 +121,9 @@ class MqttSession:
         self._out_bytes = 0
         #: set by the network thread when the inbox holds a full window
         self._window_ready = threading.Event()
+        #: the last window taken was cut at window_max_messages / window_max_bytes (a
+        #: backlog was being read), not closed by flush_interval_s (consumer only)
+        self._after_full = False
         self._room = threading.Condition()
         self.metrics.held_bytes.set_function(lambda: self._in_bytes - self._out_bytes)
         self._connected = threading.Event()
@@ -296,19 +303,34 @@ class MqttSession:
     def collect(self, *, wait: bool = True, idle: Callable[[], float | None]) -> list[Message]:
         """The next window: up to ``window_max_messages`` / ``window_max_bytes``, waiting at
         most ``flush_interval_s`` (not at all without ``wait``) for a full one. While it waits
-        it calls ``idle``, which returns how soon it wants to be called again (None: not)."""
+        it calls ``idle``, which returns how soon it wants to be called again (None: not).
+
+        Right after a full window, once ``idle`` has nothing left to do, the messages held are
+        taken as soon as the inbox has not grown for :data:`_DRY_S`: the end of a backlog, or
+        of a burst, is not held back for ``flush_interval_s`` (a quarter of a JSON drain's
+        idle time, ADR 0040). A trickle's windows still close on ``flush_interval_s``."""
         s = self.settings
-        deadline = time.monotonic() + (s.flush_interval_s if wait else 0)
+        start = time.monotonic()
+        deadline = start + (s.flush_interval_s if wait else 0)
+        grown, grown_at = self._in_bytes, start
         while not self._full():
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0 or (self._stop.is_set() and wait):
                 break
             again = idle()
+            if again is None and self._after_full and self._inbox:
+                if self._in_bytes != grown:
+                    grown, grown_at = self._in_bytes, now
+                elif now - grown_at >= _DRY_S:
+                    break  # the rest of a backlog: nothing is coming to fill it
+                again = _DRY_S
             self._window_ready.clear()
             if self._full():  # filled up before the clear: no wake-up will come for it
                 break
             self._window_ready.wait(remaining if again is None else min(remaining, again))
         window, size = self._take(s.window_max_messages, s.window_max_bytes)
+        self._after_full = len(window) >= s.window_max_messages or size >= s.window_max_bytes
         self._taken_bytes += size
         if window:
             with self._room:  # once per window: the network thread may wait for the inbox

@@ -66,6 +66,61 @@ def test_a_full_window_is_collected_without_waiting_for_the_flush_interval() -> 
     assert [m.mid for m in session.collect(idle=lambda: None)] == [1, 2]
 
 
+def test_the_rest_of_a_backlog_after_a_full_window_is_taken_without_the_flush_interval() -> None:
+    """A drain ends with a partial window. After a full one, with nothing else to do, it is
+    taken once the inbox stops growing, not after flush_interval_s (here an hour; before
+    ADR 0040 the consumer idled out the whole 0.2 s at the end of every backlog)."""
+    session, _ = _session(window_max_messages=2, flush_interval_s=3600)
+    for mid in (1, 2, 3):
+        session._on_message(1, _message(mid, b"x"))
+    assert [m.mid for m in session.collect(idle=lambda: None)] == [1, 2]  # full
+    rest: list[list[Message]] = []
+    taker = threading.Thread(
+        target=lambda: rest.append(session.collect(idle=lambda: None)), daemon=True
+    )
+    taker.start()
+    taker.join(30)  # a bound for the failure, not a measured time: it returns or hangs
+    assert not taker.is_alive()
+    assert [[m.mid for m in w] for w in rest] == [[3]]
+
+
+def test_the_rest_of_a_backlog_waits_while_windows_are_in_flight() -> None:
+    """While ``idle`` still has windows in flight (it asks to be called again), the partial
+    window is not taken: it fills until they are done, as before ADR 0040."""
+    session, _ = _session(window_max_messages=2, flush_interval_s=3600)
+    for mid in (1, 2, 3):
+        session._on_message(1, _message(mid, b"x"))
+    assert [m.mid for m in session.collect(idle=lambda: None)] == [1, 2]
+    calls = 0
+
+    def in_flight() -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # windows in flight for four polls, then the fourth message arrives
+            session._on_message(1, _message(4, b"x"))
+        return 0.02  # two dry spells per poll: were they counted, 3 would go alone
+
+    assert [m.mid for m in session.collect(idle=in_flight)] == [3, 4]
+    assert calls == 5
+
+
+def test_a_trickle_still_waits_for_the_flush_interval_after_a_partial_window() -> None:
+    """After a window closed by the flush interval (not full), a partial window is not
+    taken early, however long the inbox stays dry: light traffic keeps its batching."""
+    session, _ = _session(window_max_messages=2, flush_interval_s=3600)
+    session._on_message(1, _message(1, b"x"))
+    assert [m.mid for m in session.collect(wait=False, idle=lambda: None)] == [1]
+    session._on_message(1, _message(2, b"x"))
+    # The next message comes after ten of the dry spells that end a backlog (0.01 s); idle
+    # has nothing to do, so only the network thread's wake-up for a full window ends the wait.
+    later = threading.Timer(0.1, session._on_message, args=(1, _message(3, b"x")))
+    later.start()
+    try:
+        assert [m.mid for m in session.collect(idle=lambda: None)] == [2, 3]
+    finally:
+        later.cancel()
+
+
 def test_a_message_of_a_torn_down_connection_is_neither_held_nor_counted() -> None:
     session, metrics = _session()
     session._on_message(0, _message(1, b"late"))  # generation 0: no longer the connection
