@@ -20,19 +20,24 @@ from edge.uplink import UplinkEvent
 T0 = 1_764_000_000_000
 
 
-def test_a_puback_before_a_disconnect_is_counted_before_the_disconnect_drops_in_flight(
-    tmp_path: Path,
-) -> None:
-    """One batch in flight; its PUBACK waits on the deque and a disconnect is on the loop's
-    queue behind it. One wake-up of the loop: the batch is acked (1 batch, 2 readings, spool
-    empty) and only then is the link dropped; nothing is left to resend."""
+def _agent(tmp_path: Path) -> tuple[EdgeSettings, EdgeAgent]:
+    """An agent on an in-memory spool, its serial port never opened."""
     settings = EdgeSettings(
         gateway_id="gw-01",
         site_id="rs-01",
         spool_path=tmp_path / "gw.spool",
         serial_ports={"bus0": "/dev/null"},
     )
-    agent = EdgeAgent(settings=settings, outbox=MemoryOutbox().open())
+    return settings, EdgeAgent(settings=settings, outbox=MemoryOutbox().open())
+
+
+def test_a_puback_before_a_disconnect_is_counted_before_the_disconnect_drops_in_flight(
+    tmp_path: Path,
+) -> None:
+    """One batch in flight; its PUBACK waits on the deque and a disconnect is on the loop's
+    queue behind it. One wake-up of the loop: the batch is acked (1 batch, 2 readings, spool
+    empty) and only then is the link dropped; nothing is left to resend."""
+    settings, agent = _agent(tmp_path)
     up = agent._uplink
     client = paho_client(settings, b"")  # built, never connected: no I/O
     up._client, up.connected = client, True
@@ -53,13 +58,7 @@ def test_a_batch_acknowledged_before_a_drop_is_not_sent_again_on_the_next_connec
     """Batches A and B in flight; A's PUBACK is accounted (its delete waits for the settle)
     and then the link drops. On the next connection only B goes again: A was acknowledged,
     even though the spool still holds it until the settle, which then leaves only B."""
-    settings = EdgeSettings(
-        gateway_id="gw-01",
-        site_id="rs-01",
-        spool_path=tmp_path / "gw.spool",
-        serial_ports={"bus0": "/dev/null"},
-    )
-    agent = EdgeAgent(settings=settings, outbox=MemoryOutbox().open())
+    settings, agent = _agent(tmp_path)
     up, spool = agent._uplink, agent._spool
     published: list[int] = []
 
