@@ -13,8 +13,8 @@ The result is byte-identical to ``format_int_rows`` (tests/unit/test_ingest_raw_
 it on random rows with hypothesis); keys and names still come from ``cloud.influx``, the only
 place that escapes line protocol. docs/adr/0032-overlapped-window-writes.md.
 
-:func:`format_int_packed` gives the same bytes as :class:`PackedLines`, with each line's
-length computed from its parts: the writer cuts request bodies out of the one buffer, where
+:func:`format_int_parts` gives the text with each line's length computed from its parts, for
+:class:`PackedLines`: the writer cuts request bodies out of the one buffer, where
 splitting it into a ``bytes`` per line and joining them again per chunk cost about 0.13 us per
 line (docs/adr/0037-influxdb-inside-the-drain.md).
 """
@@ -90,31 +90,6 @@ def widths(col: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.maximum(1, np.searchsorted(_POW10, a, side="right")) + (col < 0)
 
 
-def format_int_columns(
-    keys: KeyTable,
-    key_rows: npt.NDArray[np.integer],
-    names: Sequence[str],
-    values: npt.NDArray[np.int64],
-    ts: npt.NDArray[np.int64],
-) -> bytes:
-    """Points ``keys[key_rows[i]]`` with the integer fields ``names`` = ``values[i]`` at time
-    ``ts[i]``, every line ending in ``\\n``: ``format_int_rows``' lines, joined."""
-    if _rawlines is not None:
-        return _native(keys, key_rows, names, values, ts)[0]
-    return b"".join(_format(keys, key_rows, names, values, ts))
-
-
-def format_int_packed(
-    keys: KeyTable,
-    key_rows: npt.NDArray[np.integer],
-    names: Sequence[str],
-    values: npt.NDArray[np.int64],
-    ts: npt.NDArray[np.int64],
-) -> PackedLines:
-    """:func:`format_int_columns`' lines as :class:`PackedLines`."""
-    return PackedLines.of_parts([format_int_parts(keys, key_rows, names, values, ts)])
-
-
 def format_int_parts(
     keys: KeyTable,
     key_rows: npt.NDArray[np.integer],
@@ -122,8 +97,9 @@ def format_int_parts(
     values: npt.NDArray[np.int64],
     ts: npt.NDArray[np.int64],
 ) -> tuple[list[bytes], npt.NDArray[np.int64]]:
-    """:func:`format_int_columns`' text in pieces (joined once with other parts' by
-    :meth:`PackedLines.of_parts`), and the length of each of its lines."""
+    """Points ``keys[key_rows[i]]`` with the integer fields ``names`` = ``values[i]`` at time
+    ``ts[i]``: ``format_int_rows``' lines, each ending in ``\\n``, as text in pieces (joined
+    once with other parts' by :meth:`PackedLines.of_parts`), and the length of each line."""
     if _rawlines is not None:
         text, lengths = _native(keys, key_rows, names, values, ts)
         return [text], lengths

@@ -3,35 +3,22 @@ and its packed lines give exactly the request bodies of those lines (cloud/inges
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.influx import LineProtocolError, format_int_rows, series_key
-from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_columns, format_int_packed
+from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_parts
 from cloud.ingest.writer import body
-
-I64 = st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1)
-#: tag values and names with line protocol's special characters and non-ASCII text
-TEXT = st.text(
-    alphabet=st.sampled_from([*"abcXYZ019_-.", " ", ",", "=", '"', "é", "ß", "🛏"]),
-    min_size=1,
-    max_size=12,
-)
+from tests.raw_lines_support import lines_text as _text
+from tests.raw_lines_support import points
 
 
-@st.composite
-def points(draw: st.DrawFn) -> tuple[list[str], list[str], list[int], list[list[int]], list[int]]:
-    keys = [series_key("bed", {"sensor": s}) for s in draw(st.lists(TEXT, min_size=1, max_size=5))]
-    names = draw(st.lists(TEXT, min_size=1, max_size=7, unique=True))
-    n = draw(st.integers(min_value=0, max_value=40))
-    small = st.integers(min_value=0, max_value=999)
-    value = st.one_of(small, I64)  # mostly counts, sometimes anything int64 holds
-    rows = [[draw(value) for _ in names] for _ in range(n)]
-    key_rows = [draw(st.integers(min_value=0, max_value=len(keys) - 1)) for _ in range(n)]
-    ts = [draw(st.one_of(I64, st.integers(min_value=10**15, max_value=2 * 10**15))) for _ in rows]
-    return keys, names, key_rows, rows, ts
+def _packed(*args: Any) -> PackedLines:
+    return PackedLines.of_parts([format_int_parts(*args)])
 
 
 @settings(max_examples=300, deadline=None)
@@ -41,7 +28,7 @@ def test_columns_give_the_bytes_of_format_int_rows(
 ) -> None:
     keys, names, key_rows, rows, ts = case
     old = format_int_rows([keys[k] for k in key_rows], names, rows, ts)
-    new = format_int_columns(
+    new = _text(
         KeyTable(keys),
         np.array(key_rows, np.intp),
         names,
@@ -58,7 +45,7 @@ def test_every_width_of_number_from_one_digit_to_nineteen_and_negative() -> None
     keys = [series_key("queue", {"sensor": "q-1"})]
     rows = [[v, 7] for v in edges]
     ts = list(reversed(edges))
-    new = format_int_columns(
+    new = _text(
         KeyTable(keys),
         np.zeros(len(rows), np.intp),
         ["waiting", "seq"],
@@ -72,7 +59,7 @@ def test_every_width_of_number_from_one_digit_to_nineteen_and_negative() -> None
 
 def test_a_point_without_fields_is_refused_as_format_int_rows_refuses_it() -> None:
     with pytest.raises(LineProtocolError):
-        format_int_columns(
+        _text(
             KeyTable(["bed,sensor=a"]),
             np.zeros(1, np.intp),
             [],
@@ -90,7 +77,7 @@ def test_packed_lines_are_format_int_rows_lines_and_their_slices_the_joined_bodi
     a slice of it) is the old body: those lines joined by newlines."""
     keys, names, key_rows, rows, ts = case
     old = [line.encode() for line in format_int_rows([keys[k] for k in key_rows], names, rows, ts)]
-    new = format_int_packed(
+    new = _packed(
         KeyTable(keys),
         np.array(key_rows, np.intp),
         names,

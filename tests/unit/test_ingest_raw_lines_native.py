@@ -6,27 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from cloud.influx import series_key
 from cloud.ingest import raw_lines
-from cloud.ingest.raw_lines import KeyTable, format_int_columns, format_int_parts
-
-I64 = st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1)
-TEXT = st.text(alphabet=st.sampled_from([*"abZ09_-", " ", ",", "=", '"', "é", "🛏"]), min_size=1)
-
-
-@st.composite
-def points(draw: st.DrawFn) -> tuple[list[str], list[str], list[int], list[list[int]], list[int]]:
-    """Keys and field names with line protocol's special characters, counts and any int64."""
-    keys = [series_key("bed", {"sensor": s}) for s in draw(st.lists(TEXT, min_size=1, max_size=5))]
-    names = draw(st.lists(TEXT, min_size=1, max_size=7, unique=True))
-    n = draw(st.integers(min_value=0, max_value=40))
-    value = st.one_of(st.integers(min_value=0, max_value=999), I64)
-    rows = [[draw(value) for _ in names] for _ in range(n)]
-    key_rows = [draw(st.integers(min_value=0, max_value=len(keys) - 1)) for _ in range(n)]
-    ts = [draw(st.one_of(I64, st.integers(min_value=10**15, max_value=2 * 10**15))) for _ in rows]
-    return keys, names, key_rows, rows, ts
+from cloud.ingest.raw_lines import KeyTable, format_int_parts
+from tests.raw_lines_support import lines_text as _text
+from tests.raw_lines_support import points
 
 
 def test_the_native_formatter_is_built() -> None:
@@ -62,7 +47,6 @@ def test_native_lines_are_the_numpy_paths_bytes_and_lengths(
         expected = _numpy_path(mp, table, key_rows, names, values, ts)
     blocks, lengths = format_int_parts(table, key_rows, names, values, ts)
     assert (b"".join(blocks), lengths.tolist()) == expected
-    assert format_int_columns(table, key_rows, names, values, ts) == expected[0]
 
 
 def test_native_digits_of_int64s_extremes_are_str_ints() -> None:
@@ -71,7 +55,7 @@ def test_native_digits_of_int64s_extremes_are_str_ints() -> None:
     keys = KeyTable([series_key("crowd", {"sensor": "c-1"})])
     values = np.array([[v] for v in extremes], np.int64)
     ts = np.array(extremes[::-1], np.int64)
-    text = format_int_columns(keys, np.zeros(len(extremes), np.intp), ["count"], values, ts)
+    text = _text(keys, np.zeros(len(extremes), np.intp), ["count"], values, ts)
     assert text == b"".join(
         b"crowd,sensor=c-1 count=%di %d\n" % (v, t)
         for v, t in zip(extremes, extremes[::-1], strict=True)
@@ -82,4 +66,4 @@ def test_a_key_row_beyond_the_table_is_refused_not_read() -> None:
     keys = KeyTable([series_key("crowd", {"sensor": "c-1"})])
     one = np.array([[1]], np.int64)
     with pytest.raises(IndexError, match="key row 1 beyond 1 keys"):
-        format_int_columns(keys, np.array([1], np.intp), ["count"], one, np.array([5], np.int64))
+        _text(keys, np.array([1], np.intp), ["count"], one, np.array([5], np.int64))
