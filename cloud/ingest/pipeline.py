@@ -326,10 +326,6 @@ class WindowPipeline:
         self.write_aggregates(lines)
         self.rollups.remember(written)
 
-    def settle_rollups(self) -> None:
-        """Wait until every rollup write, in flight or due, has settled."""
-        self.rollup_writes.settle_all()
-
     def rollup_lines(self, state: SensorState, stamp_ms: int) -> list[str]:
         """Every bed, crowd and queue rollup line of ``state``, stamped ``stamp_ms``."""
         return self.rollups.lines(state, stamp_ms)

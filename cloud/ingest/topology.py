@@ -7,7 +7,10 @@ each rollup level) is an array indexed by those numbers.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -110,3 +113,29 @@ class CityIndex:
     def n_sensors(self) -> int:
         """Number of sensors in the registry."""
         return len(self.sensor_ids)
+
+
+_T = TypeVar("_T")
+
+
+class PerIndex(Generic[_T]):
+    """A value derived from a :class:`CityIndex`, built on first use and dropped with the index
+    (keyed by identity: an index is not hashable, and a reload makes a new one)."""
+
+    def __init__(self, build: Callable[[CityIndex], _T]) -> None:
+        self._build = build
+        #: id(index) -> (the index, its value); an entry leaves with its index
+        self._values: dict[int, tuple[weakref.ref[CityIndex], _T]] = {}
+
+    def __call__(self, index: CityIndex) -> _T:
+        got = self._values.get(id(index))
+        if got is not None and got[0]() is index:
+            return got[1]
+        value = self._build(index)
+        key = id(index)
+        self._values[key] = (weakref.ref(index, lambda _: self._values.pop(key, None)), value)
+        return value
+
+    def __len__(self) -> int:
+        """How many live indexes have a value."""
+        return len(self._values)

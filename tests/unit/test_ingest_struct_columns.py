@@ -35,10 +35,10 @@ def test_the_sensor_table_maps_every_id_like_the_index_with_keys_of_its_own(
     assert sensor_table(index) is table
     other = CityIndex.from_registry(city)
     assert sensor_table(other) is not table
-    tables = len(struct_columns._TABLES)
+    tables = len(sensor_table)
     del index
     gc.collect()
-    assert len(struct_columns._TABLES) == tables - 1
+    assert len(sensor_table) == tables - 1
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 256, 4096])

@@ -18,7 +18,6 @@ False and every batch takes the msgspec path. Tests flip ``ENABLED`` to compare 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -27,7 +26,7 @@ import orjson
 
 from cloud.ingest.decode.rules import Columns
 from cloud.ingest.decode.types import I8, I32, I64, Message
-from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.topology import MAX_FIELDS, CityIndex, PerIndex
 from contract import KIND_CODES, KIND_FIELDS, ClockSource
 from contract.payload import MAX_COUNT, MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, SCHEMA_VERSION
 
@@ -71,19 +70,8 @@ MIN_READING_BYTES = min(
     for k, f in KIND_FIELDS.items()
 )  # fmt: skip
 
-#: id(index) -> (the index, its native sensor table); an entry leaves with its index
-_TABLES: dict[int, tuple[weakref.ref[CityIndex], object]] = {}
-
-
-def native_table(index: CityIndex) -> object:
-    """``index.sensor_pos`` as the C decoder's own hash table, built once per index."""
-    got = _TABLES.get(id(index))
-    if got is not None and got[0]() is index:
-        return got[1]
-    table = _jsoncols.Table(index.sensor_pos)
-    key = id(index)
-    _TABLES[key] = (weakref.ref(index, lambda _: _TABLES.pop(key, None)), table)
-    return table
+#: ``index.sensor_pos`` as the C decoder's own hash table, built once per index
+native_table: PerIndex[object] = PerIndex(lambda index: _jsoncols.Table(index.sensor_pos))
 
 
 class NativeBatch(NamedTuple):

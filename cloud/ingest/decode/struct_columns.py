@@ -15,7 +15,6 @@ exactly as it did when the struct decoder refused such a message itself.
 
 from __future__ import annotations
 
-import weakref
 from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
@@ -26,7 +25,7 @@ from msgspec.structs import astuple
 from cloud.ingest.decode.json_structs import KIND_OF_TYPE
 from cloud.ingest.decode.rules import USED, Columns
 from cloud.ingest.decode.types import I8, I32, I64
-from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.topology import MAX_FIELDS, CityIndex, PerIndex
 from contract.payload import MAX_COUNT
 
 #: readings per chunk: a chunk is taken as soon as this many wait (a batch of 500 alone), so
@@ -35,24 +34,20 @@ CHUNK = 256
 _SENSOR, _TS, _SEQ, _VALUES = map(attrgetter, ("sensor", "ts", "seq", "values"))
 #: fields per kind code (row 0, no kind, has none)
 _WIDTH = USED.sum(axis=1)
-#: id(index) -> (the index, its sensor table); an entry leaves with its index
-_TABLES: dict[int, tuple[weakref.ref[CityIndex], dict[str, int]]] = {}
 
 
-def sensor_table(index: CityIndex) -> dict[str, int]:
+def _sensor_table(index: CityIndex) -> dict[str, int]:
     """``index.sensor_pos`` with keys of its own, allocated together.
 
     A decoded sensor id is a new string, so every lookup compares it with the dict's key
     string. The registry's id strings lie wherever the YAML loader left them (megabytes apart),
     so on a large registry that comparison missed the CPU's cache on nearly every reading:
     with keys allocated together the lookup cost less than half (ADR 0030)."""
-    got = _TABLES.get(id(index))
-    if got is not None and got[0]() is index:
-        return got[1]
-    table = {sid.encode().decode(): pos for sid, pos in index.sensor_pos.items()}
-    key = id(index)
-    _TABLES[key] = (weakref.ref(index, lambda _: _TABLES.pop(key, None)), table)
-    return table
+    return {sid.encode().decode(): pos for sid, pos in index.sensor_pos.items()}
+
+
+#: :func:`_sensor_table` of an index, built once per index
+sensor_table = PerIndex(_sensor_table)
 
 
 class StructColumns:
