@@ -35,7 +35,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 
 from cloud.ingest.deadindex import connect
@@ -159,12 +158,7 @@ class PoisonGuard:
         for m in window:
             payload = m.payload
             if len(payload) < SPLIT_BYTES:
-                # attempt_fingerprint's small form inline: a window of single readings pays
-                # per message, and a call more cost them 0.1 us each
-                h = sha256(m.topic.encode("utf-8", "surrogatepass"))
-                h.update(b"\0w")
-                h.update(payload)
-                fps.append(h.digest()[:16])
+                fps.append(attempt_fingerprint(m.topic, payload))
             else:
                 fp, digest = split_fingerprint(m.topic, payload)
                 fps.append(fp)
