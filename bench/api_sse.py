@@ -33,18 +33,17 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench.ingest_throughput.procstat import cpu_seconds_of
 from city import DEMO_CITY, load_registry
 from contract import Batch, Channel, Reading, SensorKind, encode, topics
 from pantau.services import Mosquitto, free_port
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SENSOR = "bed-kariadi-icu"
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return cpu_seconds_of(f"/proc/{pid}/stat")
 
 
 def rss_mb(pid: int) -> float:

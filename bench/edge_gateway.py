@@ -46,6 +46,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.edge_limits import bed_frame, floor_pct, publisher_floor_pct
+from bench.ingest_throughput.procstat import cpu_seconds_of
 from contract.topics import Channel, build
 from pantau.paths import ROOT
 from pantau.services import Mosquitto
@@ -68,13 +69,11 @@ finally:
 GW = "gw-bench"
 SITE = "rs-bench"
 PASSWORD = "gw-bench-pw"  # noqa: S105 - a throwaway broker user on a temp broker
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return cpu_seconds_of(f"/proc/{pid}/stat")
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -84,12 +83,6 @@ def thread_cpu(pid: int) -> dict[int, float]:
         with contextlib.suppress(OSError):
             out[int(task.name)] = cpu_seconds_of(task / "stat")
     return out
-
-
-def cpu_seconds_of(stat: Path) -> float:
-    """User + system CPU seconds in a ``/proc/.../stat`` file."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 def rss_mb(pid: int) -> float:

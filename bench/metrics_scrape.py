@@ -13,12 +13,12 @@ which accepts gzip as httpx and Prometheus do. The child's CPU over the scrapes 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
+
+from bench.ingest_throughput.procstat import cpu_seconds_of
 
 _CHILD = """
 import sys, time
@@ -39,11 +39,6 @@ time.sleep(3600)
 _SERVERS = {"prometheus_client": "theirs", "metrics_server": "ours"}
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(which: str, scrapes: int) -> tuple[float, int, str]:
     """Server CPU per scrape (us), the text's size and its Content-Encoding."""
     child = subprocess.Popen(
@@ -55,10 +50,10 @@ def measure(which: str, scrapes: int) -> tuple[float, int, str]:
         with httpx.Client() as http:
             for _ in range(20):  # warm: imports, first requests
                 http.get(url)
-            before = _cpu_s(child.pid)
+            before = cpu_seconds_of(f"/proc/{child.pid}/stat")
             for _ in range(scrapes):
                 resp = http.get(url)
-            after = _cpu_s(child.pid)
+            after = cpu_seconds_of(f"/proc/{child.pid}/stat")
     finally:
         child.kill()
         child.wait()

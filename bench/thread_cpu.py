@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_HZ = os.sysconf("SC_CLK_TCK")
+from bench.ingest_throughput.procstat import cpu_seconds_of
+
 _THREAD_LINE = re.compile(r'Thread (\d+) \([^)]*\): "([^"]*)"')
 
 
@@ -42,14 +43,6 @@ class _Process:
     #: is one (as is every other blocking wait)
     switches: dict[int, int] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
-
-
-def _cpu_s(stat_path: str) -> float:
-    """utime + stime of a /proc stat file, in seconds (OSError once it is gone or a zombie)."""
-    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        raise OSError("zombie")
-    return (int(fields[11]) + int(fields[12])) / _HZ
 
 
 def _voluntary_switches(task: Path) -> int:
@@ -99,11 +92,11 @@ def sample(match: str, seconds: float, stop_file: Path | None) -> list[_Process]
         for pid in _matching(match):
             proc = seen.get(pid)
             try:
-                cpu = _cpu_s(f"/proc/{pid}/stat")
+                cpu = cpu_seconds_of(f"/proc/{pid}/stat", live=True)
                 threads, switches = {}, {}
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     try:
-                        threads[int(task.name)] = _cpu_s(f"{task}/stat")
+                        threads[int(task.name)] = cpu_seconds_of(task / "stat", live=True)
                         switches[int(task.name)] = _voluntary_switches(task)
                     except OSError:
                         continue

@@ -71,9 +71,18 @@ def histogram_quantiles(
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (its threads included); 0 once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds_of(f"/proc/{pid}/stat")
     except OSError:
         return 0.0
+
+
+def cpu_seconds_of(stat: str | Path, *, live: bool = False) -> float:
+    """User + system CPU seconds in a ``/proc/<pid>/stat`` or ``/proc/<pid>/task/<tid>/stat``
+    file (utime and stime, fields 14 and 15, after the command name in parentheses). OSError
+    if it is gone, and with ``live`` also for a zombie, whose counts no longer move."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    if live and fields[0] == "Z":
+        raise OSError("zombie")
     return (int(fields[11]) + int(fields[12])) / _CLK
 
 
