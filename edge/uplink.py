@@ -6,8 +6,7 @@ once (:meth:`Uplink.handle`); PUBACKs on a deque the loop empties on every wake-
 (:meth:`Uplink.handle_acks`), waking it only when the in-flight window is full. An accounted
 PUBACK is written to the spool by :meth:`Uplink.settle`, in the same transaction as the batches
 the wake-up closed (ADR 0036). The spool and the session state are touched from that one
-thread. A fresh client per attempt keeps no stale
-in-flight state.
+thread. A fresh client per attempt keeps no stale in-flight state.
 """
 
 from __future__ import annotations
