@@ -22,6 +22,7 @@ The publisher that sends these payloads is ``bench.load_publisher``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,3 +295,20 @@ def topic_for(channel: str, load: GatewayLoad) -> str:
     """The topic a gateway publishes ``channel`` payloads on."""
     ch = Channel.READING if channel == "reading" else Channel.READINGS
     return topics.build(load.site, load.gateway, ch)
+
+
+def backlog_payloads(
+    loads: list[GatewayLoad], channel: str, batch: int, messages: int, *, step_ms: float
+) -> list[tuple[str, bytes, int]]:
+    """(topic, payload, readings) of a backlog of ``messages`` as ``fill_backlog`` publishes
+    it (round-robin over the gateways, seqs growing per gateway), message ``n`` observed
+    ``n * step_ms`` after the first and the last one now."""
+    tmpls = [templates_for(channel, ld, batch) for ld in loads]
+    topics_s = [topic_for(channel, ld) for ld in loads]
+    first = time.time_ns() // 1_000_000 - int(messages * step_ms)
+    out = []
+    for n in range(messages):
+        i, k = n % len(loads), n // len(loads)
+        t = tmpls[i][k % len(tmpls[i])]
+        out.append((topics_s[i], t.fill(first + int(n * step_ms), k), t.readings))
+    return out

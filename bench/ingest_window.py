@@ -35,11 +35,9 @@ from typing import cast
 import yaml
 
 from bench.ingest_load import (
-    GatewayLoad,
+    backlog_payloads,
     gateway_loads,
     synthetic_province,
-    templates_for,
-    topic_for,
 )
 from city import load_registry
 from cloud.ingest.aggregate import SensorState
@@ -57,23 +55,6 @@ from cloud.ingest.topology import CityIndex
 from cloud.ingest.writer import PointWriter, Refused, body
 
 _MODES = {"a": ("reading", 1), "b": ("json", 500), "c": ("binary", 2000)}
-
-
-def backlog_payloads(
-    loads: list[GatewayLoad], channel: str, batch: int, messages: int, *, step_ms: float
-) -> list[tuple[str, bytes, int]]:
-    """(topic, payload, readings) of a backlog of ``messages`` as ``fill_backlog`` publishes
-    it (round-robin over the gateways, seqs growing per gateway), message ``n`` observed
-    ``n * step_ms`` after the first and the last one now."""
-    tmpls = [templates_for(channel, ld, batch) for ld in loads]
-    topics_s = [topic_for(channel, ld) for ld in loads]
-    first = time.time_ns() // 1_000_000 - int(messages * step_ms)
-    out = []
-    for n in range(messages):
-        i, k = n % len(loads), n // len(loads)
-        t = tmpls[i][k % len(tmpls[i])]
-        out.append((topics_s[i], t.fill(first + int(n * step_ms), k), t.readings))
-    return out
 
 
 class _CountingWriter:

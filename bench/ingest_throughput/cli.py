@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.ingest_throughput import limits
+from bench.ingest_throughput import influx_limit, limits
 from bench.ingest_throughput.env import Bench, close_bench, open_bench
 from bench.ingest_throughput.limits import Limit
 from bench.ingest_throughput.paced import paced
@@ -22,6 +22,7 @@ from bench.ingest_throughput.workload import (
     BINARY,
     CONSUMER,
     INFLUX,
+    INFLUX_RAW,
     ORJSON,
     WORKLOADS,
     Workload,
@@ -47,7 +48,8 @@ def _revision() -> str:
 
 
 def run_case(bench: Bench, w: Workload) -> Case:
-    """The limits of ``w`` on its backlog's payloads, then its drains and paced phase."""
+    """The limits of ``w`` on its backlog's payloads, its drains, InfluxDB's limits (after
+    the drains: they write as many rollup lines as the drain did) and its paced phase."""
     a = bench.args
     found: dict[str, Limit] = {}
     payloads = sample_payloads(bench.loads(), w.channel, bench.batch(w.channel), bench.messages(w))
@@ -55,8 +57,7 @@ def run_case(bench: Bench, w: Workload) -> Case:
         found[ORJSON] = limits.orjson_alone(payloads)
     else:
         found[BINARY] = limits.binary_alone(payloads)
-    if w.store_raw:
-        found[INFLUX] = limits.influx_alone(bench, w, payloads)
+    recorded = influx_limit.record(bench, payloads, w.key) if w.store_raw else None
     del payloads
     found[CONSUMER] = limits.consumer_drain(bench, w)
     drains: list[Drain] = []
@@ -65,6 +66,13 @@ def run_case(bench: Bench, w: Workload) -> Case:
             drains.append(drain(bench, w, n))
         except (BenchError, TimeoutError) as exc:
             print(f"  [{w.key}] {n} members: failed: {exc}", flush=True)
+    if recorded is not None:
+        # after the drain: the limit writes as many rollup lines as the drain did
+        first = next((d for d in drains if d.members == 1 and d.exact), None)
+        found[INFLUX_RAW] = influx_limit.influx_alone(bench, w.key, recorded, None)
+        if first is not None:
+            others = first.points_written - first.sent
+            found[INFLUX] = influx_limit.influx_alone(bench, w.key, recorded, others)
     case = Case(workload=w, limits=found, drains=drains)
     one = next((d for d in drains if d.members == 1), None)
     if a.paced > 0 and one is not None and one.rate > 0:

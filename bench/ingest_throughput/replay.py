@@ -34,9 +34,8 @@ from typing import cast
 import numpy as np
 import yaml
 
-from bench.ingest_load import gateway_loads, synthetic_province
+from bench.ingest_load import backlog_payloads, gateway_loads, synthetic_province
 from bench.ingest_throughput.procstat import cpu_seconds
-from bench.ingest_window import backlog_payloads
 from city import load_registry
 from cloud.influx import InfluxHTTP
 from cloud.ingest.aggregate import SensorState
@@ -52,12 +51,14 @@ from cloud.ingest.writer import PointWriter, Refused, body
 from pantau.services import InfluxDB
 
 
-class _Window:
-    """One window's recorded writes: raw lines (as sent, and in reading order), rollups."""
+class Window:
+    """One window's recorded writes: raw lines (as sent, and in reading order), the sensor
+    index of each line as sent, and the window's rollup lines."""
 
     def __init__(self) -> None:
         self.raw: list[bytes] = []
         self.raw_by_reading: list[bytes] = []
+        self.sensors: np.ndarray = np.zeros(0, np.int64)
         self.rollups: list[bytes] = []
 
 
@@ -80,23 +81,29 @@ class _Done:
     def result(self) -> list[Refused]:
         return []
 
+    def done(self) -> bool:
+        return True
 
-def record(channel: str, messages: int) -> list[_Window]:
+
+def record(channel: str, messages: int) -> list[Window]:
     """The writes of a backlog of ``messages`` of ``channel``, window by window."""
     with tempfile.TemporaryDirectory(prefix="pantau-bench-replay-") as tmp:
-        return _record(Path(tmp), channel, messages)
+        doc = synthetic_province(gateways=16, sensors_per_gateway=500)
+        city = Path(tmp) / "province.yaml"
+        city.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+        passwords = {g["id"]: "unused" for g in doc["gateways"]}
+        batch = 500 if channel == "json" else 2000
+        loads = gateway_loads(doc, passwords)
+        payloads = backlog_payloads(loads, channel, batch, messages, step_ms=2)
+        return record_windows(city, [(t, p) for t, p, _ in payloads], Path(tmp) / "dead")
 
 
-def _record(tmp: Path, channel: str, messages: int) -> list[_Window]:
-    doc = synthetic_province(gateways=16, sensors_per_gateway=500)
-    city = tmp / "province.yaml"
-    city.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+def record_windows(city: Path, payloads: list[tuple[str, bytes]], dead: Path) -> list[Window]:
+    """The writes the window pipeline makes for ``payloads`` (topic, payload) of the city in
+    ``city``, in windows of the ingester's default payload bytes, window by window."""
     index = CityIndex.from_registry(load_registry(city))
     state = SensorState(n_sensors=index.n_sensors)
-    passwords = {g["id"]: "unused" for g in doc["gateways"]}
-    batch = 500 if channel == "json" else 2000
-    payloads = backlog_payloads(gateway_loads(doc, passwords), channel, batch, messages, step_ms=2)
-    settings = IngestSettings(city_file=city, store_raw=True, dead_letter_dir=tmp / "dead")
+    settings = IngestSettings(city_file=city, store_raw=True, dead_letter_dir=dead)
     rec = _Recorder()
     pipeline = WindowPipeline(
         settings=settings, index=index, state=state, writer=cast(PointWriter, rec),
@@ -104,19 +111,20 @@ def _record(tmp: Path, channel: str, messages: int) -> list[_Window]:
         health=IngestHealth(ingester="bench"), dedup=BatchDedup(per_gateway=1024), history=None,
         clock_ms=lambda: time.time_ns() // 1_000_000,
     )  # fmt: skip
-    out: list[_Window] = []
+    out: list[Window] = []
     window: list[Message] = []
     size = 0
-    for i, (t, p, _) in enumerate(payloads):
+    for i, (t, p) in enumerate(payloads):
         window.append(Message(topic=t, payload=p, received_ms=0, mid=i, qos=1, generation=1))
         size += len(p)
         if size < settings.window_max_bytes and i < len(payloads) - 1:
             continue
-        w = _Window()
+        w = Window()
         storing = pipeline.prepare(window)
         w.raw = list(storing.lines.lines)
         # by kind as raw() gives them, and within a kind in the window's order of readings
         row = storing.lines.row
+        w.sensors = storing.decoded.readings.sensor[row]
         kind = storing.decoded.readings.kind[row]
         block = np.cumsum(np.diff(kind, prepend=kind[:1]) != 0)
         w.raw_by_reading = [w.raw[j] for j in np.lexsort((row, block))]
@@ -160,7 +168,7 @@ def replay(
     return cpu, wall
 
 
-def requests_of(windows: list[_Window], variant: str, cut: PointWriter) -> list[list[bytes]]:
+def requests_of(windows: list[Window], variant: str, cut: PointWriter) -> list[list[bytes]]:
     """The request bodies of ``variant``, grouped by window."""
     order, _, lines = variant.partition("@")
     cut.chunk_lines = int(lines) if lines else cut.chunk_lines

@@ -184,6 +184,9 @@ def check(bench: Bench, w: Workload, members: list[Member], db: str, res: Drain)
         want = len(bench.registry.sensors)
         ok = ok and sensors == want
         res.checks.append(f"newest rollups count {sensors:,} of the {want:,} sensors")
+        # every measurement starts from the same InfluxDB: a database left behind keeps its
+        # points in influxd's cache and its series in the in-memory index
+        influx.execute([f'DROP DATABASE "{db}"'])
     res.exact = ok
 
 

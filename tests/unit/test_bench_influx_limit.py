@@ -1,0 +1,60 @@
+"""The (d) limit's request plan (bench/ingest_throughput/influx_limit.py): InfluxDB alone
+writes as many rollup lines as the drain did, each window's beside the next window's raw
+bodies, and the raw-only limit none."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.ingest_throughput.influx_limit import (
+    Recorded,
+    _split_first,
+    bodies_in_order,
+    rollup_windows,
+)
+from bench.ingest_throughput.replay import Window
+
+
+def test_every_window_is_sent_when_the_drain_wrote_a_rollup_write_per_window() -> None:
+    assert rollup_windows([918, 918, 918, 900], 3_654) == [True, True, True, True]
+
+
+def test_windows_are_spread_evenly_down_to_the_drains_rollup_lines() -> None:
+    picked = rollup_windows([918] * 10, 4_590)  # the drain coalesced to half its windows
+    assert picked.count(True) == 5
+    assert picked[-1]  # a drain always ends with the write of its last window
+    # never two skipped in a row, at half: evenly spread, not the first half only
+    assert all(picked[i] or picked[i + 1] for i in range(len(picked) - 1))
+
+
+def test_no_rollups_are_sent_for_a_drain_that_wrote_none() -> None:
+    assert rollup_windows([918, 918], 0) == [False, False]
+
+
+def _recorded() -> Recorded:
+    return Recorded(
+        first=[b"first"],
+        raw=[[b"r0a", b"r0b"], [b"r1a"], [b"r2a"]],
+        rollups=[[b"u0"], [b"u1"], [b"u2a", b"u2b"]],
+        raw_points=30,
+        rollup_lines=[10, 10, 12],
+    )
+
+
+def test_a_windows_rollups_follow_the_next_windows_raw_bodies() -> None:
+    bodies, lines = bodies_in_order(_recorded(), 32)
+    assert bodies == [b"r0a", b"r0b", b"r1a", b"u0", b"r2a", b"u1", b"u2a", b"u2b"]
+    assert lines == 32
+
+
+def test_the_raw_only_limit_sends_no_rollups() -> None:
+    bodies, lines = bodies_in_order(_recorded(), None)
+    assert bodies == [b"r0a", b"r0b", b"r1a", b"r2a"]
+    assert lines == 0
+
+
+def test_each_series_first_line_is_split_off_the_first_window() -> None:
+    w = Window()
+    w.raw = [b"a1", b"a2", b"b1", b"c1", b"c2", b"c3"]
+    w.sensors = np.array([4, 4, 7, 9, 9, 9])
+    assert _split_first(w) == ([b"a1", b"b1", b"c1"], [b"a2", b"c2", b"c3"])
