@@ -119,8 +119,11 @@ class MqttSession:
         self._in_bytes = 0
         self._taken_bytes = 0
         self._out_bytes = 0
-        #: set by the network thread when the inbox holds a full window
+        #: set when the inbox holds a full window, and by :meth:`wake`
         self._window_ready = threading.Event()
+        #: PUBACKs of our own publications so far (network thread; on_publish runs just
+        #: before paho marks the publication published, so a reader may see it a moment late)
+        self.pubacks = 0
         #: the last window taken was cut at window_max_messages / window_max_bytes (a
         #: backlog was being read), not closed by flush_interval_s (consumer only)
         self._after_full = False
@@ -158,6 +161,7 @@ class MqttSession:
         client.on_subscribe = lambda c, u, mid, rcs, p: self._on_subscribe(gen, rcs)
         client.on_message = lambda c, u, msg: self._on_message(gen, msg)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
+        client.on_publish = lambda c, u, mid, rc, p: self._on_publish()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.mqtt_receive_maximum
@@ -272,6 +276,16 @@ class MqttSession:
         connection is being torn down. It stays unacknowledged, so the broker redelivers it."""
         return self._stop.is_set() or gen != self.generation
 
+    def _on_publish(self) -> None:
+        # A state delta's PUBACK may be what the acknowledgements of parked windows wait for.
+        self.pubacks += 1
+        self._window_ready.set()
+
+    def wake(self) -> None:
+        """End :meth:`collect`'s current wait, so it calls ``idle`` now (any thread): a
+        write settled, say."""
+        self._window_ready.set()
+
     def _on_disconnect(self, gen: int, rc: ReasonCode) -> None:
         if gen == self.generation:
             log.warning("MQTT connection lost: %s", reason_words(rc))
@@ -303,7 +317,8 @@ class MqttSession:
     def collect(self, *, wait: bool = True, idle: Callable[[], float | None]) -> list[Message]:
         """The next window: up to ``window_max_messages`` / ``window_max_bytes``, waiting at
         most ``flush_interval_s`` (not at all without ``wait``) for a full one. While it waits
-        it calls ``idle``, which returns how soon it wants to be called again (None: not).
+        it calls ``idle``, which returns how soon it wants to be called again (None: not);
+        :meth:`wake` calls it sooner.
 
         Right after a full window, once ``idle`` has nothing left to do, the messages held are
         taken as soon as the inbox has not grown for :data:`_DRY_S`: the end of a backlog, or
@@ -318,6 +333,11 @@ class MqttSession:
             remaining = deadline - now
             if remaining <= 0 or (self._stop.is_set() and wait):
                 break
+            # Cleared before idle() looks: a wake-up while it looks (a write that settled
+            # just after it checked) ends the wait below at once instead of being lost.
+            self._window_ready.clear()
+            if self._full():  # filled up before the clear: no wake-up will come for it
+                break
             again = idle()
             if again is None and self._after_full and self._inbox:
                 if self._in_bytes != grown:
@@ -325,9 +345,6 @@ class MqttSession:
                 elif now - grown_at >= _DRY_S:
                     break  # the rest of a backlog: nothing is coming to fill it
                 again = _DRY_S
-            self._window_ready.clear()
-            if self._full():  # filled up before the clear: no wake-up will come for it
-                break
             self._window_ready.wait(remaining if again is None else min(remaining, again))
         window, size = self._take(s.window_max_messages, s.window_max_bytes)
         self._after_full = len(window) >= s.window_max_messages or size >= s.window_max_bytes

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stored (
@@ -46,14 +47,19 @@ class Rotated:
     bytes: int
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """An SQLite connection in WAL mode with full fsync on commit (autocommit off)."""
+def connect(
+    path: Path, *, readonly: bool = False, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+) -> sqlite3.Connection:
+    """An SQLite connection in WAL mode (autocommit off). ``synchronous="FULL"``: every
+    commit is fsynced (survives a power loss). ``"NORMAL"``: a commit is only written to the
+    OS (survives a death of the process, not of the machine; SQLite never corrupts the file
+    either way) - the crash-loop guard's choice (docs/adr/0041)."""
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level="DEFERRED")
     else:
         conn = sqlite3.connect(path, isolation_level="DEFERRED")
         conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
 
 

@@ -3,8 +3,8 @@
 If the process dies while handling a message (out of memory, a fault below Python), the message
 was never acknowledged, so the broker delivers it again after the restart, and again. To stop
 that loop, every attempt to process a message is counted by its fingerprint (topic + payload)
-in ``guard.sqlite`` in the dead-letter directory, committed with fsync *before* processing
-starts, and the count is removed once processing finished (the process survived it).
+in ``guard.sqlite`` in the dead-letter directory, committed *before* processing starts, and
+the count is removed once processing finished (the process survived it).
 
 So a count that is still there when a message arrives means processing it once began and the
 process never came back from it. Such *suspects* are then processed one at a time, each with
@@ -13,8 +13,16 @@ cleared on its next attempt, and only the message that really kills the process 
 attempts. After ``max_attempts`` (``PANTAU_POISON_MAX_ATTEMPTS``, default 3) it is
 dead-lettered as ``poison`` without being processed again, then acknowledged.
 
-Cost: one SQLite commit (WAL, ``synchronous=FULL``: one fsync) per window, plus one per
-suspect after a crash (``bench/deadletter_guard.py`` measures it). An attempt is *one row*
+Durability: the commit is not fsynced (WAL, ``synchronous=NORMAL``): what it wrote is in the
+OS page cache, which a death of the *process* (the only thing the guard is about) does not
+lose, so the count survives it. Only a power loss or a kernel crash can lose the newest
+commits (SQLite rolls them back; it never corrupts the file): then a poison message gets one
+attempt more than ``max_attempts``, which is harmless. The fsync per window cost ~4.4 ms of a
+JSON drain's idle time each, half of it while paho's thread waited for room
+(docs/adr/0041-guard-without-fsync-and-write-wake-ups.md).
+
+Cost: one SQLite commit per window, plus one per suspect after a crash
+(``bench/deadletter_guard.py`` measures it). An attempt is *one row*
 (``windows``: the fingerprints of the window, concatenated), deleted once it finished; only
 :meth:`PoisonGuard.open` turns the rows a dead process left into per-message counts
 (``attempts``), which it then keeps in memory. A row per message (an insert and a delete each,
@@ -107,7 +115,8 @@ class Plan:
 
 
 class PoisonGuard:
-    """Durable attempt counts in ``path``. Construction does no I/O; :meth:`open` does."""
+    """Attempt counts in ``path`` that outlive the process. Construction does no I/O;
+    :meth:`open` does."""
 
     def __init__(self, *, path: Path, max_attempts: int, crash_marker: bytes = b"") -> None:
         self.path = path
@@ -124,7 +133,7 @@ class PoisonGuard:
     def open(self) -> None:
         """Open (and create) the counts file; count the attempts a dead process left."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = connect(self.path)
+        db = connect(self.path, synchronous="NORMAL")  # no fsync: the module docstring
         db.executescript(_SCHEMA)
         left = db.execute("SELECT fps FROM windows").fetchall()
         counts: dict[bytes, int] = {}
@@ -180,7 +189,8 @@ class PoisonGuard:
         return plan, fps
 
     def attempt(self, fps: Sequence[bytes]) -> None:
-        """Count one attempt of each message, durably, before it is processed (the
+        """Count one attempt of each message, so that it survives a death of the process,
+        before it is processed (the
         previous window's finished messages are forgotten in the same commit)."""
         db = self._require()
         self._forget_finished()
@@ -235,8 +245,9 @@ def run_guarded(
 ) -> None:
     """Handle a window under the guard: ``quarantine`` the poison messages (with their
     attempt counts; it dead-letters and acknowledges them), ``process`` the fresh ones as one
-    window, then each suspect alone. An attempt is counted durably before ``process`` runs
-    and forgotten once it returns or raises: only a death of the process leaves it.
+    window, then each suspect alone. An attempt is counted (so that it outlives the process)
+    before ``process`` runs and forgotten once it returns or raises: only a death of the
+    process leaves it.
 
     ``process`` may leave its window's write under way (the service overlaps windows, ADR
     0032); ``settle`` finishes whatever is, and is called before and after each suspect, so

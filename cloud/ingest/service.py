@@ -64,8 +64,14 @@ log = logging.getLogger(__name__)
 #: long, means the connection is lost (the windows waiting for it are not acknowledged and
 #: come back). A long wait alone is not: the PUBACK queues behind the backlog (acks.py).
 _DELTA_PUBLISH_TIMEOUT_S = 10.0
-#: How often the consumer looks for acknowledged deltas while it has nothing else to do.
-_SETTLE_POLL_S = 0.01
+#: While writes or deltas are in flight, how often the consumer looks at them anyway. Their
+#: completion wakes it (a writer's chunk settling, the broker's PUBACK: ADR 0041); this poll
+#: only bounds the delay of a wake-up that was missed, so a missed one is slow, not a hang.
+_SETTLE_POLL_S = 0.1
+#: A PUBACK came in but did not show yet (paho marks it just after on_publish): look again.
+_PUBACK_RECHECK_S = 0.001
+#: Stopping: how often the last deltas' PUBACKs are looked for.
+_STOP_POLL_S = 0.01
 
 
 class Ingester:
@@ -124,6 +130,8 @@ class Ingester:
         )
         #: payload bytes of the windows _handle left to _inflight to release
         self._adopted = 0
+        #: the session's PUBACK count at the last _idle (a newer one may not show yet)
+        self._pubacks_seen = 0
 
     def stop(self) -> None:
         """Ask :meth:`run` to return within ``shutdown_timeout_s`` (safe from signal handlers
@@ -182,6 +190,7 @@ class Ingester:
                     parallelism=s.write_parallelism,
                     on_latency=self.metrics.write_latency.observe,
                     on_retrying=lambda on: self.metrics.write_retrying.set(int(on)),
+                    on_settled=self._session.wake,  # collect's wait ends when a write settles
                 )
                 with writer:
                     ready = prepare_storage(
@@ -263,13 +272,17 @@ class Ingester:
         # when the next one comes (their acknowledgements and lag would wait for the traffic),
         # but without waiting for their writes: a window that fills meanwhile is decoded at
         # once, and the acknowledged windows' bytes let the network thread fill it (ADR 0038).
-        if self._inflight.progress():
-            if self._pending:
-                self._settle()
-            return _SETTLE_POLL_S
+        # Each write's and delta's completion wakes the consumer (ADR 0041): the poll
+        # returned here is only the fallback.
+        busy = self._inflight.progress()
         if not self._pending:
-            return None
+            return _SETTLE_POLL_S if busy else None
+        pubacks = self._session.pubacks  # before settling: a later one wakes us again
         self._settle()
+        if self._pending and pubacks != self._pubacks_seen:
+            self._pubacks_seen = pubacks
+            return _PUBACK_RECHECK_S
+        self._pubacks_seen = pubacks
         return _SETTLE_POLL_S
 
     def _handle(self, window: list[Message]) -> None:
@@ -382,4 +395,4 @@ class Ingester:
                 )
                 return
             self._settle()
-            time.sleep(_SETTLE_POLL_S)
+            time.sleep(_STOP_POLL_S)

@@ -245,6 +245,7 @@ class PointWriter:
         backoff_cap_s: float = 5.0,
         on_latency: Callable[[float], None] | None = None,
         on_retrying: Callable[[bool], None] | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.influx = influx
         self.stopping = stopping
@@ -254,6 +255,9 @@ class PointWriter:
         self.backoff_cap_s = backoff_cap_s
         self.on_latency = on_latency
         self.on_retrying = on_retrying
+        #: called on a writer thread each time a submitted chunk has settled (its future is
+        #: done by then), so the consumer wakes for it instead of polling (ADR 0041)
+        self.on_settled = on_settled
         #: True while a retryable failure is being waited out (exported as a metric)
         self.retrying = False
         self._failing = 0  # chunks currently waiting out a retryable failure
@@ -304,7 +308,11 @@ class PointWriter:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="influx-write")
         pool = self._pool
-        return PendingWrite([pool.submit(self._store_chunk, lines, lo, hi) for lo, hi in bounds])
+        futures = [pool.submit(self._store_chunk, lines, lo, hi) for lo, hi in bounds]
+        if (wake := self.on_settled) is not None:
+            for f in futures:
+                f.add_done_callback(lambda _: wake())
+        return PendingWrite(futures)
 
     def _store_chunk(self, lines: LineSeq, lo: int, hi: int) -> list[Refused]:
         refused: list[Refused] = []

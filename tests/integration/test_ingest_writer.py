@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cloud.influx import MAX_RETRY_AFTER_S, InfluxHTTP, retry_after_s
 from cloud.ingest import DeadLetterStore, PointWriter, Problem, Refusal
 from cloud.ingest.cli import app
-from cloud.ingest.writer import PRECISION
+from cloud.ingest.writer import PRECISION, PendingWrite
 from contract import RejectReason, StorageError
 from pantau.services import InfluxDB
 
@@ -181,6 +181,41 @@ def test_parallel_writers_store_every_chunk_before_returning(influxdb: InfluxDB)
         assert _count(direct) == 100
         assert sorted(s for _, s in proxy.seen) == [204] * 15 + [502, 503]
         assert sum(b.count(b"\n") + 1 for b in proxy.bodies) == 100
+
+
+def test_each_submitted_chunk_calls_on_settled_once_from_a_writer_thread(
+    influxdb: InfluxDB,
+) -> None:
+    """on_settled (the consumer's wake-up, ADR 0041) is called once per chunk of a submit,
+    on the writer's threads, after that chunk is done: 35 lines in chunks of 7 are 5 calls,
+    and the 5th finds the whole write done."""
+    calls: list[tuple[str, bool]] = []
+    all_called = threading.Event()
+    pending: list[PendingWrite] = []
+    submitted = threading.Event()
+
+    def on_settled() -> None:
+        submitted.wait(10)  # the write object exists before its chunks are looked at
+        calls.append((threading.current_thread().name, pending[0].done()))
+        if len(calls) == 5:
+            all_called.set()
+
+    with (
+        InfluxHTTP(url=influxdb.url, database="w") as influx,
+        PointWriter(
+            influx=influx, stopping=threading.Event(), chunk_lines=7, on_settled=on_settled
+        ) as writer,
+    ):
+        influx.ensure_database()
+        lines = [f"queue,sensor=q{i} issued={i}i 1700000000000000" for i in range(35)]
+        pending.append(writer.submit(lines))
+        submitted.set()
+        assert pending[0].result() == []
+        assert all_called.wait(10)
+        assert _count(influx) == 35
+    assert len(calls) == 5
+    assert all(name.startswith("influx-write") for name, _ in calls)
+    assert calls[-1][1] is True
 
 
 def test_retry_after_header_forms() -> None:

@@ -220,3 +220,21 @@ def test_dead_letters_cli_filters_by_gateway_and_time_and_lists_oldest_first(
     assert result.exit_code == 0, result.output
     assert [line.rsplit(": ", 1)[1] for line in result.stdout.splitlines()] == ["m2", "m0"]
     assert result.stderr.startswith("2 dead letter(s) in 2 message(s), oldest first; 0 older")
+
+
+def test_the_guard_commits_without_fsync_and_the_dead_letter_index_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """The guard's counts only have to outlive the process (docs/adr/0041): its connection is
+    WAL with synchronous=NORMAL (1, no fsync per commit); the dead-letter index, whose
+    rotation count must survive a power loss, stays at FULL (2)."""
+    guard = PoisonGuard(path=tmp_path / "g.sqlite", max_attempts=3)
+    guard.open()
+    with DeadLetterStore(directory=tmp_path / "dead") as store:
+        index = store._index.db
+        assert index.execute("PRAGMA synchronous").fetchone() == (2,)
+        assert index.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db = guard._require()
+    assert db.execute("PRAGMA synchronous").fetchone() == (1,)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    guard.close()
