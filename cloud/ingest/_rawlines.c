@@ -13,31 +13,58 @@
  *   lengths: int64[n] as bytes, each line's length with its "\n".
  * Bounds: every key row is checked against n_keys and every buffer's size against n and k
  * before anything is written; the text's size is computed exactly in a first pass.
+ * Digits: widths from the bit length and two digits per division (88-90 -> 65-69 ns a 6-field
+ * line; docs/performance.md, "Mode (d): /write through http.client").
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-/* bytes of str(v) */
-static inline Py_ssize_t int_width(int64_t v) {
-    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    Py_ssize_t w = 1;
-    while (a >= 10) {
-        a /= 10;
-        w++;
-    }
-    return w + (v < 0);
+/* 10**k for k = 0..19 (10**19 < 2**64) */
+static const uint64_t POW10[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL,
+};
+
+/* "00" "01" ... "99": two digits per division (half the divisions of one at a time) */
+static const char PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static inline uint64_t magnitude(int64_t v) {
+    return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
-/* writes str(v) (width w from int_width) at out */
+/* bytes of str(v), without a division: log10 from the bit length (1233 / 4096 ~ log10(2)),
+ * corrected by one comparison. a | 1 has as many digits as a (a + 1 is never a power of 10
+ * for an even a > 0) and a bit length of at least 1. */
+static inline Py_ssize_t int_width(int64_t v) {
+    uint64_t a = magnitude(v) | 1;
+    int bits = 64 - __builtin_clzll(a);
+    Py_ssize_t w = (Py_ssize_t)((bits * 1233) >> 12);
+    return w + (a >= POW10[w]) + (v < 0);
+}
+
+/* writes str(v) (width w from int_width) at out, from its last digit back */
 static inline void write_int(char *out, int64_t v, Py_ssize_t w) {
-    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    uint64_t a = magnitude(v);
     char *p = out + w;
-    do {
-        *--p = (char)('0' + a % 10);
-        a /= 10;
-    } while (a);
+    while (a >= 100) {
+        uint64_t q = a / 100;
+        p -= 2;
+        memcpy(p, PAIRS + 2 * (a - q * 100), 2);
+        a = q;
+    }
+    if (a >= 10) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * a, 2);
+    } else {
+        *--p = (char)('0' + a);
+    }
     if (v < 0) *--p = '-';
 }
 

@@ -62,6 +62,23 @@ def test_native_digits_of_int64s_extremes_are_str_ints() -> None:
     )
 
 
+def test_native_digits_at_every_width_boundary_are_str_ints() -> None:
+    """Each side of every power of ten and of two, both signs: where the width estimated from
+    the bit length needs its one correction (ADR 0042's formatter)."""
+    edges = {10**k + d for k in range(19) for d in (-1, 0, 1)}
+    edges |= {2**k + d for k in range(63) for d in (-1, 0, 1)}
+    edges = {v for v in edges if v < 2**63} | {2**63 - 1}
+    ints = sorted(edges | {-v for v in edges} | {-(2**63)})
+    keys = KeyTable([series_key("crowd", {"sensor": "c-1"})])
+    values = np.array([[v, -v if v > -(2**63) else 0] for v in ints], np.int64)
+    ts = np.array(ints, np.int64)
+    text = _text(keys, np.zeros(len(ints), np.intp), ["count", "n"], values, ts)
+    assert len(ints) == 480
+    assert text == b"".join(
+        b"crowd,sensor=c-1 count=%di,n=%di %d\n" % (v, -v if v > -(2**63) else 0, v) for v in ints
+    )
+
+
 def test_a_key_row_beyond_the_table_is_refused_not_read() -> None:
     keys = KeyTable([series_key("crowd", {"sensor": "c-1"})])
     one = np.array([[1]], np.int64)
