@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from bench.drain_support import Member, stop_members, until, watch
+from bench.drain_support import Member, stop_members, stored, until, watch
 from bench.ingest_throughput.env import Bench
 from bench.ingest_throughput.procstat import (
     BenchError,
@@ -79,7 +79,7 @@ def _ready(members: list[Member], timeout: float) -> float:
     long after the drain began."""
     names = ("pantau_ingest_unacked_messages", "pantau_ingest_messages_total")
     deadline = time.monotonic() + timeout
-    while not any(m.metrics().get(n, 0.0) > 0 for m in members for n in names):
+    while not any(m.metrics(*names).get(n, 0.0) > 0 for m in members for n in names):
         if time.monotonic() > deadline:
             raise BenchError(f"no member received a message within {timeout:.0f} s")
         time.sleep(0.02)
@@ -98,11 +98,6 @@ def _settle(members: list[Member], sent: int, timeout: float) -> None:
         if folded >= sent and held == 0:
             return
         time.sleep(0.05)
-
-
-def _counted(members: list[Member], *, raw: bool) -> int:
-    name = "pantau_ingest_readings_stored_total" if raw else "pantau_ingest_lag_seconds_count"
-    return int(sum(m.metrics().get(name, 0.0) for m in members))
 
 
 def drain(bench: Bench, w: Workload, n: int) -> Drain:
@@ -127,7 +122,7 @@ def drain(bench: Bench, w: Workload, n: int) -> Drain:
         cpu0 = [cpu_seconds(m.proc.pid) if m.proc else 0.0 for m in members]
         side0, c0 = _side_cpu(bench), time.monotonic()
         got, _first, last = watch(
-            lambda: _counted(members, raw=w.store_raw), res.sent, bench.args.stall
+            lambda: stored(members, raw=w.store_raw), res.sent, bench.args.stall
         )
         c1 = time.monotonic()
         res.cpu = [
