@@ -82,6 +82,8 @@ def ingest_env(
         "PANTAU_FLUSH_INTERVAL_S": "0.05",
         "PANTAU_MQTT_CLIENT_ID": "pantau-ingest-1",  # the id its account is bound to
         "PANTAU_METRICS_PORT": str(free_port()),
+        # the test's own CPU claims: ingesters of other tests (or on the host) claim elsewhere
+        "PANTAU_CPU_CLAIMS_DIR": str(tmp_path / "cpu-claims"),
         **extra,
     }
 

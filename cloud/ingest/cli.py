@@ -73,7 +73,7 @@ def run(
     # Once the configuration is known good (a bad one is one line and nothing else), and before
     # any thread starts: they inherit it (affinity.py).
     if settings.pin_one_cpu:
-        pin_to_one_cpu()
+        pin_to_one_cpu(settings.cpu_claims_dir)
     ingester = Ingester(settings=settings, registry=registry)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

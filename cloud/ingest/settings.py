@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from city import DEMO_CITY
+from cloud.ingest.affinity import DEFAULT_CLAIMS_DIR
 from cloud.ingest.schema import StorageSchema
 from contract.mqtttls import MqttTlsSettings
 from contract.mqtturl import BrokerUrl, MqttUrl
@@ -101,6 +102,9 @@ class IngestSettings(MqttTlsSettings, SecretFileSettings):
     #: Keep the process's threads on one CPU, so the GIL does not move between cores
     #: (cloud/ingest/affinity.py, docs/adr/0035); off where a CPU set is decided elsewhere.
     pin_one_cpu: bool = True
+    #: Where the ingesters of one host claim a CPU each, so no two pin the same one
+    #: (affinity.py, docs/adr/0044); share it between containers that share a host's CPUs.
+    cpu_claims_dir: Path = DEFAULT_CLAIMS_DIR
     metrics_port: int | None = None
     #: Address the metrics endpoint listens on: loopback unless the operator opens it (in a
     #: container, 0.0.0.0 for a scraper on another host); the counters describe every device.

@@ -65,10 +65,12 @@ def test_pin_to_one_cpu_picks_the_cpu_it_runs_on_and_threads_started_later_inher
     """In a fresh interpreter (the test process itself stays free): the CPU returned is the
     one it was running on, and a thread started afterwards is held to it too."""
     code = (
-        "import os, threading\n"
-        "from cloud.ingest.affinity import current_cpu, pin_to_one_cpu\n"
+        "import os, pathlib, tempfile, threading\n"
+        "from cloud.ingest.affinity import claim_cpu, current_cpu, pin_to_one_cpu\n"
+        "claims = pathlib.Path(tempfile.mkdtemp())\n"
+        "claim_cpu([], claims)\n"  # the directory exists: less to do between the two reads
         "before = current_cpu()\n"
-        "cpu = pin_to_one_cpu()\n"
+        "cpu = pin_to_one_cpu(claims)\n"
         "seen = []\n"
         "t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))\n"
         "t.start(); t.join()\n"
@@ -83,3 +85,55 @@ def test_pin_to_one_cpu_picks_the_cpu_it_runs_on_and_threads_started_later_inher
         return
     assert cpu == before
     assert rest.strip() == f"[{cpu}] [{cpu}]"
+
+
+_HOLDER = (
+    "import sys, pathlib\n"
+    "from cloud.ingest.affinity import pin_to_one_cpu\n"
+    "print(pin_to_one_cpu(pathlib.Path(sys.argv[1])), flush=True)\n"
+    "sys.stdin.read()\n"  # holds its claim until the test closes stdin
+)
+
+
+def _holder(claims: Path) -> tuple[subprocess.Popen[str], str]:
+    """A process that pinned itself with ``claims`` and keeps living; and what it returned."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(claims)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_ingesters_on_one_host_claim_different_cpus_and_a_dead_ones_cpu_is_free_again(
+    tmp_path: Path,
+) -> None:
+    """As many ingesters as CPUs each pin a CPU of their own; one more finds every CPU
+    claimed and stays unpinned; once a holder dies, however, its CPU is claimed again."""
+    allowed = os.sched_getaffinity(0)
+    holders = []
+    try:
+        for _ in allowed:
+            holders.append(_holder(tmp_path))
+        got = [cpu for _, cpu in holders]
+        if len(allowed) < 2:
+            assert got == ["None"]
+            return
+        assert sorted(int(c) for c in got) == sorted(allowed)
+        extra, cpu = _holder(tmp_path)
+        holders.append((extra, cpu))
+        assert cpu == "None"
+        first, freed = holders[0]
+        first.kill()  # no clean-up of its own: the kernel drops the lock with the process
+        first.wait()
+        again, cpu = _holder(tmp_path)
+        holders.append((again, cpu))
+        assert cpu == freed
+    finally:
+        for proc, _ in holders:
+            if proc.poll() is None:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait()
