@@ -108,6 +108,8 @@ def demo(
         if workdir is None:
             console.print("(the temporary data dir is removed; keep it with --workdir DIR)")
         raise typer.Exit(1)
+    if not console.is_terminal:
+        console.print()  # the live view's last frame ends without a newline off a terminal
     console.print("stopped; temporary data removed." if workdir is None else "stopped.")
 
 
@@ -121,6 +123,7 @@ def _banner(stack: LocalStack) -> None:
     console.print(
         f"[bold]Pantau demo[/] — {stack.registry.city.name}\n"
         f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+        f"  bed board  {stack.api_url}/board  (public, live)\n"
         f"  MQTT       {stack.mqtt_url}\n"
         f"  InfluxDB   {stack.influx}  (database pantau)\n"
         f"  data, logs {stack.dir}\n"

@@ -55,6 +55,11 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "==> creating .venv with $("$PY" --version) and installing Pantau"
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # setuptools prints hundreds of lines of warnings (ext-modules is "experimental", the
+  # board's static files look like a package to it): kept in a log, shown if pip fails
+  if ! .venv/bin/python -m pip install -q -e '.[dev]' > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
