@@ -92,6 +92,19 @@ class IngestMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        # When progress was last made, for a "stopped making progress" alert and for a
+        # bench that times a drain's end exactly instead of to within its polling interval.
+        self.last_stored = Gauge(
+            "pantau_ingest_last_stored_timestamp_seconds",
+            "Unix time a window's raw readings were last stored (0: none yet)",
+            registry=r,
+        )
+        self.last_folded = Gauge(
+            "pantau_ingest_last_folded_timestamp_seconds",
+            "Unix time a window's readings were last folded into state InfluxDB holds, "
+            "ready to acknowledge (0: none yet)",
+            registry=r,
+        )
         self.window_messages = Histogram(
             "pantau_ingest_window_messages",
             "Messages processed per flush window",
@@ -158,8 +171,9 @@ class IngestMetrics:
         self.unacked_max.set_function(lambda: self._held_max)
 
     def observe_lag(self, lag_s: npt.NDArray[np.float64]) -> None:
-        """One lag observation per reading (seconds)."""
+        """One lag observation per reading (seconds): a window's readings are folded."""
         self.lag.observe_many(lag_s)
+        self.last_folded.set_to_current_time()
 
     def received(self) -> None:
         """A message arrived from the broker and is now held unacknowledged (MQTT thread)."""

@@ -197,6 +197,7 @@ class WindowPipeline:
             kept = readings.take(ok_rows)
         if self.settings.store_raw:
             m.readings_stored.inc(len(kept))
+            m.last_stored.set_to_current_time()
         writes = self.rollup_writes
         if writes.pending_stamp() not in (None, writes.stamp(now)):
             # A new bucket: the old one's point must hold its newest state, which this
