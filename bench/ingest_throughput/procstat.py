@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -84,6 +86,30 @@ def cpu_seconds_of(stat: str | Path, *, live: bool = False) -> float:
     if live and fields[0] == "Z":
         raise OSError("zombie")
     return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def settled_cpu(
+    read: Callable[[], float],
+    *,
+    step_s: float = 0.05,
+    quiet_steps: int = 4,
+    idle_share: float = 0.02,
+    limit_s: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """``read()`` (a process's CPU seconds) once the process has gone quiet: less than
+    ``idle_share`` of a core over the last ``quiet_steps`` steps of ``step_s``, or after
+    ``limit_s``. InfluxDB snapshots and compacts what it was sent after its last answer: read
+    this way, a drain's and a limit's influxd CPU both include that work (ADR 0043)."""
+    seen = [read()]
+    for _ in range(int(limit_s / step_s)):
+        sleep(step_s)
+        seen.append(read())
+        if len(seen) > quiet_steps and seen[-1] - seen[-1 - quiet_steps] < (
+            idle_share * step_s * quiet_steps
+        ):
+            break
+    return seen[-1]
 
 
 def machine_busy_seconds() -> float:

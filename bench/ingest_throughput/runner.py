@@ -25,6 +25,7 @@ from bench.ingest_throughput.procstat import (
     cpu_seconds,
     dead_letters,
     machine_busy_seconds,
+    settled_cpu,
     vm_kb,
 )
 from bench.ingest_throughput.workload import Workload
@@ -152,7 +153,9 @@ def drain(bench: Bench, w: Workload, n: int) -> Drain:
         res.others_cpu["others"] -= sum(res.cpu)
         if got:
             res.cpu_us = sum(res.cpu) * (c1 - c0) * 1e6 / got
-            influx_s = res.others_cpu["influxd"] * (c1 - c0)
+            # influxd's, with what it does after its last answer (snapshots), as its limit's
+            pid = bench.influx.proc.pid if bench.influx.proc else 0
+            influx_s = settled_cpu(lambda: cpu_seconds(pid)) - side0["influxd"]
             res.cpu_us_with_influx = res.cpu_us + influx_s * 1e6 / got
         res.counted = got
         span = (last - ready) if last is not None else 0.0

@@ -1,6 +1,7 @@
 """The (d) limit's request plan (bench/ingest_throughput/influx_limit.py): InfluxDB alone
 writes as many rollup lines as the drain did, each window's beside the next window's raw
-bodies, and the raw-only limit none."""
+bodies, and the raw-only limit none; and influxd's CPU is read, for the limit and the drain
+alike, once it has gone quiet."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bench.ingest_throughput.influx_limit import (
     bodies_in_order,
     rollup_windows,
 )
+from bench.ingest_throughput.procstat import settled_cpu
 from bench.ingest_throughput.replay import Window
 
 
@@ -58,3 +60,25 @@ def test_each_series_first_line_is_split_off_the_first_window() -> None:
     w.raw = [b"a1", b"a2", b"b1", b"c1", b"c2", b"c3"]
     w.sensors = np.array([4, 4, 7, 9, 9, 9])
     assert _split_first(w) == ([b"a1", b"b1", b"c1"], [b"a2", b"c2", b"c3"])
+
+
+def test_influxds_cpu_is_read_once_it_has_gone_quiet() -> None:
+    """Busy (0.05 s a step) for 6 steps, then 0.0005 s a step: the reading is taken after the
+    first 4 quiet steps, with the busy work counted and nothing after it waited for."""
+    steps = [0.05] * 6 + [0.0005] * 20
+    total = iter([sum(steps[:i]) for i in range(len(steps) + 1)])
+    reads: list[float] = []
+
+    def read() -> float:
+        reads.append(next(total))
+        return reads[-1]
+
+    got = settled_cpu(read, step_s=0.05, quiet_steps=4, idle_share=0.02, sleep=lambda _: None)
+    assert len(reads) == 1 + 6 + 4
+    assert got == sum(steps[:10])
+
+
+def test_a_process_that_never_goes_quiet_is_read_at_the_limit() -> None:
+    clock = iter(range(1000))
+    got = settled_cpu(lambda: float(next(clock)), step_s=0.05, limit_s=1.0, sleep=lambda _: None)
+    assert got == 20.0  # 1 s in steps of 0.05: the first read, then 20 more
