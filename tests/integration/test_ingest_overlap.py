@@ -73,6 +73,17 @@ class HeldLink:
         wait_for(lambda: self.broker.answers_waiting() >= whole, "the deliveries at the proxy")
         self.broker.lift()
 
+    def lift_until_acknowledged(self, windows: int, what: str) -> None:
+        """Let the held writes through and wait until ``windows`` windows were stored and
+        acknowledged and nothing is held."""
+        self.proxy.lift()
+        wait_for(
+            lambda: (
+                self.ing.windows == windows and self.sample("pantau_ingest_unacked_messages") == 0
+            ),
+            what,
+        )
+
 
 @contextmanager
 def held_link(
@@ -152,11 +163,7 @@ def test_window_k_plus_1_is_decoded_while_k_is_written_and_both_are_acked_in_ord
         assert link.sample("pantau_ingest_readings_stored_total") == 0
         assert stored(link.influx) == set()
 
-        link.proxy.lift()
-        wait_for(
-            lambda: link.ing.windows == 2 and link.sample("pantau_ingest_unacked_messages") == 0,
-            "both windows stored and acknowledged",
-        )
+        link.lift_until_acknowledged(2, "both windows stored and acknowledged")
         assert len(link.acked) == 2
         assert link.acked == sorted(link.acked)  # k's packet id was given first: k acked first
         assert link.sample("pantau_ingest_readings_stored_total") == 5
@@ -193,11 +200,7 @@ def test_a_batch_repeated_while_its_first_copy_is_written_is_dropped_as_a_duplic
         assert link.sample("pantau_ingest_readings_total") == 2
         assert link.acked == []
 
-        link.proxy.lift()
-        wait_for(
-            lambda: link.ing.windows == 2 and link.sample("pantau_ingest_unacked_messages") == 0,
-            "both copies acknowledged",
-        )
+        link.lift_until_acknowledged(2, "both copies acknowledged")
         assert len(link.acked) == 2
         assert link.sample("pantau_ingest_readings_stored_total") == 2
         assert stored(link.influx) == {(ICU, t, 10), (HCU, t, 7)}
@@ -246,11 +249,7 @@ def test_window_k_plus_2_is_decoded_while_k_s_rollups_are_written_and_all_are_ac
         assert link.ing.windows == 0
         assert link.acked == []
 
-        link.proxy.lift()
-        wait_for(
-            lambda: link.ing.windows == 3 and link.sample("pantau_ingest_unacked_messages") == 0,
-            "all three windows stored and acknowledged",
-        )
+        link.lift_until_acknowledged(3, "all three windows stored and acknowledged")
         assert len(link.acked) == 3
         assert link.acked == sorted(link.acked)  # acknowledged in the order they arrived
         assert site_rollup(link.influx) == [(40, 22, 2)]
@@ -318,11 +317,7 @@ def test_windows_are_folded_while_a_rollup_write_is_held_and_one_write_then_carr
         assert ing.windows == 0
         assert link.acked == []
 
-        link.proxy.lift()
-        wait_for(
-            lambda: ing.windows == 4 and link.sample("pantau_ingest_unacked_messages") == 0,
-            "all four windows stored and acknowledged",
-        )
+        link.lift_until_acknowledged(4, "all four windows stored and acknowledged")
         assert len(link.acked) == 4
         assert link.acked == sorted(link.acked)  # acknowledged in the order they arrived
         pipeline = ing._pipeline
@@ -359,11 +354,7 @@ def test_a_window_arriving_while_the_last_one_s_rollup_write_is_held_is_decoded_
         assert link.proxy.holding.is_set()
         assert link.acked == []
 
-        link.proxy.lift()
-        wait_for(
-            lambda: link.ing.windows == 2 and link.sample("pantau_ingest_unacked_messages") == 0,
-            "both windows stored and acknowledged",
-        )
+        link.lift_until_acknowledged(2, "both windows stored and acknowledged")
         assert len(link.acked) == 2
         assert link.acked == sorted(link.acked)
         assert site_rollup(link.influx) == [(40, 20, 2)]
