@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from hypothesis import strategies as st
 
 from cloud.influx import series_key
-from cloud.ingest.raw_lines import format_int_parts
+from cloud.ingest.raw_lines import KeyTable, format_int_parts
 
 I64 = st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1)
 #: tag values and names with line protocol's special characters and non-ASCII text
@@ -19,8 +21,12 @@ TEXT = st.text(
 )
 
 
+#: keys, field names, each point's key row, its values and its time
+Point = tuple[list[str], list[str], list[int], list[list[int]], list[int]]
+
+
 @st.composite
-def points(draw: st.DrawFn) -> tuple[list[str], list[str], list[int], list[list[int]], list[int]]:
+def points(draw: st.DrawFn) -> Point:
     keys = [series_key("bed", {"sensor": s}) for s in draw(st.lists(TEXT, min_size=1, max_size=5))]
     names = draw(st.lists(TEXT, min_size=1, max_size=7, unique=True))
     n = draw(st.integers(min_value=0, max_value=40))
@@ -30,6 +36,20 @@ def points(draw: st.DrawFn) -> tuple[list[str], list[str], list[int], list[list[
     key_rows = [draw(st.integers(min_value=0, max_value=len(keys) - 1)) for _ in range(n)]
     ts = [draw(st.one_of(I64, st.integers(min_value=10**15, max_value=2 * 10**15))) for _ in rows]
     return keys, names, key_rows, rows, ts
+
+
+def formatter_args(
+    case: Point,
+) -> tuple[KeyTable, npt.NDArray[np.intp], list[str], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """A :func:`points` case as the formatter takes it: (keys, key rows, names, values, ts)."""
+    keys, names, key_rows, rows, ts = case
+    return (
+        KeyTable(keys),
+        np.array(key_rows, np.intp),
+        names,
+        np.array(rows, np.int64).reshape(len(rows), len(names)),
+        np.array(ts, np.int64),
+    )
 
 
 def lines_text(*args: Any) -> bytes:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from cloud.influx import LineProtocolError, format_int_rows, series_key
 from cloud.ingest.raw_lines import KeyTable, PackedLines, format_int_parts
 from cloud.ingest.writer import body
+from tests.raw_lines_support import Point, formatter_args, points
 from tests.raw_lines_support import lines_text as _text
-from tests.raw_lines_support import points
 
 
 def _packed(*args: Any) -> PackedLines:
@@ -24,17 +24,11 @@ def _packed(*args: Any) -> PackedLines:
 @settings(max_examples=300, deadline=None)
 @given(points())
 def test_columns_give_the_bytes_of_format_int_rows(
-    case: tuple[list[str], list[str], list[int], list[list[int]], list[int]],
+    case: Point,
 ) -> None:
     keys, names, key_rows, rows, ts = case
     old = format_int_rows([keys[k] for k in key_rows], names, rows, ts)
-    new = _text(
-        KeyTable(keys),
-        np.array(key_rows, np.intp),
-        names,
-        np.array(rows, np.int64).reshape(len(rows), len(names)),
-        np.array(ts, np.int64),
-    )
+    new = _text(*formatter_args(case))
     assert new == "".join(line + "\n" for line in old).encode()
 
 
@@ -71,19 +65,13 @@ def test_a_point_without_fields_is_refused_as_format_int_rows_refuses_it() -> No
 @settings(max_examples=300, deadline=None)
 @given(points(), st.data())
 def test_packed_lines_are_format_int_rows_lines_and_their_slices_the_joined_bodies(
-    case: tuple[list[str], list[str], list[int], list[list[int]], list[int]], data: st.DataObject
+    case: Point, data: st.DataObject
 ) -> None:
     """Line i of the packed lines is format_int_rows' line i, and the body of any slice (and of
     a slice of it) is the old body: those lines joined by newlines."""
     keys, names, key_rows, rows, ts = case
     old = [line.encode() for line in format_int_rows([keys[k] for k in key_rows], names, rows, ts)]
-    new = _packed(
-        KeyTable(keys),
-        np.array(key_rows, np.intp),
-        names,
-        np.array(rows, np.int64).reshape(len(rows), len(names)),
-        np.array(ts, np.int64),
-    )
+    new = _packed(*formatter_args(case))
     assert len(new) == len(old)
     assert [new[i] for i in range(len(new))] == old
     assert list(new) == old

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from cloud.influx import series_key
 from cloud.ingest import raw_lines
 from cloud.ingest.raw_lines import KeyTable, format_int_parts
+from tests.raw_lines_support import Point, formatter_args, points
 from tests.raw_lines_support import lines_text as _text
-from tests.raw_lines_support import points
 
 
 def test_the_native_formatter_is_built() -> None:
@@ -36,13 +36,9 @@ def _numpy_path(
 @settings(max_examples=300, deadline=None)
 @given(points())
 def test_native_lines_are_the_numpy_paths_bytes_and_lengths(
-    case: tuple[list[str], list[str], list[int], list[list[int]], list[int]],
+    case: Point,
 ) -> None:
-    keys, names, key_rows_l, rows, ts_l = case
-    table = KeyTable(keys)
-    key_rows = np.array(key_rows_l, np.intp)
-    values = np.array(rows, np.int64).reshape(len(rows), len(names))
-    ts = np.array(ts_l, np.int64)
+    table, key_rows, names, values, ts = formatter_args(case)
     with pytest.MonkeyPatch.context() as mp:
         expected = _numpy_path(mp, table, key_rows, names, values, ts)
     blocks, lengths = format_int_parts(table, key_rows, names, values, ts)
