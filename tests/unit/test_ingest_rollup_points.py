@@ -11,20 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from city import DEMO_CITY, load_registry
 from cloud.influx import FieldValue, LineProtocolError, format_line, format_rows_at, series_key
 from cloud.ingest.aggregate import SensorState, bed_rollups, crowd_sites, queue_sites
-from cloud.ingest.dedup import BatchDedup
-from cloud.ingest.health import IngestHealth
-from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.rollup_points import RollupPoints
-from cloud.ingest.settings import IngestSettings
-from cloud.ingest.topology import FACILITIES, MAX_FIELDS, CityIndex
+from cloud.ingest.topology import FACILITIES, MAX_FIELDS
 from cloud.storage_schema import BED_ROLLUP_INTS, CROWD_SITE_INTS, QUEUE_SITE_INTS, Measurement
 from contract import KIND_CODES, SensorKind
+from tests.pipeline_support import INDEX, aggregates_pipeline
 
-INDEX = CityIndex.from_registry(load_registry(DEMO_CITY))
 N = INDEX.n_sensors
 T0 = 1_800_000_000_000
 BUCKET = 60_000
@@ -178,17 +172,8 @@ def test_the_pipeline_writes_a_window_that_changed_nothing_visible_as_no_rollup_
     tmp_path: Path,
 ) -> None:
     state, recorder = _state(), _Recorder()
-    pipeline = WindowPipeline(
-        settings=IngestSettings(store_raw=False, dead_letter_dir=tmp_path),
-        index=INDEX,
-        state=state,
-        writer=recorder,  # type: ignore[arg-type]
-        dead=None,  # type: ignore[arg-type]
-        metrics=IngestMetrics(),
-        health=IngestHealth(ingester="test"),
-        dedup=BatchDedup(per_gateway=4),
-        history=None,
-        clock_ms=lambda: T0,
+    pipeline = aggregates_pipeline(
+        dead_letter_dir=tmp_path, writer=recorder, state=state, clock_ms=lambda: T0
     )
     pipeline.write_rollups(T0)
     pipeline.write_rollups(T0 + 1_000)  # same bucket, same state

@@ -14,21 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from city import DEMO_CITY, load_registry
 from cloud.ingest.aggregate import SensorState
 from cloud.ingest.decode import Message
-from cloud.ingest.dedup import BatchDedup
-from cloud.ingest.health import IngestHealth
-from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.pipeline import StoringWindow, WindowPipeline
+from cloud.ingest.pipeline import StoringWindow
 from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.rollup_writes import RollupWrites
-from cloud.ingest.settings import IngestSettings
-from cloud.ingest.topology import MAX_FIELDS, CityIndex
+from cloud.ingest.topology import MAX_FIELDS
 from cloud.ingest.writer import PendingWrite, Refused, WriteAbortedError
 from tests.payload_support import GW, KARIADI, batch, bed
+from tests.pipeline_support import INDEX, aggregates_pipeline
 
-INDEX = CityIndex.from_registry(load_registry(DEMO_CITY))
 N = INDEX.n_sensors
 T0 = 1_800_000_000_000
 BUCKET = 60_000
@@ -174,16 +169,10 @@ def test_a_new_bucket_first_writes_the_old_bucket_s_newest_state_then_its_own_wh
     (B1's points hold its last window, occupied 11), then window 3's stamped B2 (12)."""
     clock = [T0]
     writer = _FirstHeldWriter()
-    pipeline = WindowPipeline(
-        settings=IngestSettings(store_raw=False, dead_letter_dir=tmp_path),
-        index=INDEX,
+    pipeline = aggregates_pipeline(
+        dead_letter_dir=tmp_path,
+        writer=writer,
         state=SensorState(n_sensors=N),
-        writer=writer,  # type: ignore[arg-type]
-        dead=None,  # type: ignore[arg-type]
-        metrics=IngestMetrics(),
-        health=IngestHealth(ingester="test"),
-        dedup=BatchDedup(per_gateway=4),
-        history=None,
         clock_ms=lambda: clock[0],
     )
     icu = "bed-kariadi-icu"
