@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.exposition import parse_exposition
 from bench.ingest_load import GatewayLoad, templates_for, topic_for
 from bench.load_publisher import Publisher
 from cloud.ingest.settings import IngestSettings
@@ -95,12 +96,7 @@ def scrape(port: int, names: Sequence[str] = ()) -> dict[str, float]:
         text = _http().get(f"http://127.0.0.1:{port}/metrics", params=params).text
     except httpx.HTTPError:
         return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+    return parse_exposition(text)
 
 
 @dataclass(kw_only=True)

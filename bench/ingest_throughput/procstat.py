@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.exposition import parse_exposition
+
 _CLK = os.sysconf("SC_CLK_TCK")
-_METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN|\+Inf)$")
 
 
 class BenchError(Exception):
@@ -20,16 +21,10 @@ class BenchError(Exception):
 
 
 def scrape(url: str, client: httpx.Client | None = None) -> dict[str, float]:
-    """Prometheus text exposition as ``{'name{labels}': value}``."""
-    out: dict[str, float] = {}
-    text = (client.get(url) if client is not None else httpx.get(url, timeout=5)).text
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = _METRIC.match(line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+    """The exposition at ``url``, parsed (:func:`parse_exposition`)."""
+    return parse_exposition(
+        (client.get(url) if client is not None else httpx.get(url, timeout=5)).text
+    )
 
 
 def stored_of(metrics: dict[str, float], *, raw: bool) -> float:
