@@ -20,6 +20,7 @@ cache and its series in the in-memory index).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from bench.ingest_throughput.limits import Limit
 from bench.ingest_throughput.procstat import cpu_seconds, settled_cpu
 from bench.ingest_throughput.replay import Window, record_windows
 from cloud.influx import InfluxHTTP
-from cloud.ingest.writer import PointWriter, body
+from cloud.ingest.writer import body, chunk_bounds
 from contract.errors import StorageError
 
 RAW_ONLY = "InfluxDB, raw lines"
@@ -56,19 +57,16 @@ def record(bench: Bench, payloads: list[tuple[str, bytes, int]], key: str) -> Re
     windows = record_windows(
         bench.city_file, [(t, p) for t, p, _ in payloads], bench.tmp / f"limit-dead-{key}"
     )
-    cut = PointWriter(
-        influx=InfluxHTTP(url=bench.influx.url, database="unused"),  # never started
-        stopping=threading.Event(),
-        chunk_lines=bench.args.chunk_lines,
-        parallelism=bench.args.writers,
+    cut = functools.partial(
+        chunk_bounds, chunk_lines=bench.args.chunk_lines, parallelism=bench.args.writers
     )
     first, raw = _split_first(windows[0]) if windows else ([], [])
     rec = Recorded(first=[body(first)] if first else [], raw=[], rollups=[], raw_points=0,
                    rollup_lines=[])  # fmt: skip
     for i, w in enumerate(windows):
         lines = raw if i == 0 else w.raw
-        rec.raw.append([body(lines[lo:hi]) for lo, hi in cut.chunk_bounds(len(lines))])
-        rec.rollups.append([body(w.rollups[lo:hi]) for lo, hi in cut.chunk_bounds(len(w.rollups))])
+        rec.raw.append([body(lines[lo:hi]) for lo, hi in cut(len(lines))])
+        rec.rollups.append([body(w.rollups[lo:hi]) for lo, hi in cut(len(w.rollups))])
         rec.rollup_lines.append(len(w.rollups))
         rec.raw_points += len(lines)
     return rec

@@ -22,6 +22,7 @@ On a shared machine this separates InfluxDB's cost from the ingester's far bette
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import tempfile
 import threading
@@ -47,7 +48,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.pipeline import WindowPipeline
 from cloud.ingest.settings import IngestSettings
 from cloud.ingest.topology import CityIndex
-from cloud.ingest.writer import PointWriter, Refused, body
+from cloud.ingest.writer import PointWriter, Refused, body, chunk_bounds
 from pantau.services import InfluxDB
 
 
@@ -168,18 +169,23 @@ def replay(
     return cpu, wall
 
 
-def requests_of(windows: list[Window], variant: str, cut: PointWriter) -> list[list[bytes]]:
-    """The request bodies of ``variant``, grouped by window."""
+def requests_of(
+    windows: list[Window], variant: str, *, chunk_lines: int, writers: int
+) -> list[list[bytes]]:
+    """The request bodies of ``variant``, grouped by window (cut as ``PointWriter`` cuts a
+    window: at most ``chunk_lines``, or the variant's ``@LINES``, on ``writers`` threads)."""
     order, _, lines = variant.partition("@")
-    cut.chunk_lines = int(lines) if lines else cut.chunk_lines
+    cut = functools.partial(
+        chunk_bounds, chunk_lines=int(lines) if lines else chunk_lines, parallelism=writers
+    )
     out: list[list[bytes]] = []
     rollups: list[bytes] = []
     for w in windows:
         raw = w.raw_by_reading if order.startswith("reading") else w.raw
-        group = [body(raw[lo:hi]) for lo, hi in cut.chunk_bounds(len(raw))]
+        group = [body(raw[lo:hi]) for lo, hi in cut(len(raw))]
         if order.endswith("+rollups"):
             group += rollups  # the window before's, written beside this one's raw points
-            rollups = [body(w.rollups[lo:hi]) for lo, hi in cut.chunk_bounds(len(w.rollups))]
+            rollups = [body(w.rollups[lo:hi]) for lo, hi in cut(len(w.rollups))]
         out.append(group)
     if rollups:
         out.append(rollups)
@@ -202,20 +208,15 @@ def main() -> None:
     n_raw = sum(len(w.raw) for w in windows)
     n_rollups = sum(len(w.rollups) for w in windows)
     print(f"{a.channel}: {len(windows)} windows, {n_raw:,} raw lines, {n_rollups:,} rollup lines")
-    cut = PointWriter(
-        influx=InfluxHTTP(url="http://127.0.0.1:9", database="unused"),  # never started
-        stopping=threading.Event(),
-        chunk_lines=a.chunk_lines,
-        parallelism=a.writers,
-    )
     tmp = Path(tempfile.mkdtemp(prefix="pantau-bench-replay-"))
     influx = InfluxDB(workdir=tmp / "influxdb")
     influx.start()
     try:
         for r in range(a.repeat):
             for i, variant in enumerate(a.variants.split(",")):
-                requests = requests_of(windows, variant, cut)
-                cut.chunk_lines = a.chunk_lines
+                requests = requests_of(
+                    windows, variant, chunk_lines=a.chunk_lines, writers=a.writers
+                )
                 cpu, wall = replay(influx, f"replay_{r}_{i}", requests, a.writers)
                 print(
                     f"  {variant:<24} influxd {cpu * 1e6 / n_raw:5.2f} us per raw point, "
