@@ -51,6 +51,19 @@ def cpu_ratio(w: Workload, d: Drain, limit: Limit | None) -> float:
     return limit.cpu_us / subject if subject > 0 else float("nan")
 
 
+def _against(w: Workload, d: Drain, limit: Limit | None) -> tuple[str, str]:
+    """The table's cells of ``d`` against ``limit`` (its name, rate, ratio and CPU ratio),
+    and the verdict."""
+    ratio, result = verdict(w, d, limit)
+    by_cpu = cpu_ratio(w, d, limit)
+    cells = (
+        f"{limit.name if limit else '-':<20}{_rate(limit.rate) if limit else '-':>10}"
+        f"{'' if math.isnan(ratio) else f'{ratio:.2f}':>7}"
+        f"{'' if math.isnan(by_cpu) else f'{by_cpu:.2f}':>10}"
+    )
+    return cells, result
+
+
 def table(cases: list[Case]) -> list[str]:
     """The summary table, one row per drain."""
     head = (
@@ -63,29 +76,21 @@ def table(cases: list[Case]) -> list[str]:
         w = c.workload
         limit = c.limits.get(w.limit)
         for d in c.drains:
-            ratio, result = verdict(w, d, limit)
-            by_cpu = cpu_ratio(w, d, limit)
+            cells, result = _against(w, d, limit)
             rss_ok = d.rss_mb <= RSS_GOAL_MB
             lag = ""
             if c.paced is not None and c.paced.lag is not None and d.members == 1:
                 lag = f"{c.paced.lag[0] * 1000:,.0f} / {c.paced.lag[1] * 1000:,.0f} ms"
             rows.append(
-                f"{w.title:<44}{d.members:>7}{_rate(d.rate):>13}  "
-                f"{limit.name if limit else '-':<20}{_rate(limit.rate) if limit else '-':>10}"
-                f"{'' if math.isnan(ratio) else f'{ratio:.2f}':>7}"
-                f"{'' if math.isnan(by_cpu) else f'{by_cpu:.2f}':>10}  {w.goal_text():<47}"
+                f"{w.title:<44}{d.members:>7}{_rate(d.rate):>13}  {cells}  {w.goal_text():<47}"
                 f"{result:<22}{'yes' if d.exact else 'NO':<6}"
                 f"{d.rss_mb:>6,.0f}{'' if rss_ok else '!'}  {lag}"
             )
             raw = c.limits.get(INFLUX_RAW)
             if raw is not None:  # the stricter limit beside the goal's: raw lines alone
-                ratio, result = verdict(w, d, raw)
-                by_cpu = cpu_ratio(w, d, raw)
+                cells, result = _against(w, d, raw)
                 rows.append(
-                    f"{'':<44}{'':>7}{'':>13}  {raw.name:<20}{_rate(raw.rate):>10}"
-                    f"{'' if math.isnan(ratio) else f'{ratio:.2f}':>7}"
-                    f"{'' if math.isnan(by_cpu) else f'{by_cpu:.2f}':>10}  "
-                    f"{'(shown beside the goal)':<47}{result:<22}"
+                    f"{'':<44}{'':>7}{'':>13}  {cells}  {'(shown beside the goal)':<47}{result:<22}"
                 )
     rows.append(
         "ratio: subject / limit (per process against the trivial consumer); cpu ratio: the "
