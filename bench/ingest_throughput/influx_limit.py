@@ -8,10 +8,13 @@ running. Two limits come of them (docs/adr/0043-the-raw-limit-writes-every-line.
 
 - ``InfluxDB, raw lines``: the raw points only;
 - ``InfluxDB, every line`` (the goal's): the raw points and the rollup lines the drain wrote beside
-  them. The drain coalesces rollup writes (ADR 0038), so it writes fewer than one rollup write
-  per window: the limit writes the rollups of evenly spread windows until it has written as many
-  rollup lines as the drain did, each beside the next window's raw bodies, as the writer's pool
-  runs them.
+  them. The drain coalesces rollup writes (ADR 0038), so it usually writes fewer than one rollup
+  write per window: the limit writes the rollups of evenly spread windows until it has written as
+  many rollup lines as the drain did, each beside the next window's raw bodies, as the writer's
+  pool runs them. A drain that crosses a rollup bucket's end writes more: each window after it
+  also rewrites the past bucket its late readings change (docs/schema.md, "Late data"). The
+  limit then sends some windows' rollups more than once (the same points again, as the rewrite
+  of a past bucket is), so it still writes as many rollup lines as the drain.
 
 Each limit writes to a database of its own, dropped afterwards, as the drains' are: every
 measurement starts from the same InfluxDB (a database left behind kept its points in influxd's
@@ -79,16 +82,18 @@ def _split_first(w: Window) -> tuple[list[bytes], list[bytes]]:
     return [w.raw[i] for i in new], [x for i, x in enumerate(w.raw) if i not in untimed]
 
 
-def rollup_windows(rollup_lines: list[int], target: int) -> list[bool]:
-    """Which windows' rollup writes to send so that their lines come to about ``target``
-    (the drain's): that many windows' worth, spread evenly, the last always (a drain ends
-    with its write)."""
+def rollup_windows(rollup_lines: list[int], target: int) -> list[int]:
+    """How many times to send each window's rollup write so that their lines come to about
+    ``target`` (the drain's): that many windows' worth, spread evenly, the last always (a
+    drain ends with its write); more than once each when the drain wrote more than one set
+    per window (late data's rewrites of a past bucket)."""
     n, total = len(rollup_lines), sum(rollup_lines)
     if n == 0 or total == 0 or target <= 0:
-        return [False] * n
-    k = min(n, max(1, round(target * n / total)))
-    # window i is taken when the k evenly spaced marks over the n windows step past it
-    return [(i + 1) * k // n > i * k // n for i in range(n)]
+        return [0] * n
+    k = max(1, round(target * n / total))
+    # window i is sent once for each of the k evenly spaced marks over the n windows that
+    # falls in its step
+    return [(i + 1) * k // n - i * k // n for i in range(n)]
 
 
 def bodies_in_order(rec: Recorded, rollup_lines: int | None) -> tuple[list[bytes], int]:
@@ -100,8 +105,9 @@ def bodies_in_order(rec: Recorded, rollup_lines: int | None) -> tuple[list[bytes
     lines = 0
     for i, raw in enumerate(rec.raw):
         out += raw + carried
-        carried = rec.rollups[i] if send and send[i] else []
-        lines += rec.rollup_lines[i] if send and send[i] else 0
+        times = send[i] if send else 0
+        carried = rec.rollups[i] * times
+        lines += rec.rollup_lines[i] * times
     return out + carried, lines
 
 

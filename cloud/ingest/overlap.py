@@ -22,7 +22,8 @@ So, whatever the timing:
   acknowledges windows as their writes settle (:meth:`WindowsInFlight.progress`):
   backpressure. A window's raw lines and readings' columns are dropped once it is folded;
 * windows are finished and acknowledged in the order they arrived, each only after its own
-  raw write and a rollup write that carries its state settled: a window whose write fails is
+  raw write, a rollup write that carries its state and a rewrite that carries its late
+  readings' past buckets (cloud/ingest/past_writes.py) settled: a window whose write fails is
   never acknowledged, and neither is any after it (the error leaves them in flight, and
   :meth:`WindowsInFlight.abandon` gives them up);
 * a batch of a window in flight counts as seen by the next window's dedup (``BatchDedup.hold``),
@@ -132,11 +133,7 @@ class WindowsInFlight:
     def _acknowledge_settled(self) -> None:
         # Without waiting: every finished window, oldest first, whose rollups were written.
         windows = self._windows
-        while (
-            windows
-            and windows[0].finished
-            and windows[0].pipeline.rollup_writes.settled(windows[0].storing.rollups)
-        ):
+        while windows and windows[0].finished and windows[0].pipeline.settled(windows[0].storing):
             self._acknowledge_oldest()
 
     def _acknowledge_oldest(self) -> None:

@@ -16,8 +16,10 @@ flight; a window folded meanwhile only marks the rollups due, and when the write
 settles, one write carries every cell changed since, computed against what InfluxDB accepted.
 So folding a window never waits for a rollup write, except for the first window of a new
 rollup bucket, which waits until the old bucket's newest state is written.
-:attr:`StoringWindow.rollups` names the write that covers a window's state;
-``rollup_writes.settled`` says, without waiting, whether it has settled.
+:attr:`StoringWindow.rollups` names the write that covers a window's state. Late data's
+rewrites of past buckets go the same way (cloud/ingest/past_writes.py, ADR 0045), named by
+:attr:`StoringWindow.past`; :meth:`WindowPipeline.settled` says, without waiting, whether both
+have settled.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from cloud.ingest.dedup import BatchDedup
 from cloud.ingest.freshness_points import FreshnessPoints
 from cloud.ingest.health import IngestHealth
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.past_writes import BucketLines, PastWrites
 from cloud.ingest.raw_lines import PackedLines
 from cloud.ingest.rollup_points import RollupPoints
 from cloud.ingest.rollup_writes import RollupWrites
@@ -47,6 +50,10 @@ from cloud.ingest.writer import Lines, PendingWrite, PointBuilder, PointWriter
 from contract import RejectReason, TopicError, topics
 
 log = logging.getLogger(__name__)
+
+#: Rewrites of past buckets in flight and due, in write chunks, beyond which a window waits
+#: for the one in flight (PastWrites.max_pending_lines).
+_PAST_PENDING_CHUNKS = 4
 
 
 def dead_letter(msg: Message, rej: Rejection) -> Refusal:
@@ -80,6 +87,8 @@ class StoringWindow:
     kept_ts: npt.NDArray[np.int64] | None = None
     #: the number of the rollup write that carries this window's state (set when finished)
     rollups: int = 0
+    #: the number of the rewrite of past buckets that carries this window's late readings
+    past: int = 0
 
 
 class WindowPipeline:
@@ -122,6 +131,10 @@ class WindowPipeline:
             writer=writer,
             bucket_ms=settings.rollup_bucket_s * 1000,
             clock_ms=clock_ms,
+        )
+        #: late data's rewrites of past buckets, coalesced (cloud/ingest/past_writes.py)
+        self.past_writes = PastWrites(
+            writer=writer, max_pending_lines=_PAST_PENDING_CHUNKS * settings.write_chunk_lines
         )
 
     def store(self, window: list[Message]) -> DecodedWindow:
@@ -210,13 +223,16 @@ class WindowPipeline:
         # Past buckets only (before now's): a rollup write in flight or due is of now's
         # bucket, so none can land over these lines.
         self.correct_past(kept.sensor, kept.ts, kept.seq, kept.values, now)
+        storing.past = self.past_writes.covering
         storing.kept_ts = kept.ts
         storing.lines = Lines()  # written: not held while the window waits for its rollups
 
     def settle(self, storing: StoringWindow) -> DecodedWindow:
-        """Wait for the rollup write that carries the window's state (raises as a write does;
-        starts it if it was only due). After it returns the window may be acknowledged."""
+        """Wait for the rollup write that carries the window's state and the rewrite of the
+        past buckets its late readings changed (raises as a write does; starts them if they
+        were only due). After it returns the window may be acknowledged."""
         self.rollup_writes.wait(storing.rollups)
+        self.past_writes.wait(storing.past)
         # Lag is observation -> stored: read the clock now that the window is written, not
         # at its start (a slow write would otherwise hide from the histogram).
         ts = storing.kept_ts if storing.kept_ts is not None else np.zeros(0, np.int64)
@@ -258,14 +274,23 @@ class WindowPipeline:
         if not late.any():
             return
         starts = history.affected_buckets(sensor[late], ts[late], bucket_ms=bucket, before=current)
-        agg: list[str] = []
+        buckets: BucketLines = {}
+        lines = 0
         for start, past in history.states_at(starts, bucket_ms=bucket):
-            agg += self.rollup_lines(past, start)
-            if len(agg) >= self.settings.write_chunk_lines:
-                self.write_aggregates(agg)
-                agg = []
-        self.write_aggregates(agg)
+            buckets[start] = self.rollup_lines(past, start)
+            lines += len(buckets[start])
+            if lines >= self.settings.write_chunk_lines:
+                self.past_writes.submit(buckets)
+                buckets, lines = {}, 0
+        self.past_writes.submit(buckets)
         self.metrics.late_buckets.inc(len(starts))
+
+    def settled(self, storing: StoringWindow) -> bool:
+        """Without waiting: whether a finished window's rollup write and rewrite of past
+        buckets have both settled (it may then be acknowledged)."""
+        return self.rollup_writes.settled(storing.rollups) and self.past_writes.settled(
+            storing.past
+        )
 
     def record_dead(self, records: list[Refusal], now: int) -> None:
         """Durably store dead letters (each payload once, nothing already stored), then

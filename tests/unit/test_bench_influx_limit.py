@@ -18,19 +18,29 @@ from bench.ingest_throughput.replay import Window
 
 
 def test_every_window_is_sent_when_the_drain_wrote_a_rollup_write_per_window() -> None:
-    assert rollup_windows([918, 918, 918, 900], 3_654) == [True, True, True, True]
+    assert rollup_windows([918, 918, 918, 900], 3_654) == [1, 1, 1, 1]
 
 
 def test_windows_are_spread_evenly_down_to_the_drains_rollup_lines() -> None:
     picked = rollup_windows([918] * 10, 4_590)  # the drain coalesced to half its windows
-    assert picked.count(True) == 5
+    assert sorted(set(picked)) == [0, 1]
+    assert picked.count(1) == 5
     assert picked[-1]  # a drain always ends with the write of its last window
     # never two skipped in a row, at half: evenly spread, not the first half only
     assert all(picked[i] or picked[i + 1] for i in range(len(picked) - 1))
 
 
+def test_a_drain_that_rewrote_past_buckets_has_windows_sent_more_than_once() -> None:
+    """A drain across a rollup bucket's end rewrote the past bucket beside most windows'
+    own rollups (about 1.5 sets a window): the limit sends as many lines, spread evenly."""
+    picked = rollup_windows([918] * 10, 13_770)
+    assert sum(picked) == 15
+    assert set(picked) == {1, 2}
+    assert picked[-1] >= 1
+
+
 def test_no_rollups_are_sent_for_a_drain_that_wrote_none() -> None:
-    assert rollup_windows([918, 918], 0) == [False, False]
+    assert rollup_windows([918, 918], 0) == [0, 0]
 
 
 def _recorded() -> Recorded:
@@ -47,6 +57,20 @@ def test_a_windows_rollups_follow_the_next_windows_raw_bodies() -> None:
     bodies, lines = bodies_in_order(_recorded(), 32)
     assert bodies == [b"r0a", b"r0b", b"r1a", b"u0", b"r2a", b"u1", b"u2a", b"u2b"]
     assert lines == 32
+
+
+def test_a_windows_rollups_are_repeated_when_the_drain_wrote_more() -> None:
+    bodies, lines = bodies_in_order(_recorded(), 64)
+    assert (
+        bodies
+        == [b"r0a", b"r0b", b"r1a", b"u0", b"u0", b"r2a", b"u1", b"u1"]
+        + [
+            b"u2a",
+            b"u2b",
+        ]
+        * 2
+    )
+    assert lines == 64
 
 
 def test_the_raw_only_limit_sends_no_rollups() -> None:

@@ -122,3 +122,46 @@ def test_a_rate_its_memory_cannot_span_pauses_the_history_until_resumed() -> Non
     assert len(history) == 1
     states = {s: _state_dict(st) for s, st in history.states_at(np.array([1010]), bucket_ms=10)}
     assert states == {1010: {0: (1004, 7)}}
+
+
+def _arrays(state: object) -> list[list[object]]:
+    return [
+        getattr(state, name).tolist() for name in ("ts", "seq", "values", "prev_ts", "prev_values")
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            readings,
+            st.lists(st.integers(0, 10), max_size=3),  # buckets asked for after the add
+            st.integers(0, 40),  # how far the clock moved
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    capacity=st.integers(4, 60),
+)
+def test_kept_states_as_of_past_ends_equal_a_recomputation(
+    steps: list[tuple[list[tuple[int, int, int]], list[int], int]], capacity: int
+) -> None:
+    """The states kept between calls, brought up to date as readings (late or not, kept or
+    folded) arrive, are exactly what a history that never kept any recomputes, every field."""
+    kept = ReadingHistory(n_sensors=N_SENSORS, capacity=capacity, horizon_ms=60)
+    now = 100
+    added: list[tuple[list[tuple[int, int, int]], int]] = []
+    for rows, asked, moved in steps:
+        now += moved
+        seq = [(s, t + now - 100, v) for s, t, v in rows]
+        kept.add(*_cols(seq), now_ms=now)
+        added.append((seq, now))
+        fresh = ReadingHistory(n_sensors=N_SENSORS, capacity=capacity, horizon_ms=60)
+        for part, at in added:
+            fresh.add(*_cols(part), now_ms=at)
+        assert fresh.cut == kept.cut
+        starts = np.array(sorted({b * BUCKET + now - now % BUCKET - 100 for b in asked}))
+        starts = starts[starts + BUCKET > kept.cut]
+        got = [(s, _arrays(x)) for s, x in kept.states_at(starts, bucket_ms=BUCKET)]
+        want = [(s, _arrays(x)) for s, x in fresh.states_at(starts, bucket_ms=BUCKET)]
+        assert got == want

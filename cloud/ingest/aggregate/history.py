@@ -15,6 +15,11 @@ I64 = npt.NDArray[np.int64]
 
 _NEVER = 2**63 - 1
 
+#: How many states as of a past bucket end the history keeps up to date (about
+#: ``n_sensors * (3 + 2 * MAX_FIELDS) * 8`` bytes each): a backlog drained after one bucket,
+#: or a few, ended rewrites the same few buckets window after window.
+AS_OF_KEPT = 4
+
 
 class ReadingHistory:
     """The recent accepted readings, so the state *as of* a past moment can be recomputed
@@ -30,7 +35,13 @@ class ReadingHistory:
     When ``capacity`` readings span less than ``min_span_ms`` (a rate so high that no past
     bucket could be recomputed anyway), the history *pauses* instead of folding: it drops what
     it holds and takes nothing until :meth:`resume`, so it costs nothing per reading while it
-    could not help."""
+    could not help.
+
+    The states as of the :data:`AS_OF_KEPT` newest bucket ends asked for are kept and brought
+    up to date as readings are added: a backlog drained after a bucket ended makes every window
+    rewrite that bucket, and recomputing it from the whole history each time (a sort and a fold
+    of up to ``capacity`` readings, 45 ms at 430 000) was most of the consumer's time in such a
+    drain (docs/adr/0045-late-data-rewrites-off-the-consumers-path.md)."""
 
     def __init__(
         self, *, n_sensors: int, capacity: int, horizon_ms: int, min_span_ms: int = 0
@@ -46,6 +57,9 @@ class ReadingHistory:
         self._parts: list[tuple[npt.NDArray[np.int32], I64, I64, I64]] = []
         self._n = 0
         self._oldest = _NEVER  # oldest observation time kept
+        #: bucket end -> the state as of it (``floor`` and every kept reading observed before
+        #: it), for the newest ends asked for; each one is > ``cut``
+        self._as_of: dict[int, SensorState] = {}
 
     def __len__(self) -> int:
         return self._n
@@ -56,6 +70,7 @@ class ReadingHistory:
         if len(sensor):
             self.floor.update(sensor, ts, seq, values)
             self.cut = max(self.cut, int(ts.max()) + 1)
+            self._as_of = {}
 
     def add(
         self, sensor: npt.NDArray[np.int32], ts: I64, seq: I64, values: I64, *, now_ms: int
@@ -64,6 +79,14 @@ class ReadingHistory:
         if not self.active:
             return
         if len(sensor):
+            # every reading observed before a kept end belongs to its state, whether it is
+            # kept below or goes straight into the floor (the floor is below every kept end)
+            for end, state in self._as_of.items():
+                before = ts < end
+                if before.all():
+                    state.update(sensor, ts, seq, values)
+                elif before.any():
+                    state.update(sensor[before], ts[before], seq[before], values[before])
             old = ts < self.cut
             if old.any():
                 self.floor.update(sensor[old], ts[old], seq[old], values[old])
@@ -109,6 +132,8 @@ class ReadingHistory:
                 return
         if new_cut <= self.cut:
             return
+        # a state as of an end at or before the cut can no longer be asked for
+        self._as_of = {end: st for end, st in self._as_of.items() if end > new_cut}
         if self._oldest >= new_cut:  # nothing kept is that old: no copying, every window
             self.cut = new_cut
             return
@@ -125,6 +150,7 @@ class ReadingHistory:
     def _pause(self) -> None:
         self.active = False
         self._parts, self._n, self._oldest = [], 0, _NEVER
+        self._as_of = {}
         self.floor = SensorState(n_sensors=len(self.floor.ts))
 
     def resume(self, state: SensorState) -> None:
@@ -132,6 +158,7 @@ class ReadingHistory:
         newest reading can be recomputed."""
         self.active = True
         self._parts, self._n, self._oldest = [], 0, _NEVER
+        self._as_of = {}
         self.floor = state.copy()
         known = state.ts[state.ts != NO_TIME]
         self.cut = int(known.max()) + 1 if len(known) else self.cut
@@ -175,17 +202,28 @@ class ReadingHistory:
         return origin + np.flatnonzero(np.cumsum(marks[:-1]) > 0).astype(np.int64) * bucket_ms
 
     def states_at(self, starts: I64, *, bucket_ms: int) -> Iterator[tuple[int, SensorState]]:
-        """For each bucket start (ascending), the state as of that bucket's end. The state
-        object is reused between steps: read it before the next one."""
+        """For each bucket start (ascending), the state as of that bucket's end. Read each
+        state before the next step, and never change it: it may be reused by the next step,
+        and the newest ones are kept (and kept up to date) for the next call."""
+        ends = [start + bucket_ms for start in starts.tolist()]
+        wanted = set(ends[-AS_OF_KEPT:])
+        if all(end in self._as_of for end in ends):
+            for end in ends:
+                yield end - bucket_ms, self._as_of[end]
+            return
         sensor, ts, seq, values = self._columns()
         order = np.argsort(ts, kind="stable")  # stable: equal times keep arrival order
         sorted_ts = ts[order]
         state = self.floor.copy()
         done = 0
-        for start in starts.tolist():
-            upto = int(np.searchsorted(sorted_ts, start + bucket_ms, side="left"))
+        for end in ends:
+            upto = int(np.searchsorted(sorted_ts, end, side="left"))
             if upto > done:
                 rows = order[done:upto]
                 state.update(sensor[rows], ts[rows], seq[rows], values[rows])
                 done = upto
-            yield start, state
+            if end in wanted and end not in self._as_of:
+                self._as_of[end] = state.copy()
+            yield end - bucket_ms, state
+        for end in sorted(self._as_of)[:-AS_OF_KEPT]:
+            del self._as_of[end]
