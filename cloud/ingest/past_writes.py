@@ -12,44 +12,34 @@ the current bucket's writes (cloud/ingest/rollup_writes.py, ADR 0038):
   due. A bucket's lines are always its whole set as of the newest window that changed it, so
   a newer set replaces an older one still due, and the last write of a bucket holds its
   newest state: one in flight at a time, so writes of a bucket land in the order computed;
-* writes are numbered from 1 in the order they start; :attr:`PastWrites.covering` is the
-  number of the write that will carry every rewrite submitted so far: a window may be
-  acknowledged once that one settled (:meth:`PastWrites.settled`);
+* writes are numbered from 1 in the order they start (cloud/ingest/serial_writes.py);
+  :attr:`PastWrites.covering` is the number of the write that will carry every rewrite
+  submitted so far: a window may be acknowledged once that one settled
+  (:meth:`PastWrites.settled`);
 * a write that raises gives its buckets back to the due ones (unless a newer set of a bucket
   is due already), so the write that covers the failed one's windows carries them again.
 """
 
 from __future__ import annotations
 
-import logging
-
-from cloud.ingest.writer import PendingWrite, PointWriter
-
-log = logging.getLogger(__name__)
+from cloud.ingest.serial_writes import SerialWrites
+from cloud.ingest.writer import PointWriter
 
 #: bucket start (ms) -> every rollup line of that bucket, as of its end
 BucketLines = dict[int, list[str]]
 
 
-class PastWrites:
+class PastWrites(SerialWrites[BucketLines]):
     """The rewrites of past buckets. Touched by the consumer only."""
 
+    refused_what = "past bucket's rollup point"
+
     def __init__(self, *, writer: PointWriter, max_pending_lines: int) -> None:
-        self.writer = writer
+        super().__init__(writer=writer)
         #: lines in flight and due beyond which :meth:`submit` waits for the write in flight:
         #: a backlog hours late changes hundreds of buckets, and memory stays bounded
         self.max_pending_lines = max_pending_lines
-        #: the write in flight, its number and the buckets it carries
-        self._in_flight: tuple[PendingWrite, int, BucketLines] | None = None
-        self._started = 0
-        #: the number of the newest write that settled
-        self._settled = 0
         self._due: BucketLines = {}
-
-    @property
-    def covering(self) -> int:
-        """The number of the write that carries every rewrite submitted so far."""
-        return self._started + bool(self._due)
 
     @property
     def idle(self) -> bool:
@@ -73,48 +63,13 @@ class PastWrites:
         carried = self._in_flight[2] if self._in_flight is not None else {}
         return sum(map(len, carried.values())) + sum(map(len, self._due.values()))
 
-    def poll(self) -> None:
-        """Without waiting: if the write in flight has settled, start the due one, if any
-        (raises as the write did)."""
-        pending = self._in_flight
-        if pending is not None and pending[0].done():
-            self._settle_one()
-            if self._due:
-                self._start()
+    def _has_due(self) -> bool:
+        return bool(self._due)
 
-    def settled(self, number: int) -> bool:
-        """Whether write ``number`` and every one before it have settled (polls first)."""
-        self.poll()
-        return self._settled >= number
-
-    def wait(self, number: int) -> None:
-        """Wait until write ``number`` has settled, starting it if it is only due."""
-        while self._settled < number:
-            if self._in_flight is None:
-                if not self._due:
-                    # every write started has settled: ``number`` was never handed out
-                    # (a failed write's buckets are due again, so it is not that)
-                    return
-                self._start()
-            self._settle_one()
-
-    def _start(self) -> None:
+    def _take_due(self) -> tuple[list[str], BucketLines]:
         buckets, self._due = self._due, {}
-        lines = [line for start in sorted(buckets) for line in buckets[start]]
-        self._started += 1
-        self._in_flight = (self.writer.submit(lines), self._started, buckets)
+        return [line for start in sorted(buckets) for line in buckets[start]], buckets
 
-    def _settle_one(self) -> None:
-        pending, self._in_flight = self._in_flight, None
-        if pending is None:
-            return
-        write, number, buckets = pending
-        try:
-            refused = write.result()
-        except BaseException:
-            # not known written: carried again by the next write, unless newer sets are due
-            self._due = buckets | self._due
-            raise
-        for r in refused:
-            log.error("past bucket's rollup point refused by InfluxDB: %s", r.detail)
-        self._settled = number
+    def _failed(self, carried: BucketLines) -> None:
+        # not known written: carried again by the next write, unless newer sets are due
+        self._due = carried | self._due

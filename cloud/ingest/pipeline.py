@@ -130,7 +130,6 @@ class WindowPipeline:
             state=state,
             writer=writer,
             bucket_ms=settings.rollup_bucket_s * 1000,
-            clock_ms=clock_ms,
         )
         #: late data's rewrites of past buckets, coalesced (cloud/ingest/past_writes.py)
         self.past_writes = PastWrites(

@@ -63,7 +63,6 @@ def _writes(state: SensorState) -> tuple[RollupWrites, _HeldWriter]:
         state=state,
         writer=writer,  # type: ignore[arg-type]
         bucket_ms=BUCKET,
-        clock_ms=lambda: T0,
     )
     return writes, writer
 
