@@ -46,6 +46,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.edge_limits import bed_frame, floor_pct, publisher_floor_pct
+from bench.host_probe import wakeups_line
 from bench.ingest_throughput.procstat import cpu_seconds_of
 from contract.topics import Channel, build
 from pantau.paths import ROOT
@@ -226,6 +227,7 @@ def main() -> None:
     offered = args.sensors * args.rate
     print(command)
     print(f"{args.sensors} sensors x {args.rate:g}/s = {offered:.0f} readings/s, {args.ports} PTYs")
+    print(wakeups_line())
     workdir = Path(tempfile.mkdtemp(prefix="pantau-edge-bench-"))
     sensors = Sensors(n=args.sensors, ports=args.ports, interval_s=1 / args.rate)
     try:

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.host_probe import wakeups_line
 from bench.ingest_throughput import influx_limit, limits
 from bench.ingest_throughput.env import Bench, close_bench, open_bench
 from bench.ingest_throughput.limits import Limit
@@ -124,6 +125,7 @@ def main() -> None:
             f"pantau ingester capacity (drain of a pre-filled backlog), "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
             f"commit {_revision()}, load average {load_average():.1f}\n"
+            f"{wakeups_line()}\n"
             f"command: python -m bench.ingest_throughput {' '.join(sys.argv[1:])}\n"
             f"province: {len(bench.registry.gateways)} gateways x {args.sensors_per_gateway} "
             f"sensors = {len(bench.registry.sensors):,} sensors; JSON batch {args.json_batch}, "
