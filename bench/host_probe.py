@@ -1,11 +1,12 @@
 """What a wake-up costs on this machine, printed beside a benchmark's figures.
 
-The edge agent's and the ingester's per-message costs are mostly wake-ups: a timed wait that
-ends, a thread woken by a pipe or a socket. On the shared 2-core VM these runs use, that cost
-moved fourfold within one day while pure computation did not (docs/performance.md, "The host's
-wake-ups"): the edge agent measured 3.75 % of a core at 08:04 and 14-18 % at 11:18 with the
-same code, its frame decoder alone 0.57 % both times. So the benchmarks print it, measured
-the same way each run, and a figure can be read against the machine it was taken on.
+Every figure that crosses threads or processes pays for wake-ups: a timed wait that ends, a
+thread woken by a pipe or a socket (paho's messages, the writers' answers from influxd, the
+edge agent's hub and network thread). On the shared 2-core VM these runs use, the edge agent
+measured 3.75 % of a core at 08:04 and 14-22 % from 11:18 with the same code while its frame
+decoder alone stayed at 0.57 %, and a wake-up across the two CPUs then cost 69-87 us
+(docs/performance.md, "The host's wake-ups"). So the benchmarks print what a wake-up costs,
+measured the same way each run, and a figure can be read against the machine it was taken on.
 """
 
 from __future__ import annotations
