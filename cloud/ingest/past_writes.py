@@ -41,11 +41,6 @@ class PastWrites(SerialWrites[BucketLines]):
         self.max_pending_lines = max_pending_lines
         self._due: BucketLines = {}
 
-    @property
-    def idle(self) -> bool:
-        """Nothing in flight and nothing due."""
-        return self._in_flight is None and not self._due
-
     def submit(self, buckets: BucketLines) -> None:
         """Rewrite ``buckets``: start the write now, or, while one is in flight, mark them due
         (replacing older sets of the same buckets). Waits only while more than
