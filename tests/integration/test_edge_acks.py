@@ -70,7 +70,12 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
         up.maybe_pending = True
         up.send_pending(spool, None)
         assert len(up.in_flight) == MAX_IN_FLIGHT
-        wait_for(lambda: len(up._acks) == MAX_IN_FLIGHT, "a full window's PUBACKs")
+        # paho's thread appends each PUBACK, then wakes the loop: wait for both, or the last
+        # wake-up may still be on its way when the queue is read.
+        wait_for(
+            lambda: len(up._acks) == MAX_IN_FLIGHT and events.qsize() >= MAX_IN_FLIGHT,
+            "a full window's PUBACKs and their wake-ups",
+        )
         woken: list[Any] = []
         while not events.empty():
             woken.append(events.get_nowait())
