@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
+
 from bench.host_probe import wakeups_line
 from bench.ingest_throughput import influx_limit, limits
 from bench.ingest_throughput.env import Bench, close_bench, open_bench
@@ -23,12 +25,14 @@ from bench.ingest_throughput.workload import (
     BINARY,
     CONSUMER,
     INFLUX,
+    INFLUX_DECODE,
     INFLUX_RAW,
     ORJSON,
     WORKLOADS,
     Workload,
     sample_payloads,
 )
+from contract.binary import decode_binary_batch
 
 
 def _revision() -> str:
@@ -59,6 +63,16 @@ def run_case(bench: Bench, w: Workload) -> Case:
     else:
         found[BINARY] = limits.binary_alone(payloads)
     recorded = influx_limit.record(bench, payloads, w.key) if w.store_raw else None
+    beside = None
+    if recorded is not None:
+        name, decode = (
+            ("binary decode", decode_binary_batch)
+            if w.channel == "binary"
+            else ("orjson.loads", orjson.loads)
+        )
+        beside = influx_limit.Beside(
+            name=name, decode=decode, payloads=[(p, n) for _, p, n in payloads]
+        )
     del payloads
     found[CONSUMER] = limits.consumer_drain(bench, w)
     drains: list[Drain] = []
@@ -74,6 +88,10 @@ def run_case(bench: Bench, w: Workload) -> Case:
         if first is not None:
             others = first.points_written - first.sent
             found[INFLUX] = influx_limit.influx_alone(bench, w.key, recorded, others)
+            if beside is not None:
+                found[INFLUX_DECODE] = influx_limit.influx_alone(
+                    bench, w.key, recorded, others, beside
+                )
     case = Case(workload=w, limits=found, drains=drains)
     one = next((d for d in drains if d.members == 1), None)
     if a.paced > 0 and one is not None and one.rate > 0:

@@ -15,6 +15,10 @@ running. Two limits come of them (docs/adr/0043-the-raw-limit-writes-every-line.
   also rewrites the past bucket its late readings change (docs/schema.md, "Late data"). The
   limit then sends some windows' rollups more than once (the same points again, as the rewrite
   of a past bucket is), so it still writes as many rollup lines as the drain.
+- ``InfluxDB + decode``: every line again, while this process decodes the backlog's payloads
+  with the mode's own decode limit, each body held until its readings are decoded
+  (``decode_gate``): the rate the cheapest conceivable ingester could keep on these two cores,
+  printed beside the goal's limit to show how much of it is left to an ingester at all.
 
 Each limit writes to a database of its own, dropped afterwards, as the drains' are: every
 measurement starts from the same InfluxDB (a database left behind kept its points in influxd's
@@ -24,12 +28,15 @@ cache and its series in the in-memory index).
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.ingest_throughput.decode_gate import DecodeGate, readings_needed
 from bench.ingest_throughput.env import Bench
 from bench.ingest_throughput.limits import Limit
 from bench.ingest_throughput.procstat import cpu_seconds, settled_cpu
@@ -40,6 +47,17 @@ from contract.errors import StorageError
 
 RAW_ONLY = "InfluxDB, raw lines"
 EVERY_LINE = "InfluxDB, every line"
+BESIDE_DECODE = "InfluxDB + decode"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Beside:
+    """The decode that runs beside InfluxDB for the bound of a decode-only ingester."""
+
+    name: str
+    decode: Callable[[bytes], object]
+    #: (payload, readings) of the backlog, in order
+    payloads: list[tuple[bytes, int]]
 
 
 @dataclass(kw_only=True)
@@ -96,43 +114,69 @@ def rollup_windows(rollup_lines: list[int], target: int) -> list[int]:
     return [(i + 1) * k // n - i * k // n for i in range(n)]
 
 
-def bodies_in_order(rec: Recorded, rollup_lines: int | None) -> tuple[list[bytes], int]:
-    """The request bodies in the order the writer's pool sends them, and the rollup lines among
-    them: each window's raw bodies, after them the rollups of the window before (if sent)."""
+@dataclass(kw_only=True)
+class Plan:
+    """The request bodies in the order the writer's pool sends them: each window's raw bodies,
+    after them the rollups of the window before (if sent)."""
+
+    bodies: list[bytes]
+    #: raw points in each body (0 in a rollup body)
+    raw_lines: list[int]
+    #: rollup lines among the bodies
+    rollup_lines: int
+
+
+def bodies_in_order(rec: Recorded, rollup_lines: int | None) -> Plan:
+    """The plan of ``rec``'s writes, with as many rollup lines as ``rollup_lines`` (None:
+    none)."""
     send = rollup_windows(rec.rollup_lines, rollup_lines) if rollup_lines is not None else []
-    out: list[bytes] = []
+    plan = Plan(bodies=[], raw_lines=[], rollup_lines=0)
     carried: list[bytes] = []
-    lines = 0
     for i, raw in enumerate(rec.raw):
-        out += raw + carried
+        plan.bodies += raw + carried
+        plan.raw_lines += [b.count(b"\n") + 1 for b in raw] + [0] * len(carried)
         times = send[i] if send else 0
         carried = rec.rollups[i] * times
-        lines += rec.rollup_lines[i] * times
-    return out + carried, lines
+        plan.rollup_lines += rec.rollup_lines[i] * times
+    plan.bodies += carried
+    plan.raw_lines += [0] * len(carried)
+    return plan
 
 
-def influx_alone(bench: Bench, key: str, rec: Recorded, rollup_lines: int | None) -> Limit:
+def influx_alone(
+    bench: Bench, key: str, rec: Recorded, rollup_lines: int | None, beside: Beside | None = None
+) -> Limit:
     """InfluxDB stores ``rec``'s raw bodies (and, given the drain's ``rollup_lines``, as many
     rollup lines beside them) from ``--writers`` threads: raw points/s, and influxd's CPU per
-    raw point."""
-    bodies, rollups = bodies_in_order(rec, rollup_lines)
+    raw point. ``beside``: the payloads' decode runs in this process and gates the writes
+    (``decode_gate``); the CPU per point then counts this process's too."""
+    plan = bodies_in_order(rec, rollup_lines)
     writers = bench.args.writers
-    db = f"limit_{key.replace('-', '_')}_{'all' if rollup_lines is not None else 'raw'}"
+    kind = "raw" if rollup_lines is None else "all" if beside is None else "decode"
+    db = f"limit_{key.replace('-', '_')}_{kind}"
     clients = [InfluxHTTP(url=bench.influx.url, database=db, timeout=60) for _ in range(writers)]
     for c in clients:
         c.start()
     clients[0].ensure_database()
     for b in rec.first:  # the series exist before the clock starts
         clients[0].write(b, precision="u")
-    todo = iter(bodies)
+    gate = None
+    if beside is not None:
+        readings = sum(n for _, n in beside.payloads)
+        needed = readings_needed(plan.raw_lines, readings)
+        ahead = max(sum(b.count(b"\n") + 1 for b in raw) for raw in rec.raw) if rec.raw else 1
+        gate = DecodeGate(beside.payloads, beside.decode, ahead=ahead * readings // rec.raw_points)
+    todo = iter(enumerate(plan.bodies))
     lock = threading.Lock()
 
     def work(client: InfluxHTTP) -> None:
         while True:
             with lock:
-                data = next(todo, None)
-            if data is None:
+                i, data = next(todo, (-1, b""))
+            if i < 0:
                 return
+            if gate is not None:
+                gate.take(needed[i])
             for attempt in range(3):
                 try:
                     client.write(data, precision="u")
@@ -144,26 +188,36 @@ def influx_alone(bench: Bench, key: str, rec: Recorded, rollup_lines: int | None
                         raise
 
     pid = bench.influx.proc.pid if bench.influx.proc else 0
-    started, cpu0 = time.monotonic(), cpu_seconds(pid)
+    started, cpu0, own0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(os.getpid())
     threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
+    if gate is not None:
+        gate.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    own = cpu_seconds(os.getpid()) - own0
+    if gate is not None:
+        gate.join()
     # with the work influxd does after its last answer (snapshots), as the drain's is counted
     cpu = settled_cpu(lambda: cpu_seconds(pid)) - cpu0
     clients[0].execute([f'DROP DATABASE "{db}"'])
     for c in clients:
         c.close()
     points = rec.raw_points
-    beside = ""
+    extra = ""
     if rollup_lines is not None:
-        beside = f", {rollups:,} rollup lines beside them (the drain: {rollup_lines:,})"
+        extra = f", {plan.rollup_lines:,} rollup lines beside them (the drain: {rollup_lines:,})"
+    whose = "influxd"
+    if beside is not None:
+        extra += f", {beside.name} of {gate.decoded if gate else 0:,} readings beside them"
+        cpu += own
+        whose = "influxd and this process (the decode, the writers)"
     detail = (
-        f"{points:,} raw points{beside} in {len(bodies):,} "
+        f"{points:,} raw points{extra} in {len(plan.bodies):,} "
         f"writes (<= {bench.args.chunk_lines:,} lines each, as the ingester cuts its windows), "
-        f"{writers} writers, {elapsed:.1f} s; CPU of influxd per raw point"
+        f"{writers} writers, {elapsed:.1f} s; CPU of {whose} per raw point"
     )
-    name = EVERY_LINE if rollup_lines is not None else RAW_ONLY
+    name = RAW_ONLY if rollup_lines is None else EVERY_LINE if beside is None else BESIDE_DECODE
     return Limit(name=name, rate=points / elapsed, detail=detail, cpu_us=cpu * 1e6 / points)

@@ -14,6 +14,8 @@ from bench.ingest_load import GatewayLoad, backlog_payloads
 #: ``influx_limit``); INFLUX_RAW (InfluxDB on the raw lines alone) is shown beside INFLUX.
 CONSUMER, ORJSON, BINARY, INFLUX = "consumer", "orjson", "binary", "influx"
 INFLUX_RAW = "influx_raw"
+#: every line again with the payloads' decode beside it: the bound of any ingester (shown)
+INFLUX_DECODE = "influx_decode"
 RSS_GOAL_MB = 300
 #: issue 5's raw rates, readings/s: (d) must reach twice these
 ISSUE5_RAW = {"json": 77_008, "binary": 118_683}
@@ -55,6 +57,7 @@ LIMIT_NAMES = {
     BINARY: "binary decode alone",
     INFLUX: "InfluxDB, every line",
     INFLUX_RAW: "InfluxDB, raw lines",
+    INFLUX_DECODE: "InfluxDB + decode",
 }
 
 WORKLOADS = (

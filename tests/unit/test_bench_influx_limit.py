@@ -46,7 +46,7 @@ def test_no_rollups_are_sent_for_a_drain_that_wrote_none() -> None:
 def _recorded() -> Recorded:
     return Recorded(
         first=[b"first"],
-        raw=[[b"r0a", b"r0b"], [b"r1a"], [b"r2a"]],
+        raw=[[b"r0a", b"r0b\nr0b"], [b"r1a"], [b"r2a"]],
         rollups=[[b"u0"], [b"u1"], [b"u2a", b"u2b"]],
         raw_points=30,
         rollup_lines=[10, 10, 12],
@@ -54,29 +54,25 @@ def _recorded() -> Recorded:
 
 
 def test_a_windows_rollups_follow_the_next_windows_raw_bodies() -> None:
-    bodies, lines = bodies_in_order(_recorded(), 32)
-    assert bodies == [b"r0a", b"r0b", b"r1a", b"u0", b"r2a", b"u1", b"u2a", b"u2b"]
-    assert lines == 32
+    plan = bodies_in_order(_recorded(), 32)
+    assert plan.bodies == [b"r0a", b"r0b\nr0b", b"r1a", b"u0", b"r2a", b"u1", b"u2a", b"u2b"]
+    assert plan.raw_lines == [1, 2, 1, 0, 1, 0, 0, 0]
+    assert plan.rollup_lines == 32
 
 
 def test_a_windows_rollups_are_repeated_when_the_drain_wrote_more() -> None:
-    bodies, lines = bodies_in_order(_recorded(), 64)
-    assert (
-        bodies
-        == [b"r0a", b"r0b", b"r1a", b"u0", b"u0", b"r2a", b"u1", b"u1"]
-        + [
-            b"u2a",
-            b"u2b",
-        ]
-        * 2
-    )
-    assert lines == 64
+    plan = bodies_in_order(_recorded(), 64)
+    rest = [b"u2a", b"u2b"] * 2
+    assert plan.bodies == [b"r0a", b"r0b\nr0b", b"r1a", b"u0", b"u0", b"r2a", b"u1", b"u1", *rest]
+    assert plan.raw_lines == [1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert plan.rollup_lines == 64
 
 
 def test_the_raw_only_limit_sends_no_rollups() -> None:
-    bodies, lines = bodies_in_order(_recorded(), None)
-    assert bodies == [b"r0a", b"r0b", b"r1a", b"r2a"]
-    assert lines == 0
+    plan = bodies_in_order(_recorded(), None)
+    assert plan.bodies == [b"r0a", b"r0b\nr0b", b"r1a", b"r2a"]
+    assert plan.raw_lines == [1, 2, 1, 1]
+    assert plan.rollup_lines == 0
 
 
 def test_each_series_first_line_is_split_off_the_first_window() -> None:
