@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
+
+from blake3 import blake3
 
 from contract import is_binary, readings_section
 
 #: The content digests of the window the crash-loop guard hashed last, by payload identity
-#: (``id``, checked with ``is``): the guard's SHA-256 pass over a payload's readings is then
+#: (``id``, checked with ``is``): the guard's hash pass over a payload's readings is then
 #: the only pass dedup needs (docs/adr/0039-one-hash-pass-per-payload.md). Only a shortcut: a
 #: payload not here (no guard, or a window the guard has moved past) is hashed again.
 _guarded: dict[int, tuple[bytes, bytes]] = {}
@@ -26,10 +27,21 @@ def content_start(payload: bytes) -> int:
     return max(payload.find(b'"readings"'), 0)
 
 
+def digest_from(payload: bytes, at: int) -> bytes:
+    """The 32-byte BLAKE3 digest of ``payload`` from ``at`` on: the one hash of the guard and
+    dedup. BLAKE3, not ``hashlib``'s SHA-256: every batch of every window is hashed whole, and
+    BLAKE3's SIMD lanes hash a window's payloads (tens of KB each, megabytes in all) about three
+    times as fast here: 57 against 185 ns per JSON reading, 14 against 42 per binary reading;
+    single readings cost 0.04 us more each, beside about 60 us per message
+    (docs/adr/0047-blake3-for-the-one-hash-pass.md). Collision-resistant as SHA-256 is: a
+    device cannot craft a batch that passes for another."""
+    return blake3(memoryview(payload)[at:]).digest()
+
+
 def content_digest(payload: bytes) -> bytes:
-    """SHA-256 of a batch's readings (from :func:`content_start` on): equal for a resend of the
-    same batch, different for different readings."""
-    return hashlib.sha256(memoryview(payload)[content_start(payload) :]).digest()
+    """:func:`digest_from` a batch's readings (:func:`content_start` on): equal for a resend of
+    the same batch, different for different readings."""
+    return digest_from(payload, content_start(payload))
 
 
 def remember_digests(pairs: Sequence[tuple[bytes, bytes]]) -> None:

@@ -37,7 +37,6 @@ standing in for a crash below Python. Only the crash-loop test sets it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -45,9 +44,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from blake3 import blake3
+
 from cloud.ingest.deadindex import connect
 from cloud.ingest.decode import Message
-from cloud.ingest.dedup import content_start, remember_digests
+from cloud.ingest.dedup import content_start, digest_from, remember_digests
 
 log = logging.getLogger(__name__)
 
@@ -72,34 +73,34 @@ SPLIT_BYTES = 1024
 
 
 def attempt_fingerprint(topic: str, payload: bytes) -> bytes:
-    """16 bytes that identify a message (topic and payload) to the guard: SHA-256, not the
-    dead-letter store's BLAKE2b, because every payload of every window is hashed here and
-    SHA-256 runs on the CPU's SHA extensions: 26 ns against 46 per binary reading, a tenth of
-    the ingester's CPU in a binary drain (docs/adr/0031). Rows live only while a message is in
-    flight, so nothing stored elsewhere has to match them.
+    """16 bytes that identify a message (topic and payload) to the guard: BLAKE3, the hash
+    dedup uses (``dedup.digest_from``: why BLAKE3), not the dead-letter store's BLAKE2b, because
+    every payload of every window is hashed here. Rows live only while a message is in flight,
+    so nothing stored elsewhere has to match them (a crash across an upgrade that changed the
+    hash only costs the message its count: it is tried as a fresh one).
 
-    A payload of :data:`SPLIT_BYTES` or more is hashed as its envelope, then the SHA-256 of its
+    A payload of :data:`SPLIT_BYTES` or more is hashed as its envelope, then the digest of its
     readings (:func:`split_fingerprint`); a smaller one whole. A tag byte tells the two forms
     apart and the digest has a fixed length, so distinct messages keep distinct fingerprints."""
     if len(payload) >= SPLIT_BYTES:
         return split_fingerprint(topic, payload)[0]
-    h = hashlib.sha256(topic.encode("utf-8", "surrogatepass"))
+    h = blake3(topic.encode("utf-8", "surrogatepass"))
     h.update(b"\0w")
     h.update(payload)
-    return h.digest()[:16]
+    return h.digest(length=_FP_BYTES)
 
 
 def split_fingerprint(topic: str, payload: bytes) -> tuple[bytes, bytes]:
     """:func:`attempt_fingerprint` of a large payload, and its ``dedup.content_digest``,
-    computed on the way: the one SHA-256 pass over the readings serves dedup as well, which
+    computed on the way: the one hash pass over the readings serves dedup as well, which
     hashed them a second time before (docs/adr/0039-one-hash-pass-per-payload.md)."""
     at = content_start(payload)
-    digest = hashlib.sha256(memoryview(payload)[at:]).digest()
-    h = hashlib.sha256(topic.encode("utf-8", "surrogatepass"))
+    digest = digest_from(payload, at)
+    h = blake3(topic.encode("utf-8", "surrogatepass"))
     h.update(b"\0s")
     h.update(memoryview(payload)[:at])
     h.update(digest)
-    return h.digest()[:16], digest
+    return h.digest(length=_FP_BYTES), digest
 
 
 @dataclass(slots=True)

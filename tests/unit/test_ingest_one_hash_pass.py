@@ -1,4 +1,4 @@
-"""One SHA-256 pass per payload serves both the crash-loop guard and dedup (ADR 0039): the
+"""One hash pass per payload serves both the crash-loop guard and dedup (ADR 0039): the
 fingerprints tell the same messages and batches apart as the two separate hashes did, and dedup
 does not hash a payload the guard has just hashed."""
 
