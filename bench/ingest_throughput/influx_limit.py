@@ -160,12 +160,14 @@ def influx_alone(
     clients[0].ensure_database()
     for b in rec.first:  # the series exist before the clock starts
         clients[0].write(b, precision="u")
-    gate = None
+    gate, needed = None, []
     if beside is not None:
         readings = sum(n for _, n in beside.payloads)
         needed = readings_needed(plan.raw_lines, readings)
-        ahead = max(sum(b.count(b"\n") + 1 for b in raw) for raw in rec.raw) if rec.raw else 1
-        gate = DecodeGate(beside.payloads, beside.decode, ahead=ahead * readings // rec.raw_points)
+        # one window's readings ahead: the ingester decodes window k+1 while k is written
+        window = max((sum(b.count(b"\n") + 1 for b in raw) for raw in rec.raw), default=1)
+        ahead = max(1, window * readings // max(rec.raw_points, 1))
+        gate = DecodeGate(beside.payloads, beside.decode, ahead=ahead)
     todo = iter(enumerate(plan.bodies))
     lock = threading.Lock()
 
