@@ -94,7 +94,12 @@ def run_case(bench: Bench, w: Workload) -> Case:
         first = next((d for d in drains if d.members == 1 and d.exact), None)
         if first is not None:
             others = first.points_written - first.sent
-            found[INFLUX] = influx_limit.influx_alone(bench, w.key, recorded, others)
+            found[INFLUX] = limits.median_run(
+                [
+                    influx_limit.influx_alone(bench, w.key, recorded, others)
+                    for _ in range(a.limit_runs)
+                ]
+            )
             if beside is not None:
                 found[INFLUX_DECODE] = influx_limit.influx_alone(
                     bench, w.key, recorded, others, beside
@@ -130,6 +135,12 @@ def main() -> None:
         default=5000,
         help="PANTAU_WRITE_CHUNK_LINES (raw), and the lines per write of InfluxDB alone",
     )
+    p.add_argument(
+        "--limit-runs",
+        type=int,
+        default=3,
+        help="runs of InfluxDB alone (every line) per raw mode; the median is the limit (odd)",
+    )
     p.add_argument("--paced", type=float, default=5.0, help="s of paced phase (0: none)")
     p.add_argument("--paced-fraction", type=float, default=0.7)
     p.add_argument("--load-procs", type=int, default=2, help="paced load processes")
@@ -137,6 +148,8 @@ def main() -> None:
     p.add_argument("--stall", type=float, default=30.0, help="s without progress = a stall")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = p.parse_args()
+    if args.limit_runs < 1 or args.limit_runs % 2 == 0:
+        p.error("--limit-runs must be odd and at least 1: the limit is the middle run")
     if args.quick:
         args.scale *= 0.25
         args.paced = 0.0

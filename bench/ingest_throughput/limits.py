@@ -74,6 +74,21 @@ def consumer_drain(bench: Bench, w: Workload) -> Limit:
     return Limit(name="paho count + ack", rate=rate, detail=detail, cpu_us=cpu * 1e6 / got)
 
 
+def median_run(runs: list[Limit]) -> Limit:
+    """The run with the median rate of ``runs`` (an odd number), its detail naming every
+    run's rate: a limit that scatters from one run to the next (InfluxDB alone, by up to a
+    tenth over 3 s) is read from the middle run, neither the luckiest nor the unluckiest."""
+    ordered = sorted(runs, key=lambda r: r.rate)
+    mid = ordered[len(ordered) // 2]
+    rates = ", ".join(f"{r.rate:,.0f}" for r in runs)
+    return Limit(
+        name=mid.name,
+        rate=mid.rate,
+        detail=f"median of {len(runs)} runs ({rates}/s); {mid.detail}",
+        cpu_us=mid.cpu_us,
+    )
+
+
 def _best(work: Callable[[], int]) -> tuple[float, float]:
     """Items/s of the fastest of ROUNDS calls of ``work`` (which returns its item count), and
     the least CPU microseconds per item (process time: what other work does not inflate)."""
