@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
 from bench.host_probe import wakeups_line
 from bench.ingest_throughput import influx_limit, limits
 from bench.ingest_throughput.env import Bench, close_bench, open_bench
@@ -32,7 +30,6 @@ from bench.ingest_throughput.workload import (
     Workload,
     sample_payloads,
 )
-from contract.binary import decode_binary_batch
 
 
 def _revision() -> str:
@@ -59,18 +56,11 @@ def run_case(bench: Bench, w: Workload) -> Case:
     a = bench.args
     found: dict[str, Limit] = {}
     payloads = sample_payloads(bench.loads(), w.channel, bench.batch(w.channel), bench.messages(w))
-    if w.channel != "binary":
-        found[ORJSON] = limits.orjson_alone(payloads)
-    else:
-        found[BINARY] = limits.binary_alone(payloads)
+    found[BINARY if w.channel == "binary" else ORJSON] = limits.decode_alone(payloads, w.channel)
     recorded = influx_limit.record(bench, payloads, w.key) if w.store_raw else None
     beside = None
     if recorded is not None:
-        name, decode = (
-            ("binary decode", decode_binary_batch)
-            if w.channel == "binary"
-            else ("orjson.loads", orjson.loads)
-        )
+        name, decode = limits.decoder(w.channel)
         beside = influx_limit.Beside(
             name=name, decode=decode, payloads=[(p, n) for _, p, n in payloads]
         )

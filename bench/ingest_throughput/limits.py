@@ -101,31 +101,26 @@ def _best(work: Callable[[], int]) -> tuple[float, float]:
     return best, cpu_us
 
 
-def orjson_alone(payloads: list[tuple[str, bytes, int]]) -> Limit:
-    """``orjson.loads`` of every JSON payload, nothing else: readings/s."""
+def decoder(channel: str) -> tuple[str, Callable[[bytes], object]]:
+    """The decode limit of a channel's payloads, (its name, the call): the fastest decode
+    there is of them, ``orjson.loads`` of JSON, ``contract.binary.decode_binary_batch`` of
+    binary batches."""
+    if channel == "binary":
+        return "binary decode", decode_binary_batch
+    return "orjson.loads", orjson.loads
+
+
+def decode_alone(payloads: list[tuple[str, bytes, int]], channel: str) -> Limit:
+    """The :func:`decoder` of ``channel`` on every payload, nothing else: readings/s."""
+    name, decode = decoder(channel)
     bodies = [p for _, p, _ in payloads]
     readings = sum(n for _, _, n in payloads)
 
     def work() -> int:
         for body in bodies:
-            orjson.loads(body)
+            decode(body)
         return readings
 
     rate, cpu_us = _best(work)
     detail = f"{len(bodies):,} payloads, {readings:,} readings, best of {ROUNDS}, one core"
-    return Limit(name="orjson.loads alone", rate=rate, detail=detail, cpu_us=cpu_us)
-
-
-def binary_alone(payloads: list[tuple[str, bytes, int]]) -> Limit:
-    """``contract.binary.decode_binary_batch`` of every binary payload: readings/s."""
-    bodies = [p for _, p, _ in payloads]
-    readings = sum(n for _, _, n in payloads)
-
-    def work() -> int:
-        for body in bodies:
-            decode_binary_batch(body)
-        return readings
-
-    rate, cpu_us = _best(work)
-    detail = f"{len(bodies):,} payloads, {readings:,} readings, best of {ROUNDS}, one core"
-    return Limit(name="binary decode alone", rate=rate, detail=detail, cpu_us=cpu_us)
+    return Limit(name=f"{name} alone", rate=rate, detail=detail, cpu_us=cpu_us)
