@@ -68,9 +68,15 @@ class Recorded:
 
     first: list[bytes]
     raw: list[list[bytes]]
+    #: raw points in each of ``raw``'s bodies, window by window
+    raw_counts: list[list[int]]
     rollups: list[list[bytes]]
-    raw_points: int
     rollup_lines: list[int]
+
+    @property
+    def raw_points(self) -> int:
+        """Raw points in every window's raw bodies (each series' first line not counted)."""
+        return sum(map(sum, self.raw_counts))
 
 
 def record(bench: Bench, payloads: list[tuple[str, bytes, int]], key: str) -> Recorded:
@@ -82,14 +88,15 @@ def record(bench: Bench, payloads: list[tuple[str, bytes, int]], key: str) -> Re
         chunk_bounds, chunk_lines=bench.args.chunk_lines, parallelism=bench.args.writers
     )
     first, raw = _split_first(windows[0]) if windows else ([], [])
-    rec = Recorded(first=[body(first)] if first else [], raw=[], rollups=[], raw_points=0,
+    rec = Recorded(first=[body(first)] if first else [], raw=[], raw_counts=[], rollups=[],
                    rollup_lines=[])  # fmt: skip
     for i, w in enumerate(windows):
         lines = raw if i == 0 else w.raw
-        rec.raw.append([body(lines[lo:hi]) for lo, hi in cut(len(lines))])
+        bounds = cut(len(lines))
+        rec.raw.append([body(lines[lo:hi]) for lo, hi in bounds])
+        rec.raw_counts.append([hi - lo for lo, hi in bounds])
         rec.rollups.append([body(w.rollups[lo:hi]) for lo, hi in cut(len(w.rollups))])
         rec.rollup_lines.append(len(w.rollups))
-        rec.raw_points += len(lines)
     return rec
 
 
@@ -134,7 +141,7 @@ def bodies_in_order(rec: Recorded, rollup_lines: int | None) -> Plan:
     carried: list[bytes] = []
     for i, raw in enumerate(rec.raw):
         plan.bodies += raw + carried
-        plan.raw_lines += [b.count(b"\n") + 1 for b in raw] + [0] * len(carried)
+        plan.raw_lines += rec.raw_counts[i] + [0] * len(carried)
         times = send[i] if send else 0
         carried = rec.rollups[i] * times
         plan.rollup_lines += rec.rollup_lines[i] * times
@@ -165,7 +172,7 @@ def influx_alone(
         readings = sum(n for _, n in beside.payloads)
         needed = readings_needed(plan.raw_lines, readings)
         # one window's readings ahead: the ingester decodes window k+1 while k is written
-        window = max((sum(b.count(b"\n") + 1 for b in raw) for raw in rec.raw), default=1)
+        window = max(map(sum, rec.raw_counts), default=1)
         ahead = max(1, window * readings // max(rec.raw_points, 1))
         gate = DecodeGate(beside.payloads, beside.decode, ahead=ahead)
     todo = iter(enumerate(plan.bodies))

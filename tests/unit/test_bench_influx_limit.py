@@ -47,8 +47,8 @@ def _recorded() -> Recorded:
     return Recorded(
         first=[b"first"],
         raw=[[b"r0a", b"r0b\nr0b"], [b"r1a"], [b"r2a"]],
+        raw_counts=[[1, 2], [1], [1]],
         rollups=[[b"u0"], [b"u1"], [b"u2a", b"u2b"]],
-        raw_points=30,
         rollup_lines=[10, 10, 12],
     )
 
@@ -72,6 +72,7 @@ def test_the_raw_only_limit_sends_no_rollups() -> None:
     plan = bodies_in_order(_recorded(), None)
     assert plan.bodies == [b"r0a", b"r0b\nr0b", b"r1a", b"r2a"]
     assert plan.raw_lines == [1, 2, 1, 1]
+    assert _recorded().raw_points == 5  # derived from the bodies' counts
     assert plan.rollup_lines == 0
 
 
