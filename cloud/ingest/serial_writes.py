@@ -106,4 +106,5 @@ class SerialWrites(Generic[Carried]):
         raise NotImplementedError
 
     def _stored(self, carried: Carried) -> None:
-        """A write of ``carried`` settled (InfluxDB holds every line it did not refuse)."""
+        """A write of ``carried`` settled (InfluxDB holds every line it did not refuse). By
+        default there is nothing to remember (past buckets are rewritten whole)."""
