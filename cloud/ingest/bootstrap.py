@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,33 +31,14 @@ def retry_delay(attempt: int) -> float:
     return backoff_delay(attempt, base=_BACKOFF_BASE_S, cap=_BACKOFF_CAP_S)
 
 
-@dataclass(kw_only=True)
-class MeteredInflux(InfluxHTTP):
-    """:class:`InfluxHTTP` that reports how many points each successful ``/write`` stored."""
-
-    on_points: Callable[[int], None] | None = None
-
-    def write(self, lines: Iterable[str] | bytes, *, precision: str = "ms") -> None:
-        """As :meth:`InfluxHTTP.write`; then reports the number of lines stored."""
-        if not isinstance(lines, bytes):
-            lines = list(lines)
-        super().write(lines, precision=precision)
-        if self.on_points is not None:
-            n = (lines.count(b"\n") + 1 if lines else 0) if isinstance(lines, bytes) else len(lines)
-            self.on_points(n)
-
-
-def influx_of(
-    settings: IngestSettings, *, on_points: Callable[[int], None] | None = None
-) -> MeteredInflux:
+def influx_of(settings: IngestSettings) -> InfluxHTTP:
     """The InfluxDB client ``settings`` describe (no I/O until used)."""
-    return MeteredInflux(
+    return InfluxHTTP(
         url=settings.influx_url,
         database=settings.influx_db,
         username=settings.influx_username,
         password=settings.influx_password,
         token=settings.influx_token,
-        on_points=on_points,
     )
 
 

@@ -180,7 +180,7 @@ class Ingester:
             server, _ = start_metrics_server(
                 port=s.metrics_port, host=s.metrics_host, registry=self.metrics.registry
             )
-        influx = influx_of(s, on_points=self.metrics.points_written.inc)
+        influx = influx_of(s)
         try:
             with influx:
                 writer = PointWriter(
@@ -189,6 +189,7 @@ class Ingester:
                     chunk_lines=s.write_chunk_lines,
                     parallelism=s.write_parallelism,
                     on_latency=self.metrics.write_latency.observe,
+                    on_stored=self.metrics.points_written.inc,
                     on_retrying=lambda on: self.metrics.write_retrying.set(int(on)),
                     on_settled=self._session.wake,  # collect's wait ends when a write settles
                 )

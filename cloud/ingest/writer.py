@@ -255,6 +255,7 @@ class PointWriter:
         backoff_base_s: float = 0.1,
         backoff_cap_s: float = 5.0,
         on_latency: Callable[[float], None] | None = None,
+        on_stored: Callable[[int], None] | None = None,
         on_retrying: Callable[[bool], None] | None = None,
         on_settled: Callable[[], None] | None = None,
     ) -> None:
@@ -265,6 +266,9 @@ class PointWriter:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.on_latency = on_latency
+        #: called with the number of lines of each request InfluxDB accepted: the writer cut
+        #: them, so it knows, where counting newlines in every body cost 3 % of a raw drain
+        self.on_stored = on_stored
         self.on_retrying = on_retrying
         #: called on a writer thread each time a submitted chunk has settled (its future is
         #: done by then), so the consumer wakes for it instead of polling (ADR 0041)
@@ -377,6 +381,8 @@ class PointWriter:
                 elapsed = time.perf_counter() - started
                 if self.on_latency is not None:
                     self.on_latency(elapsed)
+                if self.on_stored is not None:
+                    self.on_stored(len(chunk))
                 # DEBUG: several writes a second is the normal state, not news (failures and
                 # retries above are WARNING).
                 log.debug("stored %d lines in %.3f s", len(chunk), elapsed)

@@ -22,7 +22,9 @@ from pantau.services import InfluxDB
 pytestmark = pytest.mark.integration
 
 
-def test_a_field_type_conflict_refuses_only_the_conflicting_lines(influxdb: InfluxDB) -> None:
+def test_a_field_type_conflict_refuses_only_the_conflicting_lines_and_counts_the_rest(
+    influxdb: InfluxDB,
+) -> None:
     with InfluxHTTP(url=influxdb.url, database="w") as influx:
         influx.ensure_database()
         # occupied is now a float; same precision as PointWriter, so the same shard (InfluxDB
@@ -31,9 +33,14 @@ def test_a_field_type_conflict_refuses_only_the_conflicting_lines(influxdb: Infl
         lines = [f"queue,sensor=q{i} issued={i}i 1700000000000" for i in range(7)]
         lines[2] = "bed,sensor=b occupied=3i 1700000000000"
         lines[5] = "bed,sensor=c occupied=4i 1700000000000"
-        writer = PointWriter(influx=influx, stopping=threading.Event(), chunk_lines=4)
+        counted: list[int] = []
+        writer = PointWriter(
+            influx=influx, stopping=threading.Event(), chunk_lines=4, on_stored=counted.append
+        )
         refused = writer.write(lines)
         assert [r.line for r in refused] == [2, 5]
+        # each accepted request reports its own lines: the five good ones, each once
+        assert sum(counted) == 5
         assert all("conflict" in r.detail for r in refused)
         stored = [
             r for s in influx.query("SELECT issued FROM queue GROUP BY sensor") for r in s.rows()
