@@ -200,6 +200,48 @@ def test_native_decoder_never_takes_what_msgspec_refuses_and_writes_its_columns(
         assert native == struct_columns_of(payload, index)
 
 
+@st.composite
+def sensor_walk(draw: st.DrawFn, ids: list[str]) -> list[str]:
+    """Sensor ids as gateways send them: runs in registry order (the native decoder's guess is
+    the position after the last), jumps anywhere, and ids that are not in the registry but
+    share bytes with the guessed one (a prefix of it, it plus a byte) or with none."""
+    out: list[str] = []
+    at = draw(st.integers(0, len(ids) - 1))
+    for _ in range(draw(st.integers(1, 30))):
+        how = draw(st.sampled_from(["next", "next", "next", "jump", "prefix", "longer", "other"]))
+        if how == "next":
+            at = (at + 1) % len(ids)
+            out.append(ids[at])
+        elif how == "jump":
+            at = draw(st.integers(0, len(ids) - 1))
+            out.append(ids[at])
+        elif how == "prefix":
+            out.append(ids[(at + 1) % len(ids)][:-1])
+        elif how == "longer":
+            out.append(ids[(at + 1) % len(ids)] + draw(st.sampled_from(["x", "0", "-"])))
+        else:
+            out.append("nope")
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_sensor_positions_are_the_registrys_whether_the_next_position_guess_holds_or_not(
+    city: Registry, data: st.DataObject
+) -> None:
+    """The C decoder guesses each reading's sensor is the one after the last in registry order;
+    whatever the order, every row's position is the registry's (-1: unknown), as msgspec's."""
+    index = CityIndex.from_registry(city)
+    ids = sorted(index.sensor_pos, key=index.sensor_pos.__getitem__)
+    walk = data.draw(sensor_walk(ids))
+    payload = orjson.dumps({"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW,
+                            "readings": [bed(s, seq=i) for i, s in enumerate(walk)]})  # fmt: skip
+    native = native_columns_of(payload, index)
+    assert native is not None
+    assert native[2] == [index.sensor_pos.get(s, -1) for s in walk]
+    assert native == struct_columns_of(payload, index)
+
+
 def test_twenty_thousand_random_byte_edits_of_a_valid_batch_never_crash_or_overreach(
     city: Registry,
 ) -> None:

@@ -61,7 +61,7 @@ typedef struct {
 } Out;
 
 /* One reading object into row `row`. 1: taken; 0: not mine. */
-static int reading(Cur *c, const Table *t, Out *o, Py_ssize_t row) {
+static int reading(Cur *c, const Table *t, Out *o, Py_ssize_t row, int32_t *last) {
     int64_t vals[MAX_NAMES];
     uint32_t seen = 0, present = 0;
     int k = -1;
@@ -76,7 +76,7 @@ static int reading(Cur *c, const Table *t, Out *o, Py_ssize_t row) {
         switch (at) {
             case R_SENSOR:
                 if (!str(c, &s, &n)) return 0;
-                o->sensor[row] = table_get(t, s, n);
+                o->sensor[row] = table_next(t, s, n, last);
                 break;
             case R_KIND:
                 if (!str(c, &s, &n) || (k = find(C.kind, C.n_kinds, s, n)) < 0) return 0;
@@ -123,6 +123,7 @@ static Py_ssize_t batch(Cur *c, const Table *t, Out *o, Py_ssize_t start, const 
                         Py_ssize_t *gw_n, int64_t *seq) {
     uint32_t seen = 0;
     Py_ssize_t count = 0;
+    int32_t last = -1; /* the position of the batch's previous known sensor */
     int64_t x;
     int at = -1;
     if (!lit(c, '{')) return 0;
@@ -150,7 +151,7 @@ static Py_ssize_t batch(Cur *c, const Table *t, Out *o, Py_ssize_t start, const 
                 if (!lit(c, '[')) return 0;
                 for (;;) {
                     if (count >= C.max_readings || start + count >= o->capacity) return 0;
-                    if (!reading(c, t, o, start + count)) return 0;
+                    if (!reading(c, t, o, start + count, &last)) return 0;
                     count++;
                     int more = next(c, ']');
                     if (more < 0) return 0;
