@@ -266,8 +266,7 @@ class PointWriter:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.on_latency = on_latency
-        #: called with the number of lines of each request InfluxDB accepted: the writer cut
-        #: them, so it knows, where counting newlines in every body cost 3 % of a raw drain
+        #: called with each accepted request's line count (known here, never recounted)
         self.on_stored = on_stored
         self.on_retrying = on_retrying
         #: called on a writer thread each time a submitted chunk has settled (its future is
