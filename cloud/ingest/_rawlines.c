@@ -6,11 +6,16 @@
  * str(int) writes them, then "i ", the time's digits and "\n". Nothing here escapes or judges
  * anything: every byte that is not a digit or '-' comes in from Python.
  *
- * format_lines(keys, key_starts, key_rows, prefixes, values, ts) -> (text, lengths)
+ * format_lines(keys, key_starts, key_rows, prefixes, values, ts[, floats, float_prefix])
+ *   -> (text, lengths)
  *   keys: the series keys concatenated; key_starts: int64[n_keys + 1], key i is
  *   keys[key_starts[i]:key_starts[i + 1]]; key_rows: int64[n]; prefixes: a tuple of k bytes;
  *   values: int64[n * k] (row-major); ts: int64[n]. text: every line, each ending in "\n";
  *   lengths: int64[n] as bytes, each line's length with its "\n".
+ *   floats: float64[n], a last field after the integers (the rollups' ratio or wait), written
+ *   as float_prefix and repr(float) writes it (PyOS_double_to_string 'r', as float.__repr__),
+ *   left out where it is NaN (undefined); an infinity raises ValueError (InfluxDB cannot
+ *   store it). cloud.influx.format_rows_at is the same line in Python.
  * Bounds: every key row is checked against n_keys and every buffer's size against n and k
  * before anything is written; the text's size is computed exactly in a first pass.
  * Digits: widths from the bit length and two digits per division (88-90 -> 65-69 ns a 6-field
@@ -19,6 +24,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 /* 10**k for k = 0..19 (10**19 < 2**64) */
@@ -79,17 +85,23 @@ static int need(Py_buffer *b, Py_ssize_t items, const char *what) {
 
 static PyObject *format_lines(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer keys = {0}, starts = {0}, rows = {0}, values = {0}, ts = {0};
-    PyObject *prefixes, *out = NULL, *lengths = NULL, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*y*O!y*y*", &keys, &starts, &rows, &PyTuple_Type, &prefixes,
-                          &values, &ts))
+    Py_buffer keys = {0}, starts = {0}, rows = {0}, values = {0}, ts = {0}, floats = {0};
+    PyObject *prefixes, *float_prefix = NULL, *out = NULL, *lengths = NULL, *result = NULL;
+    char **reprs = NULL; /* each float's repr, NULL where it is left out */
+    if (!PyArg_ParseTuple(args, "y*y*y*O!y*y*|y*O!", &keys, &starts, &rows, &PyTuple_Type,
+                          &prefixes, &values, &ts, &floats, &PyBytes_Type, &float_prefix))
         return NULL;
     Py_ssize_t n = ts.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t k = PyTuple_GET_SIZE(prefixes);
     Py_ssize_t n_keys = starts.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    int with_floats = floats.buf != NULL;
     if (need(&ts, n, "ts") || need(&rows, n, "key_rows") || need(&values, n * k, "values") ||
         n_keys < 0)
         goto done;
+    if (with_floats && (floats.len != n * (Py_ssize_t)sizeof(double) || float_prefix == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "floats: one float64 per point, and a float_prefix");
+        goto done;
+    }
     const int64_t *st = starts.buf, *kr = rows.buf, *val = values.buf, *tv = ts.buf;
     const char *kb = keys.buf;
     for (Py_ssize_t i = 0; i <= n_keys; i++) {
@@ -107,6 +119,24 @@ static PyObject *format_lines(PyObject *self, PyObject *args) {
         }
         fixed += PyBytes_GET_SIZE(p);
     }
+    if (with_floats) {
+        reprs = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+        if (!reprs) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        const double *fv = floats.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (isnan(fv[i])) continue;
+            if (isinf(fv[i])) {
+                PyErr_Format(PyExc_ValueError, "%s cannot be stored", fv[i] > 0 ? "inf" : "-inf");
+                goto done;
+            }
+            reprs[i] = PyOS_double_to_string(fv[i], 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (!reprs[i]) goto done;
+        }
+    }
+    Py_ssize_t fp_len = float_prefix ? PyBytes_GET_SIZE(float_prefix) : 0;
     lengths = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
     if (!lengths) goto done;
     int64_t *len = (int64_t *)PyBytes_AS_STRING(lengths);
@@ -119,6 +149,7 @@ static PyObject *format_lines(PyObject *self, PyObject *args) {
         }
         Py_ssize_t w = (Py_ssize_t)(st[kr[i] + 1] - st[kr[i]]) + fixed + int_width(tv[i]);
         for (Py_ssize_t j = 0; j < k; j++) w += int_width(val[i * k + j]);
+        if (reprs && reprs[i]) w += fp_len + (Py_ssize_t)strlen(reprs[i]);
         len[i] = w;
         total += w;
     }
@@ -139,6 +170,13 @@ static PyObject *format_lines(PyObject *self, PyObject *args) {
             o += w;
         }
         *o++ = 'i';
+        if (reprs && reprs[i]) {
+            memcpy(o, PyBytes_AS_STRING(float_prefix), (size_t)fp_len);
+            o += fp_len;
+            size_t r = strlen(reprs[i]);
+            memcpy(o, reprs[i], r);
+            o += r;
+        }
         *o++ = ' ';
         Py_ssize_t w = int_width(tv[i]);
         write_int(o, tv[i], w);
@@ -147,6 +185,10 @@ static PyObject *format_lines(PyObject *self, PyObject *args) {
     }
     result = PyTuple_Pack(2, out, lengths);
 done:
+    if (reprs) {
+        for (Py_ssize_t i = 0; i < n; i++) PyMem_Free(reprs[i]);
+        PyMem_Free(reprs);
+    }
     Py_XDECREF(out);
     Py_XDECREF(lengths);
     PyBuffer_Release(&keys);
@@ -154,6 +196,7 @@ done:
     PyBuffer_Release(&rows);
     PyBuffer_Release(&values);
     PyBuffer_Release(&ts);
+    if (floats.buf != NULL) PyBuffer_Release(&floats);
     return result;
 }
 

@@ -1,4 +1,4 @@
-"""Types of the native raw line formatter (``_rawlines.c``, ADR 0039)."""
+"""Types of the native line formatter (``_rawlines.c``, ADR 0039; rollup rows, ADR 0050)."""
 
 import numpy as np
 import numpy.typing as npt
@@ -10,5 +10,7 @@ def format_lines(
     prefixes: tuple[bytes, ...],
     values: npt.NDArray[np.int64],
     ts: npt.NDArray[np.int64],
+    floats: npt.NDArray[np.float64] = ...,
+    float_prefix: bytes = ...,
     /,
 ) -> tuple[bytes, bytes]: ...

@@ -27,7 +27,7 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
-from cloud.influx import LineProtocolError, escape_tag
+from cloud.influx import LineProtocolError, escape_tag, format_rows_at
 
 try:
     from cloud.ingest import _rawlines
@@ -142,6 +142,41 @@ def _native(
         np.ascontiguousarray(ts, np.int64),
     )
     return text, np.frombuffer(lengths, np.int64)
+
+
+def rows_at(
+    keys: Sequence[str],
+    names: Sequence[str],
+    ints: npt.NDArray[np.int64],
+    float_name: str,
+    floats: npt.NDArray[np.float64],
+    ts: int,
+) -> list[str]:
+    """:func:`cloud.influx.format_rows_at`'s lines from the columns themselves (``ints`` one row
+    per key), formatted by the native formatter when it is built: the rollup rows a window
+    writes, whose formatting was a window's largest fixed cost (ADR 0050)."""
+    if _rawlines is None:
+        return format_rows_at(keys, names, ints.tolist(), float_name, floats.tolist(), ts)
+    if not names:
+        raise LineProtocolError("a point needs at least one field")
+    if len(ints) != len(keys) or len(floats) != len(keys):
+        raise ValueError("keys, integers and floats must have one row per point")
+    if (inf := np.isinf(floats)).any():
+        raise LineProtocolError(f"{floats[inf][0]} cannot be stored")
+    encoded = [k.encode() for k in keys]
+    starts = np.zeros(len(keys) + 1, np.int64)
+    np.cumsum([len(k) for k in encoded], out=starts[1:])
+    text, _ = _rawlines.format_lines(
+        b"".join(encoded),
+        starts,
+        np.arange(len(keys), dtype=np.int64),
+        tuple(_fixed(names)),
+        np.ascontiguousarray(ints, np.int64).reshape(len(keys), len(names)),
+        np.full(len(keys), ts, np.int64),
+        np.ascontiguousarray(floats, np.float64),
+        f",{escape_tag(float_name)}=".encode(),
+    )
+    return text.decode().split("\n")[:-1]
 
 
 def _format(

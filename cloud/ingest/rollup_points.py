@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cloud.influx import format_rows_at, series_key
+from cloud.influx import series_key
 from cloud.ingest.aggregate import (
     BedLayouts,
     SensorState,
@@ -35,6 +35,7 @@ from cloud.ingest.aggregate import (
     crowd_sites,
     queue_sites,
 )
+from cloud.ingest.raw_lines import rows_at
 from cloud.ingest.topology import BED_TYPE_SLOTS, FACILITIES, CityIndex
 from cloud.storage_schema import BED_ROLLUP_INTS, CROWD_SITE_INTS, QUEUE_SITE_INTS, Measurement
 
@@ -149,10 +150,7 @@ class RollupPoints:
             keys = list(map(known.__getitem__, cells))
         except KeyError:
             keys = [self._key(m, cell) for cell in cells]
-        floats = t.floats[rows].tolist()
-        return format_rows_at(
-            keys, names, t.ints[rows].tolist(), float_name, floats, stamp_ms * 1000
-        )
+        return rows_at(keys, names, t.ints[rows], float_name, t.floats[rows], stamp_ms * 1000)
 
     def _key(self, m: Measurement, cell: int) -> str:
         key = self._keys[m].get(cell)

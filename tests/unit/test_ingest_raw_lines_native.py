@@ -1,16 +1,18 @@
-"""The native raw line formatter (``_rawlines.c``, ADR 0039) writes exactly the bytes and line
-lengths of raw_lines' numpy path on random rows, so either can format a window's raw points."""
+"""The native line formatter (``_rawlines.c``, ADR 0039) writes exactly the bytes and line
+lengths of raw_lines' numpy path on random rows, so either can format a window's raw points;
+and with a float column exactly ``cloud.influx.format_rows_at``'s rollup lines (ADR 0050)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cloud.influx import series_key
+from cloud.influx import LineProtocolError, format_rows_at, series_key
 from cloud.ingest import raw_lines
-from cloud.ingest.raw_lines import KeyTable, format_int_parts
-from tests.raw_lines_support import Point, formatter_args, points
+from cloud.ingest.raw_lines import KeyTable, format_int_parts, rows_at
+from tests.raw_lines_support import I64, Point, formatter_args, points
 from tests.raw_lines_support import lines_text as _text
 
 
@@ -80,3 +82,41 @@ def test_a_key_row_beyond_the_table_is_refused_not_read() -> None:
     one = np.array([[1]], np.int64)
     with pytest.raises(IndexError, match="key row 1 beyond 1 keys"):
         _text(keys, np.array([1], np.intp), ["count"], one, np.array([5], np.int64))
+
+
+#: a rollup's float field: mostly a ratio, sometimes undefined (NaN: left out), or any finite
+#: float repr has to get right (tiny, huge, negative, -0.0)
+_FLOAT = st.one_of(
+    st.floats(0, 2, allow_nan=False),
+    st.just(float("nan")),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=points(), floats=st.lists(_FLOAT, min_size=40, max_size=40), stamp=I64)
+def test_rollup_rows_formatted_natively_are_the_python_formatters_lines(
+    case: Point, floats: list[float], stamp: int
+) -> None:
+    """``raw_lines.rows_at`` (the rollups' rows, natively) writes ``cloud.influx.format_rows_at``'s
+    lines for any keys, integers, float (repr's digits; NaN left out) and time."""
+    keys, names, key_rows, rows, _ = case
+    row_keys = [keys[r] for r in key_rows]
+    ints = np.array(rows, np.int64).reshape(len(rows), len(names))
+    f = np.array(floats[: len(rows)], np.float64)
+    expected = format_rows_at(row_keys, names, rows, "bor", f.tolist(), stamp)
+    assert rows_at(row_keys, names, ints, "bor", f, stamp) == expected
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(raw_lines, "_rawlines", None)
+        assert rows_at(row_keys, names, ints, "bor", f, stamp) == expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+def test_an_infinite_rollup_float_is_refused_by_both_formatters(native: bool, bad: float) -> None:
+    keys = [series_key("crowd_site", {"site": "pasar-johar"})] * 2
+    with pytest.MonkeyPatch.context() as mp:
+        if not native:
+            mp.setattr(raw_lines, "_rawlines", None)
+        with pytest.raises(LineProtocolError, match=f"^{bad} cannot be stored$"):
+            rows_at(keys, ["people"], np.ones((2, 1), np.int64), "ratio", np.array([0.5, bad]), 1)
