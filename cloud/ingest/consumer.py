@@ -6,10 +6,10 @@ acknowledged is redelivered after a crash or a reconnect. Each connection gets a
 *generation*: a message is acknowledged only on the connection that delivered it (its packet id
 means nothing on the next one, where the broker redelivers it anyway).
 
-Backpressure: the broker may have at most ``mqtt_receive_maximum`` unacknowledged messages in
-flight to us (MQTT v5 Receive Maximum), and we hold at most ``held_max_bytes`` of payload (past
-it the network thread stops reading the socket until a window is done), so the buffer and
-memory stay bounded and the backlog waits at the broker.
+Backpressure: at most ``mqtt_receive_maximum`` unacknowledged messages in flight to us (MQTT v5
+Receive Maximum) and ``held_max_bytes`` of payload held (past it the network thread stops
+reading the socket until a window is done): memory stays bounded, the backlog waits at the
+broker. Both byte budgets count :func:`window_bytes`: aggregates-only, JSON at half.
 
 The per-message path: paho's network thread only appends (topic, payload, time, packet id) to
 the inbox and counts; it wakes the consumer once per window (when the inbox holds a full
@@ -57,9 +57,8 @@ _STATUS_FILTER = topics.subscription(Channel.STATUS)
 DISCONNECT_WAIT_S = 1.0
 #: How long the connect waits for the CONNACK.
 _CONNACK_WAIT_S = 10.0
-#: After a full window, with nothing else to do, a partial one is taken once the inbox has
-#: not grown for this long: the rest of a backlog, which no more messages will fill
-#: (docs/adr/0040-rest-of-a-backlog-without-the-flush-wait.md).
+#: After a full window, with nothing else to do, a partial one is taken once the inbox has not
+#: grown for this long: the rest of a backlog, which no more messages will fill (ADR 0040).
 _DRY_S = 0.01
 
 #: What the network thread keeps of a message: topic, payload, received ms, packet id, QoS,
@@ -68,6 +67,13 @@ _Received = tuple[str, bytes, int, int, int, int]
 _PAYLOAD = itemgetter(1)
 #: a received tuple as the Message it already is, field for field (C, no Python frame)
 _AS_MESSAGE: Callable[[_Received], Message] = partial(tuple.__new__, Message)
+
+
+def window_bytes(payload: bytes, *, json_shift: int) -> int:
+    """The bytes ``payload`` counts against ``window_max_bytes`` and ``held_max_bytes``: a JSON
+    payload's ``>> json_shift`` (1 aggregates-only: what a window costs is its readings and
+    their columns, and a JSON reading is about four times a binary one's bytes; ADR 0051)."""
+    return len(payload) >> json_shift if payload[:1] == b"{" else len(payload)
 
 
 def subscribe_options(topic_filter: str) -> SubscribeOptions:
@@ -114,11 +120,13 @@ class MqttSession:
         #: bound on the inbox (Mosquitto 2.0.11 can send a whole Receive Maximum more per
         #: PUBACK while a backlog is queued; ADR 0006): last-resort backpressure
         self._inbox_max = 2 * settings.mqtt_receive_maximum
-        #: payload bytes received (network thread) / taken into windows and released
-        #: (consumer); each counter has one writer, so no lock is taken per message
+        #: window bytes (:func:`window_bytes`) received (network thread) / taken into windows
+        #: and released (consumer); each counter has one writer, so no lock is taken per message
         self._in_bytes = 0
         self._taken_bytes = 0
         self._out_bytes = 0
+        #: a payload's window bytes (aggregates-only, JSON counts half)
+        self.window_bytes = partial(window_bytes, json_shift=0 if settings.store_raw else 1)
         #: set when the inbox holds a full window, and by :meth:`wake`
         self._window_ready = threading.Event()
         #: PUBACKs of our own publications so far (network thread; on_publish runs just
@@ -231,7 +239,7 @@ class MqttSession:
         # The network thread's whole per-message work: anything that can wait for the window
         # waits (module docstring).
         payload = bytes(msg.payload)  # already bytes: no copy
-        size = len(payload)
+        size = self.window_bytes(payload)
         held = self._in_bytes - self._out_bytes
         if (
             (held and held + size > self.settings.held_max_bytes)
@@ -356,13 +364,13 @@ class MqttSession:
 
     def _take(self, max_messages: int, max_bytes: int) -> tuple[list[Message], int]:
         """Up to ``max_messages`` from the inbox, oldest first, stopping after the message
-        that brings the payload bytes to ``max_bytes``; and their bytes. No Python code runs
-        per message (the received tuples become Messages in C): at one reading per message
-        that loop was a tenth of the consumer thread's CPU (docs/adr/0029)."""
+        that brings the window bytes to ``max_bytes``; and their window bytes. The received
+        tuples become Messages in C: at one reading per message a Python loop was a tenth of
+        the consumer thread's CPU (docs/adr/0029)."""
         inbox = self._inbox
         popleft = inbox.popleft
         taken = [popleft() for _ in range(min(len(inbox), max_messages))]
-        sizes = list(map(len, map(_PAYLOAD, taken)))
+        sizes = list(map(self.window_bytes, map(_PAYLOAD, taken)))
         size = sum(sizes)
         if size >= max_bytes:  # big payloads: cut where the window reaches max_bytes
             upto = list(accumulate(sizes))

@@ -309,19 +309,20 @@ class Ingester:
         if peers:
             inflight.drain()  # their state merges into one that has every window of ours
             merge_peers(self, peers, pipeline)
-        # A window started here holds its payloads until it is finished (overlap.py).
-        self._session.release(sum(len(m.payload) for m in window) - self._adopted)
+        self._session.release(self._window_bytes(window) - self._adopted)  # the rest: overlap.py
 
     def _start(self, window: list[Message]) -> None:
-        """Decode ``window`` while the one in flight is written; it stays in flight and
-        releases its payload bytes when it is finished."""
-        size = sum(len(m.payload) for m in window)
+        """Decode ``window`` while the one in flight is written (it holds its bytes until done)."""
+        size = self._window_bytes(window)
         self._inflight.start(self._require()[1], window, size=size)
         self._adopted += size
 
+    def _window_bytes(self, window: list[Message]) -> int:  # of the session's byte budgets
+        return sum(self._session.window_bytes(m.payload) for m in window)
+
     def _process(self, window: list[Message]) -> None:
-        """Store and acknowledge ``window`` (and the one in flight) before returning; its
-        bytes are not the session's (the registry's replay, reload.py)."""
+        """Store and acknowledge ``window`` (and the one in flight) now; its bytes are not the
+        session's (the registry's replay, reload.py)."""
         self._inflight.start(self._require()[1], window, size=0)
         self._inflight.drain()
 

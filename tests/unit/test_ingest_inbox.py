@@ -165,21 +165,34 @@ def _loop_cut(sizes: list[int], max_messages: int, max_bytes: int) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    sizes=st.lists(st.integers(0, 40), max_size=25),
+    payloads=st.lists(
+        st.tuples(st.integers(0, 40), st.booleans()).map(
+            lambda p: (b"{" + b"x" * (p[0] - 1)) if p[1] and p[0] else b"P" * p[0]
+        ),
+        max_size=25,
+    ),
     max_messages=st.integers(1, 12),
     max_bytes=st.integers(1, 120),
+    store_raw=st.booleans(),
 )
-@example(sizes=[5, 0], max_messages=3, max_bytes=5)  # exactly at max_bytes, then empty
+@example(
+    payloads=[b"x" * 5, b""], max_messages=3, max_bytes=5, store_raw=True
+)  # at max, then empty
+@example(payloads=[b"{" * 9, b"P"], max_messages=3, max_bytes=5, store_raw=False)  # JSON: 9 // 2
 def test_windows_are_cut_exactly_where_the_message_by_message_loop_cut_them(
-    sizes: list[int], max_messages: int, max_bytes: int
+    payloads: list[bytes], max_messages: int, max_bytes: int, store_raw: bool
 ) -> None:
     """Taking a window without a loop per message gives the same windows, in the same order,
     with the same byte counts, as the loop did: at most max_messages, ending with the message
-    that brings the window to max_bytes; what is left stays in the inbox, in order."""
-    session, _ = _session()
-    for mid, size in enumerate(sizes):
-        session._on_message(1, _message(mid, b"x" * size))
-    rest = list(range(len(sizes)))
+    that brings the window to max_bytes, where aggregates-only a JSON payload counts half its
+    bytes (ADR 0051), against the window and the held budget alike; what is left stays in the
+    inbox, in order."""
+    session, metrics = _session(store_raw=store_raw)
+    for mid, payload in enumerate(payloads):
+        session._on_message(1, _message(mid, payload))
+    sizes = [len(p) // 2 if p[:1] == b"{" and not store_raw else len(p) for p in payloads]
+    assert _held_bytes(metrics) == sum(sizes)
+    rest = list(range(len(payloads)))
     while rest:
         window, size = session._take(max_messages, max_bytes)
         n = _loop_cut([sizes[m] for m in rest], max_messages, max_bytes)
