@@ -312,7 +312,8 @@ def test_the_c_decoder_writes_no_row_past_the_buffers_and_refuses_misuse(city: R
     """A batch of 3 readings into buffers of 2 rows is not taken, and the rows past them
     (views of larger arrays) are untouched; a start past the buffers, buffers of the wrong
     item size, a payload that is not bytes, a table of non-str ids and a second configure
-    raise; an oversize payload, too many readings and 100 000 nested brackets are not taken."""
+    raise; a sparse table still finds its ids; an oversize payload, too many readings and
+    100 000 nested brackets are not taken."""
     table = json_native.native_table(CityIndex.from_registry(city))
     three = orjson.dumps({"v": 1, "gw": "gw-kariadi", "seq": 1, "sent": NOW,
                           "readings": [bed()] * 3})  # fmt: skip
@@ -332,6 +333,8 @@ def test_the_c_decoder_writes_no_row_past_the_buffers_and_refuses_misuse(city: R
         _jsoncols.Table({1: 2})
     with pytest.raises(ValueError, match="int32"):
         _jsoncols.Table({"a": -1})
+    # a sparse table (positions far beyond its size: no position-order guesses) still finds
+    assert _jsoncols.Table({"a": 2**31 - 2, "b": 0}).get("a") == 2**31 - 2
     with pytest.raises(RuntimeError, match="once"):
         _jsoncols.configure(envelope_keys=ENVELOPE_KEYS, reading_keys=READING_KEYS,
                             kinds=[], clocks=(), width=1, max_readings=1, max_payload=1,

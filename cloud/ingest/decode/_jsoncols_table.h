@@ -89,7 +89,10 @@ static int Table_init(Table *self, PyObject *args, PyObject *kwds) {
     while (cap < (size_t)n * 2 + 1) cap <<= 1;
     Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
     char *keys = PyMem_Malloc(total > 0 ? (size_t)total : 1);
-    Span *by_pos = PyMem_Malloc(((size_t)top + 1) * sizeof(Span) + 1);
+    /* positions are the registry's, 0 .. n - 1; a sparse misuse gets no guesses, not a huge
+     * array */
+    Py_ssize_t n_pos = top < 2 * n + 1024 ? (Py_ssize_t)top + 1 : 0;
+    Span *by_pos = PyMem_Malloc((size_t)n_pos * sizeof(Span) + 1);
     if (slots == NULL || keys == NULL || by_pos == NULL) {
         PyMem_Free(slots);
         PyMem_Free(keys);
@@ -98,14 +101,14 @@ static int Table_init(Table *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     for (size_t s = 0; s < cap; s++) slots[s].pos = -1;
-    for (long p = 0; p <= top; p++) by_pos[p] = (Span){0, UINT32_MAX};
+    for (Py_ssize_t p = 0; p < n_pos; p++) by_pos[p] = (Span){0, UINT32_MAX};
     /* From here the table is whole at every step (empty slots, then more ids): a failure
      * below leaves a table of fewer ids, never one whose probe cannot end. */
     self->slots = slots;
     self->keys = keys;
     self->mask = cap - 1;
     self->by_pos = by_pos;
-    self->n_pos = (Py_ssize_t)top + 1;
+    self->n_pos = n_pos;
     Py_ssize_t off = 0;
     i = 0;
     while (PyDict_Next(d, &i, &k, &v)) {
