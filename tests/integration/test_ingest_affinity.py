@@ -61,13 +61,15 @@ def test_pin_one_cpu_false_leaves_every_cpu_to_the_ingester(
     assert set(cpus.values()) == {allowed}
 
 
-def test_pin_to_one_cpu_picks_the_cpu_it_runs_on_and_threads_started_later_inherit_it() -> None:
+def test_pin_to_one_cpu_picks_the_cpu_it_runs_on_and_threads_started_later_inherit_it(
+    tmp_path: Path,
+) -> None:
     """In a fresh interpreter (the test process itself stays free): the CPU returned is the
     one it was running on, and a thread started afterwards is held to it too."""
     code = (
-        "import os, pathlib, tempfile, threading\n"
+        "import os, pathlib, sys, threading\n"
         "from cloud.ingest.affinity import claim_cpu, current_cpu, pin_to_one_cpu\n"
-        "claims = pathlib.Path(tempfile.mkdtemp())\n"
+        "claims = pathlib.Path(sys.argv[1])\n"
         "claim_cpu([], claims)\n"  # the directory exists: less to do between the two reads
         "before = current_cpu()\n"
         "cpu = pin_to_one_cpu(claims)\n"
@@ -77,7 +79,10 @@ def test_pin_to_one_cpu_picks_the_cpu_it_runs_on_and_threads_started_later_inher
         "print(before, cpu, sorted(os.sched_getaffinity(0)), seen[0])\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(tmp_path / "claims")],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split(maxsplit=2)
     before, cpu, rest = out
     if len(os.sched_getaffinity(0)) < 2:

@@ -5,7 +5,6 @@ does not hash a payload the guard has just hashed."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,7 @@ def test_bytes_moving_between_envelope_and_readings_change_the_guard_fingerprint
 
 
 def test_dedup_reads_the_digest_the_guard_computed_instead_of_hashing_again(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """After the guard planned a window, fingerprinting its batches hashes nothing more, and
     gives the fingerprint hashing would have given; a payload the guard did not see (an equal
@@ -96,7 +95,7 @@ def test_dedup_reads_the_digest_the_guard_computed_instead_of_hashing_again(
         b'{"v":1,"sent":%d,' % i + KEY + b":[%d]}" % (i % 2) + b" " * SPLIT_BYTES for i in range(4)
     ]
     expected = [content_fingerprint(p) for p in big]
-    guard = PoisonGuard(path=Path(tempfile.mkdtemp()) / "guard.sqlite", max_attempts=3)
+    guard = PoisonGuard(path=tmp_path / "guard.sqlite", max_attempts=3)
     guard.plan([Message(topic="t", payload=p, received_ms=0) for p in big])
     hashed: list[bytes] = []
     real = dedup.content_digest
