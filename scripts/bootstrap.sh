@@ -50,7 +50,9 @@ fi
 PY="${PY:-$(pick_python)}"
 
 stamp=".venv/.pantau-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16)"
+# pyproject.toml and the C extensions' sources: pip install -e builds the extensions in place,
+# so a checkout that pulled changed C code must install again, or it keeps the old .so files
+want="$( { cat pyproject.toml; find cloud -name '*.[ch]' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> creating .venv with $("$PY" --version) and installing Pantau"
   "$PY" -m venv .venv
