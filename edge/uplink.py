@@ -358,6 +358,10 @@ class Uplink:
                 if pending.seq in self._seen_seqs:
                     self.counters["resent_batches"] += 1
                 self._seen_seqs.add(pending.seq)
+        if len(self.in_flight) >= MAX_IN_FLIGHT and self._acks:
+            # PUBACKs that came in while the window was still filling found it not full and
+            # woke no one: wake the loop for them now, not a tick (0.2 s) later
+            self._events.put(None)
 
     def _on_puback(self, mid: int, rc: int, reason: str) -> None:
         pending = self.in_flight.pop(mid, None)

@@ -29,8 +29,9 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
 ) -> None:
     """3 batches acknowledged: 3 PUBACKs wait on the deque and nothing is on the loop's queue;
     the loop's calls account all 3 and settle them, emptying the spool. Then a full window
-    of 64 in flight: each of its PUBACKs frees a slot, so each one wakes the loop (64
-    wake-ups, one per PUBACK, all taken in one wake-up by the loop's drain of its queue)."""
+    of 64 in flight: its PUBACKs free slots, so the loop is woken (by each PUBACK that found
+    the window full, or by send_pending for those that came in while it filled), with
+    nothing but wake-ups on its queue."""
     settings = make_settings(mosquitto, tmp_path, {"bus0": "/dev/null"})
     events: queue.Queue[UplinkEvent | None] = queue.Queue()
     spool = MemoryOutbox().open()
@@ -70,16 +71,18 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
         up.maybe_pending = True
         up.send_pending(spool, None)
         assert len(up.in_flight) == MAX_IN_FLIGHT
-        # paho's thread appends each PUBACK, then wakes the loop: wait for both, or the last
-        # wake-up may still be on its way when the queue is read.
+        # A PUBACK that finds the window full wakes the loop; one that came in while the
+        # window was still filling wakes it through send_pending: at least one wake-up, only
+        # wake-ups, and never more than the window's PUBACKs.
         wait_for(
-            lambda: len(up._acks) == MAX_IN_FLIGHT and events.qsize() >= MAX_IN_FLIGHT,
-            "a full window's PUBACKs and their wake-ups",
+            lambda: len(up._acks) == MAX_IN_FLIGHT and events.qsize() >= 1,
+            "a full window's PUBACKs and a wake-up",
         )
         woken: list[Any] = []
         while not events.empty():
             woken.append(events.get_nowait())
-        assert woken == [None] * MAX_IN_FLIGHT
+        assert 1 <= len(woken) <= MAX_IN_FLIGHT
+        assert set(woken) == {None}
         up.handle_acks()
         up.settle(spool)
         assert up.counters["batches_acked"] == 3 + MAX_IN_FLIGHT
