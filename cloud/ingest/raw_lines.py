@@ -157,10 +157,11 @@ def rows_at(
     writes, whose formatting was a window's largest fixed cost (ADR 0050)."""
     if _rawlines is None:
         return format_rows_at(keys, names, ints.tolist(), float_name, floats.tolist(), ts)
-    if not names:
-        raise LineProtocolError("a point needs at least one field")
-    if len(ints) != len(keys) or len(floats) != len(keys):
-        raise ValueError("keys, integers and floats must have one row per point")
+    key_rows = np.arange(len(keys), dtype=np.int64)
+    times = np.full(len(keys), ts, np.int64)
+    _check(key_rows, names, ints, times)
+    if len(floats) != len(keys):
+        raise ValueError("keys and floats must have one row per point")
     if (inf := np.isinf(floats)).any():
         raise LineProtocolError(f"{floats[inf][0]} cannot be stored")
     encoded = [k.encode() for k in keys]
@@ -169,10 +170,10 @@ def rows_at(
     text, _ = _rawlines.format_lines(
         b"".join(encoded),
         starts,
-        np.arange(len(keys), dtype=np.int64),
+        key_rows,
         tuple(_fixed(names)),
-        np.ascontiguousarray(ints, np.int64).reshape(len(keys), len(names)),
-        np.full(len(keys), ts, np.int64),
+        np.ascontiguousarray(ints, np.int64),
+        times,
         np.ascontiguousarray(floats, np.float64),
         f",{escape_tag(float_name)}=".encode(),
     )
