@@ -18,7 +18,7 @@ from bench.ingest_throughput.limits import Limit
 from bench.ingest_throughput.paced import paced
 from bench.ingest_throughput.procstat import BenchError, load_average
 from bench.ingest_throughput.report import Case, describe, table
-from bench.ingest_throughput.runner import Drain, drain
+from bench.ingest_throughput.runner import Drain, drain, median_drain
 from bench.ingest_throughput.workload import (
     BINARY,
     CONSUMER,
@@ -74,9 +74,12 @@ def run_case(bench: Bench, w: Workload) -> Case:
         found[INFLUX_RAW] = influx_limit.influx_alone(bench, w.key, recorded, None)
     found[CONSUMER] = limits.consumer_drain(bench, w)
     drains: list[Drain] = []
+    seed = influx_limit.series_seed(recorded) if recorded is not None else []
+    # a raw mode's limit is the median of runs (InfluxDB scatters), and so is its drain
+    runs = a.drain_runs if w.store_raw else 1
     for n in w.members:
         try:
-            drains.append(drain(bench, w, n))
+            drains.append(median_drain([drain(bench, w, n, seed) for _ in range(runs)]))
         except (BenchError, TimeoutError) as exc:
             print(f"  [{w.key}] {n} members: failed: {exc}", flush=True)
     if recorded is not None:
@@ -131,6 +134,12 @@ def main() -> None:
         default=3,
         help="runs of InfluxDB alone (every line) per raw mode; the median is the limit (odd)",
     )
+    p.add_argument(
+        "--drain-runs",
+        type=int,
+        default=3,
+        help="drains per raw mode; the median is the subject (odd), as the limit's",
+    )
     p.add_argument("--paced", type=float, default=5.0, help="s of paced phase (0: none)")
     p.add_argument("--paced-fraction", type=float, default=0.7)
     p.add_argument("--load-procs", type=int, default=2, help="paced load processes")
@@ -138,8 +147,9 @@ def main() -> None:
     p.add_argument("--stall", type=float, default=30.0, help="s without progress = a stall")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = p.parse_args()
-    if args.limit_runs < 1 or args.limit_runs % 2 == 0:
-        p.error("--limit-runs must be odd and at least 1: the limit is the middle run")
+    for name in ("limit_runs", "drain_runs"):
+        if getattr(args, name) < 1 or getattr(args, name) % 2 == 0:
+            p.error(f"--{name.replace('_', '-')} must be odd and at least 1: the middle run counts")
     if args.quick:
         args.scale *= 0.25
         args.paced = 0.0

@@ -131,9 +131,13 @@ def describe(c: Case) -> list[str]:
         cpu = ", ".join(f"{x * 100:.0f}%" for x in d.cpu)
         # 'others' is a difference of counters read microseconds apart: a tiny negative is 0
         side = ", ".join(f"{k} {max(v, 0.0) * 100:.0f}%" for k, v in d.others_cpu.items())
+        runs = ""
+        if d.run_rates:
+            rates = ", ".join(_rate(r) for r in d.run_rates)
+            runs = f" (median of {len(d.run_rates)} drains: {rates}; the rest is the median's)"
         out.append(
-            f"  {d.members} ingester{'s' if d.members > 1 else ''}: {_rate(d.rate)} readings/s, "
-            f"{d.counted:,} of {d.sent:,}, {empty}; RSS peak {d.rss_mb:,.0f} MB"
+            f"  {d.members} ingester{'s' if d.members > 1 else ''}: {_rate(d.rate)} readings/s"
+            f"{runs}, {d.counted:,} of {d.sent:,}, {empty}; RSS peak {d.rss_mb:,.0f} MB"
         )
         out.append(
             f"    CPU (100% = one core): ingester {cpu}; {side}; {d.cpu_us:.2f} us per reading "

@@ -12,6 +12,7 @@ from bench.ingest_throughput.influx_limit import (
     _split_first,
     bodies_in_order,
     rollup_windows,
+    series_seed,
 )
 from bench.ingest_throughput.procstat import settled_cpu
 from bench.ingest_throughput.replay import Window
@@ -81,6 +82,22 @@ def test_each_series_first_line_is_split_off_the_first_window() -> None:
     w.raw = [b"a1", b"a2", b"b1", b"c1", b"c2", b"c3"]
     w.sensors = np.array([4, 4, 7, 9, 9, 9])
     assert _split_first(w) == ([b"a1", b"b1", b"c1"], [b"a2", b"c2", b"c3"])
+
+
+def test_the_drains_series_are_created_by_each_series_first_line_a_minute_earlier() -> None:
+    """The drain's database gets the series the limit's gets before its clock, each at a time
+    before every point of the backlog: nothing the drain stores is overwritten."""
+    rec = _recorded()
+    rec.first = [b'bed,sensor=b-1 occupied=1i,total=2i 1700000000000000\nqueue,sensor=q\\ 2 '
+                 b'waiting=3i,note="a b" 1700000000000007']  # fmt: skip
+    assert series_seed(rec) == [
+        b"bed,sensor=b-1 occupied=1i,total=2i 1699999940000000\n"
+        b'queue,sensor=q\\ 2 waiting=3i,note="a b" 1699999940000007'
+    ]
+    assert series_seed(rec, earlier_us=1) == [
+        b"bed,sensor=b-1 occupied=1i,total=2i 1699999999999999\n"
+        b'queue,sensor=q\\ 2 waiting=3i,note="a b" 1700000000000006'
+    ]
 
 
 def test_influxds_cpu_is_read_once_it_has_gone_quiet() -> None:
