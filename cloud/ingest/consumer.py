@@ -9,7 +9,7 @@ means nothing on the next one, where the broker redelivers it anyway).
 Backpressure: at most ``mqtt_receive_maximum`` unacknowledged messages in flight to us (MQTT v5
 Receive Maximum) and ``held_max_bytes`` of payload held (past it the network thread stops
 reading the socket until a window is done): memory stays bounded, the backlog waits at the
-broker. Both byte budgets count :func:`window_bytes`: aggregates-only, JSON at half.
+broker. Both byte budgets count :func:`window_bytes`: JSON at half.
 
 The per-message path: paho's network thread only appends (topic, payload, time, packet id) to
 the inbox and counts; it wakes the consumer once per window (when the inbox holds a full
@@ -69,11 +69,12 @@ _PAYLOAD = itemgetter(1)
 _AS_MESSAGE: Callable[[_Received], Message] = partial(tuple.__new__, Message)
 
 
-def window_bytes(payload: bytes, *, json_shift: int) -> int:
-    """The bytes ``payload`` counts against ``window_max_bytes`` and ``held_max_bytes``: a JSON
-    payload's ``>> json_shift`` (1 aggregates-only: what a window costs is its readings and
-    their columns, and a JSON reading is about four times a binary one's bytes; ADR 0051)."""
-    return len(payload) >> json_shift if payload[:1] == b"{" else len(payload)
+def window_bytes(payload: bytes) -> int:
+    """The bytes ``payload`` counts against ``window_max_bytes`` and ``held_max_bytes``: half of
+    a JSON payload's. What a window costs is its readings (their columns, their raw lines, the
+    fixed cost per window spread over them), and a JSON reading is about four times a binary
+    one's bytes (ADRs 0051, 0053)."""
+    return len(payload) >> 1 if payload[:1] == b"{" else len(payload)
 
 
 def subscribe_options(topic_filter: str) -> SubscribeOptions:
@@ -125,8 +126,8 @@ class MqttSession:
         self._in_bytes = 0
         self._taken_bytes = 0
         self._out_bytes = 0
-        #: a payload's window bytes (aggregates-only, JSON counts half)
-        self.window_bytes = partial(window_bytes, json_shift=0 if settings.store_raw else 1)
+        #: a payload's window bytes (JSON counts half)
+        self.window_bytes = window_bytes
         #: set when the inbox holds a full window, and by :meth:`wake`
         self._window_ready = threading.Event()
         #: PUBACKs of our own publications so far (network thread; on_publish runs just

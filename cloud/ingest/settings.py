@@ -80,8 +80,8 @@ class IngestSettings(MqttTlsSettings, SecretFileSettings):
     #: Payload bytes received and not yet acknowledged, at most. Beyond it the MQTT network
     #: thread stops reading the socket until a window is done (TCP backpressure: the backlog
     #: waits at the broker), so memory is bounded in bytes, not only in messages (Receive
-    #: Maximum x 256 KiB would be 2.5 GiB). Default 16 MiB, 32 MiB aggregates-only (JSON counted
-    #: at half: ``consumer.window_bytes``).
+    #: Maximum x 256 KiB would be 2.5 GiB). Default 16 MiB, 32 MiB aggregates-only. JSON counts
+    #: at half against both byte bounds (``consumer.window_bytes``).
     held_max_bytes: int = Field(default=16 * 1024 * 1024, ge=256 * 1024)
     write_chunk_lines: int = Field(default=5000, ge=1)
     #: Chunks written to InfluxDB at once (threads, one HTTP request each); a window is
@@ -129,8 +129,8 @@ class IngestSettings(MqttTlsSettings, SecretFileSettings):
         written, their InfluxDB round trip, the guard's commit, the acks) is most of what a
         binary window costs: unless set, windows and the held budget are twice the raw
         mode's (docs/adr/0031: 15 % less ingester CPU per binary reading, half of InfluxDB's,
-        +20 MB peak); and a JSON payload counts half its bytes against both
-        (``consumer.window_bytes``, docs/adr/0051)."""
+        +20 MB peak). In both modes a JSON payload counts half its bytes against both
+        (``consumer.window_bytes``, docs/adr/0051, 0053)."""
         if not self.store_raw:
             if "window_max_bytes" not in self.model_fields_set:
                 self.window_max_bytes = 8 * 1024 * 1024

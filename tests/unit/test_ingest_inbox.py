@@ -179,18 +179,19 @@ def _loop_cut(sizes: list[int], max_messages: int, max_bytes: int) -> int:
     payloads=[b"x" * 5, b""], max_messages=3, max_bytes=5, store_raw=True
 )  # at max, then empty
 @example(payloads=[b"{" * 9, b"P"], max_messages=3, max_bytes=5, store_raw=False)  # JSON: 9 // 2
+@example(payloads=[b"{" * 9, b"P"], max_messages=3, max_bytes=5, store_raw=True)  # in raw mode too
 def test_windows_are_cut_exactly_where_the_message_by_message_loop_cut_them(
     payloads: list[bytes], max_messages: int, max_bytes: int, store_raw: bool
 ) -> None:
     """Taking a window without a loop per message gives the same windows, in the same order,
     with the same byte counts, as the loop did: at most max_messages, ending with the message
-    that brings the window to max_bytes, where aggregates-only a JSON payload counts half its
-    bytes (ADR 0051), against the window and the held budget alike; what is left stays in the
-    inbox, in order."""
+    that brings the window to max_bytes, where a JSON payload counts half its bytes in both
+    modes (ADRs 0051, 0053), against the window and the held budget alike; what is left stays
+    in the inbox, in order."""
     session, metrics = _session(store_raw=store_raw)
     for mid, payload in enumerate(payloads):
         session._on_message(1, _message(mid, payload))
-    sizes = [len(p) // 2 if p[:1] == b"{" and not store_raw else len(p) for p in payloads]
+    sizes = [len(p) // 2 if p[:1] == b"{" else len(p) for p in payloads]
     assert _held_bytes(metrics) == sum(sizes)
     rest = list(range(len(payloads)))
     while rest:
