@@ -18,7 +18,10 @@ figures from a profiled run are not the benchmark's. Printed, never asserted.
 Also printed: CPU per thread, and the limits beside the subject from the same run
 (``bench.edge_limits``) - the same byte stream decoded in this process by the frame decoder
 alone and by ``PortReader.feed``, and the publisher loop's own work on those readings (batch
-window, spool, envelope) - with the agent's CPU as a multiple of each.
+window, spool, envelope) - with the agent's CPU as a multiple of each; then the last two again
+with the thread asleep for one sensor interval before each step, as the agent's threads sleep
+(``limit, woken``): on this virtual machine the same work costs several times more after a
+sleep, and the agent's multiple of that is its own overhead.
 
 Measured 2026-11-30 (issue 14, ADR 0036) on the shared 2-core machine (load average 3.3-4.8),
 8 PTYs, five pairs alternated with the code before: 2.15-2.35 % of a core (publisher loop
@@ -292,6 +295,18 @@ def main() -> None:
         print(
             f"limit, publisher  {spool_pct:8.2f} % batch window + spool settle/take + envelope "
             f"on those readings (the loop: {main_pct:.2f} %, {main_pct / spool_pct:.2f}x)"
+        )
+        # The same work woken at the sensors' cadence, asleep between steps as the agent is:
+        # on this VM work after a sleep costs several times its tight-loop cost.
+        pace = 1 / args.rate
+        _d, feed_paced = floor_pct(args.sensors, args.ports, args.rate, rounds=2, pace_s=pace)
+        spool_paced = publisher_floor_pct(
+            args.sensors, args.ports, args.rate, workdir, rounds=2, pace_s=pace
+        )
+        paced = feed_paced + spool_paced
+        print(
+            f"limit, woken      {paced:8.2f} % the same two, each step after {pace * 1000:.0f} ms "
+            f"asleep ({feed_paced:.2f} % + {spool_paced:.2f} %): the agent {cpu_pct / paced:.2f}x"
         )
         mean_rss = sum(rss) / len(rss)
         print(f"agent RSS         {max(rss):8.1f} MB max, {mean_rss:.1f} MB mean (goal <= 60 MB)")
