@@ -1,7 +1,10 @@
 """Edge gateway benchmark: one real ``pantau edge run`` process under a big gateway's load.
 
 200 sensors x 10 readings/s = 2000 readings/s, spread over ``--ports`` pseudo-terminals (the
-agent opens the PTY slaves exactly as USB adapters); a real Mosquitto on a free port. The frame
+agent opens the PTY slaves exactly as USB adapters); a real Mosquitto on a free port. Sensors
+are not in step: each of a port's sensors reports at its own moment of the 100 ms
+(``--phases 25``; ``--phases 1`` writes every port's frames in one burst per step, which
+flattered the serial hub: 2.4 % of a core against 10.4 % before its nap, ADR 0054). The frame
 writer runs in this process, so its CPU is not charged to the agent. After ``--warmup`` seconds
 the agent's CPU time (utime + stime from ``/proc/<pid>/stat``, all its threads) and RSS
 (``VmRSS``, sampled every second) are measured over ``--duration`` seconds, with the readings
@@ -27,7 +30,8 @@ Measured 2026-11-30 (issue 14, ADR 0036) on the shared 2-core machine (load aver
 8 PTYs, five pairs alternated with the code before: 2.15-2.35 % of a core (publisher loop
 0.65-0.80 %, hub 1.20-1.30 %, MQTT network 0.15-0.20 %) against 2.50-2.65 %, RSS 46 MB.
 Quiet figures of record before: 4.79 % and 5.69 % (ADR 0033); issue 4 (quiet): 7.7 %, 46 MB.
-docs/performance.md.
+Sensors out of step (``--phases 25``, ADR 0054), 17:37-17:39 UTC: 13.08 % before the hub's nap;
+3.95 %, 3.25 % and 3.15 % with it. docs/performance.md.
 """
 
 from __future__ import annotations
@@ -98,11 +102,14 @@ def rss_mb(pid: int) -> float:
 
 
 class Sensors:
-    """``n`` sensors on ``ports`` PTYs, each reporting every ``interval_s`` with its own seq."""
+    """``n`` sensors on ``ports`` PTYs, each reporting every ``interval_s`` with its own seq,
+    at one of ``phases`` evenly spaced moments of the interval (1: all at once, one burst per
+    port; more: sensors that are not in step, as real ones are not)."""
 
-    def __init__(self, *, n: int, ports: int, interval_s: float) -> None:
+    def __init__(self, *, n: int, ports: int, interval_s: float, phases: int = 1) -> None:
         self.n = n
         self.interval_s = interval_s
+        self.phases = max(1, phases)
         self.pairs = [os.openpty() for _ in range(ports)]
         self.paths = {f"bus{i}": os.ttyname(slave) for i, (_m, slave) in enumerate(self.pairs)}
         self.written = 0
@@ -113,19 +120,22 @@ class Sensors:
         self._thread.start()
 
     def _run(self) -> None:
-        ports = len(self.pairs)
-        step = 0
+        ports, phases = len(self.pairs), self.phases
+        tick = 0  # phases since the start
         t0 = time.monotonic()
         while not self._stop.is_set():
+            step, phase = divmod(tick, phases)
             now_ms = time.time_ns() // 1_000_000
             wires: list[list[bytes]] = [[] for _ in range(ports)]
-            for i in range(self.n):
+            for i in range(phase, self.n, phases):
                 wires[i % ports].append(bed_frame(i, step, now_ms))
             for (master, _slave), wire in zip(self.pairs, wires, strict=True):
-                os.write(master, b"".join(wire))  # blocks if the agent falls behind
-            self.written += self.n
-            step += 1
-            self._stop.wait(max(0.0, t0 + step * self.interval_s - time.monotonic()))
+                if wire:
+                    os.write(master, b"".join(wire))  # blocks if the agent falls behind
+                    self.written += len(wire)
+            tick += 1
+            due = t0 + tick * self.interval_s / phases
+            self._stop.wait(max(0.0, due - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -222,6 +232,13 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="readings/s per sensor")
     parser.add_argument("--ports", type=int, default=8, help="PTYs the sensors share")
+    parser.add_argument(
+        "--phases",
+        type=int,
+        default=25,
+        help="moments of each interval the sensors report at (1: all in one burst; the "
+        "default: each of a port's 25 sensors at its own, as sensors not in step do)",
+    )
     parser.add_argument("--warmup", type=float, default=8.0, help="s before measuring")
     parser.add_argument("--duration", type=float, default=30.0, help="s measured")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile output file")
@@ -232,7 +249,9 @@ def main() -> None:
     print(f"{args.sensors} sensors x {args.rate:g}/s = {offered:.0f} readings/s, {args.ports} PTYs")
     print(wakeups_line())
     workdir = Path(tempfile.mkdtemp(prefix="pantau-edge-bench-"))
-    sensors = Sensors(n=args.sensors, ports=args.ports, interval_s=1 / args.rate)
+    sensors = Sensors(
+        n=args.sensors, ports=args.ports, interval_s=1 / args.rate, phases=args.phases
+    )
     try:
         with (
             Mosquitto(workdir=workdir / "mosquitto") as broker,
