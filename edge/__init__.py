@@ -2,7 +2,7 @@
 
 from edge.agent import CommandError, EdgeAgent
 from edge.batcher import Batcher
-from edge.clock import ClockProbe, ClockWatch, probe_for, wall_ms
+from edge.clock import ClockProbe, ClockWatch, probe_for
 from edge.config import EdgeSettings, load_settings
 from edge.envelope import batch_payload
 from edge.metrics import StatusCollector, serve_metrics
@@ -66,5 +66,4 @@ __all__ = [
     "serial_opener",
     "serve_metrics",
     "split_lanes",
-    "wall_ms",
 ]

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+from contract.clock import now_ms
 from contract.errors import StorageError
 from contract.payload import encode
 from contract.status import GatewayState, GatewayStatus
 from contract.topics import Channel
 from edge.batcher import Batcher
-from edge.clock import ClockProbe, ClockWatch, probe_for, wall_ms
+from edge.clock import ClockProbe, ClockWatch, probe_for
 from edge.commands import CommandError, Commands
 from edge.config import EdgeSettings
 from edge.metrics import StatusCollector, serve_metrics
@@ -69,7 +70,7 @@ class EdgeAgent:
         outbox: Outbox | None = None,
         opener: SerialOpener | None = None,
         client_factory: ClientFactory = paho_client,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] = now_ms,
         clock_probe: ClockProbe | None = None,
     ) -> None:
         self.settings = settings

@@ -14,7 +14,6 @@ import logging
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -136,8 +135,3 @@ class ClockWatch:
         while not self._stop.is_set():
             self.refresh()
             self._stop.wait(self._interval_s)
-
-
-def wall_ms() -> int:
-    """Now, integer ms since the epoch (UTC)."""
-    return time.time_ns() // 1_000_000

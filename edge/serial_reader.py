@@ -20,10 +20,10 @@ from typing import Protocol
 
 import serial
 
+from contract.clock import now_ms as wall_clock_ms
 from contract.errors import RejectReason
 from contract.payload import KIND_FIELDS, ClockSource, SensorKind, check_rows
 from contract.serial_frame import FrameColumns, FrameDecoder
-from edge.clock import wall_ms
 from edge.reading import EdgeReading
 from edge.serial_hub import SerialHub
 
@@ -146,7 +146,7 @@ class PortReader:
         url: str,
         opener: SerialOpener,
         out: queue.Queue[EdgeReading] | None = None,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] = wall_clock_ms,
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 5.0,
         on_change: Callable[[], None] | None = None,

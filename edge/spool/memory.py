@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Self
 
-from edge.clock import wall_ms
+from contract.clock import now_ms
 from edge.reading import encode_readings
 from edge.spool.batch import PendingBatch, keep_items
 from edge.spool.policy import LANES, DropReason, Kinded, SpoolLimits, batch_lane
@@ -18,7 +18,7 @@ class MemoryOutbox:
     restarts without storing a counter."""
 
     def __init__(
-        self, *, clock: Callable[[], int] = wall_ms, limits: SpoolLimits | None = None
+        self, *, clock: Callable[[], int] = now_ms, limits: SpoolLimits | None = None
     ) -> None:
         self._clock = clock
         self._limits = limits or SpoolLimits()

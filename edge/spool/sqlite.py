@@ -9,8 +9,8 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Self, TypeVar
 
+from contract.clock import now_ms
 from contract.errors import StorageError
-from edge.clock import wall_ms
 from edge.reading import encode_readings
 from edge.spool.batch import PendingBatch, keep_items
 from edge.spool.policy import LOWEST, DropReason, FullPolicy, Kinded, SpoolLimits, batch_lane
@@ -45,7 +45,7 @@ class SqliteOutbox:
         self,
         *,
         path: Path,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] = now_ms,
         limits: SpoolLimits | None = None,
     ) -> None:
         self._path = path

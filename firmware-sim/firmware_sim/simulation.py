@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from city import Registry
+from contract.clock import now_ms
 from firmware_sim.devices import Devices
 from firmware_sim.direct import MqttBus
 from firmware_sim.pty_bus import PtyBus
@@ -28,11 +29,6 @@ log = logging.getLogger(__name__)
 
 Transport = Literal["pty", "socket"]
 PortMap = dict[str, dict[str, str]]
-
-
-def now_ms() -> int:
-    """Wall-clock time in ms since the epoch: what a sensor with a synced clock stamps."""
-    return time.time_ns() // 1_000_000
 
 
 class Simulation:

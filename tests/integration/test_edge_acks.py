@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.clock import now_ms
 from contract.payload import SensorKind
-from edge.clock import wall_ms
 from edge.mqtt import LinkState, paho_client
 from edge.reading import EdgeReading
 from edge.spool import MemoryOutbox
@@ -38,7 +38,7 @@ def test_pubacks_wait_for_the_loop_and_wake_it_only_when_the_window_is_full(
     up = Uplink(
         settings=settings,
         client_factory=paho_client,
-        clock=wall_ms,
+        clock=now_ms,
         link=LinkState(),
         on_change=lambda: None,
         on_up=lambda: None,
