@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from city import Registry
+from contract.mqtturl import BrokerUrl
 from contract.payload import KIND_FIELDS
 from contract.status import GatewayStatus
 from contract.topics import Channel, build
@@ -68,15 +68,15 @@ def publish_line(registry: Registry, device_id: str, *, mqtt_url: str, password:
     """The ``mosquitto_pub`` command that sends one reading as the direct device ``device_id``
     (its first sensor, all values 0, which every rule accepts), as docs/protocol.md shows."""
     gw = registry.gateways[device_id]
-    parts = urlsplit(mqtt_url)
-    tls = parts.scheme == "mqtts"
+    url = BrokerUrl.parse(mqtt_url)
+    tls = url.tls
     sensors = registry.sensors_of(gateway=device_id)
     args = [
         "mosquitto_pub",
         "-h",
-        parts.hostname or "127.0.0.1",
+        url.host,
         "-p",
-        str(parts.port or (8883 if tls else 1883)),
+        str(url.port),
         "-i",
         device_id,
         "-u",
