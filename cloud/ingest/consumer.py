@@ -126,8 +126,6 @@ class MqttSession:
         self._in_bytes = 0
         self._taken_bytes = 0
         self._out_bytes = 0
-        #: a payload's window bytes (JSON counts half)
-        self.window_bytes = window_bytes
         #: set when the inbox holds a full window, and by :meth:`wake`
         self._window_ready = threading.Event()
         #: PUBACKs of our own publications so far (network thread; on_publish runs just
@@ -240,7 +238,7 @@ class MqttSession:
         # The network thread's whole per-message work: anything that can wait for the window
         # waits (module docstring).
         payload = bytes(msg.payload)  # already bytes: no copy
-        size = self.window_bytes(payload)
+        size = window_bytes(payload)
         held = self._in_bytes - self._out_bytes
         if (
             (held and held + size > self.settings.held_max_bytes)
@@ -371,7 +369,7 @@ class MqttSession:
         inbox = self._inbox
         popleft = inbox.popleft
         taken = [popleft() for _ in range(min(len(inbox), max_messages))]
-        sizes = list(map(self.window_bytes, map(_PAYLOAD, taken)))
+        sizes = list(map(window_bytes, map(_PAYLOAD, taken)))
         size = sum(sizes)
         if size >= max_bytes:  # big payloads: cut where the window reaches max_bytes
             upto = list(accumulate(sizes))

@@ -124,7 +124,7 @@ class IngestMetrics:
         self.held_bytes = Gauge(
             "pantau_ingest_held_bytes",
             "Payload bytes received and not yet through a window, as held_max_bytes counts them "
-            "(aggregates-only, JSON at half)",
+            "(JSON at half)",
             registry=r,
         )
         self.subscribed = Gauge(

@@ -58,9 +58,15 @@ class KeyTable:
             self.bytes[i, : len(k)] = np.frombuffer(k, np.uint8)
         self.length = np.array([len(k) for k in encoded], np.int64)
         #: the keys end to end, key i from ``starts[i]`` to ``starts[i + 1]`` (native path)
-        self.joined = b"".join(encoded)
-        self.starts = np.zeros(len(encoded) + 1, np.int64)
-        np.cumsum(self.length, out=self.starts[1:])
+        self.joined, self.starts = _end_to_end(encoded)
+
+
+def _end_to_end(encoded: Sequence[bytes]) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """``encoded`` joined, and where each begins (one more: the end), as the native formatter
+    takes its keys."""
+    starts = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(k) for k in encoded], out=starts[1:])
+    return b"".join(encoded), starts
 
 
 def digits(col: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -164,11 +170,9 @@ def rows_at(
         raise ValueError("keys and floats must have one row per point")
     if (inf := np.isinf(floats)).any():
         raise LineProtocolError(f"{floats[inf][0]} cannot be stored")
-    encoded = [k.encode() for k in keys]
-    starts = np.zeros(len(keys) + 1, np.int64)
-    np.cumsum([len(k) for k in encoded], out=starts[1:])
+    joined, starts = _end_to_end([k.encode() for k in keys])
     text, _ = _rawlines.format_lines(
-        b"".join(encoded),
+        joined,
         starts,
         key_rows,
         tuple(_fixed(names)),

@@ -37,7 +37,7 @@ from city import Registry, load_registry
 from cloud.ingest.acks import Ack, PendingAcks, acks_of
 from cloud.ingest.aggregate import SensorState
 from cloud.ingest.bootstrap import influx_of, prepare_storage, retry_delay, start_history
-from cloud.ingest.consumer import DISCONNECT_WAIT_S, MqttSession
+from cloud.ingest.consumer import DISCONNECT_WAIT_S, MqttSession, window_bytes
 from cloud.ingest.deadletter import DeadLetterStore
 from cloud.ingest.decode import Message
 from cloud.ingest.dedup import BatchDedup
@@ -318,7 +318,7 @@ class Ingester:
         self._adopted += size
 
     def _window_bytes(self, window: list[Message]) -> int:  # of the session's byte budgets
-        return sum(self._session.window_bytes(m.payload) for m in window)
+        return sum(window_bytes(m.payload) for m in window)
 
     def _process(self, window: list[Message]) -> None:
         """Store and acknowledge ``window`` (and the one in flight) now; its bytes are not the
