@@ -25,7 +25,8 @@ measurement starts from the same InfluxDB (a database left behind kept its point
 cache and its series in the in-memory index). The raw series exist before the clock starts, in
 the limits (each series' first line) and in the drains alike (:func:`series_seed`, a minute
 earlier): a drain after an outage writes to series that exist, and creating 8 000 of them was
-about 7 % of a 3 s binary drain (docs/adr/0052-raw-series-exist-before-the-clock.md).
+about 7 % of a 3 s binary drain
+(docs/adr/0052-raw-series-exist-before-the-clock-and-the-drain-is-a-median.md).
 """
 
 from __future__ import annotations
